@@ -1,0 +1,1 @@
+//! Nectar pure model crate.

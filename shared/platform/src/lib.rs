@@ -1,0 +1,1 @@
+//! Nectar platform crate.
