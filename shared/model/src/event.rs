@@ -200,13 +200,20 @@ struct Problems {
 
 impl Problems {
     fn new(max: usize) -> Self {
-        Self { list: Vec::new(), total: 0, max }
+        Self {
+            list: Vec::new(),
+            total: 0,
+            max,
+        }
     }
 
     fn push(&mut self, path: impl FnOnce() -> String, problem: impl Into<String>) {
         self.total += 1;
         if self.list.len() < self.max {
-            self.list.push(Problem { path: path(), problem: problem.into() });
+            self.list.push(Problem {
+                path: path(),
+                problem: problem.into(),
+            });
         }
     }
 }
@@ -222,7 +229,13 @@ pub struct Rejection {
 
 impl Rejection {
     fn single(path: &str, problem: impl Into<String>) -> Self {
-        Self { problems: vec![Problem { path: path.into(), problem: problem.into() }], total: 1 }
+        Self {
+            problems: vec![Problem {
+                path: path.into(),
+                problem: problem.into(),
+            }],
+            total: 1,
+        }
     }
 
     /// A one-line summary naming the first offending field.
@@ -242,7 +255,8 @@ impl Rejection {
 pub fn is_valid_key(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 64
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
 }
 
 /// The deterministic event id: the first 128 bits of SHA-256 over site, client id, type, id
@@ -307,7 +321,10 @@ impl Checker<'_> {
                 None
             }
             Ok(s) if s.len() > self.limits.max_id_len => {
-                problems.push(&path, format!("is longer than {} bytes", self.limits.max_id_len));
+                problems.push(
+                    &path,
+                    format!("is longer than {} bytes", self.limits.max_id_len),
+                );
                 None
             }
             Ok(s) => Some(s),
@@ -345,8 +362,15 @@ impl Checker<'_> {
             return None;
         };
         if ts < MIN_TIMESTAMP_MS {
-            let hint = if ts > 0 && ts < 100_000_000_000 { " (this looks like seconds)" } else { "" };
-            problems.push(&path, format!("must be in milliseconds, not before 2000-01-01{hint}"));
+            let hint = if ts > 0 && ts < 100_000_000_000 {
+                " (this looks like seconds)"
+            } else {
+                ""
+            };
+            problems.push(
+                &path,
+                format!("must be in milliseconds, not before 2000-01-01{hint}"),
+            );
             return None;
         }
         if ts > self.now_ms.saturating_add(self.limits.max_future_ms) {
@@ -369,20 +393,28 @@ impl Checker<'_> {
             return None;
         }
         if raw.get().len() > self.limits.max_object_bytes {
-            problems
-                .push(&path, format!("is larger than {} bytes", self.limits.max_object_bytes));
+            problems.push(
+                &path,
+                format!("is larger than {} bytes", self.limits.max_object_bytes),
+            );
             return None;
         }
         Some(raw)
     }
 
     /// An optional plain string (names, versions), bounded like ids.
-    fn opt_string(&self, raw: Option<&RawValue>, path: impl Fn() -> String, problems: &mut Problems) {
+    fn opt_string(
+        &self,
+        raw: Option<&RawValue>,
+        path: impl Fn() -> String,
+        problems: &mut Problems,
+    ) {
         if let Some(raw) = raw.filter(|r| !is_null(r)) {
             match serde_json::from_str::<Cow<'_, str>>(raw.get()) {
-                Ok(s) if s.len() > self.limits.max_id_len => {
-                    problems.push(&path, format!("is longer than {} bytes", self.limits.max_id_len))
-                }
+                Ok(s) if s.len() > self.limits.max_id_len => problems.push(
+                    &path,
+                    format!("is longer than {} bytes", self.limits.max_id_len),
+                ),
                 Ok(_) => {}
                 Err(_) => problems.push(&path, format!("must be a string, not {}", kind_of(raw))),
             }
@@ -401,7 +433,10 @@ pub fn accept_payload(
     limits: &CollectLimits,
 ) -> Result<Accepted, Rejection> {
     if body.len() > limits.max_body_bytes {
-        return Err(Rejection::single("", format!("body is larger than {} bytes", limits.max_body_bytes)));
+        return Err(Rejection::single(
+            "",
+            format!("body is larger than {} bytes", limits.max_body_bytes),
+        ));
     }
     let text = std::str::from_utf8(body)
         .map_err(|e| Rejection::single("", format!("body is not valid UTF-8: {e}")))?;
@@ -417,8 +452,18 @@ pub fn accept_payload(
     let ck = Checker { limits, now_ms };
     let mut problems = Problems::new(limits.max_problems);
 
-    let schema = ck.id(payload.peach_schema_version, true, || "peach_schema_version".into(), &mut problems);
-    let sent = ck.timestamp(payload.sent_timestamp, true, || "sent_timestamp".into(), &mut problems);
+    let schema = ck.id(
+        payload.peach_schema_version,
+        true,
+        || "peach_schema_version".into(),
+        &mut problems,
+    );
+    let sent = ck.timestamp(
+        payload.sent_timestamp,
+        true,
+        || "sent_timestamp".into(),
+        &mut problems,
+    );
     let session_start = ck.timestamp(
         payload.session_start_timestamp,
         false,
@@ -436,7 +481,11 @@ pub fn accept_payload(
                 } else if items.len() > limits.max_events {
                     problems.push(
                         || "events".into(),
-                        format!("has {} events, more than {} allowed", items.len(), limits.max_events),
+                        format!(
+                            "has {} events, more than {} allowed",
+                            items.len(),
+                            limits.max_events
+                        ),
                     );
                 }
                 let mut out = Vec::with_capacity(items.len().min(limits.max_events));
@@ -452,7 +501,10 @@ pub fn accept_payload(
                 out
             }
             Err(_) => {
-                problems.push(|| "events".into(), format!("must be an array, not {}", kind_of(raw)));
+                problems.push(
+                    || "events".into(),
+                    format!("must be an array, not {}", kind_of(raw)),
+                );
                 Vec::new()
             }
         },
@@ -464,27 +516,58 @@ pub fn accept_payload(
 
     // Device clock skew: when the device clock is off by more than the threshold, shift the
     // event times by the skew and keep the originals.
-    let skew = sent.map(|s| now_ms - s).filter(|d| d.abs() > limits.skew_threshold_ms);
+    let skew = sent
+        .map(|s| now_ms - s)
+        .filter(|d| d.abs() > limits.skew_threshold_ms);
 
     let mut flat = Vec::with_capacity(events.len());
     for (i, ev) in events.iter().enumerate() {
-        let event_type = ck.id(ev.event_type, true, || format!("events[{i}].type"), &mut problems);
+        let event_type = ck.id(
+            ev.event_type,
+            true,
+            || format!("events[{i}].type"),
+            &mut problems,
+        );
         if let Some(t) = &event_type {
             if t.len() > 64 {
                 problems.push(|| format!("events[{i}].type"), "is longer than 64 bytes");
             }
         }
         let id = ck.id(ev.id, true, || format!("events[{i}].id"), &mut problems);
-        let ts = ck.timestamp(ev.event_timestamp, true, || format!("events[{i}].event_timestamp"), &mut problems);
+        let ts = ck.timestamp(
+            ev.event_timestamp,
+            true,
+            || format!("events[{i}].event_timestamp"),
+            &mut problems,
+        );
         let context = ck.object(ev.context, || format!("events[{i}].context"), &mut problems);
         let props = ck.object(ev.props, || format!("events[{i}].props"), &mut problems);
-        let metadata = ck.object(ev.metadata, || format!("events[{i}].metadata"), &mut problems);
+        let metadata = ck.object(
+            ev.metadata,
+            || format!("events[{i}].metadata"),
+            &mut problems,
+        );
         if problems.total > 0 {
             // Keep validating to report every problem, but stop building output.
             continue;
         }
-        let (Some(event_type), Some(id), Some(ts), Some(client_raw), Some(client_id), Some(sent), Some(schema)) =
-            (event_type, id, ts, client_raw, client_id.as_deref(), sent, schema.as_ref())
+        let (
+            Some(event_type),
+            Some(id),
+            Some(ts),
+            Some(client_raw),
+            Some(client_id),
+            Some(sent),
+            Some(schema),
+        ) = (
+            event_type,
+            id,
+            ts,
+            client_raw,
+            client_id.as_deref(),
+            sent,
+            schema.as_ref(),
+        )
         else {
             continue;
         };
@@ -509,17 +592,24 @@ pub fn accept_payload(
     }
 
     if problems.total > 0 {
-        return Err(Rejection { problems: problems.list, total: problems.total });
+        return Err(Rejection {
+            problems: problems.list,
+            total: problems.total,
+        });
     }
     let events = flat
         .into_iter()
         .map(|e| EncodedEvent {
-            line: serde_json::to_string(&e).expect("serialising a validated flat event cannot fail"),
+            line: serde_json::to_string(&e)
+                .expect("serialising a validated flat event cannot fail"),
             event_id: e.event_id.into_owned(),
             event_timestamp: e.event_timestamp,
         })
         .collect();
-    Ok(Accepted { site_key: site_key.to_string(), events })
+    Ok(Accepted {
+        site_key: site_key.to_string(),
+        events,
+    })
 }
 
 fn check_client<'a>(
@@ -544,7 +634,12 @@ fn check_client<'a>(
     ck.opt_string(client.version, || "client.version".into(), problems);
     if let Some(device) = ck.object(client.device, || "client.device".into(), problems) {
         match serde_json::from_str::<RawDevice<'_>>(device.get()) {
-            Ok(d) => match ck.id(d.device_type, true, || "client.device.type".into(), problems) {
+            Ok(d) => match ck.id(
+                d.device_type,
+                true,
+                || "client.device.type".into(),
+                problems,
+            ) {
                 Some(t) if !DEVICE_TYPES.contains(&t.as_ref()) => problems.push(
                     || "client.device.type".into(),
                     format!("must be one of {}", DEVICE_TYPES.join(", ")),
@@ -587,7 +682,12 @@ mod tests {
     }
 
     fn run(v: &serde_json::Value) -> Result<Accepted, Rejection> {
-        accept_payload(v.to_string().as_bytes(), "demo", NOW, &CollectLimits::default())
+        accept_payload(
+            v.to_string().as_bytes(),
+            "demo",
+            NOW,
+            &CollectLimits::default(),
+        )
     }
 
     fn paths(r: Rejection) -> Vec<String> {
@@ -622,7 +722,10 @@ mod tests {
         assert_ne!(a, event_id("demo", "c", "media_play", "m", 2));
         assert_ne!(a, event_id("other", "c", "media_play", "m", 1));
         // field boundaries matter: ("ab","c") differs from ("a","bc")
-        assert_ne!(event_id("demo", "ab", "c", "m", 1), event_id("demo", "a", "bc", "m", 1));
+        assert_ne!(
+            event_id("demo", "ab", "c", "m", 1),
+            event_id("demo", "a", "bc", "m", 1)
+        );
         // a re-sent payload (later sent_timestamp, same events) gives the same ids
         let first = run(&payload()).unwrap();
         let mut p = payload();
@@ -658,7 +761,11 @@ mod tests {
         ] {
             let mut p = payload();
             p.as_object_mut().unwrap().remove(field);
-            assert_eq!(paths(run(&p).unwrap_err()), vec![path.to_string()], "{field}");
+            assert_eq!(
+                paths(run(&p).unwrap_err()),
+                vec![path.to_string()],
+                "{field}"
+            );
         }
         for (field, path) in [("id", "client.id"), ("app_id", "client.app_id")] {
             let mut p = payload();
@@ -668,26 +775,70 @@ mod tests {
         for field in ["type", "id", "event_timestamp"] {
             let mut p = payload();
             p["events"][1].as_object_mut().unwrap().remove(field);
-            assert_eq!(paths(run(&p).unwrap_err()), vec![format!("events[1].{field}")]);
+            assert_eq!(
+                paths(run(&p).unwrap_err()),
+                vec![format!("events[1].{field}")]
+            );
         }
         let mut p = payload();
-        p["client"]["device"].as_object_mut().unwrap().remove("type");
-        assert_eq!(paths(run(&p).unwrap_err()), vec!["client.device.type".to_string()]);
+        p["client"]["device"]
+            .as_object_mut()
+            .unwrap()
+            .remove("type");
+        assert_eq!(
+            paths(run(&p).unwrap_err()),
+            vec!["client.device.type".to_string()]
+        );
     }
 
     #[test]
     fn wrong_types_are_named() {
         let cases = [
-            ("/sent_timestamp", json!("1763000000000"), "sent_timestamp", "must be a number"),
-            ("/events/0/id", json!(12), "events[0].id", "must be a string"),
-            ("/events/0/event_timestamp", json!(1.763e12), "events[0].event_timestamp", "integer"),
-            ("/events/0/context", json!([1]), "events[0].context", "must be an object"),
-            ("/events/1/props", json!("x"), "events[1].props", "must be an object"),
-            ("/events/1/metadata", json!(3), "events[1].metadata", "must be an object"),
+            (
+                "/sent_timestamp",
+                json!("1763000000000"),
+                "sent_timestamp",
+                "must be a number",
+            ),
+            (
+                "/events/0/id",
+                json!(12),
+                "events[0].id",
+                "must be a string",
+            ),
+            (
+                "/events/0/event_timestamp",
+                json!(1.763e12),
+                "events[0].event_timestamp",
+                "integer",
+            ),
+            (
+                "/events/0/context",
+                json!([1]),
+                "events[0].context",
+                "must be an object",
+            ),
+            (
+                "/events/1/props",
+                json!("x"),
+                "events[1].props",
+                "must be an object",
+            ),
+            (
+                "/events/1/metadata",
+                json!(3),
+                "events[1].metadata",
+                "must be an object",
+            ),
             ("/client", json!("c"), "client", "must be an object"),
             ("/events", json!({"a": 1}), "events", "must be an array"),
             ("/user_id", json!(7), "user_id", "must be a string"),
-            ("/client/device/type", json!("fridge"), "client.device.type", "must be one of"),
+            (
+                "/client/device/type",
+                json!("fridge"),
+                "client.device.type",
+                "must be one of",
+            ),
             ("/client/name", json!(5), "client.name", "must be a string"),
         ];
         for (ptr, value, path, problem) in cases {
@@ -695,7 +846,11 @@ mod tests {
             *p.pointer_mut(ptr).unwrap() = value;
             let r = run(&p).unwrap_err();
             assert_eq!(r.problems[0].path, path);
-            assert!(r.problems[0].problem.contains(problem), "{path}: {}", r.problems[0].problem);
+            assert!(
+                r.problems[0].problem.contains(problem),
+                "{path}: {}",
+                r.problems[0].problem
+            );
         }
         let mut p = payload();
         p["events"][0] = json!("not an event");
@@ -710,7 +865,10 @@ mod tests {
         assert!(r.problems[0].problem.contains("seconds"));
         let mut p = payload();
         p["events"][0]["event_timestamp"] = json!(MIN_TIMESTAMP_MS - 1);
-        assert_eq!(paths(run(&p).unwrap_err()), vec!["events[0].event_timestamp".to_string()]);
+        assert_eq!(
+            paths(run(&p).unwrap_err()),
+            vec!["events[0].event_timestamp".to_string()]
+        );
         let mut p = payload();
         p["events"][0]["event_timestamp"] = json!(MIN_TIMESTAMP_MS);
         // 2000-01-01 itself is allowed (sent_timestamp is recent, so it is corrected for skew? no:
@@ -718,13 +876,19 @@ mod tests {
         assert!(run(&p).is_ok());
         let mut p = payload();
         p["events"][1]["event_timestamp"] = json!(NOW + 24 * 3600 * 1000 + 1);
-        assert_eq!(paths(run(&p).unwrap_err()), vec!["events[1].event_timestamp".to_string()]);
+        assert_eq!(
+            paths(run(&p).unwrap_err()),
+            vec!["events[1].event_timestamp".to_string()]
+        );
         let mut p = payload();
         p["events"][1]["event_timestamp"] = json!(NOW + 24 * 3600 * 1000);
         assert!(run(&p).is_ok());
         let mut p = payload();
         p["session_start_timestamp"] = json!(-5);
-        assert_eq!(paths(run(&p).unwrap_err()), vec!["session_start_timestamp".to_string()]);
+        assert_eq!(
+            paths(run(&p).unwrap_err()),
+            vec!["session_start_timestamp".to_string()]
+        );
     }
 
     #[test]
@@ -756,7 +920,10 @@ mod tests {
         assert!(run(&p).is_ok());
         let mut p = payload();
         p["events"][0]["type"] = json!("t".repeat(65));
-        assert_eq!(paths(run(&p).unwrap_err()), vec!["events[0].type".to_string()]);
+        assert_eq!(
+            paths(run(&p).unwrap_err()),
+            vec!["events[0].type".to_string()]
+        );
         for field in ["context", "props", "metadata"] {
             let mut p = payload();
             p["events"][0][field] = json!({ "blob": "y".repeat(16 * 1024) });
@@ -787,7 +954,13 @@ mod tests {
         p["events"][0]["id"] = json!("");
         let r = run(&p).unwrap_err();
         assert_eq!(r.total, 2);
-        assert_eq!(paths(r), vec!["events[0].id".to_string(), "events[1].event_timestamp".to_string()]);
+        assert_eq!(
+            paths(r),
+            vec![
+                "events[0].id".to_string(),
+                "events[1].event_timestamp".to_string()
+            ]
+        );
         // and the problem list is bounded
         let ev = json!({"type": 1, "id": 2, "event_timestamp": "x"});
         let mut p = payload();
