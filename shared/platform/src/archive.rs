@@ -10,7 +10,6 @@ use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures::stream::{self, StreamExt};
 use nectar_model::event::is_valid_key;
 use serde::Deserialize;
 use serde_json::json;
@@ -167,36 +166,35 @@ pub async fn archive_batch<O: ObjectStore>(
         }
     }
 
-    let writes = groups.iter().map(|((site, hour), g)| {
-        let rec = &records[g.first_record];
-        let key = event_object_key(site, *hour, &rec.shard_id, &rec.sequence_number);
-        let body = Bytes::from(gzip_lines(g.lines.iter().copied()));
-        async move {
+    let groups: Vec<(String, &Group<'_>)> = groups
+        .iter()
+        .map(|((site, hour), g)| {
+            let rec = &records[g.first_record];
             (
+                event_object_key(site, *hour, &rec.shard_id, &rec.sequence_number),
                 g,
-                put_with_retries(store, &key, body)
-                    .await
-                    .map_err(|e| (key, e)),
             )
-        }
-    });
-    let results: Vec<_> = stream::iter(writes)
-        .buffer_unordered(WRITE_CONCURRENCY)
-        .collect()
-        .await;
-    for (g, result) in results {
-        match result {
-            Ok(()) => {
-                outcome.objects += 1;
-                outcome.events_written += g.lines.len();
-            }
-            Err((key, e)) => {
-                tracing::warn!(%key, error = %e, "Object not written after retries; parking its events.");
-                parked.push(Parked {
-                    record: g.first_record,
-                    reason: format!("writing {key} failed: {e}"),
-                    lines: g.lines.clone(),
-                });
+        })
+        .collect();
+    for chunk in groups.chunks(WRITE_CONCURRENCY) {
+        let writes = chunk.iter().map(|(key, g)| {
+            put_with_retries(store, key, Bytes::from(gzip_lines(g.lines.iter().copied())))
+        });
+        let results = futures::future::join_all(writes).await;
+        for ((key, g), result) in chunk.iter().zip(results) {
+            match result {
+                Ok(()) => {
+                    outcome.objects += 1;
+                    outcome.events_written += g.lines.len();
+                }
+                Err(e) => {
+                    tracing::warn!(%key, error = %e, "Object not written after retries; parking its events.");
+                    parked.push(Parked {
+                        record: g.first_record,
+                        reason: format!("writing {key} failed: {e}"),
+                        lines: g.lines.clone(),
+                    });
+                }
             }
         }
     }
@@ -418,5 +416,54 @@ mod tests {
         let out = archive_batch(&store, &records, T).await;
         assert_eq!(out.first_failed_sequence.as_deref(), Some("8"));
         std::fs::remove_dir_all(dir).unwrap();
+    }
+}
+
+/// An event sink that writes each accepted batch straight into the event log of an object
+/// store (`nectar dev --bucket` without a stream): one object per touched partition.
+#[derive(Debug)]
+pub struct StoreSink<O> {
+    store: O,
+    writer_id: String,
+    next_seq: std::sync::atomic::AtomicU64,
+}
+
+impl<O: ObjectStore> StoreSink<O> {
+    /// A sink writing objects named `<writer_id>-<seq>.jsonl.gz`.
+    pub fn new(store: O, writer_id: impl Into<String>) -> Self {
+        Self {
+            store,
+            writer_id: writer_id.into(),
+            next_seq: Default::default(),
+        }
+    }
+}
+
+impl<O: ObjectStore> crate::sink::EventSink for StoreSink<O> {
+    async fn put(
+        &self,
+        batch: &nectar_model::event::Accepted,
+    ) -> Result<(), crate::sink::SinkError> {
+        let first = self.next_seq.fetch_add(
+            batch.events.len() as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        let mut groups: BTreeMap<Hour, Vec<&str>> = BTreeMap::new();
+        for e in &batch.events {
+            groups
+                .entry(Hour::of(e.event_timestamp))
+                .or_default()
+                .push(&e.line);
+        }
+        for (hour, lines) in groups {
+            let key = event_object_key(
+                &batch.site_key,
+                hour,
+                &self.writer_id,
+                &format!("{first:012}"),
+            );
+            put_with_retries(&self.store, &key, Bytes::from(gzip_lines(lines))).await?;
+        }
+        Ok(())
     }
 }

@@ -38,7 +38,7 @@ pub fn site_key_param(query: Option<&str>) -> Result<String, AppError> {
 }
 
 /// A header's value as text, if present and valid.
-pub fn header<'a>(headers: &'a HeaderMap, name: http::header::HeaderName) -> Option<&'a str> {
+pub fn header(headers: &HeaderMap, name: http::header::HeaderName) -> Option<&str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 

@@ -11,6 +11,7 @@ pub mod error;
 pub mod http_util;
 pub mod jsonl;
 pub mod kinesis;
+pub mod kinesis_consumer;
 pub mod layout;
 pub mod local_log;
 pub mod sink;
