@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use nectar_model::event::{is_valid_key, CollectLimits};
+use nectar_model::mapping::{EventWeights, WeightRule};
 use serde::Deserialize;
 
 /// The checked-in default config, compiled in.
@@ -75,9 +76,343 @@ pub struct SiteConfig {
     /// Origins allowed to call the collect endpoint from a browser; `"*"` allows any.
     #[serde(default)]
     pub allowed_origins: Vec<String>,
+    /// Interaction weight per event type, over [`EventWeights::default`]: a number, or
+    /// `"value"` for the event's `props.value` (ratings). Weight 0 drops a type.
+    #[serde(default)]
+    pub event_weights: BTreeMap<String, WeightSpec>,
+    /// Training tasks by name (`[sites.<site>.tasks.<task>]`).
+    #[serde(default)]
+    pub tasks: BTreeMap<String, TaskConfig>,
+}
+
+/// An event weight as written in the config: a number or `"value"` (`props.value`).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum WeightSpec {
+    /// A fixed weight.
+    Number(f64),
+    /// A named rule; only `"value"` exists.
+    Named(String),
+}
+
+/// The training algorithms a task can name.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum Algorithm {
+    /// Most interacted items.
+    Popular,
+    /// Time-decayed popularity.
+    Trending,
+    /// Item-to-item neighbours (cosine / BM25 on co-occurrence).
+    ItemKnn,
+    /// Implicit ALS.
+    Als,
+    /// Biased matrix factorisation for explicit ratings.
+    Mf,
+}
+
+impl Algorithm {
+    /// The config spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Popular => "popular",
+            Self::Trending => "trending",
+            Self::ItemKnn => "item_knn",
+            Self::Als => "als",
+            Self::Mf => "mf",
+        }
+    }
+
+    /// Parameter names the algorithm accepts, or `None` when not checked here.
+    fn known_params(self) -> Option<&'static [&'static str]> {
+        match self {
+            Self::Als => Some(&[
+                "factors",
+                "regularization",
+                "alpha",
+                "iterations",
+                "seed",
+                "confidence",
+            ]),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Algorithm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A parameter value passed to an algorithm by name.
+#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq)]
+#[serde(untagged)]
+pub enum ParamValue {
+    /// A number (integers are exact up to 2^53).
+    Number(f64),
+    /// A string, e.g. `confidence = "binary"`.
+    Text(String),
+}
+
+/// Where a training window ends.
+#[derive(Debug, Clone, Copy, Deserialize, serde::Serialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Anchor {
+    /// Now (the default for schedules).
+    #[default]
+    Now,
+    /// The newest event in the log (for imported history).
+    Latest,
+}
+
+/// A training window: `days` back from the anchor.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct WindowConfig {
+    /// Length in days.
+    pub days: u32,
+    /// Where the window ends.
+    #[serde(default)]
+    pub anchor: Anchor,
+}
+
+impl Default for WindowConfig {
+    fn default() -> Self {
+        Self {
+            days: 30,
+            anchor: Anchor::Now,
+        }
+    }
+}
+
+/// How a trained model is published.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PublishConfig {
+    /// Length of the precomputed lists (popular/trending, per-user top-N).
+    #[serde(default = "default_top_n")]
+    pub top_n: usize,
+    /// Length of each item's similar-items list (0: none).
+    #[serde(default = "default_similar_n")]
+    pub similar_n: usize,
+    /// Whether per-user top-N lists are precomputed too (else served from factors).
+    #[serde(default)]
+    pub user_lists: bool,
+    /// How many versions (the current one included) stay listed; older ones are deleted.
+    #[serde(default = "default_keep_versions")]
+    pub keep_versions: usize,
+    /// TTL given to every key of a version once it is superseded.
+    #[serde(default = "default_superseded_ttl")]
+    pub superseded_ttl_seconds: u64,
+}
+
+fn default_top_n() -> usize {
+    100
+}
+fn default_similar_n() -> usize {
+    20
+}
+fn default_keep_versions() -> usize {
+    3
+}
+fn default_superseded_ttl() -> u64 {
+    86_400
+}
+
+impl Default for PublishConfig {
+    fn default() -> Self {
+        Self {
+            top_n: default_top_n(),
+            similar_n: default_similar_n(),
+            user_lists: false,
+            keep_versions: default_keep_versions(),
+            superseded_ttl_seconds: default_superseded_ttl(),
+        }
+    }
+}
+
+/// A training task (`[sites.<site>.tasks.<task>]`).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TaskConfig {
+    /// The algorithm.
+    pub algorithm: Algorithm,
+    /// EventBridge schedule expression, `rate(…)` or `cron(…)`; none: run on demand only.
+    #[serde(default)]
+    pub schedule: Option<String>,
+    /// Parameters passed to the algorithm by name.
+    #[serde(default)]
+    pub params: BTreeMap<String, ParamValue>,
+    /// The data window.
+    #[serde(default)]
+    pub window: WindowConfig,
+    /// Newest fraction of the window held out to evaluate and gate (0: no evaluation).
+    #[serde(default = "default_holdout")]
+    pub holdout_fraction: f64,
+    /// Largest allowed relative drop of the gate metric against the current version.
+    #[serde(default = "default_gate_drop")]
+    pub gate_max_drop: f64,
+    /// Publish options.
+    #[serde(default)]
+    pub publish: PublishConfig,
+}
+
+fn default_holdout() -> f64 {
+    0.1
+}
+fn default_gate_drop() -> f64 {
+    0.05
+}
+
+impl TaskConfig {
+    /// Checks the task; errors are `(place, problem)` with `at` the task's dotted path.
+    fn validate(&self, at: &str) -> Result<(), (String, String)> {
+        let err = |field: &str, problem: &str| Err((format!("{at}.{field}"), problem.to_string()));
+        if let Some(s) = &self.schedule {
+            check_schedule(s).map_err(|p| (format!("{at}.schedule"), p))?;
+        }
+        if self.window.days == 0 || self.window.days > 3650 {
+            return err("window.days", "must be between 1 and 3650");
+        }
+        if !(0.0..=0.5).contains(&self.holdout_fraction) {
+            return err("holdout_fraction", "must be between 0 and 0.5");
+        }
+        if !(0.0..=1.0).contains(&self.gate_max_drop) {
+            return err("gate_max_drop", "must be a fraction between 0 and 1");
+        }
+        if self.publish.top_n == 0 || self.publish.top_n > 10_000 {
+            return err("publish.top_n", "must be between 1 and 10000");
+        }
+        if self.publish.similar_n > 1_000 {
+            return err("publish.similar_n", "must be at most 1000");
+        }
+        if self.publish.keep_versions == 0 {
+            return err("publish.keep_versions", "must be at least 1");
+        }
+        if self.publish.superseded_ttl_seconds < 60 {
+            return err(
+                "publish.superseded_ttl_seconds",
+                "must be at least 60 (warm readers finish with the old version)",
+            );
+        }
+        for (name, value) in &self.params {
+            let place = format!("params.{name}");
+            if let Some(known) = self.algorithm.known_params() {
+                if !known.contains(&name.as_str()) {
+                    return err(
+                        &place,
+                        &format!(
+                            "unknown parameter for {}; known: {}",
+                            self.algorithm,
+                            known.join(", ")
+                        ),
+                    );
+                }
+            }
+            match (name.as_str(), value) {
+                (_, ParamValue::Number(n)) if !n.is_finite() => {
+                    return err(&place, "must be a finite number")
+                }
+                ("factors" | "iterations" | "k" | "neighbours", ParamValue::Number(n))
+                    if *n < 1.0 || n.fract() != 0.0 =>
+                {
+                    return err(&place, "must be a positive integer")
+                }
+                ("seed", ParamValue::Number(n)) if *n < 0.0 || n.fract() != 0.0 => {
+                    return err(&place, "must be a non-negative integer")
+                }
+                ("regularization" | "alpha" | "half_life_days", ParamValue::Number(n))
+                    if *n < 0.0 =>
+                {
+                    return err(&place, "must not be negative")
+                }
+                (
+                    "factors" | "iterations" | "seed" | "regularization" | "alpha",
+                    ParamValue::Text(_),
+                ) => return err(&place, "must be a number"),
+                ("confidence", ParamValue::Text(c))
+                    if !["binary", "linear", "weight"].contains(&c.as_str()) =>
+                {
+                    return err(&place, "must be \"binary\", \"linear\" or \"weight\"")
+                }
+                ("confidence", ParamValue::Number(_)) => {
+                    return err(&place, "must be \"binary\", \"linear\" or \"weight\"")
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// A number parameter, if set.
+    pub fn param_f64(&self, name: &str) -> Option<f64> {
+        match self.params.get(name)? {
+            ParamValue::Number(n) => Some(*n),
+            ParamValue::Text(_) => None,
+        }
+    }
+
+    /// A string parameter, if set.
+    pub fn param_str(&self, name: &str) -> Option<&str> {
+        match self.params.get(name)? {
+            ParamValue::Text(s) => Some(s),
+            ParamValue::Number(_) => None,
+        }
+    }
+}
+
+/// Whether `s` is an EventBridge schedule expression: `rate(N unit)` (unit minute(s), hour(s),
+/// day(s), singular exactly when N is 1) or `cron(…)` with six fields.
+pub fn check_schedule(s: &str) -> Result<(), String> {
+    if let Some(inner) = s.strip_prefix("rate(").and_then(|r| r.strip_suffix(')')) {
+        let mut parts = inner.split(' ');
+        let (Some(n), Some(unit), None) = (parts.next(), parts.next(), parts.next()) else {
+            return Err("rate(…) takes \"N unit\", e.g. rate(1 day), rate(6 hours)".into());
+        };
+        let n: u64 = n
+            .parse()
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or("the rate must be a positive integer")?;
+        let ok = match unit {
+            "minute" | "hour" | "day" => n == 1,
+            "minutes" | "hours" | "days" => n > 1,
+            _ => return Err("the unit is minute(s), hour(s) or day(s)".into()),
+        };
+        if !ok {
+            return Err("use the singular unit for 1 and the plural otherwise".into());
+        }
+        return Ok(());
+    }
+    if let Some(inner) = s.strip_prefix("cron(").and_then(|r| r.strip_suffix(')')) {
+        if inner.split_whitespace().count() != 6 {
+            return Err(
+                "cron(…) takes six fields: minutes hours day-of-month month day-of-week year"
+                    .into(),
+            );
+        }
+        return Ok(());
+    }
+    Err("an EventBridge schedule is rate(…) or cron(…)".into())
 }
 
 impl SiteConfig {
+    /// The site's event weights: the defaults overlaid with the configured ones.
+    pub fn weights(&self) -> EventWeights {
+        let mut w = EventWeights::default();
+        for (t, spec) in &self.event_weights {
+            w.set(
+                t.clone(),
+                match spec {
+                    WeightSpec::Number(n) => WeightRule::Fixed(*n as f32),
+                    WeightSpec::Named(_) => WeightRule::PropsValue,
+                },
+            );
+        }
+        w
+    }
+
     /// Whether a browser origin may call this site's endpoints.
     pub fn allows_origin(&self, origin: &str) -> bool {
         self.allowed_origins
@@ -126,6 +461,11 @@ impl NectarConfig {
                 Self::from_toml(&text, &p.display().to_string())
             }
         }
+    }
+
+    /// A task of a site, if declared.
+    pub fn task(&self, site: &str, task: &str) -> Option<&TaskConfig> {
+        self.sites.get(site)?.tasks.get(task)
     }
 
     /// The site for a key, if declared.
@@ -178,6 +518,33 @@ impl NectarConfig {
                     ));
                 }
             }
+            for (t, spec) in &site.event_weights {
+                let place = format!("sites.{key}.event_weights.{t}");
+                match spec {
+                    WeightSpec::Number(n) if !n.is_finite() || *n < 0.0 => {
+                        return Err(invalid(place, "a weight is a finite number >= 0"))
+                    }
+                    WeightSpec::Named(name) if name != "value" => {
+                        return Err(invalid(
+                            place,
+                            "a weight is a number or \"value\" (the event's props.value)",
+                        ))
+                    }
+                    _ => {}
+                }
+            }
+            for (name, task) in &site.tasks {
+                let at = format!("sites.{key}.tasks.{name}");
+                if !is_valid_key(name) {
+                    return Err(invalid(at, "task names must match [a-z0-9_-]{1,64}"));
+                }
+                task.validate(&at)
+                    .map_err(|(place, problem)| ConfigError::Invalid {
+                        source_name: source_name.to_string(),
+                        place,
+                        problem,
+                    })?;
+            }
         }
         Ok(())
     }
@@ -228,10 +595,134 @@ mod tests {
     }
 
     #[test]
+    fn embedded_default_declares_the_demo_tasks() {
+        let cfg = NectarConfig::embedded_default();
+        let als = cfg.task("demo", "als").expect("task als for demo");
+        assert_eq!(als.algorithm, Algorithm::Als);
+        assert!(als.schedule.is_some());
+        assert_eq!(als.param_f64("factors"), Some(64.0));
+        for t in ["trending", "item_knn"] {
+            assert!(cfg.task("demo", t).is_some(), "{t}");
+        }
+        let w = cfg.site("demo").unwrap().weights();
+        assert_eq!(w.rule("rating"), Some(WeightRule::PropsValue));
+        assert_eq!(w.rule("media_end"), Some(WeightRule::Fixed(3.0)));
+    }
+
+    #[test]
+    fn task_defaults_apply() {
+        let cfg = NectarConfig::from_toml("[sites.a.tasks.t]\nalgorithm = \"popular\"\n", "f.toml")
+            .unwrap();
+        let t = cfg.task("a", "t").unwrap();
+        assert_eq!(t.holdout_fraction, 0.1);
+        assert_eq!(t.gate_max_drop, 0.05);
+        assert_eq!(t.window, WindowConfig::default());
+        assert_eq!(t.publish, PublishConfig::default());
+        assert!(t.schedule.is_none());
+    }
+
+    #[test]
+    fn task_errors_name_the_place() {
+        let cases = [
+            ("window = { days = 0 }", "sites.demo.tasks.als.window.days"),
+            ("window = { days = 3, anchor = \"soon\" }", "anchor"),
+            ("schedule = \"every day\"", "sites.demo.tasks.als.schedule"),
+            (
+                "schedule = \"rate(1 days)\"",
+                "sites.demo.tasks.als.schedule",
+            ),
+            (
+                "schedule = \"cron(0 3 * * ?)\"",
+                "sites.demo.tasks.als.schedule",
+            ),
+            (
+                "holdout_fraction = 0.9",
+                "sites.demo.tasks.als.holdout_fraction",
+            ),
+            ("gate_max_drop = -0.1", "sites.demo.tasks.als.gate_max_drop"),
+            (
+                "params = { factors = 0 }",
+                "sites.demo.tasks.als.params.factors",
+            ),
+            (
+                "params = { factor = 8 }",
+                "sites.demo.tasks.als.params.factor",
+            ),
+            (
+                "params = { alpha = \"high\" }",
+                "sites.demo.tasks.als.params.alpha",
+            ),
+            (
+                "params = { confidence = \"cubic\" }",
+                "sites.demo.tasks.als.params.confidence",
+            ),
+            (
+                "publish = { keep_versions = 0 }",
+                "sites.demo.tasks.als.publish.keep_versions",
+            ),
+            (
+                "publish = { top_n = 0 }",
+                "sites.demo.tasks.als.publish.top_n",
+            ),
+            (
+                "publish = { superseded_ttl_seconds = 1 }",
+                "superseded_ttl_seconds",
+            ),
+            ("algorithm_x = 1", "algorithm_x"),
+        ];
+        for (line, place) in cases {
+            let text = format!("[sites.demo.tasks.als]\nalgorithm = \"als\"\n{line}\n");
+            let e = NectarConfig::from_toml(&text, "f.toml")
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(place), "{line}: {e}");
+        }
+        let ok = "[sites.demo.tasks.als]\nalgorithm = \"als\"\nschedule = \"cron(0 3 * * ? *)\"\n\
+                  params = { factors = 8, confidence = \"binary\" }\n";
+        NectarConfig::from_toml(ok, "f.toml").unwrap();
+        let e =
+            NectarConfig::from_toml("[sites.demo.event_weights]\nrating = \"stars\"\n", "f.toml")
+                .unwrap_err()
+                .to_string();
+        assert!(e.contains("sites.demo.event_weights.rating"), "{e}");
+        let e = NectarConfig::from_toml("[sites.demo.tasks.Bad]\nalgorithm = \"als\"\n", "f")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("sites.demo.tasks.Bad"), "{e}");
+        let e = NectarConfig::from_toml("[sites.demo.tasks.x]\nalgorithm = \"svd\"\n", "f")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("algorithm") && e.contains("line"), "{e}");
+    }
+
+    #[test]
+    fn schedules_follow_eventbridge() {
+        for ok in [
+            "rate(1 day)",
+            "rate(6 hours)",
+            "rate(15 minutes)",
+            "cron(0 3 * * ? *)",
+        ] {
+            assert!(check_schedule(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "rate(0 days)",
+            "rate(2 day)",
+            "rate(1 week)",
+            "cron(0 3 * *)",
+            "daily",
+        ] {
+            assert!(check_schedule(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn origins_match_exactly_unless_wildcard() {
         let site = SiteConfig {
             name: None,
             allowed_origins: vec!["https://www.rts.ch".into()],
+            event_weights: BTreeMap::new(),
+            tasks: BTreeMap::new(),
         };
         assert!(site.allows_origin("https://www.rts.ch"));
         assert!(!site.allows_origin("https://evil.example"));

@@ -1,0 +1,425 @@
+//! Flat log events → weighted interactions: the one place where PEACH event types are mapped to
+//! `(user, item, weight, time)`.
+//!
+//! - The user is `user_id` (logged in) else `client.id` (the device).
+//! - The item is the event's `id` for `media_*`, `article_*`, `page_view` and `rating` events.
+//!   For `recommendation_hit`, `id` names the *recommendation*; the clicked item is
+//!   `context.items[context.hit_index]` (the PEACH collector SDKs' `CONTEXT_ITEMS_KEY` and
+//!   `CONTEXT_HIT_INDEX_KEY`). `recommendation_loaded` / `recommendation_displayed` say what was
+//!   shown, not what the user chose: they are never interactions.
+//! - The weight comes from the site's [`EventWeights`]: a fixed number per type, or
+//!   [`WeightRule::PropsValue`] (`props.value`, for explicit ratings). Types without a weight,
+//!   or with weight 0, are skipped.
+//! - Events are deduplicated by `event_id` ([`Deduper`]): the log is at-least-once.
+
+use std::collections::{BTreeMap, HashSet};
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+/// How an event type is weighted.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum WeightRule {
+    /// A fixed weight per event.
+    Fixed(f32),
+    /// The event's `props.value` (a number), e.g. an explicit rating; skipped when absent.
+    PropsValue,
+}
+
+/// Event weights by event type.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventWeights {
+    rules: BTreeMap<String, WeightRule>,
+}
+
+impl Default for EventWeights {
+    /// Plays count once, completions three times, article reads twice, page views half, hits on
+    /// a recommendation once, likes and shares twice, ratings by their value.
+    fn default() -> Self {
+        let mut rules = BTreeMap::new();
+        for (t, w) in [
+            ("media_play", 1.0),
+            ("media_end", 3.0),
+            ("media_like", 2.0),
+            ("media_share", 2.0),
+            ("article_start", 1.0),
+            ("article_end", 2.0),
+            ("page_view", 0.5),
+            ("recommendation_hit", 1.0),
+        ] {
+            rules.insert(t.to_string(), WeightRule::Fixed(w));
+        }
+        rules.insert("rating".to_string(), WeightRule::PropsValue);
+        Self { rules }
+    }
+}
+
+impl EventWeights {
+    /// No weights at all (every event is skipped until rules are added).
+    pub fn empty() -> Self {
+        Self {
+            rules: BTreeMap::new(),
+        }
+    }
+
+    /// Sets (or replaces) the rule of an event type.
+    pub fn set(&mut self, event_type: impl Into<String>, rule: WeightRule) -> &mut Self {
+        self.rules.insert(event_type.into(), rule);
+        self
+    }
+
+    /// The rule of an event type, if any.
+    pub fn rule(&self, event_type: &str) -> Option<WeightRule> {
+        self.rules.get(event_type).copied()
+    }
+
+    /// Every rule, by event type.
+    pub fn rules(&self) -> &BTreeMap<String, WeightRule> {
+        &self.rules
+    }
+}
+
+/// One weighted user–item interaction.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Interaction {
+    /// `user_id`, else `client.id`.
+    pub user: String,
+    /// The item the user interacted with.
+    pub item: String,
+    /// The weight from the site's [`EventWeights`] (always > 0).
+    pub weight: f32,
+    /// Event time, ms UTC.
+    pub timestamp_ms: i64,
+    /// The event's id (the dedupe key).
+    pub event_id: String,
+}
+
+/// Why an event line produced no interaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Skip {
+    /// The line is not a flat event (bad JSON or a required field missing).
+    Malformed(String),
+    /// The event type has no weight (or weight 0), or never names an item
+    /// (`recommendation_loaded`, `recommendation_displayed`).
+    NotAnInteraction,
+    /// A `recommendation_hit` whose `context.items[context.hit_index]` is missing.
+    NoHitItem,
+    /// A `props.value` weight that is absent, not a number, or not positive.
+    NoValue,
+    /// Neither `user_id` nor `client.id`.
+    NoUser,
+}
+
+#[derive(Deserialize)]
+struct LineView<'a> {
+    #[serde(borrow)]
+    event_id: &'a str,
+    #[serde(rename = "type", borrow)]
+    event_type: &'a str,
+    #[serde(borrow)]
+    id: std::borrow::Cow<'a, str>,
+    event_timestamp: i64,
+    #[serde(default, borrow)]
+    user_id: Option<std::borrow::Cow<'a, str>>,
+    #[serde(default, borrow)]
+    client: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    context: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    props: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct ClientView<'a> {
+    #[serde(default, borrow)]
+    id: Option<std::borrow::Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct HitContext {
+    #[serde(default)]
+    items: Vec<serde_json::Value>,
+    #[serde(default)]
+    hit_index: Option<serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+struct ValueProps {
+    #[serde(default)]
+    value: Option<serde_json::Value>,
+}
+
+/// The event types that never name an item.
+const NON_ITEM_TYPES: [&str; 2] = ["recommendation_loaded", "recommendation_displayed"];
+
+/// Maps one flat event (a JSON line of the event log) to an interaction.
+pub fn map_event_line(line: &str, weights: &EventWeights) -> Result<Interaction, Skip> {
+    let ev: LineView<'_> =
+        serde_json::from_str(line).map_err(|e| Skip::Malformed(e.to_string()))?;
+    if NON_ITEM_TYPES.contains(&ev.event_type) {
+        return Err(Skip::NotAnInteraction);
+    }
+    let rule = weights.rule(ev.event_type).ok_or(Skip::NotAnInteraction)?;
+    let weight = match rule {
+        WeightRule::Fixed(w) if w > 0.0 && w.is_finite() => w,
+        WeightRule::Fixed(_) => return Err(Skip::NotAnInteraction),
+        WeightRule::PropsValue => props_value(ev.props).ok_or(Skip::NoValue)?,
+    };
+    let item = if ev.event_type == "recommendation_hit" {
+        hit_item(ev.context).ok_or(Skip::NoHitItem)?
+    } else {
+        ev.id.into_owned()
+    };
+    if item.is_empty() {
+        return Err(Skip::Malformed("empty item id".into()));
+    }
+    let user = match ev.user_id.filter(|u| !u.is_empty()) {
+        Some(u) => u.into_owned(),
+        None => ev
+            .client
+            .and_then(|c| serde_json::from_str::<ClientView<'_>>(c.get()).ok())
+            .and_then(|c| c.id)
+            .filter(|id| !id.is_empty())
+            .map(|id| id.into_owned())
+            .ok_or(Skip::NoUser)?,
+    };
+    Ok(Interaction {
+        user,
+        item,
+        weight,
+        timestamp_ms: ev.event_timestamp,
+        event_id: ev.event_id.to_string(),
+    })
+}
+
+fn props_value(props: Option<&RawValue>) -> Option<f32> {
+    let p: ValueProps = serde_json::from_str(props?.get()).ok()?;
+    let v = match p.value? {
+        serde_json::Value::Number(n) => n.as_f64()?,
+        // Some SDKs send numbers as strings.
+        serde_json::Value::String(s) => s.trim().parse::<f64>().ok()?,
+        _ => return None,
+    };
+    (v > 0.0 && v.is_finite()).then_some(v as f32)
+}
+
+fn hit_item(context: Option<&RawValue>) -> Option<String> {
+    let ctx: HitContext = serde_json::from_str(context?.get()).ok()?;
+    let index = match ctx.hit_index? {
+        serde_json::Value::Number(n) => n.as_u64()?,
+        serde_json::Value::String(s) => s.trim().parse::<u64>().ok()?,
+        _ => return None,
+    };
+    match ctx.items.get(usize::try_from(index).ok()?)? {
+        serde_json::Value::String(s) if !s.is_empty() => Some(s.clone()),
+        // Tolerate item objects `{ "id": … }` as some integrations send.
+        serde_json::Value::Object(o) => o
+            .get("id")
+            .and_then(|v| v.as_str())
+            .filter(|s| !s.is_empty())
+            .map(str::to_string),
+        _ => None,
+    }
+}
+
+/// Remembers the `event_id`s seen so far; the log is at-least-once, so every reader dedupes.
+#[derive(Debug, Default)]
+pub struct Deduper {
+    seen: HashSet<u128>,
+}
+
+impl Deduper {
+    /// An empty deduper.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Whether `event_id` is new (and remembers it). Nectar's ids are 32 hex digits and are
+    /// kept as 128-bit numbers; other ids are hashed to 128 bits.
+    pub fn first_time(&mut self, event_id: &str) -> bool {
+        self.seen.insert(id_key(event_id))
+    }
+
+    /// How many distinct ids were seen.
+    pub fn len(&self) -> usize {
+        self.seen.len()
+    }
+
+    /// Whether no id was seen.
+    pub fn is_empty(&self) -> bool {
+        self.seen.is_empty()
+    }
+}
+
+fn id_key(event_id: &str) -> u128 {
+    if event_id.len() == 32 {
+        if let Ok(v) = u128::from_str_radix(event_id, 16) {
+            return v;
+        }
+    }
+    use sha2::{Digest, Sha256};
+    let d = Sha256::digest(event_id.as_bytes());
+    let mut b = [0u8; 16];
+    b.copy_from_slice(&d[..16]);
+    u128::from_be_bytes(b)
+}
+
+/// Counts of a mapping pass.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MapStats {
+    /// Lines read.
+    pub lines: u64,
+    /// Lines whose `event_id` was already seen.
+    pub duplicates: u64,
+    /// Lines that are not flat events.
+    pub malformed: u64,
+    /// Well-formed events that are not interactions (no weight, no item, no user, no value).
+    pub skipped: u64,
+    /// Interactions produced.
+    pub interactions: u64,
+}
+
+impl MapStats {
+    /// Adds another pass's counts.
+    pub fn add(&mut self, o: &MapStats) {
+        self.lines += o.lines;
+        self.duplicates += o.duplicates;
+        self.malformed += o.malformed;
+        self.skipped += o.skipped;
+        self.interactions += o.interactions;
+    }
+}
+
+/// Maps and dedupes many lines; `dedupe` is shared across calls (files) of one read.
+pub fn map_lines<'a>(
+    lines: impl IntoIterator<Item = &'a str>,
+    weights: &EventWeights,
+    dedupe: &mut Deduper,
+    out: &mut Vec<Interaction>,
+) -> MapStats {
+    let mut stats = MapStats::default();
+    for line in lines {
+        if line.trim().is_empty() {
+            continue;
+        }
+        stats.lines += 1;
+        match map_event_line(line, weights) {
+            Ok(i) => {
+                if dedupe.first_time(&i.event_id) {
+                    stats.interactions += 1;
+                    out.push(i);
+                } else {
+                    stats.duplicates += 1;
+                }
+            }
+            Err(Skip::Malformed(_)) => stats.malformed += 1,
+            Err(_) => stats.skipped += 1,
+        }
+    }
+    stats
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(t: &str, id: &str, extra: &str) -> String {
+        format!(
+            r#"{{"event_id":"{}","site_key":"demo","type":"{t}","id":"{id}","event_timestamp":1000,"collect_timestamp":1001,"sent_timestamp":1001,"peach_schema_version":"1.0.3","client":{{"id":"dev-1","app_id":"a"}}{extra}}}"#,
+            crate::event::event_id("demo", "dev-1", t, id, 1000)
+        )
+    }
+
+    #[test]
+    fn media_and_page_events_map_to_their_id_with_configured_weights() {
+        // GIVEN the default weights
+        let w = EventWeights::default();
+        // WHEN a media_end of m1 by an anonymous device is mapped
+        let i = map_event_line(&line("media_end", "m1", ""), &w).unwrap();
+        // THEN the user is the client id, the item the media, the weight 3
+        assert_eq!(
+            (i.user.as_str(), i.item.as_str(), i.weight),
+            ("dev-1", "m1", 3.0)
+        );
+        assert_eq!(i.timestamp_ms, 1000);
+        let i = map_event_line(&line("page_view", "p1", r#","user_id":"u9""#), &w).unwrap();
+        // a logged-in user wins over the device
+        assert_eq!(
+            (i.user.as_str(), i.item.as_str(), i.weight),
+            ("u9", "p1", 0.5)
+        );
+    }
+
+    #[test]
+    fn recommendation_hit_maps_to_the_clicked_item_not_the_recommendation() {
+        let w = EventWeights::default();
+        let hit = line(
+            "recommendation_hit",
+            "reco-42",
+            r#","context":{"items":["a","b","c"],"hit_index":2}"#,
+        );
+        let i = map_event_line(&hit, &w).unwrap();
+        assert_eq!(i.item, "c");
+        let out_of_range = line(
+            "recommendation_hit",
+            "reco-42",
+            r#","context":{"items":["a"],"hit_index":3}"#,
+        );
+        assert_eq!(map_event_line(&out_of_range, &w), Err(Skip::NoHitItem));
+        let no_ctx = line("recommendation_hit", "reco-42", "");
+        assert_eq!(map_event_line(&no_ctx, &w), Err(Skip::NoHitItem));
+        for t in ["recommendation_loaded", "recommendation_displayed"] {
+            let l = line(t, "reco-42", r#","context":{"items":["a"],"hit_index":0}"#);
+            assert_eq!(map_event_line(&l, &w), Err(Skip::NotAnInteraction));
+        }
+    }
+
+    #[test]
+    fn ratings_weigh_their_value_and_unknown_types_need_a_weight() {
+        let mut w = EventWeights::default();
+        let r = line("rating", "m2", r#","props":{"value":4.5}"#);
+        assert_eq!(map_event_line(&r, &w).unwrap().weight, 4.5);
+        let r = line("rating", "m2", r#","props":{"other":1}"#);
+        assert_eq!(map_event_line(&r, &w), Err(Skip::NoValue));
+        let custom = line("podcast_subscribe", "s1", "");
+        assert_eq!(map_event_line(&custom, &w), Err(Skip::NotAnInteraction));
+        w.set("podcast_subscribe", WeightRule::Fixed(5.0));
+        assert_eq!(map_event_line(&custom, &w).unwrap().weight, 5.0);
+        w.set("media_play", WeightRule::Fixed(0.0));
+        assert_eq!(
+            map_event_line(&line("media_play", "m", ""), &w),
+            Err(Skip::NotAnInteraction)
+        );
+        assert!(matches!(
+            map_event_line("{not json", &w),
+            Err(Skip::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn map_lines_dedupes_by_event_id_across_calls() {
+        let w = EventWeights::default();
+        let a = line("media_play", "m1", "");
+        let b = line("media_play", "m2", "");
+        let shown = line("recommendation_displayed", "r", "");
+        let mut d = Deduper::new();
+        let mut out = Vec::new();
+        let s1 = map_lines(
+            [a.as_str(), b.as_str(), a.as_str(), "", "x"],
+            &w,
+            &mut d,
+            &mut out,
+        );
+        let s2 = map_lines([b.as_str(), shown.as_str()], &w, &mut d, &mut out);
+        assert_eq!(out.len(), 2);
+        assert_eq!(
+            (s1.lines, s1.duplicates, s1.malformed, s1.interactions),
+            (4, 1, 1, 2)
+        );
+        assert_eq!((s2.duplicates, s2.skipped, s2.interactions), (1, 1, 0));
+        assert_eq!(d.len(), 2);
+        // non-hex ids dedupe too
+        assert!(d.first_time("import-1"));
+        assert!(!d.first_time("import-1"));
+    }
+}
