@@ -14,6 +14,7 @@ pub mod kinesis;
 pub mod kinesis_consumer;
 pub mod layout;
 pub mod local_log;
+pub mod model_store;
 pub mod sink;
 pub mod store;
 

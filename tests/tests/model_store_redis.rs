@@ -1,0 +1,109 @@
+//! The Redis model store on a real redis-server: the shared contract, concurrent reads during
+//! publishes, the key layout and TTLs on superseded versions only.
+
+mod common;
+
+use nectar_platform::model_store::contract::{
+    artifacts, concurrent_publish_contract, model_store_contract,
+};
+use nectar_platform::model_store::{ModelStore, PublishOptions, RedisModelStore};
+
+async fn store() -> RedisModelStore {
+    let (url, _) = common::services();
+    RedisModelStore::connect(&url)
+        .await
+        .expect("redis-server from tests/services.sh")
+}
+
+async fn client() -> redis::aio::MultiplexedConnection {
+    let (url, _) = common::services();
+    redis::Client::open(url)
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_store_passes_the_contract() {
+    model_store_contract(&store().await, "contract").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redis_readers_see_one_complete_version_while_publishing() {
+    concurrent_publish_contract(&store().await, "concurrent", 10).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_layout_pointer_and_ttl_on_superseded_versions_only() {
+    let s = store().await;
+    let site = format!("ttl{:08x}", rand::random::<u32>());
+    let opts = PublishOptions {
+        keep_versions: 3,
+        superseded_ttl: std::time::Duration::from_secs(600),
+    };
+    // GIVEN two published versions
+    s.publish(&site, "als", 10, &artifacts(10, 5000, 8), &opts)
+        .await
+        .unwrap();
+    s.publish(&site, "als", 11, &artifacts(11, 3, 8), &opts)
+        .await
+        .unwrap();
+    let mut c = client().await;
+    let base = format!("nectar:{{{site}:als}}");
+    // THEN the pointer is a plain number under the {site:model} tag
+    let cur: String = redis::cmd("GET")
+        .arg(format!("{base}:current"))
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(cur, "11");
+    // item factors are chunked little-endian f32 (5000 rows → chunks of 4096 and 904)
+    let chunk: Vec<u8> = redis::cmd("GET")
+        .arg(format!("{base}:v10:if:1"))
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(chunk.len(), 904 * 8 * 4);
+    assert_eq!(f32::from_le_bytes(chunk[4..8].try_into().unwrap()), 10.0);
+    let ttl = |key: String| {
+        let mut c = c.clone();
+        async move {
+            redis::cmd("TTL")
+                .arg(key)
+                .query_async::<i64>(&mut c)
+                .await
+                .unwrap()
+        }
+    };
+    // the superseded version's keys (item side and per user) expire, the current ones do not
+    for key in [
+        format!("{base}:v10:meta"),
+        format!("{base}:v10:items"),
+        format!("{base}:v10:if:0"),
+        format!("{base}:v10:sim:1"),
+        format!("{base}:v10:users:0"),
+        format!("nectar:{{{site}:u:u1}}:als:v10"),
+        format!("nectar:{{{site}:u:u1}}:als:v10:top"),
+    ] {
+        let t = ttl(key.clone()).await;
+        assert!(t > 0 && t <= 600, "{key}: ttl {t}");
+    }
+    for key in [
+        format!("{base}:current"),
+        format!("{base}:v11:meta"),
+        format!("{base}:v11:if:0"),
+        format!("nectar:{{{site}:u:u1}}:als:v11"),
+    ] {
+        assert_eq!(ttl(key.clone()).await, -1, "{key}");
+    }
+    // one user's state for the current version, in one call
+    s.append_history(&site, "u1", &["x".into()], 10)
+        .await
+        .unwrap();
+    let st = nectar_platform::model_store::user_state(&s, &site, "als", 11, "u1")
+        .await
+        .unwrap();
+    assert_eq!(st.factors.as_ref().map(Vec::len), Some(8));
+    assert_eq!(st.history, vec!["x"]);
+}
