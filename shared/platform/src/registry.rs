@@ -1,0 +1,584 @@
+//! The model registry port: one record per training run (published, refused by the gate, or
+//! failed), with its parameters, data window, counts, metrics and durations.
+//!
+//! Adapters: [`DynamoRegistry`] (table with partition key `pk` = `<site>#<task>` (S) and sort
+//! key `sk` = the version zero-padded to 20 digits (S), so a query returns runs in version
+//! order) and [`LocalRegistry`] (`<data-dir>/registry/site=<site>/task=<task>/<sk>.json`).
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use serde::{Deserialize, Serialize};
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    /// The version was published and is (or was) current.
+    Published,
+    /// The quality gate refused the candidate; the current version stayed.
+    Refused,
+    /// The run failed; the current version stayed.
+    Failed,
+}
+
+impl RunStatus {
+    /// The stored spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Published => "published",
+            Self::Refused => "refused",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+/// The data window of a run, `[since_ms, until_ms)`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct WindowRecord {
+    /// Start, ms UTC (inclusive).
+    pub since_ms: i64,
+    /// End, ms UTC (exclusive).
+    pub until_ms: i64,
+    /// Configured length in days.
+    pub days: u32,
+    /// `now`, `latest` or `explicit` (`--since/--until`).
+    pub anchor: String,
+}
+
+/// Data counts of a run.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct DataCounts {
+    /// Event-log files read.
+    pub files: u64,
+    /// Event lines read.
+    pub lines: u64,
+    /// Lines dropped as duplicates (same `event_id`).
+    pub duplicates: u64,
+    /// Lines that were not flat events.
+    pub malformed: u64,
+    /// Events that are not interactions.
+    pub skipped: u64,
+    /// Interactions in the window (after dedupe).
+    pub interactions: u64,
+    /// Distinct users.
+    pub users: u64,
+    /// Distinct items.
+    pub items: u64,
+    /// Interactions the candidate was fit on.
+    pub train_interactions: u64,
+    /// Interactions held out.
+    pub holdout_interactions: u64,
+    /// Holdout users scored (warm users with warm items).
+    pub holdout_users_scored: u64,
+}
+
+/// One training run.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RunRecord {
+    /// Site key.
+    pub site: String,
+    /// Task name (also the model name in the model store).
+    pub task: String,
+    /// The version (ms timestamp of the run, above the previous version).
+    pub version: u64,
+    /// Algorithm name.
+    pub algorithm: String,
+    /// Parameters as configured.
+    pub params: serde_json::Value,
+    /// Data window.
+    pub window: WindowRecord,
+    /// Data counts.
+    pub counts: DataCounts,
+    /// The candidate's holdout metrics (`ndcg@10`, …).
+    pub metrics: BTreeMap<String, f64>,
+    /// The version that was current, scored on the same holdout.
+    pub compared_with: Option<u64>,
+    /// That version's metrics.
+    pub current_metrics: Option<BTreeMap<String, f64>>,
+    /// Stage durations in ms (`read`, `fit`, `evaluate`, `refit`, `publish`, `total`).
+    pub durations_ms: BTreeMap<String, u64>,
+    /// Outcome.
+    pub status: RunStatus,
+    /// Why the gate refused or the run failed.
+    pub reason: Option<String>,
+    /// Whether the published model was refit on the whole window after evaluation.
+    pub refit_on_full_window: bool,
+    /// Start time, ms UTC.
+    pub started_ms: i64,
+    /// End time, ms UTC.
+    pub finished_ms: i64,
+}
+
+/// The sort key of a version: zero-padded to 20 digits so that string order is version order.
+pub fn version_sort_key(version: u64) -> String {
+    format!("{version:020}")
+}
+
+/// A registry failure.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    /// A DynamoDB call failed.
+    #[error("DynamoDB {op} on table {table} failed")]
+    Dynamo {
+        /// The operation.
+        op: &'static str,
+        /// The table.
+        table: String,
+        /// The SDK error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// Local file I/O failed.
+    #[error("registry I/O on {path}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A stored record is not a [`RunRecord`].
+    #[error("corrupt registry record {key}: {problem}")]
+    Corrupt {
+        /// Where.
+        key: String,
+        /// What is wrong.
+        problem: String,
+    },
+}
+
+/// The registry port.
+pub trait Registry: Send + Sync {
+    /// Stores a run (a later record of the same version replaces it).
+    fn record(&self, run: &RunRecord) -> impl Future<Output = Result<(), RegistryError>> + Send;
+
+    /// The newest runs of a task, newest first, at most `limit`.
+    fn runs(
+        &self,
+        site: &str,
+        task: &str,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<RunRecord>, RegistryError>> + Send;
+
+    /// The newest published runs, newest first, at most `limit`: `[0]` is the current
+    /// version's run, `[1]` the previous one.
+    fn published(
+        &self,
+        site: &str,
+        task: &str,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<RunRecord>, RegistryError>> + Send;
+}
+
+/// Runs in DynamoDB: `pk` = `<site>#<task>`, `sk` = [`version_sort_key`]; the record is the
+/// `record` attribute (JSON), with `status`, `version`, `algorithm`, `started_ms` alongside
+/// for the console and queries.
+#[derive(Debug, Clone)]
+pub struct DynamoRegistry {
+    client: aws_sdk_dynamodb::Client,
+    table: String,
+}
+
+fn partition_key(site: &str, task: &str) -> String {
+    format!("{site}#{task}")
+}
+
+impl DynamoRegistry {
+    /// A registry over `table`.
+    pub fn new(client: aws_sdk_dynamodb::Client, table: impl Into<String>) -> Self {
+        Self {
+            client,
+            table: table.into(),
+        }
+    }
+
+    /// Creates the table (on-demand billing) with the key schema above; for tests and local
+    /// setups (the SAM template declares it in AWS).
+    pub async fn create_table(
+        client: &aws_sdk_dynamodb::Client,
+        table: &str,
+    ) -> Result<(), RegistryError> {
+        use aws_sdk_dynamodb::types::{
+            AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+        };
+        let attr = |n: &str| {
+            AttributeDefinition::builder()
+                .attribute_name(n)
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .expect("name and type are set")
+        };
+        let key = |n: &str, t: KeyType| {
+            KeySchemaElement::builder()
+                .attribute_name(n)
+                .key_type(t)
+                .build()
+                .expect("name and type are set")
+        };
+        client
+            .create_table()
+            .table_name(table)
+            .attribute_definitions(attr("pk"))
+            .attribute_definitions(attr("sk"))
+            .key_schema(key("pk", KeyType::Hash))
+            .key_schema(key("sk", KeyType::Range))
+            .billing_mode(BillingMode::PayPerRequest)
+            .send()
+            .await
+            .map_err(|e| RegistryError::Dynamo {
+                op: "CreateTable",
+                table: table.to_string(),
+                source: Box::new(e),
+            })?;
+        Ok(())
+    }
+
+    fn err(
+        &self,
+        op: &'static str,
+    ) -> impl FnOnce(Box<dyn std::error::Error + Send + Sync>) -> RegistryError + '_ {
+        move |source| RegistryError::Dynamo {
+            op,
+            table: self.table.clone(),
+            source,
+        }
+    }
+
+    async fn query(
+        &self,
+        site: &str,
+        task: &str,
+        limit: usize,
+        only_published: bool,
+    ) -> Result<Vec<RunRecord>, RegistryError> {
+        let mut out = Vec::new();
+        let mut start: Option<std::collections::HashMap<String, AttributeValue>> = None;
+        loop {
+            let mut q = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk")
+                .expression_attribute_values(":pk", AttributeValue::S(partition_key(site, task)))
+                .scan_index_forward(false)
+                .limit(limit.clamp(1, 100) as i32)
+                .set_exclusive_start_key(start.take());
+            if only_published {
+                q = q
+                    .filter_expression("#s = :published")
+                    .expression_attribute_names("#s", "status")
+                    .expression_attribute_values(
+                        ":published",
+                        AttributeValue::S(RunStatus::Published.as_str().into()),
+                    );
+            }
+            let resp = q.send().await.map_err(|e| self.err("Query")(Box::new(e)))?;
+            for item in resp.items() {
+                let sk = item
+                    .get("sk")
+                    .and_then(|v| v.as_s().ok())
+                    .cloned()
+                    .unwrap_or_default();
+                let json = item
+                    .get("record")
+                    .and_then(|v| v.as_s().ok())
+                    .ok_or_else(|| RegistryError::Corrupt {
+                        key: sk.clone(),
+                        problem: "no record attribute".into(),
+                    })?;
+                out.push(
+                    serde_json::from_str(json).map_err(|e| RegistryError::Corrupt {
+                        key: sk,
+                        problem: e.to_string(),
+                    })?,
+                );
+                if out.len() >= limit {
+                    return Ok(out);
+                }
+            }
+            match resp.last_evaluated_key() {
+                Some(k) if !k.is_empty() => start = Some(k.clone()),
+                _ => return Ok(out),
+            }
+        }
+    }
+}
+
+impl Registry for DynamoRegistry {
+    #[tracing::instrument(skip(self, run), fields(site = %run.site, task = %run.task, version = run.version))]
+    async fn record(&self, run: &RunRecord) -> Result<(), RegistryError> {
+        let json = serde_json::to_string(run).expect("a run record serialises");
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", AttributeValue::S(partition_key(&run.site, &run.task)))
+            .item("sk", AttributeValue::S(version_sort_key(run.version)))
+            .item("version", AttributeValue::N(run.version.to_string()))
+            .item("status", AttributeValue::S(run.status.as_str().into()))
+            .item("algorithm", AttributeValue::S(run.algorithm.clone()))
+            .item("started_ms", AttributeValue::N(run.started_ms.to_string()))
+            .item("record", AttributeValue::S(json))
+            .send()
+            .await
+            .map_err(|e| self.err("PutItem")(Box::new(e)))?;
+        Ok(())
+    }
+
+    async fn runs(
+        &self,
+        site: &str,
+        task: &str,
+        limit: usize,
+    ) -> Result<Vec<RunRecord>, RegistryError> {
+        self.query(site, task, limit, false).await
+    }
+
+    async fn published(
+        &self,
+        site: &str,
+        task: &str,
+        limit: usize,
+    ) -> Result<Vec<RunRecord>, RegistryError> {
+        self.query(site, task, limit, true).await
+    }
+}
+
+/// Runs as JSON files under `<data-dir>/registry/site=<site>/task=<task>/<sk>.json`.
+#[derive(Debug, Clone)]
+pub struct LocalRegistry {
+    root: PathBuf,
+}
+
+impl LocalRegistry {
+    /// A registry under `<data_dir>/registry/`.
+    pub fn new(data_dir: impl AsRef<Path>) -> Self {
+        Self {
+            root: data_dir.as_ref().join("registry"),
+        }
+    }
+
+    fn dir(&self, site: &str, task: &str) -> PathBuf {
+        self.root
+            .join(format!("site={site}"))
+            .join(format!("task={task}"))
+    }
+
+    fn io(path: &Path) -> impl FnOnce(std::io::Error) -> RegistryError + '_ {
+        move |source| RegistryError::Io {
+            path: path.display().to_string(),
+            source,
+        }
+    }
+
+    fn list(
+        &self,
+        site: &str,
+        task: &str,
+        limit: usize,
+        only_published: bool,
+    ) -> Result<Vec<RunRecord>, RegistryError> {
+        let dir = self.dir(site, task);
+        let mut names: Vec<String> = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries
+                .filter_map(|e| e.ok())
+                .filter_map(|e| e.file_name().into_string().ok())
+                .filter(|n| n.ends_with(".json"))
+                .collect(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(Self::io(&dir)(e)),
+        };
+        names.sort_unstable_by(|a, b| b.cmp(a));
+        let mut out = Vec::new();
+        for n in names {
+            let p = dir.join(&n);
+            let text = std::fs::read_to_string(&p).map_err(Self::io(&p))?;
+            let run: RunRecord =
+                serde_json::from_str(&text).map_err(|e| RegistryError::Corrupt {
+                    key: p.display().to_string(),
+                    problem: e.to_string(),
+                })?;
+            if !only_published || run.status == RunStatus::Published {
+                out.push(run);
+                if out.len() >= limit {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl Registry for LocalRegistry {
+    async fn record(&self, run: &RunRecord) -> Result<(), RegistryError> {
+        let dir = self.dir(&run.site, &run.task);
+        std::fs::create_dir_all(&dir).map_err(Self::io(&dir))?;
+        let p = dir.join(format!("{}.json", version_sort_key(run.version)));
+        let tmp = p.with_extension(format!("tmp-{}", rand::random::<u64>()));
+        let text = serde_json::to_string_pretty(run).expect("a run record serialises");
+        std::fs::write(&tmp, text).map_err(Self::io(&tmp))?;
+        std::fs::rename(&tmp, &p).map_err(Self::io(&p))
+    }
+
+    async fn runs(
+        &self,
+        site: &str,
+        task: &str,
+        limit: usize,
+    ) -> Result<Vec<RunRecord>, RegistryError> {
+        self.list(site, task, limit, false)
+    }
+
+    async fn published(
+        &self,
+        site: &str,
+        task: &str,
+        limit: usize,
+    ) -> Result<Vec<RunRecord>, RegistryError> {
+        self.list(site, task, limit, true)
+    }
+}
+
+/// Either registry, chosen at run time.
+#[derive(Debug, Clone)]
+pub enum AnyRegistry {
+    /// Local files.
+    Local(LocalRegistry),
+    /// DynamoDB.
+    Dynamo(DynamoRegistry),
+}
+
+impl Registry for AnyRegistry {
+    async fn record(&self, run: &RunRecord) -> Result<(), RegistryError> {
+        match self {
+            Self::Local(r) => r.record(run).await,
+            Self::Dynamo(r) => r.record(run).await,
+        }
+    }
+    async fn runs(
+        &self,
+        site: &str,
+        task: &str,
+        limit: usize,
+    ) -> Result<Vec<RunRecord>, RegistryError> {
+        match self {
+            Self::Local(r) => r.runs(site, task, limit).await,
+            Self::Dynamo(r) => r.runs(site, task, limit).await,
+        }
+    }
+    async fn published(
+        &self,
+        site: &str,
+        task: &str,
+        limit: usize,
+    ) -> Result<Vec<RunRecord>, RegistryError> {
+        match self {
+            Self::Local(r) => r.published(site, task, limit).await,
+            Self::Dynamo(r) => r.published(site, task, limit).await,
+        }
+    }
+}
+
+/// The contract every [`Registry`] adapter passes (panics on a violation).
+#[cfg(any(test, feature = "testkit"))]
+pub mod contract {
+    use super::*;
+
+    /// A run record for tests.
+    pub fn run(site: &str, task: &str, version: u64, status: RunStatus) -> RunRecord {
+        RunRecord {
+            site: site.into(),
+            task: task.into(),
+            version,
+            algorithm: "als".into(),
+            params: serde_json::json!({ "factors": 64, "alpha": 1.0 }),
+            window: WindowRecord {
+                since_ms: 1_000,
+                until_ms: 2_000,
+                days: 30,
+                anchor: "now".into(),
+            },
+            counts: DataCounts {
+                interactions: version * 10,
+                users: 3,
+                items: 4,
+                ..DataCounts::default()
+            },
+            metrics: BTreeMap::from([("ndcg@10".to_string(), 0.25 + version as f64 / 1000.0)]),
+            compared_with: version.checked_sub(1),
+            current_metrics: None,
+            durations_ms: BTreeMap::from([("fit".to_string(), 12)]),
+            status,
+            reason: (status != RunStatus::Published).then(|| format!("reason {version}")),
+            refit_on_full_window: status == RunStatus::Published,
+            started_ms: version as i64,
+            finished_ms: version as i64 + 5,
+        }
+    }
+
+    /// Records runs of two tasks and reads them back in version order.
+    pub async fn registry_contract<R: Registry>(registry: &R) {
+        let site = format!("r{:012x}", rand::random::<u64>() & 0xffff_ffff_ffff);
+        let site = site.as_str();
+        // GIVEN nothing recorded
+        assert!(registry.runs(site, "als", 10).await.unwrap().is_empty());
+        assert!(registry.published(site, "als", 1).await.unwrap().is_empty());
+        // WHEN runs are recorded out of order (versions 9 and 10 compare as numbers, not text)
+        let statuses = [
+            (10, RunStatus::Published),
+            (2, RunStatus::Published),
+            (9, RunStatus::Refused),
+            (11, RunStatus::Failed),
+            (1, RunStatus::Published),
+        ];
+        for (v, s) in statuses {
+            registry.record(&run(site, "als", v, s)).await.unwrap();
+        }
+        registry
+            .record(&run(site, "trending", 50, RunStatus::Published))
+            .await
+            .unwrap();
+        // THEN runs come back newest first, whole
+        let runs = registry.runs(site, "als", 10).await.unwrap();
+        let versions: Vec<u64> = runs.iter().map(|r| r.version).collect();
+        assert_eq!(versions, vec![11, 10, 9, 2, 1]);
+        assert_eq!(runs[2], run(site, "als", 9, RunStatus::Refused));
+        assert_eq!(registry.runs(site, "als", 2).await.unwrap().len(), 2);
+        // the current and previous published runs skip refused and failed ones
+        let published = registry.published(site, "als", 2).await.unwrap();
+        let versions: Vec<u64> = published.iter().map(|r| r.version).collect();
+        assert_eq!(versions, vec![10, 2]);
+        assert!(published[0].refit_on_full_window);
+        // recording a version again replaces it
+        let mut again = run(site, "als", 11, RunStatus::Failed);
+        again.reason = Some("replaced".into());
+        registry.record(&again).await.unwrap();
+        let runs = registry.runs(site, "als", 1).await.unwrap();
+        assert_eq!(runs[0].reason.as_deref(), Some("replaced"));
+        assert_eq!(registry.runs(site, "als", 100).await.unwrap().len(), 5);
+        // tasks are separate
+        let other = registry.runs(site, "trending", 10).await.unwrap();
+        assert_eq!(other.len(), 1);
+        assert_eq!(other[0].version, 50);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn local_registry_passes_the_contract() {
+        let dir = std::env::temp_dir().join(format!("nectar-reg-{}", rand::random::<u64>()));
+        contract::registry_contract(&LocalRegistry::new(&dir)).await;
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn sort_keys_order_like_versions() {
+        assert!(version_sort_key(9) < version_sort_key(10));
+        assert_eq!(version_sort_key(1_795_305_600_000).len(), 20);
+    }
+}
