@@ -15,6 +15,7 @@ pub mod kinesis_consumer;
 pub mod layout;
 pub mod local_log;
 pub mod model_store;
+pub mod reader;
 pub mod registry;
 pub mod sink;
 pub mod store;

@@ -1,0 +1,381 @@
+//! The event-log reader of training: lists the hour partitions of a window (one listing per
+//! day, concurrently), reads and decodes the files concurrently (bounded), maps events to
+//! interactions and dedupes them by `event_id` (the log is at-least-once).
+
+use chrono::{DateTime, Duration, NaiveDate, Utc};
+use futures::{StreamExt, TryStreamExt};
+use nectar_model::mapping::{map_event_line, Deduper, EventWeights, Interaction, MapStats, Skip};
+
+use crate::jsonl::gunzip_text;
+use crate::layout::{day_prefix, EVENTS_PREFIX};
+use crate::store::{ObjectStore, StoreError};
+
+/// A time window `[since_ms, until_ms)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimeWindow {
+    /// Start, ms UTC, inclusive.
+    pub since_ms: i64,
+    /// End, ms UTC, exclusive.
+    pub until_ms: i64,
+}
+
+/// What a read produced.
+#[derive(Debug, Clone, Default)]
+pub struct ReadOutcome {
+    /// Deduplicated interactions in the window, sorted by time (then event id).
+    pub interactions: Vec<Interaction>,
+    /// Mapping counts (`duplicates` after the global dedupe).
+    pub stats: MapStats,
+    /// Files read.
+    pub files: u64,
+    /// Compressed bytes read.
+    pub bytes: u64,
+    /// Files whose last gzip member was torn (a crashed writer; those events were never
+    /// acknowledged).
+    pub torn_files: u64,
+    /// Interactions in the partitions read but outside the window (boundary hours).
+    pub out_of_window: u64,
+}
+
+const HOUR_MS: i64 = 3_600_000;
+
+/// The start (ms UTC) of the hour partition an event-log key belongs to.
+pub fn partition_start_ms(key: &str) -> Option<i64> {
+    let date = key.split("/date=").nth(1)?.get(..10)?;
+    let hour: i64 = key.split("/hour=").nth(1)?.get(..2)?.parse().ok()?;
+    let d = NaiveDate::parse_from_str(date, "%Y-%m-%d").ok()?;
+    let midnight = d.and_hms_opt(0, 0, 0)?.and_utc().timestamp_millis();
+    Some(midnight + hour * HOUR_MS)
+}
+
+fn dates_of(w: TimeWindow) -> Vec<String> {
+    let (Some(start), Some(end)) = (
+        DateTime::<Utc>::from_timestamp_millis(w.since_ms),
+        DateTime::<Utc>::from_timestamp_millis(w.until_ms - 1),
+    ) else {
+        return Vec::new();
+    };
+    let (mut d, last) = (start.date_naive(), end.date_naive());
+    let mut out = Vec::new();
+    while d <= last {
+        out.push(d.format("%Y-%m-%d").to_string());
+        d += Duration::days(1);
+    }
+    out
+}
+
+/// The event-log files of `site` whose hour partition overlaps the window, in key order.
+pub async fn list_window<O: ObjectStore>(
+    store: &O,
+    site: &str,
+    window: TimeWindow,
+    concurrency: usize,
+) -> Result<Vec<String>, StoreError> {
+    if window.until_ms <= window.since_ms {
+        return Ok(Vec::new());
+    }
+    let lists: Vec<Vec<String>> = futures::stream::iter(dates_of(window))
+        .map(|date| async move { store.list(&day_prefix(site, &date)).await })
+        .buffered(concurrency.max(1))
+        .try_collect()
+        .await?;
+    let mut keys: Vec<String> = lists
+        .into_iter()
+        .flatten()
+        .filter(|k| {
+            partition_start_ms(k)
+                .is_some_and(|start| start < window.until_ms && start + HOUR_MS > window.since_ms)
+        })
+        .collect();
+    keys.sort();
+    Ok(keys)
+}
+
+struct FileResult {
+    interactions: Vec<Interaction>,
+    stats: MapStats,
+    bytes: u64,
+    torn: bool,
+}
+
+fn decode_file(data: &[u8], weights: &EventWeights) -> FileResult {
+    let (text, clean) = gunzip_text(data);
+    let mut stats = MapStats::default();
+    let mut interactions = Vec::new();
+    for line in text.lines() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        stats.lines += 1;
+        match map_event_line(line, weights) {
+            Ok(i) => interactions.push(i),
+            Err(Skip::Malformed(_)) => stats.malformed += 1,
+            Err(_) => stats.skipped += 1,
+        }
+    }
+    FileResult {
+        interactions,
+        stats,
+        bytes: data.len() as u64,
+        torn: !clean,
+    }
+}
+
+/// Reads the given files concurrently (at most `concurrency` in flight), maps and dedupes.
+/// Interactions outside `window` are dropped and counted.
+pub async fn read_files<O: ObjectStore>(
+    store: &O,
+    keys: &[String],
+    window: TimeWindow,
+    weights: &EventWeights,
+    concurrency: usize,
+) -> Result<ReadOutcome, StoreError> {
+    let files: Vec<FileResult> = futures::stream::iter(keys.iter())
+        .map(|key| async move {
+            let Some(body) = store.get(key).await? else {
+                // Listed then gone (lifecycle rule): nothing to read.
+                return Ok(None);
+            };
+            let w = weights.clone();
+            let r = tokio::task::spawn_blocking(move || decode_file(&body, &w))
+                .await
+                .expect("decoder task panicked");
+            Ok::<_, StoreError>(Some(r))
+        })
+        // `buffered` keeps key order, so the dedupe (first occurrence wins) is deterministic.
+        .buffered(concurrency.max(1))
+        .try_filter_map(|r| async move { Ok(r) })
+        .try_collect()
+        .await?;
+    let mut out = ReadOutcome {
+        files: files.len() as u64,
+        ..ReadOutcome::default()
+    };
+    let total: usize = files.iter().map(|f| f.interactions.len()).sum();
+    out.interactions.reserve(total);
+    let mut dedupe = Deduper::new();
+    for f in files {
+        out.bytes += f.bytes;
+        out.torn_files += u64::from(f.torn);
+        out.stats.add(&f.stats);
+        for i in f.interactions {
+            if !dedupe.first_time(&i.event_id) {
+                out.stats.duplicates += 1;
+            } else if i.timestamp_ms < window.since_ms || i.timestamp_ms >= window.until_ms {
+                out.out_of_window += 1;
+            } else {
+                out.interactions.push(i);
+            }
+        }
+    }
+    out.stats.interactions = out.interactions.len() as u64;
+    out.interactions.sort_unstable_by(|a, b| {
+        a.timestamp_ms
+            .cmp(&b.timestamp_ms)
+            .then_with(|| a.event_id.cmp(&b.event_id))
+    });
+    Ok(out)
+}
+
+/// Lists and reads the window of `site`.
+pub async fn read_window<O: ObjectStore>(
+    store: &O,
+    site: &str,
+    window: TimeWindow,
+    weights: &EventWeights,
+    concurrency: usize,
+) -> Result<ReadOutcome, StoreError> {
+    let keys = list_window(store, site, window, concurrency).await?;
+    read_files(store, &keys, window, weights, concurrency).await
+}
+
+/// The time just after the newest event of `site` (for windows anchored at `latest`): the
+/// newest hour partition is found by listing, then read for its newest event time.
+pub async fn latest_event_end_ms<O: ObjectStore>(
+    store: &O,
+    site: &str,
+    concurrency: usize,
+) -> Result<Option<i64>, StoreError> {
+    let keys = store.list(&format!("{EVENTS_PREFIX}site={site}/")).await?;
+    let Some(newest) = keys.iter().filter_map(|k| partition_start_ms(k)).max() else {
+        return Ok(None);
+    };
+    let hour_keys: Vec<String> = keys
+        .into_iter()
+        .filter(|k| partition_start_ms(k) == Some(newest))
+        .collect();
+    // Any event type counts here, interaction or not.
+    let newest_ts = futures::stream::iter(hour_keys.iter())
+        .map(|k| async move { store.get(k).await })
+        .buffer_unordered(concurrency.max(1))
+        .try_fold(None::<i64>, |acc, body| async move {
+            let Some(body) = body else { return Ok(acc) };
+            let (text, _) = gunzip_text(&body);
+            let m = text
+                .lines()
+                .filter_map(|l| {
+                    serde_json::from_str::<TsOnly>(l)
+                        .ok()
+                        .map(|t| t.event_timestamp)
+                })
+                .max();
+            Ok(acc.max(m))
+        })
+        .await?;
+    Ok(Some(newest_ts.map_or(newest + HOUR_MS, |t| t + 1)))
+}
+
+#[derive(serde::Deserialize)]
+struct TsOnly {
+    event_timestamp: i64,
+}
+
+/// The reader contract, run on the local store (unit test) and on S3 (moto).
+#[cfg(any(test, feature = "testkit"))]
+pub mod contract {
+    use super::*;
+    use crate::jsonl::gzip_lines;
+    use crate::layout::{event_object_key, Hour};
+    use bytes::Bytes;
+
+    /// A flat event line as the collect service stores it.
+    pub fn event_line(site: &str, event_type: &str, id: &str, user: &str, ts: i64) -> String {
+        let eid = nectar_model::event::event_id(site, user, event_type, id, ts);
+        format!(
+            r#"{{"event_id":"{eid}","site_key":"{site}","type":"{event_type}","id":"{id}","event_timestamp":{ts},"collect_timestamp":{ts},"sent_timestamp":{ts},"peach_schema_version":"1.0.3","client":{{"id":"{user}","app_id":"t"}}}}"#
+        )
+    }
+
+    /// Writes a small log over three days (with duplicates across files, a non-interaction, a
+    /// torn file and events in the boundary hours) and checks what the reader returns.
+    pub async fn reader_contract<O: ObjectStore>(store: &O) {
+        let site = format!("r{:012x}", rand::random::<u64>() & 0xffff_ffff_ffff);
+        let site = site.as_str();
+        // 2026-11-20T00:00Z
+        let day0 = 1_795_132_800_000i64;
+        let h =
+            |day: i64, hour: i64, min: i64| day0 + day * 86_400_000 + hour * HOUR_MS + min * 60_000;
+        let put = |ts_hour: i64, writer: &str, lines: Vec<String>| {
+            let key = event_object_key(site, Hour::of(ts_hour), writer, "1");
+            let body = gzip_lines(lines.iter().map(String::as_str));
+            async move { store.put(&key, Bytes::from(body)).await.unwrap() }
+        };
+        // day 0, 23:xx: before the window (which starts at day 0 23:30)
+        put(
+            h(0, 23, 0),
+            "w1",
+            vec![
+                event_line(site, "media_play", "early", "u1", h(0, 23, 10)),
+                event_line(site, "media_play", "a", "u1", h(0, 23, 40)),
+            ],
+        )
+        .await;
+        // day 1: a duplicate of the previous file's in-window event, plus new ones
+        put(
+            h(1, 5, 0),
+            "w1",
+            vec![
+                event_line(site, "media_play", "a", "u1", h(0, 23, 40)),
+                event_line(site, "media_end", "b", "u2", h(1, 5, 1)),
+                event_line(site, "recommendation_displayed", "r1", "u2", h(1, 5, 2)),
+                "not json".to_string(),
+            ],
+        )
+        .await;
+        // a second writer re-delivered the same batch
+        put(
+            h(1, 5, 0),
+            "w2",
+            vec![event_line(site, "media_end", "b", "u2", h(1, 5, 1))],
+        )
+        .await;
+        // day 2: a torn file (the second member cut in half) and an event after the window end
+        let mut torn = gzip_lines([event_line(site, "media_play", "c", "u3", h(2, 1, 0)).as_str()]);
+        let tail = gzip_lines([event_line(site, "media_play", "lost", "u3", h(2, 1, 1)).as_str()]);
+        torn.extend_from_slice(&tail[..tail.len() / 2]);
+        store
+            .put(
+                &event_object_key(site, Hour::of(h(2, 1, 0)), "w3", "1"),
+                Bytes::from(torn),
+            )
+            .await
+            .unwrap();
+        put(
+            h(2, 6, 0),
+            "w1",
+            vec![
+                event_line(site, "media_play", "d", "u1", h(2, 6, 10)),
+                event_line(site, "media_play", "late", "u1", h(2, 6, 50)),
+            ],
+        )
+        .await;
+        // another site's events are never read
+        let other = event_object_key("other-site", Hour::of(h(1, 5, 0)), "w1", "1");
+        store
+            .put(
+                &other,
+                Bytes::from(gzip_lines([event_line(
+                    "other-site",
+                    "media_play",
+                    "x",
+                    "u",
+                    h(1, 5, 0),
+                )
+                .as_str()])),
+            )
+            .await
+            .unwrap();
+
+        let window = TimeWindow {
+            since_ms: h(0, 23, 30),
+            until_ms: h(2, 6, 30),
+        };
+        let w = EventWeights::default();
+        let keys = list_window(store, site, window, 4).await.unwrap();
+        assert_eq!(keys.len(), 5, "{keys:?}");
+        let out = read_window(store, site, window, &w, 4).await.unwrap();
+        let items: Vec<&str> = out.interactions.iter().map(|i| i.item.as_str()).collect();
+        assert_eq!(items, vec!["a", "b", "c", "d"]);
+        assert_eq!(out.files, 5);
+        assert_eq!(out.stats.duplicates, 2);
+        assert_eq!(out.stats.malformed, 1);
+        assert_eq!(out.stats.skipped, 1);
+        assert_eq!(out.out_of_window, 2);
+        assert_eq!(out.torn_files, 1);
+        assert_eq!(out.stats.interactions, 4);
+        assert_eq!(out.interactions[1].weight, 3.0);
+        // the newest event ends the `latest` window
+        assert_eq!(
+            latest_event_end_ms(store, site, 4).await.unwrap(),
+            Some(h(2, 6, 50) + 1)
+        );
+        assert_eq!(
+            latest_event_end_ms(store, "nosuchsite", 4).await.unwrap(),
+            None
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partitions_and_dates_of_a_window() {
+        let k = "events/site=demo/date=2026-11-22/hour=07/w-1.jsonl.gz";
+        assert_eq!(partition_start_ms(k), Some(1_795_305_600_000 + 7 * HOUR_MS));
+        assert_eq!(partition_start_ms("events/site=demo/x"), None);
+        let w = TimeWindow {
+            since_ms: 1_795_305_600_000 - 1,
+            until_ms: 1_795_305_600_000 + 86_400_000,
+        };
+        assert_eq!(dates_of(w), vec!["2026-11-21", "2026-11-22"]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn local_reader_passes_the_contract() {
+        let dir = std::env::temp_dir().join(format!("nectar-rd-{}", rand::random::<u64>()));
+        contract::reader_contract(&crate::store::LocalStore::new(&dir)).await;
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}
