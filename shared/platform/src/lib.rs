@@ -19,6 +19,7 @@ pub mod reader;
 pub mod registry;
 pub mod sink;
 pub mod store;
+pub mod train;
 
 /// Milliseconds since the epoch, now.
 pub fn now_ms() -> i64 {

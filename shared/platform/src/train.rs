@@ -1,0 +1,1088 @@
+//! The train service: event log → interactions → time holdout → candidate fit → evaluation
+//! (candidate and current version on the same holdout) → quality gate → refit on the whole
+//! window → publish → registry record.
+//!
+//! Failures leave the current model in place; every run, including refused and failed ones,
+//! is recorded in the registry with its cause.
+//!
+//! ## The algorithm seam
+//! The service is written against [`Trainer`]: `fit(task, interactions) -> ModelArtifacts`.
+//! Interactions arrive deduplicated and sorted by time; the trainer builds its own matrix
+//! (the model crate's `Interactions`), reads `task.params` by name, and fills the artifacts it
+//! has: item factors and user factors (ALS/MF), the `popular` list (popular/trending),
+//! `similar` lists (item_knn, and ALS item–item cosine for `more-like-this`), optionally
+//! `user_top` lists (length `task.publish.top_n`, `task.publish.similar_n`).
+//! Evaluation does not go through the trainer: [`ArtifactScorer`] ranks from the artifacts
+//! (user·item dot products, else the user's list, else the popular list, the user's training
+//! items excluded), so the candidate and the published version are scored identically.
+//! [`BuiltinTrainer`] implements `popular` and `trending`; the real algorithms plug in by
+//! implementing [`Trainer`] over the model crate.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::Instant;
+
+use nectar_model::mapping::Interaction;
+
+use crate::config::{Algorithm, Anchor, NectarConfig, TaskConfig};
+use crate::model_store::{
+    Factors, ModelArtifacts, ModelItems, ModelStore, ModelStoreError, PublishOptions, Scored,
+    UserState,
+};
+use crate::reader::{latest_event_end_ms, read_window, TimeWindow};
+use crate::registry::{DataCounts, Registry, RegistryError, RunRecord, RunStatus, WindowRecord};
+use crate::store::{ObjectStore, StoreError};
+
+/// The cut-off of the ranking metrics.
+pub const K: usize = 10;
+/// The gate compares this metric.
+pub const GATE_METRIC: &str = "ndcg@10";
+/// At most this many holdout users are scored (deterministically chosen), to bound the
+/// evaluation time on large windows.
+pub const MAX_EVAL_USERS: usize = 5_000;
+/// Event-log files read at once.
+pub const READ_CONCURRENCY: usize = 32;
+const DAY_MS: i64 = 86_400_000;
+
+/// Why a trainer could not fit.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainerError {
+    /// The trainer does not implement this algorithm.
+    #[error("algorithm {0} is not available in this build")]
+    Unsupported(Algorithm),
+    /// A parameter is invalid for the algorithm.
+    #[error("invalid parameter {name}: {problem}")]
+    InvalidParam {
+        /// The parameter.
+        name: String,
+        /// What is wrong.
+        problem: String,
+    },
+    /// The fit failed.
+    #[error("fit failed")]
+    Fit(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// The algorithm seam (see the module docs).
+pub trait Trainer: Send + Sync {
+    /// Fits `task.algorithm` with `task.params` on time-sorted, deduplicated interactions.
+    /// `progress` takes the fraction done (0..=1) for progress bars on long fits.
+    fn fit(
+        &self,
+        task: &TaskConfig,
+        interactions: &[Interaction],
+        progress: &dyn Fn(f64),
+    ) -> Result<ModelArtifacts, TrainerError>;
+}
+
+/// Popularity (`popular`: interaction counts) and time-decayed popularity (`trending`:
+/// weights halved every `half_life_days`, default 7, before the newest interaction).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BuiltinTrainer;
+
+impl Trainer for BuiltinTrainer {
+    fn fit(
+        &self,
+        task: &TaskConfig,
+        interactions: &[Interaction],
+        progress: &dyn Fn(f64),
+    ) -> Result<ModelArtifacts, TrainerError> {
+        let half_life_ms = match task.algorithm {
+            Algorithm::Popular => None,
+            Algorithm::Trending => {
+                let days = task.param_f64("half_life_days").unwrap_or(7.0);
+                if days <= 0.0 {
+                    return Err(TrainerError::InvalidParam {
+                        name: "half_life_days".into(),
+                        problem: "must be positive".into(),
+                    });
+                }
+                Some(days * DAY_MS as f64)
+            }
+            other => return Err(TrainerError::Unsupported(other)),
+        };
+        let newest = interactions
+            .iter()
+            .map(|i| i.timestamp_ms)
+            .max()
+            .unwrap_or(0);
+        let mut rows: HashMap<&str, usize> = HashMap::new();
+        let mut item_ids: Vec<String> = Vec::new();
+        let mut scores: Vec<f64> = Vec::new();
+        for (n, i) in interactions.iter().enumerate() {
+            let r = *rows.entry(i.item.as_str()).or_insert_with(|| {
+                item_ids.push(i.item.clone());
+                scores.push(0.0);
+                item_ids.len() - 1
+            });
+            scores[r] += match half_life_ms {
+                None => 1.0,
+                Some(h) => 0.5f64.powf((newest - i.timestamp_ms) as f64 / h),
+            };
+            if n % 100_000 == 0 {
+                progress(n as f64 / interactions.len() as f64);
+            }
+        }
+        let mut order: Vec<usize> = (0..item_ids.len()).collect();
+        // Ties go to the lower item id (refeval's most-popular).
+        order.sort_by(|&a, &b| {
+            scores[b]
+                .total_cmp(&scores[a])
+                .then_with(|| item_ids[a].cmp(&item_ids[b]))
+        });
+        let popular: Vec<Scored> = order
+            .iter()
+            .take(task.publish.top_n)
+            .map(|&r| (r as u32, scores[r] as f32))
+            .collect();
+        progress(1.0);
+        Ok(ModelArtifacts {
+            item_ids,
+            popular,
+            ..ModelArtifacts::default()
+        })
+    }
+}
+
+/// Ranks items for users from published artifacts: `user · item` scores when both factor
+/// vectors exist, else the user's precomputed list, else the popular list; items in `exclude`
+/// never come back.
+#[derive(Debug, Clone)]
+pub struct ArtifactScorer {
+    item_ids: Vec<String>,
+    item_factors: Option<Factors>,
+    popular: Vec<Scored>,
+    users: HashMap<String, UserState>,
+}
+
+impl ArtifactScorer {
+    /// From in-memory artifacts (the candidate).
+    pub fn from_artifacts(a: &ModelArtifacts) -> Self {
+        let mut users = HashMap::with_capacity(a.user_ids.len());
+        for (r, u) in a.user_ids.iter().enumerate() {
+            users.insert(
+                u.clone(),
+                UserState {
+                    factors: a.user_factors.as_ref().map(|f| f.row(r).to_vec()),
+                    top: a.user_top.as_ref().map(|t| t[r].clone()),
+                    history: Vec::new(),
+                },
+            );
+        }
+        Self {
+            item_ids: a.item_ids.clone(),
+            item_factors: a.item_factors.clone(),
+            popular: a.popular.clone(),
+            users,
+        }
+    }
+
+    /// From a stored version and the states of the users to score.
+    pub fn from_store(items: ModelItems, users: HashMap<String, UserState>) -> Self {
+        Self {
+            item_ids: items.item_ids,
+            item_factors: items.item_factors,
+            popular: items.popular,
+            users,
+        }
+    }
+
+    /// The top `k` item ids for `user`.
+    pub fn recommend(&self, user: &str, exclude: &HashSet<&str>, k: usize) -> Vec<String> {
+        let state = self.users.get(user);
+        if let (Some(f), Some(u)) = (&self.item_factors, state.and_then(|s| s.factors.as_ref())) {
+            if u.len() == f.dim {
+                let mut scored: Vec<(f32, usize)> = (0..f.rows())
+                    .filter(|&r| !exclude.contains(self.item_ids[r].as_str()))
+                    .map(|r| (f.row(r).iter().zip(u).map(|(a, b)| a * b).sum::<f32>(), r))
+                    .collect();
+                let k = k.min(scored.len());
+                if k == 0 {
+                    return Vec::new();
+                }
+                scored
+                    .select_nth_unstable_by(k - 1, |a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+                scored.truncate(k);
+                scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+                return scored
+                    .into_iter()
+                    .map(|(_, r)| self.item_ids[r].clone())
+                    .collect();
+            }
+        }
+        let list = state
+            .and_then(|s| s.top.as_deref())
+            .filter(|l| !l.is_empty())
+            .unwrap_or(&self.popular);
+        list.iter()
+            .map(|&(r, _)| self.item_ids[r as usize].as_str())
+            .filter(|id| !exclude.contains(id))
+            .take(k)
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+/// A holdout prepared for scoring: per scored user, the training items to exclude and the
+/// warm held-out items (user and item both seen in training), as refeval §4 defines them.
+#[derive(Debug, Clone, Default)]
+pub struct Holdout {
+    users: Vec<(String, HashSet<String>, HashSet<String>)>,
+    train_items: usize,
+}
+
+impl Holdout {
+    /// Builds the holdout from the split.
+    pub fn new(train: &[Interaction], test: &[Interaction]) -> Self {
+        let mut seen: HashMap<&str, HashSet<String>> = HashMap::new();
+        let mut items: HashSet<&str> = HashSet::new();
+        for i in train {
+            seen.entry(&i.user).or_default().insert(i.item.clone());
+            items.insert(&i.item);
+        }
+        let mut truth: BTreeMap<&str, HashSet<String>> = BTreeMap::new();
+        for i in test {
+            if seen.contains_key(i.user.as_str()) && items.contains(i.item.as_str()) {
+                truth.entry(&i.user).or_default().insert(i.item.clone());
+            }
+        }
+        // Deterministic subsample of large holdouts: every n-th user in id order.
+        let step = truth.len().div_ceil(MAX_EVAL_USERS).max(1);
+        let users = truth
+            .into_iter()
+            .step_by(step)
+            .map(|(u, t)| {
+                let excl = seen.remove(u).unwrap_or_default();
+                (u.to_string(), excl, t)
+            })
+            .collect();
+        Self {
+            users,
+            train_items: items.len(),
+        }
+    }
+
+    /// Users scored.
+    pub fn len(&self) -> usize {
+        self.users.len()
+    }
+
+    /// Whether no user can be scored.
+    pub fn is_empty(&self) -> bool {
+        self.users.is_empty()
+    }
+
+    /// The users scored.
+    pub fn user_ids(&self) -> Vec<String> {
+        self.users.iter().map(|(u, _, _)| u.clone()).collect()
+    }
+
+    /// precision@10, recall@10, ndcg@10, map@10, hr@10, coverage@10 (refeval §4).
+    pub fn evaluate(&self, scorer: &ArtifactScorer) -> BTreeMap<String, f64> {
+        let mut sums = [0f64; 5];
+        let mut covered: HashSet<String> = HashSet::new();
+        for (u, excl, truth) in &self.users {
+            let ex: HashSet<&str> = excl.iter().map(String::as_str).collect();
+            let recs = scorer.recommend(u, &ex, K);
+            let mut hits = 0usize;
+            let (mut dcg, mut ap) = (0f64, 0f64);
+            for (i, r) in recs.iter().enumerate() {
+                if truth.contains(r) {
+                    hits += 1;
+                    dcg += 1.0 / ((i + 2) as f64).log2();
+                    ap += hits as f64 / (i + 1) as f64;
+                }
+            }
+            let ideal = truth.len().min(K);
+            let idcg: f64 = (0..ideal).map(|i| 1.0 / ((i + 2) as f64).log2()).sum();
+            sums[0] += hits as f64 / K as f64;
+            sums[1] += hits as f64 / truth.len() as f64;
+            sums[2] += dcg / idcg;
+            sums[3] += ap / ideal as f64;
+            sums[4] += f64::from(u8::from(hits > 0));
+            covered.extend(recs);
+        }
+        let n = self.users.len().max(1) as f64;
+        let mut m = BTreeMap::new();
+        for (name, s) in ["precision@10", "recall@10", "ndcg@10", "map@10", "hr@10"]
+            .iter()
+            .zip(sums)
+        {
+            m.insert((*name).to_string(), s / n);
+        }
+        m.insert(
+            "coverage@10".into(),
+            covered.len() as f64 / self.train_items.max(1) as f64,
+        );
+        m.insert("users_scored".into(), self.users.len() as f64);
+        m
+    }
+}
+
+/// Which window to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WindowChoice {
+    /// The task's configured window (`days` back from its anchor).
+    Configured,
+    /// Explicit bounds (`nectar train --since/--until`).
+    Explicit(TimeWindow),
+}
+
+/// What to train.
+#[derive(Debug, Clone)]
+pub struct TrainRequest {
+    /// Site key.
+    pub site: String,
+    /// Task name.
+    pub task: String,
+    /// Window.
+    pub window: WindowChoice,
+}
+
+/// Stage and progress reports, for progress bars and logs.
+pub trait TrainObserver: Send + Sync {
+    /// A stage starts (`read`, `fit`, `evaluate`, `refit`, `publish`).
+    fn stage(&self, name: &str);
+    /// Fraction of the current stage done.
+    fn progress(&self, fraction: f64);
+}
+
+/// An observer that only logs stages.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LogObserver;
+
+impl TrainObserver for LogObserver {
+    fn stage(&self, name: &str) {
+        tracing::debug!(stage = name, "Training stage.");
+    }
+    fn progress(&self, _fraction: f64) {}
+}
+
+/// The train service's backends.
+#[derive(Debug)]
+pub struct TrainDeps<'a, O, M, R, T> {
+    /// The event log.
+    pub events: &'a O,
+    /// The model store.
+    pub models: &'a M,
+    /// The registry.
+    pub registry: &'a R,
+    /// The algorithms.
+    pub trainer: &'a T,
+}
+
+/// Why a run failed (the current model stays in place).
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    /// The site or task is not in the config.
+    #[error("no task {task:?} for site {site:?} in the config")]
+    UnknownTask {
+        /// Site key.
+        site: String,
+        /// Task name.
+        task: String,
+    },
+    /// The window holds no interactions.
+    #[error("no interactions in the window ({events} event lines read)")]
+    NoData {
+        /// Lines read.
+        events: u64,
+    },
+    /// Reading the event log failed.
+    #[error(transparent)]
+    Events(#[from] StoreError),
+    /// The model store failed.
+    #[error(transparent)]
+    Models(#[from] ModelStoreError),
+    /// The registry failed.
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    /// The algorithm failed.
+    #[error(transparent)]
+    Trainer(#[from] TrainerError),
+}
+
+impl TrainError {
+    /// A stable code (the Lambda `errorType`).
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::UnknownTask { .. } => "UnknownTask",
+            Self::NoData { .. } => "NoData",
+            Self::Events(_) => "EventLogError",
+            Self::Models(_) => "ModelStoreError",
+            Self::Registry(_) => "RegistryError",
+            Self::Trainer(_) => "TrainerError",
+        }
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(c) = src {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        src = c.source();
+    }
+    s
+}
+
+fn run_cpu<R>(f: impl FnOnce() -> R) -> R {
+    // Fits are CPU bound: keep the runtime's other tasks moving when it has worker threads.
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}
+
+fn ms_since(t: Instant) -> u64 {
+    t.elapsed().as_millis() as u64
+}
+
+/// Runs one training task; see the module docs. Returns the run's record (published or
+/// refused); a failed run is recorded and returned as the error.
+#[tracing::instrument(skip_all, fields(site = %req.site, task = %req.task))]
+pub async fn run_task<O, M, R, T>(
+    cfg: &NectarConfig,
+    req: &TrainRequest,
+    deps: TrainDeps<'_, O, M, R, T>,
+    observer: &dyn TrainObserver,
+    now_ms: i64,
+) -> Result<RunRecord, TrainError>
+where
+    O: ObjectStore,
+    M: ModelStore,
+    R: Registry,
+    T: Trainer,
+{
+    let site_cfg = cfg.site(&req.site);
+    let task = site_cfg
+        .and_then(|s| s.tasks.get(&req.task))
+        .ok_or_else(|| TrainError::UnknownTask {
+            site: req.site.clone(),
+            task: req.task.clone(),
+        })?;
+    let weights = site_cfg.map(|s| s.weights()).unwrap_or_default();
+    let current = deps.models.current_version(&req.site, &req.task).await?;
+    let version = (now_ms.max(0) as u64).max(current.map_or(0, |c| c + 1));
+    let mut run = RunRecord {
+        site: req.site.clone(),
+        task: req.task.clone(),
+        version,
+        algorithm: task.algorithm.as_str().to_string(),
+        params: serde_json::to_value(&task.params).expect("params serialise"),
+        window: WindowRecord::default(),
+        counts: DataCounts::default(),
+        metrics: BTreeMap::new(),
+        compared_with: current,
+        current_metrics: None,
+        durations_ms: BTreeMap::new(),
+        status: RunStatus::Failed,
+        reason: None,
+        refit_on_full_window: false,
+        started_ms: now_ms,
+        finished_ms: now_ms,
+    };
+    let started = Instant::now();
+    let result = run_stages(
+        req, task, &weights, &deps, observer, now_ms, current, &mut run,
+    )
+    .await;
+    run.durations_ms.insert("total".into(), ms_since(started));
+    run.finished_ms = now_ms + ms_since(started) as i64;
+    match result {
+        Ok(()) => {
+            deps.registry.record(&run).await?;
+            match run.status {
+                RunStatus::Published => tracing::info!(
+                    version,
+                    interactions = run.counts.interactions,
+                    ndcg = run.metrics.get(GATE_METRIC).copied(),
+                    "Published model."
+                ),
+                _ => tracing::warn!(
+                    version,
+                    reason = run.reason.as_deref().unwrap_or(""),
+                    "Quality gate refused the candidate; the current model stays."
+                ),
+            }
+            Ok(run)
+        }
+        Err(e) => {
+            run.status = RunStatus::Failed;
+            run.reason = Some(error_chain(&e));
+            tracing::error!(
+                version,
+                error = run.reason.as_deref().unwrap_or(""),
+                "Training failed; the current model stays."
+            );
+            if let Err(re) = deps.registry.record(&run).await {
+                tracing::error!(error = %error_chain(&re), "Could not record the failed run.");
+            }
+            Err(e)
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run_stages<O, M, R, T>(
+    req: &TrainRequest,
+    task: &TaskConfig,
+    weights: &nectar_model::mapping::EventWeights,
+    deps: &TrainDeps<'_, O, M, R, T>,
+    observer: &dyn TrainObserver,
+    now_ms: i64,
+    current: Option<u64>,
+    run: &mut RunRecord,
+) -> Result<(), TrainError>
+where
+    O: ObjectStore,
+    M: ModelStore,
+    R: Registry,
+    T: Trainer,
+{
+    // 1. Window and data.
+    observer.stage("read");
+    let t = Instant::now();
+    let days = task.window.days;
+    let (window, anchor) = match req.window {
+        WindowChoice::Explicit(w) => (w, "explicit"),
+        WindowChoice::Configured => {
+            let (until, anchor) = match task.window.anchor {
+                Anchor::Now => (now_ms, "now"),
+                Anchor::Latest => (
+                    latest_event_end_ms(deps.events, &req.site, READ_CONCURRENCY)
+                        .await?
+                        .ok_or(TrainError::NoData { events: 0 })?,
+                    "latest",
+                ),
+            };
+            (
+                TimeWindow {
+                    since_ms: until - i64::from(days) * DAY_MS,
+                    until_ms: until,
+                },
+                anchor,
+            )
+        }
+    };
+    run.window = WindowRecord {
+        since_ms: window.since_ms,
+        until_ms: window.until_ms,
+        days,
+        anchor: anchor.into(),
+    };
+    let read = read_window(deps.events, &req.site, window, weights, READ_CONCURRENCY).await?;
+    let all = read.interactions;
+    run.counts.files = read.files;
+    run.counts.lines = read.stats.lines;
+    run.counts.duplicates = read.stats.duplicates;
+    run.counts.malformed = read.stats.malformed;
+    run.counts.skipped = read.stats.skipped + read.out_of_window;
+    run.counts.interactions = all.len() as u64;
+    run.counts.users = all
+        .iter()
+        .map(|i| i.user.as_str())
+        .collect::<HashSet<_>>()
+        .len() as u64;
+    run.counts.items = all
+        .iter()
+        .map(|i| i.item.as_str())
+        .collect::<HashSet<_>>()
+        .len() as u64;
+    run.durations_ms.insert("read".into(), ms_since(t));
+    if all.is_empty() {
+        return Err(TrainError::NoData {
+            events: read.stats.lines,
+        });
+    }
+
+    // 2. Time holdout: the newest fraction of the window.
+    let holdout_n = (all.len() as f64 * task.holdout_fraction).floor() as usize;
+    let (train, test) = all.split_at(all.len() - holdout_n);
+    run.counts.train_interactions = train.len() as u64;
+    run.counts.holdout_interactions = test.len() as u64;
+    let holdout = Holdout::new(train, test);
+    run.counts.holdout_users_scored = holdout.len() as u64;
+
+    let progress = |f: f64| observer.progress(f);
+    let mut candidate = None;
+    if !holdout.is_empty() {
+        // 3. Candidate on the older part, scored on the holdout.
+        observer.stage("fit");
+        let t = Instant::now();
+        let cand = run_cpu(|| deps.trainer.fit(task, train, &progress))?;
+        cand.validate()
+            .map_err(|p| TrainError::Models(ModelStoreError::InvalidArtifacts(p)))?;
+        run.durations_ms.insert("fit".into(), ms_since(t));
+        observer.stage("evaluate");
+        let t = Instant::now();
+        run.metrics = run_cpu(|| holdout.evaluate(&ArtifactScorer::from_artifacts(&cand)));
+        // 4. The current version on the same holdout.
+        if let Some(cur) = current {
+            if let Some(items) = deps.models.load_items(&req.site, &req.task, cur).await? {
+                let users = holdout.user_ids();
+                let states = deps
+                    .models
+                    .user_states(&req.site, &req.task, cur, &users)
+                    .await?;
+                let scorer =
+                    ArtifactScorer::from_store(items, users.into_iter().zip(states).collect());
+                run.current_metrics = Some(run_cpu(|| holdout.evaluate(&scorer)));
+            }
+        }
+        run.durations_ms.insert("evaluate".into(), ms_since(t));
+        // 5. The gate.
+        if let Some(cur) = &run.current_metrics {
+            let (c, n) = (
+                cur.get(GATE_METRIC).copied().unwrap_or(0.0),
+                run.metrics.get(GATE_METRIC).copied().unwrap_or(0.0),
+            );
+            if n < c * (1.0 - task.gate_max_drop) {
+                run.status = RunStatus::Refused;
+                run.reason = Some(format!(
+                    "{GATE_METRIC} {n:.4} is below the current version's {c:.4} by more than \
+                     {:.1}%",
+                    task.gate_max_drop * 100.0
+                ));
+                return Ok(());
+            }
+        }
+        candidate = Some(cand);
+    } else {
+        tracing::warn!(
+            holdout = test.len(),
+            "No warm holdout users: publishing without evaluation or gate."
+        );
+    }
+
+    // 6. Refit on the whole window (the candidate is reused when nothing was held out).
+    let artifacts = if holdout_n == 0 {
+        match candidate {
+            Some(c) => c,
+            None => {
+                observer.stage("fit");
+                let t = Instant::now();
+                let a = run_cpu(|| deps.trainer.fit(task, &all, &progress))?;
+                run.durations_ms.insert("fit".into(), ms_since(t));
+                a
+            }
+        }
+    } else {
+        observer.stage("refit");
+        let t = Instant::now();
+        let a = run_cpu(|| deps.trainer.fit(task, &all, &progress))?;
+        run.durations_ms.insert("refit".into(), ms_since(t));
+        run.refit_on_full_window = true;
+        a
+    };
+    let mut artifacts = artifacts;
+    artifacts.metadata = serde_json::json!({
+        "site": run.site,
+        "task": run.task,
+        "version": run.version,
+        "algorithm": run.algorithm,
+        "params": run.params,
+        "window": run.window,
+        "metrics": run.metrics,
+        "refit_on_full_window": run.refit_on_full_window,
+        "trained_ms": now_ms,
+    });
+
+    // 7. Publish: every key, then the pointer, then TTLs for the superseded version.
+    observer.stage("publish");
+    let t = Instant::now();
+    deps.models
+        .publish(
+            &req.site,
+            &req.task,
+            run.version,
+            &artifacts,
+            &PublishOptions::from(&task.publish),
+        )
+        .await?;
+    run.durations_ms.insert("publish".into(), ms_since(t));
+    run.status = RunStatus::Published;
+    Ok(())
+}
+
+/// End-to-end checks of the service, run on the local backends (unit tests) and on S3, Redis
+/// and DynamoDB (`tests/tests/train_s3.rs`).
+#[cfg(any(test, feature = "testkit"))]
+pub mod contract {
+    use super::*;
+    use crate::jsonl::gzip_lines;
+    use crate::layout::{event_object_key, Hour};
+    use crate::reader::contract::event_line;
+    use bytes::Bytes;
+
+    /// A config with one site `site` and a `popular` task `pop` (window 30 days back from the
+    /// newest event, holdout 20 %).
+    pub fn config(site: &str) -> NectarConfig {
+        NectarConfig::from_toml(
+            &format!(
+                "[sites.{site}.tasks.pop]\nalgorithm = \"popular\"\nwindow = {{ days = 30, anchor = \"latest\" }}\n\
+                 holdout_fraction = 0.2\npublish = {{ top_n = 50, keep_versions = 2 }}\n"
+            ),
+            "test",
+        )
+        .expect("test config")
+    }
+
+    /// The newest event time of [`write_events`].
+    pub const T0: i64 = 1_795_132_800_000;
+
+    /// Writes a log where item `i<j>` (j in 0..20) is played by users `0..(40 - 2j)` at
+    /// scattered times over ten days, so popularity decreases with j.
+    pub async fn write_events<O: ObjectStore>(store: &O, site: &str) -> usize {
+        let mut by_hour: BTreeMap<Hour, Vec<String>> = BTreeMap::new();
+        let mut n = 0;
+        for j in 0..20i64 {
+            for u in 0..(40 - 2 * j) {
+                let minute = (u * 7919 + j * 104_729) % (10 * 24 * 60);
+                let ts = T0 - 10 * DAY_MS + minute * 60_000;
+                by_hour.entry(Hour::of(ts)).or_default().push(event_line(
+                    site,
+                    "media_play",
+                    &format!("i{j}"),
+                    &format!("u{u}"),
+                    ts,
+                ));
+                n += 1;
+            }
+        }
+        for (hour, lines) in by_hour {
+            let body = gzip_lines(lines.iter().map(String::as_str));
+            store
+                .put(
+                    &event_object_key(site, hour, "test", "1"),
+                    Bytes::from(body),
+                )
+                .await
+                .unwrap();
+        }
+        n
+    }
+
+    /// A trainer that ranks popularity backwards: a worse model for the gate.
+    #[derive(Debug, Default)]
+    pub struct BackwardsTrainer;
+
+    impl Trainer for BackwardsTrainer {
+        fn fit(
+            &self,
+            task: &TaskConfig,
+            interactions: &[Interaction],
+            progress: &dyn Fn(f64),
+        ) -> Result<ModelArtifacts, TrainerError> {
+            let mut a = BuiltinTrainer.fit(task, interactions, progress)?;
+            let mut all: Vec<Scored> = (0..a.item_ids.len() as u32).map(|r| (r, 0.0)).collect();
+            let pos: HashMap<u32, f32> = a.popular.iter().copied().collect();
+            all.sort_by(|x, y| pos[&x.0].total_cmp(&pos[&y.0]));
+            a.popular = all;
+            Ok(a)
+        }
+    }
+
+    /// A trainer that always fails.
+    #[derive(Debug, Default)]
+    pub struct FailingTrainer;
+
+    impl Trainer for FailingTrainer {
+        fn fit(
+            &self,
+            _: &TaskConfig,
+            _: &[Interaction],
+            _: &dyn Fn(f64),
+        ) -> Result<ModelArtifacts, TrainerError> {
+            Err(TrainerError::Fit("out of memory (test)".into()))
+        }
+    }
+
+    /// Publish, refuse, fail: the whole flow on the given backends.
+    pub async fn train_flow_contract<O, M, R>(events: &O, models: &M, registry: &R)
+    where
+        O: ObjectStore,
+        M: ModelStore,
+        R: Registry,
+    {
+        let site = format!("t{:012x}", rand::random::<u64>() & 0xffff_ffff_ffff);
+        let cfg = config(&site);
+        let written = write_events(events, &site).await;
+        let req = TrainRequest {
+            site: site.clone(),
+            task: "pop".into(),
+            window: WindowChoice::Configured,
+        };
+        let now = T0 + 5 * DAY_MS;
+        // WHEN the task first runs THEN the popularity model is published, refit on all data
+        let deps = TrainDeps {
+            events,
+            models,
+            registry,
+            trainer: &BuiltinTrainer,
+        };
+        let run = run_task(&cfg, &req, deps, &LogObserver, now).await.unwrap();
+        assert_eq!(run.status, RunStatus::Published, "{:?}", run.reason);
+        assert!(run.refit_on_full_window);
+        assert_eq!(run.counts.interactions as usize, written);
+        assert_eq!(run.counts.items, 20);
+        assert_eq!(run.counts.users, 40);
+        assert_eq!(run.window.anchor, "latest");
+        assert_eq!(
+            run.counts.holdout_interactions as usize,
+            (written as f64 * 0.2).floor() as usize
+        );
+        assert!(run.counts.holdout_users_scored > 0);
+        let ndcg = run.metrics[GATE_METRIC];
+        assert!(ndcg > 0.0 && ndcg <= 1.0, "{ndcg}");
+        assert_eq!(run.compared_with, None);
+        let v1 = run.version;
+        assert_eq!(
+            models.current_version(&site, "pop").await.unwrap(),
+            Some(v1)
+        );
+        let items = models.load_items(&site, "pop", v1).await.unwrap().unwrap();
+        let top: Vec<&str> = items
+            .popular
+            .iter()
+            .take(3)
+            .map(|&(r, _)| items.item_ids[r as usize].as_str())
+            .collect();
+        assert_eq!(top, vec!["i0", "i1", "i2"]);
+        assert_eq!(items.popular[0].1, 40.0, "refit on the whole window");
+        assert_eq!(items.metadata["version"], v1);
+
+        // WHEN a worse candidate is trained THEN the gate refuses it and v1 stays current
+        let deps = TrainDeps {
+            events,
+            models,
+            registry,
+            trainer: &BackwardsTrainer,
+        };
+        let run = run_task(&cfg, &req, deps, &LogObserver, now + 1)
+            .await
+            .unwrap();
+        assert_eq!(run.status, RunStatus::Refused);
+        assert_eq!(run.compared_with, Some(v1));
+        let cur = run.current_metrics.as_ref().unwrap()[GATE_METRIC];
+        assert!(cur > 0.0);
+        assert!(run.metrics[GATE_METRIC] < cur * 0.95);
+        assert!(run.reason.as_deref().unwrap().contains(GATE_METRIC));
+        assert_eq!(
+            models.current_version(&site, "pop").await.unwrap(),
+            Some(v1)
+        );
+
+        // WHEN the fit fails THEN the run is recorded as failed with its cause, v1 stays
+        let deps = TrainDeps {
+            events,
+            models,
+            registry,
+            trainer: &FailingTrainer,
+        };
+        let err = run_task(&cfg, &req, deps, &LogObserver, now + 2)
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), "TrainerError");
+        assert_eq!(
+            models.current_version(&site, "pop").await.unwrap(),
+            Some(v1)
+        );
+
+        // WHEN the same model is trained again THEN it passes the gate (equal scores) and a
+        // newer version is published
+        let deps = TrainDeps {
+            events,
+            models,
+            registry,
+            trainer: &BuiltinTrainer,
+        };
+        let run = run_task(&cfg, &req, deps, &LogObserver, now + 3)
+            .await
+            .unwrap();
+        assert_eq!(run.status, RunStatus::Published);
+        assert!(run.version > v1);
+        assert_eq!(
+            models.current_version(&site, "pop").await.unwrap(),
+            Some(run.version)
+        );
+
+        let runs = registry.runs(&site, "pop", 10).await.unwrap();
+        let statuses: Vec<RunStatus> = runs.iter().map(|r| r.status).collect();
+        assert_eq!(
+            statuses,
+            vec![
+                RunStatus::Published,
+                RunStatus::Failed,
+                RunStatus::Refused,
+                RunStatus::Published
+            ]
+        );
+        assert!(runs[1]
+            .reason
+            .as_deref()
+            .unwrap()
+            .contains("out of memory (test)"));
+        let published = registry.published(&site, "pop", 2).await.unwrap();
+        assert_eq!(published[1].version, v1);
+
+        // an unknown task and an empty site fail clearly
+        let deps = TrainDeps {
+            events,
+            models,
+            registry,
+            trainer: &BuiltinTrainer,
+        };
+        let bad = TrainRequest {
+            task: "nope".into(),
+            ..req.clone()
+        };
+        assert_eq!(
+            run_task(&cfg, &bad, deps, &LogObserver, now)
+                .await
+                .unwrap_err()
+                .code(),
+            "UnknownTask"
+        );
+        let empty_cfg = config("empty-site");
+        let deps = TrainDeps {
+            events,
+            models,
+            registry,
+            trainer: &BuiltinTrainer,
+        };
+        let empty = TrainRequest {
+            site: "empty-site".into(),
+            ..req.clone()
+        };
+        assert_eq!(
+            run_task(&empty_cfg, &empty, deps, &LogObserver, now)
+                .await
+                .unwrap_err()
+                .code(),
+            "NoData"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ix(user: &str, item: &str, ts: i64) -> Interaction {
+        Interaction {
+            user: user.into(),
+            item: item.into(),
+            weight: 1.0,
+            timestamp_ms: ts,
+            event_id: format!("{user}-{item}-{ts}"),
+        }
+    }
+
+    #[test]
+    fn factor_scores_rank_excluding_training_items() {
+        // GIVEN items on two axes and a user pointing along the first
+        let a = ModelArtifacts {
+            item_ids: vec!["x1".into(), "x2".into(), "y1".into()],
+            item_factors: Some(Factors {
+                dim: 2,
+                data: vec![1.0, 0.0, 0.9, 0.1, 0.0, 1.0],
+            }),
+            user_ids: vec!["u".into()],
+            user_factors: Some(Factors {
+                dim: 2,
+                data: vec![1.0, 0.2],
+            }),
+            popular: vec![(2, 5.0)],
+            ..ModelArtifacts::default()
+        };
+        let s = ArtifactScorer::from_artifacts(&a);
+        // WHEN u is scored THEN x1 > x2 > y1; excluding x1 leaves x2 first
+        assert_eq!(s.recommend("u", &HashSet::new(), 3), vec!["x1", "x2", "y1"]);
+        assert_eq!(s.recommend("u", &HashSet::from(["x1"]), 1), vec!["x2"]);
+        // an unknown user gets the popular list
+        assert_eq!(s.recommend("other", &HashSet::new(), 3), vec!["y1"]);
+    }
+
+    #[test]
+    fn metrics_follow_refeval_formulas() {
+        // GIVEN a user whose held-out items are b and c, and a popular list [a, b, d, c]
+        let train = vec![
+            ix("u", "a", 1),
+            ix("v", "b", 2),
+            ix("v", "c", 3),
+            ix("v", "d", 4),
+        ];
+        let test = vec![
+            ix("u", "b", 5),
+            ix("u", "c", 6),
+            ix("u", "zzz", 7),
+            ix("new", "a", 8),
+        ];
+        let h = Holdout::new(&train, &test);
+        assert_eq!(h.len(), 1, "only warm users with warm items are scored");
+        let a = ModelArtifacts {
+            item_ids: vec!["a".into(), "b".into(), "c".into(), "d".into()],
+            popular: vec![(0, 4.0), (1, 3.0), (3, 2.0), (2, 1.0)],
+            ..ModelArtifacts::default()
+        };
+        let m = h.evaluate(&ArtifactScorer::from_artifacts(&a));
+        // THEN recs = [b, d, c] (a excluded): hits at ranks 1 and 3
+        let dcg = 1.0 + 1.0 / 4f64.log2();
+        let idcg = 1.0 + 1.0 / 3f64.log2();
+        assert!((m["ndcg@10"] - dcg / idcg).abs() < 1e-12);
+        assert!((m["precision@10"] - 0.2).abs() < 1e-12);
+        assert!((m["recall@10"] - 1.0).abs() < 1e-12);
+        assert!((m["map@10"] - (1.0 + 2.0 / 3.0) / 2.0).abs() < 1e-12);
+        assert_eq!(m["hr@10"], 1.0);
+        assert!((m["coverage@10"] - 0.75).abs() < 1e-12);
+    }
+
+    #[test]
+    fn builtin_trending_decays_old_interactions() {
+        let mut task = config_task("trending");
+        task.params.insert(
+            "half_life_days".into(),
+            crate::config::ParamValue::Number(1.0),
+        );
+        // old: 3 plays 3 days before the newest; new: 1 play now
+        let data = vec![
+            ix("a", "old", 0),
+            ix("b", "old", 0),
+            ix("c", "old", 0),
+            ix("d", "new", 3 * DAY_MS),
+        ];
+        let a = BuiltinTrainer.fit(&task, &data, &|_| {}).unwrap();
+        let first = &a.item_ids[a.popular[0].0 as usize];
+        assert_eq!(first, "new");
+        assert!((a.popular[1].1 - 3.0 / 8.0).abs() < 1e-6);
+        let pop = BuiltinTrainer
+            .fit(&config_task("popular"), &data, &|_| {})
+            .unwrap();
+        assert_eq!(pop.item_ids[pop.popular[0].0 as usize], "old");
+        assert!(matches!(
+            BuiltinTrainer.fit(&config_task("als"), &data, &|_| {}),
+            Err(TrainerError::Unsupported(Algorithm::Als))
+        ));
+    }
+
+    fn config_task(algo: &str) -> TaskConfig {
+        NectarConfig::from_toml(&format!("[sites.s.tasks.t]\nalgorithm = \"{algo}\"\n"), "t")
+            .unwrap()
+            .task("s", "t")
+            .unwrap()
+            .clone()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn local_train_flow_publishes_refuses_and_fails_safely() {
+        let dir = std::env::temp_dir().join(format!("nectar-train-{}", rand::random::<u64>()));
+        contract::train_flow_contract(
+            &crate::store::LocalStore::new(&dir),
+            &crate::model_store::LocalModelStore::new(&dir),
+            &crate::registry::LocalRegistry::new(&dir),
+        )
+        .await;
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}
