@@ -14,6 +14,11 @@ pub const NECTAR_STREAM_NAME: &str = "NECTAR_STREAM_NAME";
 pub const NECTAR_BUCKET: &str = "NECTAR_BUCKET";
 /// Local data dir of the embedded backends.
 pub const NECTAR_DATA_DIR: &str = "NECTAR_DATA_DIR";
+/// Redis URL of the model store: `redis://…`, `rediss://…`, or `redis-cluster://h:p[,h:p…]`
+/// (`rediss-cluster://` with TLS) for a cluster.
+pub const NECTAR_REDIS_URL: &str = "NECTAR_REDIS_URL";
+/// DynamoDB table of the model registry (pk `pk` = `<site>#<task>`, sk `sk` = version).
+pub const NECTAR_REGISTRY_TABLE: &str = "NECTAR_REGISTRY_TABLE";
 /// Deadline in ms for collect's retries of unacknowledged Kinesis records.
 pub const NECTAR_PUT_DEADLINE_MS: &str = "NECTAR_PUT_DEADLINE_MS";
 

@@ -1,0 +1,175 @@
+//! Scheduled event → train service → run summary.
+
+use lambda_runtime::{Diagnostic, LambdaEvent};
+use nectar_platform::config::NectarConfig;
+use nectar_platform::model_store::ModelStore;
+use nectar_platform::registry::{Registry, RunRecord};
+use nectar_platform::store::ObjectStore;
+use nectar_platform::train::{
+    run_task, LogObserver, TrainDeps, TrainError, TrainRequest, Trainer, WindowChoice,
+};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+/// The task to run: the schedule's constant input, or the `detail` of a scheduled event.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct TaskInput {
+    /// Task name.
+    pub task: String,
+    /// Site key.
+    pub site: String,
+}
+
+/// Why an invocation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum HandlerError {
+    /// The event names no task.
+    #[error("the event must carry {{\"task\", \"site\"}} at the top level or in detail: {0}")]
+    InvalidInput(String),
+    /// The run failed (recorded in the registry; the current model stays).
+    #[error(transparent)]
+    Train(#[from] TrainError),
+}
+
+impl From<HandlerError> for Diagnostic {
+    fn from(e: HandlerError) -> Self {
+        let error_type = match &e {
+            HandlerError::InvalidInput(_) => "InvalidInput",
+            HandlerError::Train(t) => t.code(),
+        };
+        let mut message = e.to_string();
+        let mut src = std::error::Error::source(&e);
+        while let Some(s) = src {
+            message.push_str(": ");
+            message.push_str(&s.to_string());
+            src = s.source();
+        }
+        Diagnostic {
+            error_type: error_type.to_string(),
+            error_message: message,
+        }
+    }
+}
+
+/// Reads the task from the constant input or a scheduled event's `detail`.
+pub fn parse_input(event: &Value) -> Result<TaskInput, HandlerError> {
+    let direct = serde_json::from_value::<TaskInput>(event.clone());
+    match direct {
+        Ok(t) => Ok(t),
+        Err(e) => match event.get("detail") {
+            Some(d) => serde_json::from_value::<TaskInput>(d.clone())
+                .map_err(|e| HandlerError::InvalidInput(format!("detail: {e}"))),
+            None => Err(HandlerError::InvalidInput(e.to_string())),
+        },
+    }
+}
+
+/// The summary returned to the invoker (and visible in the Lambda console).
+pub fn summary(run: &RunRecord) -> Value {
+    json!({
+        "site": run.site,
+        "task": run.task,
+        "version": run.version,
+        "status": run.status,
+        "reason": run.reason,
+        "metrics": run.metrics,
+        "current_metrics": run.current_metrics,
+        "counts": run.counts,
+        "durations_ms": run.durations_ms,
+    })
+}
+
+/// Runs the named task on the injected backends.
+#[tracing::instrument(skip_all)]
+pub async fn handle<O, M, R, T>(
+    cfg: &NectarConfig,
+    deps: TrainDeps<'_, O, M, R, T>,
+    event: LambdaEvent<Value>,
+) -> Result<Value, HandlerError>
+where
+    O: ObjectStore,
+    M: ModelStore,
+    R: Registry,
+    T: Trainer,
+{
+    let input = parse_input(&event.payload)?;
+    let req = TrainRequest {
+        site: input.site,
+        task: input.task,
+        window: WindowChoice::Configured,
+    };
+    let run = run_task(cfg, &req, deps, &LogObserver, nectar_platform::now_ms()).await?;
+    Ok(summary(&run))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nectar_platform::model_store::LocalModelStore;
+    use nectar_platform::registry::LocalRegistry;
+    use nectar_platform::store::LocalStore;
+    use nectar_platform::train::{contract, BuiltinTrainer};
+
+    const SCHEDULED: &str = r#"{
+        "version": "0", "id": "53dc4d37-cffa-4f76-80c9-8b7d4a4d2eaa",
+        "detail-type": "Scheduled Event", "source": "aws.events",
+        "account": "123456789012", "time": "2026-11-22T03:00:00Z", "region": "us-east-1",
+        "resources": ["arn:aws:events:us-east-1:123456789012:rule/nectar-train-demo-als"],
+        "detail": {"task": "als", "site": "demo"}
+    }"#;
+
+    #[test]
+    fn input_is_the_constant_or_the_detail() {
+        let want = TaskInput {
+            task: "als".into(),
+            site: "demo".into(),
+        };
+        let direct: Value = serde_json::from_str(r#"{"task":"als","site":"demo"}"#).unwrap();
+        assert_eq!(parse_input(&direct).unwrap(), want);
+        let scheduled: Value = serde_json::from_str(SCHEDULED).unwrap();
+        assert_eq!(parse_input(&scheduled).unwrap(), want);
+        let bad: Value = serde_json::from_str(r#"{"detail":{"task":"als"}}"#).unwrap();
+        let d: Diagnostic = parse_input(&bad).unwrap_err().into();
+        assert_eq!(d.error_type, "InvalidInput");
+        assert!(d.error_message.contains("site"), "{}", d.error_message);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_scheduled_event_runs_the_task() {
+        // GIVEN a local log with events of site s1 and a config with task pop
+        let dir = std::env::temp_dir().join(format!("nectar-fn-train-{}", rand::random::<u64>()));
+        let (events, models, registry) = (
+            LocalStore::new(&dir),
+            LocalModelStore::new(&dir),
+            LocalRegistry::new(&dir),
+        );
+        contract::write_events(&events, "s1").await;
+        let cfg = contract::config("s1");
+        let deps = || TrainDeps {
+            events: &events,
+            models: &models,
+            registry: &registry,
+            trainer: &BuiltinTrainer,
+        };
+        // WHEN the schedule fires with detail {"task": "pop", "site": "s1"}
+        let payload: Value = serde_json::from_str(
+            &SCHEDULED
+                .replace("\"als\"", "\"pop\"")
+                .replace("\"demo\"", "\"s1\""),
+        )
+        .unwrap();
+        let out = handle(&cfg, deps(), LambdaEvent::new(payload, Default::default()))
+            .await
+            .unwrap();
+        // THEN the model is published and the summary says so
+        assert_eq!(out["status"], "published");
+        assert!(out["metrics"]["ndcg@10"].as_f64().unwrap() > 0.0);
+        // AND an unknown task is a diagnosable error
+        let payload = json!({"task": "nope", "site": "s1"});
+        let err = handle(&cfg, deps(), LambdaEvent::new(payload, Default::default()))
+            .await
+            .unwrap_err();
+        assert_eq!(Diagnostic::from(err).error_type, "UnknownTask");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}
