@@ -4,6 +4,8 @@
 use clap::{Parser, Subcommand};
 
 mod dev;
+mod import;
+mod train;
 
 /// Nectar: recommendations for broadcasters, on AWS Lambda or on this machine.
 #[derive(Debug, Parser)]
@@ -18,6 +20,10 @@ enum Command {
     /// Serve every HTTP route locally (collect today) on the embedded backends, or on real
     /// Kinesis/S3 when --stream/--bucket are given.
     Dev(dev::DevArgs),
+    /// Run training tasks on the local event log into the local model store.
+    Train(train::TrainArgs),
+    /// Import a MovieLens-style ratings CSV into the event log.
+    Import(import::ImportArgs),
     /// Validate a declarative config file.
     Config {
         #[command(subcommand)]
@@ -44,6 +50,12 @@ fn init_tracing() {
         .init();
 }
 
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     init_tracing();
@@ -54,6 +66,8 @@ fn main() -> anyhow::Result<()> {
                 .build()?;
             rt.block_on(dev::run(args))
         }
+        Command::Train(args) => runtime()?.block_on(train::run(args)),
+        Command::Import(args) => runtime()?.block_on(import::run(args)),
         Command::Config {
             command: ConfigCommand::Check { file },
         } => {

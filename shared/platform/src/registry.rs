@@ -96,8 +96,15 @@ pub struct RunRecord {
     pub metrics: BTreeMap<String, f64>,
     /// The version that was current, scored on the same holdout.
     pub compared_with: Option<u64>,
-    /// That version's metrics.
+    /// That version's metrics on the gate's holdout (the held-out events newer than its own
+    /// window).
     pub current_metrics: Option<BTreeMap<String, f64>>,
+    /// The candidate's metrics on the gate's holdout.
+    #[serde(default)]
+    pub gate_metrics: Option<BTreeMap<String, f64>>,
+    /// What the gate compared, or why it was skipped.
+    #[serde(default)]
+    pub gate: Option<String>,
     /// Stage durations in ms (`read`, `fit`, `evaluate`, `refit`, `publish`, `total`).
     pub durations_ms: BTreeMap<String, u64>,
     /// Outcome.
@@ -509,6 +516,8 @@ pub mod contract {
             metrics: BTreeMap::from([("ndcg@10".to_string(), 0.25 + version as f64 / 1000.0)]),
             compared_with: version.checked_sub(1),
             current_metrics: None,
+            gate_metrics: None,
+            gate: None,
             durations_ms: BTreeMap::from([("fit".to_string(), 12)]),
             status,
             reason: (status != RunStatus::Published).then(|| format!("reason {version}")),

@@ -39,6 +39,9 @@ pub const GATE_METRIC: &str = "ndcg@10";
 /// At most this many holdout users are scored (deterministically chosen), to bound the
 /// evaluation time on large windows.
 pub const MAX_EVAL_USERS: usize = 5_000;
+/// The gate needs at least this many scored users on events the current version has not
+/// seen; with fewer it is skipped (and the run says so).
+pub const MIN_GATE_USERS: usize = 10;
 /// Event-log files read at once.
 pub const READ_CONCURRENCY: usize = 32;
 const DAY_MS: i64 = 86_400_000;
@@ -475,6 +478,8 @@ where
         metrics: BTreeMap::new(),
         compared_with: current,
         current_metrics: None,
+        gate_metrics: None,
+        gate: None,
         durations_ms: BTreeMap::new(),
         status: RunStatus::Failed,
         reason: None,
@@ -617,25 +622,53 @@ where
         observer.stage("evaluate");
         let t = Instant::now();
         run.metrics = run_cpu(|| holdout.evaluate(&ArtifactScorer::from_artifacts(&cand)));
-        // 4. The current version on the same holdout.
+        // 4. The current version, scored on the held-out events it was not trained on (its
+        //    own window ends at `metadata.window.until_ms`; it has seen anything older, and
+        //    scoring it there would favour it), and the candidate on the same events.
         if let Some(cur) = current {
             if let Some(items) = deps.models.load_items(&req.site, &req.task, cur).await? {
-                let users = holdout.user_ids();
-                let states = deps
-                    .models
-                    .user_states(&req.site, &req.task, cur, &users)
-                    .await?;
-                let scorer =
-                    ArtifactScorer::from_store(items, users.into_iter().zip(states).collect());
-                run.current_metrics = Some(run_cpu(|| holdout.evaluate(&scorer)));
+                let seen_until = items.metadata["window"]["until_ms"].as_i64();
+                let start = seen_until.map_or(0, |u| test.partition_point(|i| i.timestamp_ms < u));
+                let gate_holdout = if start == 0 {
+                    holdout.clone()
+                } else {
+                    Holdout::new(train, &test[start..])
+                };
+                if gate_holdout.len() >= MIN_GATE_USERS {
+                    let users = gate_holdout.user_ids();
+                    let states = deps
+                        .models
+                        .user_states(&req.site, &req.task, cur, &users)
+                        .await?;
+                    let scorer =
+                        ArtifactScorer::from_store(items, users.into_iter().zip(states).collect());
+                    run.current_metrics = Some(run_cpu(|| gate_holdout.evaluate(&scorer)));
+                    run.gate_metrics = Some(if start == 0 {
+                        run.metrics.clone()
+                    } else {
+                        run_cpu(|| gate_holdout.evaluate(&ArtifactScorer::from_artifacts(&cand)))
+                    });
+                    run.gate = Some(format!(
+                        "compared with v{cur} on {} held-out events newer than its window ({} users)",
+                        test.len() - start,
+                        gate_holdout.len()
+                    ));
+                } else {
+                    run.gate = Some(format!(
+                        "skipped: {} users have held-out events newer than v{cur}'s window, \
+                         fewer than {MIN_GATE_USERS}",
+                        gate_holdout.len()
+                    ));
+                    tracing::warn!(gate = run.gate.as_deref().unwrap_or(""), "Gate skipped.");
+                }
             }
         }
         run.durations_ms.insert("evaluate".into(), ms_since(t));
         // 5. The gate.
-        if let Some(cur) = &run.current_metrics {
+        if let (Some(cur), Some(cand_m)) = (&run.current_metrics, &run.gate_metrics) {
             let (c, n) = (
                 cur.get(GATE_METRIC).copied().unwrap_or(0.0),
-                run.metrics.get(GATE_METRIC).copied().unwrap_or(0.0),
+                cand_m.get(GATE_METRIC).copied().unwrap_or(0.0),
             );
             if n < c * (1.0 - task.gate_max_drop) {
                 run.status = RunStatus::Refused;
@@ -728,23 +761,34 @@ pub mod contract {
         .expect("test config")
     }
 
-    /// The newest event time of [`write_events`].
+    /// The end of the ten days of events of [`write_events`].
     pub const T0: i64 = 1_795_132_800_000;
 
     /// Writes a log where item `i<j>` (j in 0..20) is played by users `0..(40 - 2j)` at
-    /// scattered times over ten days, so popularity decreases with j.
+    /// scattered times over the ten days before [`T0`], so popularity decreases with j.
     pub async fn write_events<O: ObjectStore>(store: &O, site: &str) -> usize {
+        write_events_before(store, site, T0, 0).await
+    }
+
+    /// [`write_events`] for the ten days before `end_ms`, user `u` renamed `(u + shift) % 40`
+    /// (so that users meet items they have not played yet).
+    pub async fn write_events_before<O: ObjectStore>(
+        store: &O,
+        site: &str,
+        end_ms: i64,
+        shift: i64,
+    ) -> usize {
         let mut by_hour: BTreeMap<Hour, Vec<String>> = BTreeMap::new();
         let mut n = 0;
         for j in 0..20i64 {
             for u in 0..(40 - 2 * j) {
                 let minute = (u * 7919 + j * 104_729) % (10 * 24 * 60);
-                let ts = T0 - 10 * DAY_MS + minute * 60_000;
+                let ts = end_ms - 10 * DAY_MS + minute * 60_000;
                 by_hour.entry(Hour::of(ts)).or_default().push(event_line(
                     site,
                     "media_play",
                     &format!("i{j}"),
-                    &format!("u{u}"),
+                    &format!("u{}", (u + shift) % 40),
                     ts,
                 ));
                 n += 1;
@@ -852,7 +896,9 @@ pub mod contract {
         assert_eq!(items.popular[0].1, 40.0, "refit on the whole window");
         assert_eq!(items.metadata["version"], v1);
 
-        // WHEN a worse candidate is trained THEN the gate refuses it and v1 stays current
+        // WHEN ten more days of events arrive and a worse candidate is trained THEN the gate
+        // compares both on the held-out events v1 has not seen, refuses, and v1 stays current
+        let more = write_events_before(events, &site, T0 + 10 * DAY_MS, 20).await;
         let deps = TrainDeps {
             events,
             models,
@@ -862,11 +908,17 @@ pub mod contract {
         let run = run_task(&cfg, &req, deps, &LogObserver, now + 1)
             .await
             .unwrap();
-        assert_eq!(run.status, RunStatus::Refused);
+        assert_eq!(run.counts.interactions as usize, written + more);
+        assert!(
+            run.gate.as_deref().unwrap().starts_with("compared with"),
+            "{:?}",
+            run.gate
+        );
+        assert_eq!(run.status, RunStatus::Refused, "{:?}", run.gate);
         assert_eq!(run.compared_with, Some(v1));
         let cur = run.current_metrics.as_ref().unwrap()[GATE_METRIC];
         assert!(cur > 0.0);
-        assert!(run.metrics[GATE_METRIC] < cur * 0.95);
+        assert!(run.gate_metrics.as_ref().unwrap()[GATE_METRIC] < cur * 0.95);
         assert!(run.reason.as_deref().unwrap().contains(GATE_METRIC));
         assert_eq!(
             models.current_version(&site, "pop").await.unwrap(),
@@ -889,8 +941,7 @@ pub mod contract {
             Some(v1)
         );
 
-        // WHEN the same model is trained again THEN it passes the gate (equal scores) and a
-        // newer version is published
+        // WHEN a model as good as v1 is trained THEN it passes the gate and is published
         let deps = TrainDeps {
             events,
             models,
@@ -900,12 +951,33 @@ pub mod contract {
         let run = run_task(&cfg, &req, deps, &LogObserver, now + 3)
             .await
             .unwrap();
-        assert_eq!(run.status, RunStatus::Published);
+        assert_eq!(run.status, RunStatus::Published, "{:?}", run.reason);
         assert!(run.version > v1);
+        let v2 = run.version;
         assert_eq!(
             models.current_version(&site, "pop").await.unwrap(),
-            Some(run.version)
+            Some(v2)
         );
+
+        // WHEN nothing new arrived THEN the current version has seen the whole holdout: the
+        // gate is skipped (and says so) rather than favour it
+        let deps = TrainDeps {
+            events,
+            models,
+            registry,
+            trainer: &BuiltinTrainer,
+        };
+        let run = run_task(&cfg, &req, deps, &LogObserver, now + 4)
+            .await
+            .unwrap();
+        assert!(
+            run.gate.as_deref().unwrap().starts_with("skipped"),
+            "{:?}",
+            run.gate
+        );
+        assert_eq!(run.current_metrics, None);
+        assert_eq!(run.status, RunStatus::Published);
+        assert_eq!(run.compared_with, Some(v2));
 
         let runs = registry.runs(&site, "pop", 10).await.unwrap();
         let statuses: Vec<RunStatus> = runs.iter().map(|r| r.status).collect();
@@ -913,18 +985,19 @@ pub mod contract {
             statuses,
             vec![
                 RunStatus::Published,
+                RunStatus::Published,
                 RunStatus::Failed,
                 RunStatus::Refused,
                 RunStatus::Published
             ]
         );
-        assert!(runs[1]
+        assert!(runs[2]
             .reason
             .as_deref()
             .unwrap()
             .contains("out of memory (test)"));
         let published = registry.published(&site, "pop", 2).await.unwrap();
-        assert_eq!(published[1].version, v1);
+        assert_eq!(published[1].version, v2);
 
         // an unknown task and an empty site fail clearly
         let deps = TrainDeps {

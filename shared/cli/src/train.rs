@@ -1,0 +1,213 @@
+//! `nectar train`: runs training tasks on the local event log into the local model store and
+//! registry (the embedded twins of S3, Redis and DynamoDB), with a progress bar.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use chrono::{NaiveDate, NaiveTime};
+use indicatif::{ProgressBar, ProgressStyle};
+use nectar_platform::config::NectarConfig;
+use nectar_platform::model_store::LocalModelStore;
+use nectar_platform::reader::TimeWindow;
+use nectar_platform::registry::{LocalRegistry, RunStatus};
+use nectar_platform::store::LocalStore;
+use nectar_platform::train::{
+    run_task, BuiltinTrainer, TrainDeps, TrainObserver, TrainRequest, WindowChoice,
+};
+
+/// Flags of `nectar train`.
+#[derive(Debug, clap::Args)]
+pub struct TrainArgs {
+    /// Data dir of the embedded backends (event log, models, registry).
+    #[arg(long, env = "NECTAR_DATA_DIR", default_value = "./.nectar")]
+    pub data_dir: PathBuf,
+    /// The task to run; every task of the site(s) when omitted.
+    #[arg(long)]
+    pub task: Option<String>,
+    /// The site; every site with the task when omitted.
+    #[arg(long)]
+    pub site: Option<String>,
+    /// Window start: a date (UTC midnight) or an RFC 3339 time; overrides the task's window.
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Window end: a date (the whole day is included) or an RFC 3339 time (exclusive).
+    #[arg(long)]
+    pub until: Option<String>,
+    /// Declarative config file; the embedded default when omitted.
+    #[arg(long, env = "NECTAR_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+/// Parses `--since/--until`: `YYYY-MM-DD` or RFC 3339. Dates as `--until` include the day.
+fn parse_time(s: &str, is_until: bool) -> anyhow::Result<i64> {
+    if let Ok(d) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+        let d = if is_until {
+            d.succ_opt().context("date out of range")?
+        } else {
+            d
+        };
+        return Ok(d.and_time(NaiveTime::MIN).and_utc().timestamp_millis());
+    }
+    chrono::DateTime::parse_from_rfc3339(s)
+        .map(|t| t.timestamp_millis())
+        .with_context(|| format!("{s:?} is neither YYYY-MM-DD nor an RFC 3339 time"))
+}
+
+struct Bar(ProgressBar);
+
+impl TrainObserver for Bar {
+    fn stage(&self, name: &str) {
+        self.0.set_position(0);
+        self.0.set_message(name.to_string());
+    }
+    fn progress(&self, fraction: f64) {
+        self.0
+            .set_position((fraction.clamp(0.0, 1.0) * 1000.0) as u64);
+    }
+}
+
+/// Runs the selected tasks; fails if any run failed.
+pub async fn run(args: TrainArgs) -> anyhow::Result<()> {
+    let cfg = NectarConfig::load(args.config.as_deref())?;
+    let mut jobs = Vec::new();
+    for (site, sc) in &cfg.sites {
+        if args.site.as_ref().is_some_and(|s| s != site) {
+            continue;
+        }
+        for name in sc.tasks.keys() {
+            if args.task.as_ref().is_none_or(|t| t == name) {
+                jobs.push((site.clone(), name.clone()));
+            }
+        }
+    }
+    if jobs.is_empty() {
+        bail!(
+            "no task matches (site {:?}, task {:?}) in the config",
+            args.site.as_deref().unwrap_or("any"),
+            args.task.as_deref().unwrap_or("any")
+        );
+    }
+    let now = nectar_platform::now_ms();
+    let window = match (&args.since, &args.until) {
+        (None, None) => None,
+        (since, until) => {
+            let until_ms = until
+                .as_deref()
+                .map(|u| parse_time(u, true))
+                .transpose()?
+                .unwrap_or(now);
+            let since_ms = match since {
+                Some(s) => parse_time(s, false)?,
+                None => i64::MIN / 2,
+            };
+            if since_ms >= until_ms {
+                bail!("--since must be before --until");
+            }
+            Some((since_ms, until_ms))
+        }
+    };
+    let events = LocalStore::new(&args.data_dir);
+    let models = LocalModelStore::new(&args.data_dir);
+    let registry = LocalRegistry::new(&args.data_dir);
+    let mut failed = 0;
+    for (site, task) in jobs {
+        let task_cfg = cfg.task(&site, &task).expect("listed from the config");
+        let window = match window {
+            None => WindowChoice::Configured,
+            Some((s, u)) => WindowChoice::Explicit(TimeWindow {
+                // Only --until given: the task's length back from it.
+                since_ms: if s == i64::MIN / 2 {
+                    u - i64::from(task_cfg.window.days) * 86_400_000
+                } else {
+                    s
+                },
+                until_ms: u,
+            }),
+        };
+        let bar = ProgressBar::new(1000);
+        bar.set_style(
+            ProgressStyle::with_template("{prefix} {spinner} {msg:8} [{bar:30}] {elapsed}")
+                .expect("valid template")
+                .progress_chars("=> "),
+        );
+        bar.set_prefix(format!("{site}/{task}"));
+        bar.enable_steady_tick(Duration::from_millis(120));
+        let req = TrainRequest {
+            site: site.clone(),
+            task: task.clone(),
+            window,
+        };
+        let deps = TrainDeps {
+            events: &events,
+            models: &models,
+            registry: &registry,
+            trainer: &BuiltinTrainer,
+        };
+        let result = run_task(
+            &cfg,
+            &req,
+            deps,
+            &Bar(bar.clone()),
+            nectar_platform::now_ms(),
+        )
+        .await;
+        bar.finish_and_clear();
+        match result {
+            Ok(run) => {
+                let metric = |m: Option<&std::collections::BTreeMap<String, f64>>| {
+                    m.and_then(|m| m.get("ndcg@10"))
+                        .map_or("-".to_string(), |v| format!("{v:.4}"))
+                };
+                println!(
+                    "{site}/{task}: {} v{} ({} interactions, {} users, {} items; ndcg@10 {} vs current {}; {} ms){}",
+                    run.status.as_str(),
+                    run.version,
+                    run.counts.interactions,
+                    run.counts.users,
+                    run.counts.items,
+                    metric(Some(&run.metrics)),
+                    metric(run.current_metrics.as_ref()),
+                    run.durations_ms.get("total").copied().unwrap_or(0),
+                    run.reason.map(|r| format!(": {r}")).unwrap_or_default()
+                );
+                if run.status == RunStatus::Published {
+                    println!(
+                        "  model: {}",
+                        models
+                            .model_dir(&site, &task)
+                            .join(format!("v{}", run.version))
+                            .display()
+                    );
+                }
+            }
+            Err(e) => {
+                failed += 1;
+                eprintln!("{site}/{task}: failed: {:#}", anyhow::Error::new(e));
+            }
+        }
+    }
+    if failed > 0 {
+        bail!("{failed} task(s) failed; the current models stay in place");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn window_flags_parse_dates_and_times() {
+        assert_eq!(parse_time("2026-11-22", false).unwrap(), 1_795_305_600_000);
+        assert_eq!(
+            parse_time("2026-11-22", true).unwrap(),
+            1_795_305_600_000 + 86_400_000
+        );
+        assert_eq!(
+            parse_time("2026-11-22T01:00:00Z", true).unwrap(),
+            1_795_305_600_000 + 3_600_000
+        );
+        assert!(parse_time("yesterday", false).is_err());
+    }
+}
