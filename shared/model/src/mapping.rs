@@ -12,7 +12,7 @@
 //!   or with weight 0, are skipped.
 //! - Events are deduplicated by `event_id` ([`Deduper`]): the log is at-least-once.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -240,6 +240,11 @@ impl Deduper {
         self.seen.insert(id_key(event_id))
     }
 
+    /// Whether a key from [`dedupe_key`] is new (and remembers it).
+    pub fn first_time_key(&mut self, key: u128) -> bool {
+        self.seen.insert(key)
+    }
+
     /// How many distinct ids were seen.
     pub fn len(&self) -> usize {
         self.seen.len()
@@ -249,6 +254,11 @@ impl Deduper {
     pub fn is_empty(&self) -> bool {
         self.seen.is_empty()
     }
+}
+
+/// The 128-bit dedupe key of an event id (see [`Deduper::first_time`]).
+pub fn dedupe_key(event_id: &str) -> u128 {
+    id_key(event_id)
 }
 
 fn id_key(event_id: &str) -> u128 {
@@ -262,6 +272,113 @@ fn id_key(event_id: &str) -> u128 {
     let mut b = [0u8; 16];
     b.copy_from_slice(&d[..16]);
     u128::from_be_bytes(b)
+}
+
+/// One interaction with interned user and item: 20 bytes, so that tens of millions fit in a
+/// Lambda's memory.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Row {
+    /// Row in [`InteractionLog::users`].
+    pub user: u32,
+    /// Row in [`InteractionLog::items`].
+    pub item: u32,
+    /// Weight (> 0).
+    pub weight: f32,
+    /// Event time, ms UTC.
+    pub timestamp_ms: i64,
+}
+
+/// Interactions with interned user and item ids, as the trainers take them.
+#[derive(Debug, Clone, Default)]
+pub struct InteractionLog {
+    /// User ids by row.
+    pub users: Vec<String>,
+    /// Item ids by row.
+    pub items: Vec<String>,
+    /// The interactions.
+    pub rows: Vec<Row>,
+    user_rows: HashMap<String, u32>,
+    item_rows: HashMap<String, u32>,
+}
+
+fn intern(ids: &mut Vec<String>, rows: &mut HashMap<String, u32>, id: String) -> u32 {
+    if let Some(&r) = rows.get(&id) {
+        return r;
+    }
+    let r = u32::try_from(ids.len()).expect("fewer than 2^32 distinct ids");
+    ids.push(id.clone());
+    rows.insert(id, r);
+    r
+}
+
+impl InteractionLog {
+    /// An empty log.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Appends an interaction.
+    pub fn push(&mut self, i: Interaction) {
+        let user = intern(&mut self.users, &mut self.user_rows, i.user);
+        let item = intern(&mut self.items, &mut self.item_rows, i.item);
+        self.rows.push(Row {
+            user,
+            item,
+            weight: i.weight,
+            timestamp_ms: i.timestamp_ms,
+        });
+    }
+
+    /// Number of interactions.
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    /// The row of a user id.
+    pub fn user_row(&self, id: &str) -> Option<u32> {
+        self.user_rows.get(id).copied()
+    }
+
+    /// The row of an item id.
+    pub fn item_row(&self, id: &str) -> Option<u32> {
+        self.item_rows.get(id).copied()
+    }
+
+    /// Sorts by time; stable, so equal times keep their (deterministic) reading order.
+    pub fn sort_by_time(&mut self) {
+        self.rows.sort_by_key(|r| r.timestamp_ms);
+    }
+
+    /// A view of all rows.
+    pub fn view(&self) -> InteractionsView<'_> {
+        self.view_rows(0..self.rows.len())
+    }
+
+    /// A view of some rows (e.g. the older part for training, the newer for the holdout);
+    /// the id tables are shared, so ids of users or items without rows in the view appear too.
+    pub fn view_rows(&self, range: std::ops::Range<usize>) -> InteractionsView<'_> {
+        InteractionsView {
+            users: &self.users,
+            items: &self.items,
+            rows: &self.rows[range],
+        }
+    }
+}
+
+/// A borrowed slice of an [`InteractionLog`].
+#[derive(Debug, Clone, Copy)]
+pub struct InteractionsView<'a> {
+    /// User ids by row (shared by the whole log).
+    pub users: &'a [String],
+    /// Item ids by row (shared by the whole log).
+    pub items: &'a [String],
+    /// The interactions of this view, sorted by time.
+    pub rows: &'a [Row],
 }
 
 /// Counts of a mapping pass.
@@ -394,6 +511,27 @@ mod tests {
             map_event_line("{not json", &w),
             Err(Skip::Malformed(_))
         ));
+    }
+
+    #[test]
+    fn log_interns_users_and_items() {
+        let mut log = InteractionLog::new();
+        for (u, i, ts) in [("a", "x", 3), ("b", "x", 1), ("a", "y", 2)] {
+            log.push(Interaction {
+                user: u.into(),
+                item: i.into(),
+                weight: 1.0,
+                timestamp_ms: ts,
+                event_id: String::new(),
+            });
+        }
+        log.sort_by_time();
+        assert_eq!((log.users.len(), log.items.len(), log.len()), (2, 2, 3));
+        let times: Vec<i64> = log.rows.iter().map(|r| r.timestamp_ms).collect();
+        assert_eq!(times, vec![1, 2, 3]);
+        assert_eq!(log.rows[0].user, log.user_row("b").unwrap());
+        assert_eq!(log.rows[1].item, log.item_row("y").unwrap());
+        assert_eq!(log.view_rows(1..3).rows.len(), 2);
     }
 
     #[test]

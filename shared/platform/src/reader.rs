@@ -4,7 +4,9 @@
 
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use futures::{StreamExt, TryStreamExt};
-use nectar_model::mapping::{map_event_line, Deduper, EventWeights, Interaction, MapStats, Skip};
+use nectar_model::mapping::{
+    dedupe_key, map_event_line, Deduper, EventWeights, Interaction, InteractionLog, MapStats, Skip,
+};
 
 use crate::jsonl::gunzip_text;
 use crate::layout::{day_prefix, EVENTS_PREFIX};
@@ -22,8 +24,8 @@ pub struct TimeWindow {
 /// What a read produced.
 #[derive(Debug, Clone, Default)]
 pub struct ReadOutcome {
-    /// Deduplicated interactions in the window, sorted by time (then event id).
-    pub interactions: Vec<Interaction>,
+    /// Deduplicated interactions in the window, sorted by time (ties in reading order).
+    pub interactions: InteractionLog,
     /// Mapping counts (`duplicates` after the global dedupe).
     pub stats: MapStats,
     /// Files read.
@@ -92,7 +94,8 @@ pub async fn list_window<O: ObjectStore>(
 }
 
 struct FileResult {
-    interactions: Vec<Interaction>,
+    /// Dedupe key and interaction (its `event_id` string dropped to save memory).
+    interactions: Vec<(u128, Interaction)>,
     stats: MapStats,
     bytes: u64,
     torn: bool,
@@ -108,7 +111,11 @@ fn decode_file(data: &[u8], weights: &EventWeights) -> FileResult {
         }
         stats.lines += 1;
         match map_event_line(line, weights) {
-            Ok(i) => interactions.push(i),
+            Ok(mut i) => {
+                let key = dedupe_key(&i.event_id);
+                i.event_id = String::new();
+                interactions.push((key, i));
+            }
             Err(Skip::Malformed(_)) => stats.malformed += 1,
             Err(_) => stats.skipped += 1,
         }
@@ -130,7 +137,7 @@ pub async fn read_files<O: ObjectStore>(
     weights: &EventWeights,
     concurrency: usize,
 ) -> Result<ReadOutcome, StoreError> {
-    let files: Vec<FileResult> = futures::stream::iter(keys.iter())
+    let mut files = futures::stream::iter(keys.iter())
         .map(|key| async move {
             let Some(body) = store.get(key).await? else {
                 // Listed then gone (lifecycle rule): nothing to read.
@@ -142,24 +149,20 @@ pub async fn read_files<O: ObjectStore>(
                 .expect("decoder task panicked");
             Ok::<_, StoreError>(Some(r))
         })
-        // `buffered` keeps key order, so the dedupe (first occurrence wins) is deterministic.
-        .buffered(concurrency.max(1))
-        .try_filter_map(|r| async move { Ok(r) })
-        .try_collect()
-        .await?;
-    let mut out = ReadOutcome {
-        files: files.len() as u64,
-        ..ReadOutcome::default()
-    };
-    let total: usize = files.iter().map(|f| f.interactions.len()).sum();
-    out.interactions.reserve(total);
+        // `buffered` keeps key order, so the dedupe (first occurrence wins) is deterministic;
+        // each file is merged as it arrives, so memory holds the interned log plus the files
+        // in flight only.
+        .buffered(concurrency.max(1));
+    let mut out = ReadOutcome::default();
     let mut dedupe = Deduper::new();
-    for f in files {
+    while let Some(f) = files.try_next().await? {
+        let Some(f) = f else { continue };
+        out.files += 1;
         out.bytes += f.bytes;
         out.torn_files += u64::from(f.torn);
         out.stats.add(&f.stats);
-        for i in f.interactions {
-            if !dedupe.first_time(&i.event_id) {
+        for (key, i) in f.interactions {
+            if !dedupe.first_time_key(key) {
                 out.stats.duplicates += 1;
             } else if i.timestamp_ms < window.since_ms || i.timestamp_ms >= window.until_ms {
                 out.out_of_window += 1;
@@ -169,11 +172,7 @@ pub async fn read_files<O: ObjectStore>(
         }
     }
     out.stats.interactions = out.interactions.len() as u64;
-    out.interactions.sort_unstable_by(|a, b| {
-        a.timestamp_ms
-            .cmp(&b.timestamp_ms)
-            .then_with(|| a.event_id.cmp(&b.event_id))
-    });
+    out.interactions.sort_by_time();
     Ok(out)
 }
 
@@ -334,7 +333,12 @@ pub mod contract {
         let keys = list_window(store, site, window, 4).await.unwrap();
         assert_eq!(keys.len(), 5, "{keys:?}");
         let out = read_window(store, site, window, &w, 4).await.unwrap();
-        let items: Vec<&str> = out.interactions.iter().map(|i| i.item.as_str()).collect();
+        let log = &out.interactions;
+        let items: Vec<&str> = log
+            .rows
+            .iter()
+            .map(|r| log.items[r.item as usize].as_str())
+            .collect();
         assert_eq!(items, vec!["a", "b", "c", "d"]);
         assert_eq!(out.files, 5);
         assert_eq!(out.stats.duplicates, 2);
@@ -343,7 +347,8 @@ pub mod contract {
         assert_eq!(out.out_of_window, 2);
         assert_eq!(out.torn_files, 1);
         assert_eq!(out.stats.interactions, 4);
-        assert_eq!(out.interactions[1].weight, 3.0);
+        assert_eq!(log.rows[1].weight, 3.0);
+        assert_eq!(log.users[log.rows[1].user as usize], "u2");
         // the newest event ends the `latest` window
         assert_eq!(
             latest_event_end_ms(store, site, 4).await.unwrap(),

@@ -105,7 +105,7 @@ pub struct RunRecord {
     /// What the gate compared, or why it was skipped.
     #[serde(default)]
     pub gate: Option<String>,
-    /// Stage durations in ms (`read`, `fit`, `evaluate`, `refit`, `publish`, `total`).
+    /// Stage durations in ms (`read`, `split`, `fit`, `evaluate`, `refit`, `publish`, `total`).
     pub durations_ms: BTreeMap<String, u64>,
     /// Outcome.
     pub status: RunStatus,

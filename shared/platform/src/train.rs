@@ -6,9 +6,11 @@
 //! is recorded in the registry with its cause.
 //!
 //! ## The algorithm seam
-//! The service is written against [`Trainer`]: `fit(task, interactions) -> ModelArtifacts`.
-//! Interactions arrive deduplicated and sorted by time; the trainer builds its own matrix
-//! (the model crate's `Interactions`), reads `task.params` by name, and fills the artifacts it
+//! The service is written against [`Trainer`]: `fit(task, view) -> ModelArtifacts`. The
+//! [`InteractionsView`] holds deduplicated rows sorted by time, with users and items interned
+//! (`u32` rows into shared id tables, which may also list ids that have no rows in this view);
+//! the trainer builds its own matrix (the model crate's `Interactions`), reads `task.params`
+//! by name, and fills the artifacts it
 //! has: item factors and user factors (ALS/MF), the `popular` list (popular/trending),
 //! `similar` lists (item_knn, and ALS item–item cosine for `more-like-this`), optionally
 //! `user_top` lists (length `task.publish.top_n`, `task.publish.similar_n`).
@@ -21,7 +23,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Instant;
 
-use nectar_model::mapping::Interaction;
+use nectar_model::mapping::InteractionsView;
 
 use crate::config::{Algorithm, Anchor, NectarConfig, TaskConfig};
 use crate::model_store::{
@@ -72,7 +74,7 @@ pub trait Trainer: Send + Sync {
     fn fit(
         &self,
         task: &TaskConfig,
-        interactions: &[Interaction],
+        data: InteractionsView<'_>,
         progress: &dyn Fn(f64),
     ) -> Result<ModelArtifacts, TrainerError>;
 }
@@ -86,7 +88,7 @@ impl Trainer for BuiltinTrainer {
     fn fit(
         &self,
         task: &TaskConfig,
-        interactions: &[Interaction],
+        data: InteractionsView<'_>,
         progress: &dyn Fn(f64),
     ) -> Result<ModelArtifacts, TrainerError> {
         let half_life_ms = match task.algorithm {
@@ -103,28 +105,23 @@ impl Trainer for BuiltinTrainer {
             }
             other => return Err(TrainerError::Unsupported(other)),
         };
-        let newest = interactions
-            .iter()
-            .map(|i| i.timestamp_ms)
-            .max()
-            .unwrap_or(0);
-        let mut rows: HashMap<&str, usize> = HashMap::new();
-        let mut item_ids: Vec<String> = Vec::new();
-        let mut scores: Vec<f64> = Vec::new();
-        for (n, i) in interactions.iter().enumerate() {
-            let r = *rows.entry(i.item.as_str()).or_insert_with(|| {
-                item_ids.push(i.item.clone());
-                scores.push(0.0);
-                item_ids.len() - 1
-            });
-            scores[r] += match half_life_ms {
+        let newest = data.rows.iter().map(|r| r.timestamp_ms).max().unwrap_or(0);
+        let mut scores = vec![0f64; data.items.len()];
+        let mut present = vec![false; data.items.len()];
+        for (n, r) in data.rows.iter().enumerate() {
+            scores[r.item as usize] += match half_life_ms {
                 None => 1.0,
-                Some(h) => 0.5f64.powf((newest - i.timestamp_ms) as f64 / h),
+                Some(h) => 0.5f64.powf((newest - r.timestamp_ms) as f64 / h),
             };
+            present[r.item as usize] = true;
             if n % 100_000 == 0 {
-                progress(n as f64 / interactions.len() as f64);
+                progress(n as f64 / data.rows.len() as f64);
             }
         }
+        // Only items with interactions in this view are part of the model.
+        let rows: Vec<usize> = (0..data.items.len()).filter(|&i| present[i]).collect();
+        let item_ids: Vec<String> = rows.iter().map(|&i| data.items[i].clone()).collect();
+        let scores: Vec<f64> = rows.iter().map(|&i| scores[i]).collect();
         let mut order: Vec<usize> = (0..item_ids.len()).collect();
         // Ties go to the lower item id (refeval's most-popular).
         order.sort_by(|&a, &b| {
@@ -235,32 +232,42 @@ pub struct Holdout {
 
 impl Holdout {
     /// Builds the holdout from the split.
-    pub fn new(train: &[Interaction], test: &[Interaction]) -> Self {
-        let mut seen: HashMap<&str, HashSet<String>> = HashMap::new();
-        let mut items: HashSet<&str> = HashSet::new();
-        for i in train {
-            seen.entry(&i.user).or_default().insert(i.item.clone());
-            items.insert(&i.item);
+    pub fn new(train: InteractionsView<'_>, test: InteractionsView<'_>) -> Self {
+        // Training items are collected only for the users that have held-out rows.
+        let test_users: HashSet<u32> = test.rows.iter().map(|r| r.user).collect();
+        let mut seen: HashMap<u32, HashSet<u32>> = HashMap::new();
+        let mut items = vec![false; train.items.len()];
+        for r in train.rows {
+            items[r.item as usize] = true;
+            if test_users.contains(&r.user) {
+                seen.entry(r.user).or_default().insert(r.item);
+            }
         }
-        let mut truth: BTreeMap<&str, HashSet<String>> = BTreeMap::new();
-        for i in test {
-            if seen.contains_key(i.user.as_str()) && items.contains(i.item.as_str()) {
-                truth.entry(&i.user).or_default().insert(i.item.clone());
+        let mut truth: BTreeMap<&str, (u32, HashSet<u32>)> = BTreeMap::new();
+        for r in test.rows {
+            if seen.contains_key(&r.user) && items[r.item as usize] {
+                truth
+                    .entry(test.users[r.user as usize].as_str())
+                    .or_insert_with(|| (r.user, HashSet::new()))
+                    .1
+                    .insert(r.item);
             }
         }
         // Deterministic subsample of large holdouts: every n-th user in id order.
         let step = truth.len().div_ceil(MAX_EVAL_USERS).max(1);
+        let ids = |set: &HashSet<u32>| -> HashSet<String> {
+            set.iter()
+                .map(|&i| train.items[i as usize].clone())
+                .collect()
+        };
         let users = truth
             .into_iter()
             .step_by(step)
-            .map(|(u, t)| {
-                let excl = seen.remove(u).unwrap_or_default();
-                (u.to_string(), excl, t)
-            })
+            .map(|(u, (row, t))| (u.to_string(), ids(&seen[&row]), ids(&t)))
             .collect();
         Self {
             users,
-            train_items: items.len(),
+            train_items: items.iter().filter(|&&b| b).count(),
         }
     }
 
@@ -584,16 +591,8 @@ where
     run.counts.malformed = read.stats.malformed;
     run.counts.skipped = read.stats.skipped + read.out_of_window;
     run.counts.interactions = all.len() as u64;
-    run.counts.users = all
-        .iter()
-        .map(|i| i.user.as_str())
-        .collect::<HashSet<_>>()
-        .len() as u64;
-    run.counts.items = all
-        .iter()
-        .map(|i| i.item.as_str())
-        .collect::<HashSet<_>>()
-        .len() as u64;
+    run.counts.users = all.users.len() as u64;
+    run.counts.items = all.items.len() as u64;
     run.durations_ms.insert("read".into(), ms_since(t));
     if all.is_empty() {
         return Err(TrainError::NoData {
@@ -602,12 +601,15 @@ where
     }
 
     // 2. Time holdout: the newest fraction of the window.
+    let t = Instant::now();
     let holdout_n = (all.len() as f64 * task.holdout_fraction).floor() as usize;
-    let (train, test) = all.split_at(all.len() - holdout_n);
-    run.counts.train_interactions = train.len() as u64;
-    run.counts.holdout_interactions = test.len() as u64;
+    let cut = all.len() - holdout_n;
+    let (train, test) = (all.view_rows(0..cut), all.view_rows(cut..all.len()));
+    run.counts.train_interactions = train.rows.len() as u64;
+    run.counts.holdout_interactions = test.rows.len() as u64;
     let holdout = Holdout::new(train, test);
     run.counts.holdout_users_scored = holdout.len() as u64;
+    run.durations_ms.insert("split".into(), ms_since(t));
 
     let progress = |f: f64| observer.progress(f);
     let mut candidate = None;
@@ -628,11 +630,18 @@ where
         if let Some(cur) = current {
             if let Some(items) = deps.models.load_items(&req.site, &req.task, cur).await? {
                 let seen_until = items.metadata["window"]["until_ms"].as_i64();
-                let start = seen_until.map_or(0, |u| test.partition_point(|i| i.timestamp_ms < u));
+                let start =
+                    seen_until.map_or(0, |u| test.rows.partition_point(|r| r.timestamp_ms < u));
                 let gate_holdout = if start == 0 {
                     holdout.clone()
                 } else {
-                    Holdout::new(train, &test[start..])
+                    Holdout::new(
+                        train,
+                        InteractionsView {
+                            rows: &test.rows[start..],
+                            ..test
+                        },
+                    )
                 };
                 if gate_holdout.len() >= MIN_GATE_USERS {
                     let users = gate_holdout.user_ids();
@@ -650,7 +659,7 @@ where
                     });
                     run.gate = Some(format!(
                         "compared with v{cur} on {} held-out events newer than its window ({} users)",
-                        test.len() - start,
+                        test.rows.len() - start,
                         gate_holdout.len()
                     ));
                 } else {
@@ -683,7 +692,7 @@ where
         candidate = Some(cand);
     } else {
         tracing::warn!(
-            holdout = test.len(),
+            holdout = test.rows.len(),
             "No warm holdout users: publishing without evaluation or gate."
         );
     }
@@ -695,7 +704,7 @@ where
             None => {
                 observer.stage("fit");
                 let t = Instant::now();
-                let a = run_cpu(|| deps.trainer.fit(task, &all, &progress))?;
+                let a = run_cpu(|| deps.trainer.fit(task, all.view(), &progress))?;
                 run.durations_ms.insert("fit".into(), ms_since(t));
                 a
             }
@@ -703,7 +712,7 @@ where
     } else {
         observer.stage("refit");
         let t = Instant::now();
-        let a = run_cpu(|| deps.trainer.fit(task, &all, &progress))?;
+        let a = run_cpu(|| deps.trainer.fit(task, all.view(), &progress))?;
         run.durations_ms.insert("refit".into(), ms_since(t));
         run.refit_on_full_window = true;
         a
@@ -815,10 +824,10 @@ pub mod contract {
         fn fit(
             &self,
             task: &TaskConfig,
-            interactions: &[Interaction],
+            data: InteractionsView<'_>,
             progress: &dyn Fn(f64),
         ) -> Result<ModelArtifacts, TrainerError> {
-            let mut a = BuiltinTrainer.fit(task, interactions, progress)?;
+            let mut a = BuiltinTrainer.fit(task, data, progress)?;
             let mut all: Vec<Scored> = (0..a.item_ids.len() as u32).map(|r| (r, 0.0)).collect();
             let pos: HashMap<u32, f32> = a.popular.iter().copied().collect();
             all.sort_by(|x, y| pos[&x.0].total_cmp(&pos[&y.0]));
@@ -835,7 +844,7 @@ pub mod contract {
         fn fit(
             &self,
             _: &TaskConfig,
-            _: &[Interaction],
+            _: InteractionsView<'_>,
             _: &dyn Fn(f64),
         ) -> Result<ModelArtifacts, TrainerError> {
             Err(TrainerError::Fit("out of memory (test)".into()))
@@ -1041,15 +1050,21 @@ pub mod contract {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use nectar_model::mapping::{Interaction, InteractionLog};
 
-    fn ix(user: &str, item: &str, ts: i64) -> Interaction {
-        Interaction {
-            user: user.into(),
-            item: item.into(),
-            weight: 1.0,
-            timestamp_ms: ts,
-            event_id: format!("{user}-{item}-{ts}"),
+    fn log(rows: &[(&str, &str, i64)]) -> InteractionLog {
+        let mut log = InteractionLog::new();
+        for &(user, item, ts) in rows {
+            log.push(Interaction {
+                user: user.into(),
+                item: item.into(),
+                weight: 1.0,
+                timestamp_ms: ts,
+                event_id: format!("{user}-{item}-{ts}"),
+            });
         }
+        log.sort_by_time();
+        log
     }
 
     #[test]
@@ -1080,19 +1095,17 @@ mod tests {
     #[test]
     fn metrics_follow_refeval_formulas() {
         // GIVEN a user whose held-out items are b and c, and a popular list [a, b, d, c]
-        let train = vec![
-            ix("u", "a", 1),
-            ix("v", "b", 2),
-            ix("v", "c", 3),
-            ix("v", "d", 4),
-        ];
-        let test = vec![
-            ix("u", "b", 5),
-            ix("u", "c", 6),
-            ix("u", "zzz", 7),
-            ix("new", "a", 8),
-        ];
-        let h = Holdout::new(&train, &test);
+        let all = log(&[
+            ("u", "a", 1),
+            ("v", "b", 2),
+            ("v", "c", 3),
+            ("v", "d", 4),
+            ("u", "b", 5),
+            ("u", "c", 6),
+            ("u", "zzz", 7),
+            ("new", "a", 8),
+        ]);
+        let h = Holdout::new(all.view_rows(0..4), all.view_rows(4..8));
         assert_eq!(h.len(), 1, "only warm users with warm items are scored");
         let a = ModelArtifacts {
             item_ids: vec!["a".into(), "b".into(), "c".into(), "d".into()],
@@ -1119,22 +1132,27 @@ mod tests {
             crate::config::ParamValue::Number(1.0),
         );
         // old: 3 plays 3 days before the newest; new: 1 play now
-        let data = vec![
-            ix("a", "old", 0),
-            ix("b", "old", 0),
-            ix("c", "old", 0),
-            ix("d", "new", 3 * DAY_MS),
-        ];
-        let a = BuiltinTrainer.fit(&task, &data, &|_| {}).unwrap();
+        let data = log(&[
+            ("a", "old", 0),
+            ("b", "old", 0),
+            ("c", "old", 0),
+            ("d", "new", 3 * DAY_MS),
+        ]);
+        let a = BuiltinTrainer.fit(&task, data.view(), &|_| {}).unwrap();
+        // only items with rows in the view are in the model
+        let part = BuiltinTrainer
+            .fit(&config_task("popular"), data.view_rows(0..3), &|_| {})
+            .unwrap();
+        assert_eq!(part.item_ids, vec!["old"]);
         let first = &a.item_ids[a.popular[0].0 as usize];
         assert_eq!(first, "new");
         assert!((a.popular[1].1 - 3.0 / 8.0).abs() < 1e-6);
         let pop = BuiltinTrainer
-            .fit(&config_task("popular"), &data, &|_| {})
+            .fit(&config_task("popular"), data.view(), &|_| {})
             .unwrap();
         assert_eq!(pop.item_ids[pop.popular[0].0 as usize], "old");
         assert!(matches!(
-            BuiltinTrainer.fit(&config_task("als"), &data, &|_| {}),
+            BuiltinTrainer.fit(&config_task("als"), data.view(), &|_| {}),
             Err(TrainerError::Unsupported(Algorithm::Als))
         ));
     }
