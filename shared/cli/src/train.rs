@@ -1,5 +1,6 @@
 //! `nectar train`: runs training tasks on the local event log into the local model store and
-//! registry (the embedded twins of S3, Redis and DynamoDB), with a progress bar.
+//! registry (the embedded twins of S3, Redis and DynamoDB), with a progress bar; `--bucket`,
+//! `--redis` and `--registry-table` switch each to the real backend, like the train Lambda.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -8,10 +9,10 @@ use anyhow::{bail, Context};
 use chrono::{NaiveDate, NaiveTime};
 use indicatif::{ProgressBar, ProgressStyle};
 use nectar_platform::config::NectarConfig;
-use nectar_platform::model_store::LocalModelStore;
+use nectar_platform::model_store::{AnyModelStore, LocalModelStore, RedisModelStore};
 use nectar_platform::reader::TimeWindow;
-use nectar_platform::registry::{LocalRegistry, RunStatus};
-use nectar_platform::store::LocalStore;
+use nectar_platform::registry::{AnyRegistry, DynamoRegistry, LocalRegistry, RunStatus};
+use nectar_platform::store::{AnyStore, LocalStore, S3Store};
 use nectar_platform::train::{
     run_task, BuiltinTrainer, TrainDeps, TrainObserver, TrainRequest, WindowChoice,
 };
@@ -37,6 +38,15 @@ pub struct TrainArgs {
     /// Declarative config file; the embedded default when omitted.
     #[arg(long, env = "NECTAR_CONFIG")]
     pub config: Option<PathBuf>,
+    /// Read the event log from this S3 bucket instead of the data dir.
+    #[arg(long, env = "NECTAR_BUCKET")]
+    pub bucket: Option<String>,
+    /// Publish to this Redis (see the train Lambda's NECTAR_REDIS_URL) instead of the data dir.
+    #[arg(long, env = "NECTAR_REDIS_URL")]
+    pub redis: Option<String>,
+    /// Record runs in this DynamoDB table instead of the data dir.
+    #[arg(long, env = "NECTAR_REGISTRY_TABLE")]
+    pub registry_table: Option<String>,
 }
 
 /// Parses `--since/--until`: `YYYY-MM-DD` or RFC 3339. Dates as `--until` include the day.
@@ -107,9 +117,30 @@ pub async fn run(args: TrainArgs) -> anyhow::Result<()> {
             Some((since_ms, until_ms))
         }
     };
-    let events = LocalStore::new(&args.data_dir);
-    let models = LocalModelStore::new(&args.data_dir);
-    let registry = LocalRegistry::new(&args.data_dir);
+    let aws = if args.bucket.is_some() || args.registry_table.is_some() {
+        Some(aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await)
+    } else {
+        None
+    };
+    let events = match (&args.bucket, &aws) {
+        (Some(b), Some(aws)) => AnyStore::S3(S3Store::new(aws_sdk_s3::Client::new(aws), b.clone())),
+        _ => AnyStore::Local(LocalStore::new(&args.data_dir)),
+    };
+    let models = match &args.redis {
+        Some(url) => AnyModelStore::Redis(
+            RedisModelStore::connect(url)
+                .await
+                .with_context(|| format!("cannot connect to Redis at {url}"))?,
+        ),
+        None => AnyModelStore::Local(LocalModelStore::new(&args.data_dir)),
+    };
+    let registry = match (&args.registry_table, &aws) {
+        (Some(t), Some(aws)) => AnyRegistry::Dynamo(DynamoRegistry::new(
+            aws_sdk_dynamodb::Client::new(aws),
+            t.clone(),
+        )),
+        _ => AnyRegistry::Local(LocalRegistry::new(&args.data_dir)),
+    };
     let mut failed = 0;
     for (site, task) in jobs {
         let task_cfg = cfg.task(&site, &task).expect("listed from the config");
@@ -171,11 +202,10 @@ pub async fn run(args: TrainArgs) -> anyhow::Result<()> {
                     run.durations_ms.get("total").copied().unwrap_or(0),
                     run.reason.map(|r| format!(": {r}")).unwrap_or_default()
                 );
-                if run.status == RunStatus::Published {
+                if let (RunStatus::Published, AnyModelStore::Local(m)) = (run.status, &models) {
                     println!(
                         "  model: {}",
-                        models
-                            .model_dir(&site, &task)
+                        m.model_dir(&site, &task)
                             .join(format!("v{}", run.version))
                             .display()
                     );
