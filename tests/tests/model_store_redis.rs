@@ -97,6 +97,15 @@ async fn redis_layout_pointer_and_ttl_on_superseded_versions_only() {
     ] {
         assert_eq!(ttl(key.clone()).await, -1, "{key}");
     }
+    // a rollback to v10 removes its TTLs and gives v11 one
+    assert!(s.set_current(&site, "als", 10, &opts).await.unwrap());
+    assert_eq!(ttl(format!("{base}:v10:if:1")).await, -1);
+    assert_eq!(ttl(format!("nectar:{{{site}:u:u1}}:als:v10")).await, -1);
+    let t = ttl(format!("{base}:v11:meta")).await;
+    assert!(t > 0 && t <= 600, "v11 meta ttl {t}");
+    assert!(s.set_current(&site, "als", 11, &opts).await.unwrap());
+    assert_eq!(ttl(format!("{base}:v11:meta")).await, -1);
+
     // one user's state for the current version, in one call
     s.append_history(&site, "u1", &["x".into()], 10)
         .await

@@ -127,6 +127,23 @@ pub async fn model_store_contract<S: ModelStore>(store: &S, model: &str) {
         .factors
         .is_none());
 
+    // rollback to the superseded version 2, then forward again to 3; a missing version is refused
+    assert!(store.set_current(site, model, 2, &opts).await.unwrap());
+    assert_eq!(store.current_version(site, model).await.unwrap(), Some(2));
+    assert_eq!(
+        store
+            .load_items(site, model, 2)
+            .await
+            .unwrap()
+            .unwrap()
+            .item_ids,
+        a2.item_ids
+    );
+    assert!(!store.set_current(site, model, 1, &opts).await.unwrap());
+    assert_eq!(store.current_version(site, model).await.unwrap(), Some(2));
+    assert!(store.set_current(site, model, 3, &opts).await.unwrap());
+    assert_eq!(store.current_version(site, model).await.unwrap(), Some(3));
+
     // recent history: newest first, trimmed, shared by every version
     store
         .append_history(site, "u0", &["a".into(), "b".into()], 3)

@@ -383,6 +383,24 @@ impl ModelStore for LocalModelStore {
             .collect())
     }
 
+    async fn set_current(
+        &self,
+        site: &str,
+        model: &str,
+        version: u64,
+        _options: &PublishOptions,
+    ) -> Result<bool, ModelStoreError> {
+        let dir = self.version_dir(site, model, version);
+        if !dir.join("meta.json").exists() {
+            return Ok(false);
+        }
+        write_atomic(
+            &self.pointer_path(site, model),
+            version.to_string().as_bytes(),
+        )?;
+        Ok(true)
+    }
+
     async fn append_history(
         &self,
         site: &str,

@@ -254,6 +254,18 @@ pub trait ModelStore: Send + Sync {
         users: &[String],
     ) -> impl Future<Output = Result<Vec<UserState>, ModelStoreError>> + Send;
 
+    /// Points the model back (or forward) at an existing, complete version (rollback): its
+    /// keys lose their TTL, then the pointer moves, then the version it replaces gets the
+    /// superseded TTL. Returns `false` (and changes nothing) if the version does not exist.
+    /// A later training run publishes a newer version as usual.
+    fn set_current(
+        &self,
+        site: &str,
+        model: &str,
+        version: u64,
+        options: &PublishOptions,
+    ) -> impl Future<Output = Result<bool, ModelStoreError>> + Send;
+
     /// Prepends items to a user's recent history (newest first), keeping `max_len`.
     fn append_history(
         &self,
@@ -382,6 +394,18 @@ impl ModelStore for AnyModelStore {
         match self {
             Self::Local(s) => s.user_states(site, model, version, users).await,
             Self::Redis(s) => s.user_states(site, model, version, users).await,
+        }
+    }
+    async fn set_current(
+        &self,
+        site: &str,
+        model: &str,
+        version: u64,
+        options: &PublishOptions,
+    ) -> Result<bool, ModelStoreError> {
+        match self {
+            Self::Local(s) => s.set_current(site, model, version, options).await,
+            Self::Redis(s) => s.set_current(site, model, version, options).await,
         }
     }
     async fn append_history(

@@ -130,6 +130,7 @@ enum Op {
     Set(String, Vec<u8>),
     Del(String),
     Expire(String, i64),
+    Persist(String),
     Get(String),
     LRange(String, isize),
 }
@@ -137,7 +138,12 @@ enum Op {
 impl Op {
     fn key(&self) -> &str {
         match self {
-            Op::Set(k, _) | Op::Del(k) | Op::Expire(k, _) | Op::Get(k) | Op::LRange(k, _) => k,
+            Op::Set(k, _)
+            | Op::Del(k)
+            | Op::Expire(k, _)
+            | Op::Persist(k)
+            | Op::Get(k)
+            | Op::LRange(k, _) => k,
         }
     }
     fn add_to(self, p: &mut Pipeline) {
@@ -145,6 +151,7 @@ impl Op {
             Op::Set(k, v) => p.set(k, v),
             Op::Del(k) => p.del(k),
             Op::Expire(k, s) => p.expire(k, s),
+            Op::Persist(k) => p.persist(k),
             Op::Get(k) => p.get(k),
             Op::LRange(k, n) => p.lrange(k, 0, n - 1),
         };
@@ -663,6 +670,52 @@ impl ModelStore for RedisModelStore {
             });
         }
         Ok(out)
+    }
+
+    async fn set_current(
+        &self,
+        site: &str,
+        model: &str,
+        version: u64,
+        options: &PublishOptions,
+    ) -> Result<bool, ModelStoreError> {
+        if self.get_meta(site, model, version).await?.is_none() {
+            return Ok(false);
+        }
+        let previous = self.current_version(site, model).await?;
+        // The target's keys lose their TTL first (meta last, so a reader never sees a complete
+        // meta over expiring data it relies on).
+        let mut keys = self.version_keys(site, model, version).await?;
+        if keys.is_empty() {
+            return Ok(false);
+        }
+        let meta = keys.pop().expect("meta key is last");
+        let mut ops: Vec<Op> = keys.into_iter().map(Op::Persist).collect();
+        ops.push(Op::Persist(meta));
+        self.run_ops(ops, PIPELINE_COMMANDS)
+            .await
+            .map_err(redis_err("PERSIST version"))?;
+        let base = Self::item_base(site, model);
+        let mut p = redis::pipe();
+        p.set(Self::pointer_key(site, model), version.to_string())
+            .ignore()
+            .zadd(format!("{base}:versions"), version, version as f64)
+            .ignore();
+        self.conn
+            .query(&p)
+            .await
+            .map_err(redis_err("SET pointer"))?;
+        if let Some(prev) = previous.filter(|&p| p != version) {
+            let ttl = options.superseded_ttl.as_secs().max(1) as i64;
+            let keys = self.version_keys(site, model, prev).await?;
+            self.run_ops(
+                keys.into_iter().map(|k| Op::Expire(k, ttl)).collect(),
+                PIPELINE_COMMANDS,
+            )
+            .await
+            .map_err(redis_err("EXPIRE replaced version"))?;
+        }
+        Ok(true)
     }
 
     async fn append_history(
