@@ -149,8 +149,10 @@ impl Trainer for BuiltinTrainer {
 #[derive(Debug, Clone)]
 pub struct ArtifactScorer {
     item_ids: Vec<String>,
+    item_rows: HashMap<String, u32>,
     item_factors: Option<Factors>,
     popular: Vec<Scored>,
+    similar: Option<Vec<Vec<Scored>>>,
     users: HashMap<String, UserState>,
 }
 
@@ -169,9 +171,11 @@ impl ArtifactScorer {
             );
         }
         Self {
+            item_rows: rows_of(&a.item_ids),
             item_ids: a.item_ids.clone(),
             item_factors: a.item_factors.clone(),
             popular: a.popular.clone(),
+            similar: a.similar.clone(),
             users,
         }
     }
@@ -179,15 +183,20 @@ impl ArtifactScorer {
     /// From a stored version and the states of the users to score.
     pub fn from_store(items: ModelItems, users: HashMap<String, UserState>) -> Self {
         Self {
+            item_rows: rows_of(&items.item_ids),
             item_ids: items.item_ids,
             item_factors: items.item_factors,
             popular: items.popular,
+            similar: items.similar,
             users,
         }
     }
 
-    /// The top `k` item ids for `user`.
-    pub fn recommend(&self, user: &str, exclude: &HashSet<&str>, k: usize) -> Vec<String> {
+    /// The top `k` item ids for `user`, whose past items are `history` (never returned):
+    /// by factors when the user has a vector, else the user's list, else by summed
+    /// similarities to the history (item-to-item models), else the popular list.
+    pub fn recommend(&self, user: &str, history: &HashSet<&str>, k: usize) -> Vec<String> {
+        let exclude = history;
         let state = self.users.get(user);
         if let (Some(f), Some(u)) = (&self.item_factors, state.and_then(|s| s.factors.as_ref())) {
             if u.len() == f.dim {
@@ -209,17 +218,62 @@ impl ArtifactScorer {
                     .collect();
             }
         }
-        let list = state
+        if let Some(top) = state
             .and_then(|s| s.top.as_deref())
             .filter(|l| !l.is_empty())
-            .unwrap_or(&self.popular);
-        list.iter()
-            .map(|&(r, _)| self.item_ids[r as usize].as_str())
-            .filter(|id| !exclude.contains(id))
-            .take(k)
-            .map(str::to_string)
-            .collect()
+        {
+            return self.from_list(top, exclude, k, Vec::new());
+        }
+        if let Some(similar) = &self.similar {
+            let mut scores: HashMap<u32, f32> = HashMap::new();
+            for h in history {
+                if let Some(&r) = self.item_rows.get(*h) {
+                    for &(j, s) in &similar[r as usize] {
+                        *scores.entry(j).or_default() += s;
+                    }
+                }
+            }
+            let mut scored: Vec<(u32, f32)> = scores
+                .into_iter()
+                .filter(|&(j, _)| !exclude.contains(self.item_ids[j as usize].as_str()))
+                .collect();
+            scored.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+            scored.truncate(k);
+            let recs: Vec<String> = scored
+                .into_iter()
+                .map(|(j, _)| self.item_ids[j as usize].clone())
+                .collect();
+            // Short lists are topped up from the popular list.
+            return self.from_list(&self.popular, exclude, k, recs);
+        }
+        self.from_list(&self.popular, exclude, k, Vec::new())
     }
+
+    fn from_list(
+        &self,
+        list: &[Scored],
+        exclude: &HashSet<&str>,
+        k: usize,
+        mut out: Vec<String>,
+    ) -> Vec<String> {
+        for &(r, _) in list {
+            if out.len() >= k {
+                break;
+            }
+            let id = self.item_ids[r as usize].as_str();
+            if !exclude.contains(id) && !out.iter().any(|o| o == id) {
+                out.push(id.to_string());
+            }
+        }
+        out
+    }
+}
+
+fn rows_of(ids: &[String]) -> HashMap<String, u32> {
+    ids.iter()
+        .enumerate()
+        .map(|(r, id)| (id.clone(), r as u32))
+        .collect()
 }
 
 /// A holdout prepared for scoring: per scored user, the training items to exclude and the
@@ -1090,6 +1144,33 @@ mod tests {
         assert_eq!(s.recommend("u", &HashSet::from(["x1"]), 1), vec!["x2"]);
         // an unknown user gets the popular list
         assert_eq!(s.recommend("other", &HashSet::new(), 3), vec!["y1"]);
+    }
+
+    #[test]
+    fn similar_lists_score_by_summed_similarity_to_the_history() {
+        // GIVEN item-to-item lists: a ~ b (0.9), a ~ c (0.2), d ~ c (0.5); popular: e
+        let a = ModelArtifacts {
+            item_ids: ["a", "b", "c", "d", "e"].map(String::from).to_vec(),
+            popular: vec![(4, 9.0), (1, 1.0)],
+            similar: Some(vec![
+                vec![(1, 0.9), (2, 0.2)],
+                vec![(0, 0.9)],
+                vec![(0, 0.2), (3, 0.5)],
+                vec![(2, 0.5)],
+                vec![],
+            ]),
+            ..ModelArtifacts::default()
+        };
+        let s = ArtifactScorer::from_artifacts(&a);
+        // WHEN a user who had a and d is scored THEN b (0.9) comes first, c (0.2 + 0.5 = 0.7)
+        // second, and the popular list tops up the rest
+        assert_eq!(
+            s.recommend("u", &HashSet::from(["a", "d"]), 4),
+            vec!["b", "c", "e"]
+        );
+        assert_eq!(s.recommend("u", &HashSet::from(["a", "d"]), 1), vec!["b"]);
+        // no history: popular
+        assert_eq!(s.recommend("u", &HashSet::new(), 2), vec!["e", "b"]);
     }
 
     #[test]
