@@ -222,7 +222,7 @@ impl ArtifactScorer {
             .and_then(|s| s.top.as_deref())
             .filter(|l| !l.is_empty())
         {
-            return self.from_list(top, exclude, k, Vec::new());
+            return self.take_from_list(top, exclude, k, Vec::new());
         }
         if let Some(similar) = &self.similar {
             let mut scores: HashMap<u32, f32> = HashMap::new();
@@ -244,12 +244,12 @@ impl ArtifactScorer {
                 .map(|(j, _)| self.item_ids[j as usize].clone())
                 .collect();
             // Short lists are topped up from the popular list.
-            return self.from_list(&self.popular, exclude, k, recs);
+            return self.take_from_list(&self.popular, exclude, k, recs);
         }
-        self.from_list(&self.popular, exclude, k, Vec::new())
+        self.take_from_list(&self.popular, exclude, k, Vec::new())
     }
 
-    fn from_list(
+    fn take_from_list(
         &self,
         list: &[Scored],
         exclude: &HashSet<&str>,
