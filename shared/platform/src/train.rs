@@ -287,41 +287,64 @@ pub struct Holdout {
 impl Holdout {
     /// Builds the holdout from the split.
     pub fn new(train: InteractionsView<'_>, test: InteractionsView<'_>) -> Self {
-        // Training items are collected only for the users that have held-out rows.
-        let test_users: HashSet<u32> = test.rows.iter().map(|r| r.user).collect();
-        let mut seen: HashMap<u32, HashSet<u32>> = HashMap::new();
-        let mut items = vec![false; train.items.len()];
+        // Flags over the interned rows keep this linear and light on tens of millions of rows.
+        let mut train_user = vec![false; train.users.len()];
+        let mut train_item = vec![false; train.items.len()];
         for r in train.rows {
-            items[r.item as usize] = true;
-            if test_users.contains(&r.user) {
-                seen.entry(r.user).or_default().insert(r.item);
-            }
+            train_user[r.user as usize] = true;
+            train_item[r.item as usize] = true;
         }
-        let mut truth: BTreeMap<&str, (u32, HashSet<u32>)> = BTreeMap::new();
-        for r in test.rows {
-            if seen.contains_key(&r.user) && items[r.item as usize] {
-                truth
-                    .entry(test.users[r.user as usize].as_str())
-                    .or_insert_with(|| (r.user, HashSet::new()))
-                    .1
-                    .insert(r.item);
+        let warm = |r: &&nectar_model::mapping::Row| {
+            train_user[r.user as usize] && train_item[r.item as usize]
+        };
+        let mut scored = vec![false; train.users.len()];
+        let mut candidates: Vec<u32> = Vec::new();
+        for r in test.rows.iter().filter(warm) {
+            if !scored[r.user as usize] {
+                scored[r.user as usize] = true;
+                candidates.push(r.user);
             }
         }
         // Deterministic subsample of large holdouts: every n-th user in id order.
-        let step = truth.len().div_ceil(MAX_EVAL_USERS).max(1);
-        let ids = |set: &HashSet<u32>| -> HashSet<String> {
-            set.iter()
+        candidates.sort_by(|a, b| train.users[*a as usize].cmp(&train.users[*b as usize]));
+        let step = candidates.len().div_ceil(MAX_EVAL_USERS).max(1);
+        scored.iter_mut().for_each(|s| *s = false);
+        let chosen: Vec<u32> = candidates.into_iter().step_by(step).collect();
+        for &u in &chosen {
+            scored[u as usize] = true;
+        }
+        let mut seen: HashMap<u32, HashSet<u32>> = HashMap::new();
+        for r in train.rows.iter().filter(|r| scored[r.user as usize]) {
+            seen.entry(r.user).or_default().insert(r.item);
+        }
+        let mut truth: HashMap<u32, HashSet<u32>> = HashMap::new();
+        for r in test
+            .rows
+            .iter()
+            .filter(warm)
+            .filter(|r| scored[r.user as usize])
+        {
+            truth.entry(r.user).or_default().insert(r.item);
+        }
+        let ids = |set: Option<&HashSet<u32>>| -> HashSet<String> {
+            set.into_iter()
+                .flatten()
                 .map(|&i| train.items[i as usize].clone())
                 .collect()
         };
-        let users = truth
-            .into_iter()
-            .step_by(step)
-            .map(|(u, (row, t))| (u.to_string(), ids(&seen[&row]), ids(&t)))
+        let users = chosen
+            .iter()
+            .map(|u| {
+                (
+                    train.users[*u as usize].clone(),
+                    ids(seen.get(u)),
+                    ids(truth.get(u)),
+                )
+            })
             .collect();
         Self {
             users,
-            train_items: items.iter().filter(|&&b| b).count(),
+            train_items: train_item.iter().filter(|&&b| b).count(),
         }
     }
 
