@@ -8,8 +8,13 @@
 
 use serde::{Deserialize, Serialize};
 
+use std::time::Instant;
+
+use rayon::prelude::*;
+
+use crate::algo::{AlgoSpec, FittedModel, Target, UserHistory};
 use crate::error::ModelError;
-use crate::interactions::{Interactions, RatingRow};
+use crate::interactions::{from_rating_rows, Interactions, RatingRow};
 
 fn hits_prefix<'a>(recs: &'a [u32], truth: &'a [u32], k: usize) -> impl Iterator<Item = bool> + 'a {
     // `truth` is sorted, so membership is a binary search.
@@ -295,6 +300,105 @@ pub fn time_holdout_split<K: Ord>(
         mask[i] = true;
     }
     Ok(mask)
+}
+
+/// Everything `nectar eval` reports for one algorithm on one train/test split.
+#[derive(Debug, Clone)]
+pub struct OfflineReport {
+    /// The training matrix (its keys map indices back to ids).
+    pub train: Interactions,
+    /// The fitted model.
+    pub model: FittedModel,
+    /// The warm ground truth.
+    pub test: WarmTest,
+    /// Ranking metrics over the scored users.
+    pub ranking: RankingMetrics,
+    /// RMSE over every test row, for rating models.
+    pub rmse: Option<f64>,
+    /// MAE over every test row, for rating models.
+    pub mae: Option<f64>,
+    /// Wall-clock fit, matrix building excluded.
+    pub fit_seconds: f64,
+    /// Wall-clock top-k for every train user, train items excluded.
+    pub recommend_seconds: f64,
+    /// The top-k lists of the scored users, aligned with `test.users`.
+    pub recs: Vec<Vec<(u32, f32)>>,
+    /// One prediction per test row (input order), for rating models.
+    pub predictions: Option<Vec<f32>>,
+}
+
+/// Runs refeval's protocol: index users and items from `train`, fit (timed), produce top-k
+/// lists with train items excluded for every train user (timed), score the warm test users,
+/// and for rating models predict every test row (unknown user/item fall back to the biases).
+pub fn offline_eval(
+    spec: &AlgoSpec,
+    train_rows: &[RatingRow],
+    test_rows: &[RatingRow],
+    k: usize,
+) -> Result<OfflineReport, ModelError> {
+    if k == 0 {
+        return Err(ModelError::param("k", "must be at least 1"));
+    }
+    let train = from_rating_rows(train_rows, spec.value_mode())?;
+    let t0 = Instant::now();
+    let model = spec.fit(&train)?;
+    let fit_seconds = t0.elapsed().as_secs_f64();
+
+    let rec = model.as_recommender();
+    let t0 = Instant::now();
+    let all: Vec<Vec<(u32, f32)>> = (0..train.n_users() as u32)
+        .into_par_iter()
+        .map(|u| {
+            let (items, values) = train.user_row(u);
+            rec.recommend(
+                Target::Known(u, UserHistory::new(items, values)),
+                k,
+                true,
+                &[],
+            )
+        })
+        .collect::<Result<_, _>>()?;
+    let recommend_seconds = t0.elapsed().as_secs_f64();
+
+    let test = WarmTest::new(&train, test_rows);
+    let recs: Vec<Vec<(u32, f32)>> = test
+        .users
+        .iter()
+        .map(|&u| all[u as usize].clone())
+        .collect();
+    let lists: Vec<Vec<u32>> = recs
+        .iter()
+        .map(|r| r.iter().map(|p| p.0).collect())
+        .collect();
+    let ranking = evaluate_ranking(&test, &lists, k, train.n_items())?;
+
+    let (mut rmse_v, mut mae_v, mut predictions) = (None, None, None);
+    if let FittedModel::Mf(m) = &model {
+        let preds: Vec<f32> = test_rows
+            .iter()
+            .map(|r| m.predict(train.user_index(&r.user_id), train.item_index(&r.item_id)))
+            .collect();
+        let pairs: Vec<(f32, f32)> = test_rows
+            .iter()
+            .zip(&preds)
+            .map(|(r, &p)| (r.rating, p))
+            .collect();
+        rmse_v = Some(rmse(&pairs));
+        mae_v = Some(mae(&pairs));
+        predictions = Some(preds);
+    }
+    Ok(OfflineReport {
+        train,
+        model,
+        test,
+        ranking,
+        rmse: rmse_v,
+        mae: mae_v,
+        fit_seconds,
+        recommend_seconds,
+        recs,
+        predictions,
+    })
 }
 
 #[cfg(test)]

@@ -133,6 +133,10 @@ impl AlsValidParams {
         &self.0
     }
 
+    pub(crate) fn params_confidence(&self) -> Confidence {
+        self.0.confidence
+    }
+
     /// Fits the model.
     pub fn fit(&self, data: &Interactions) -> Result<AlsModel, ModelError> {
         self.fit_with_progress(data, |_| {})

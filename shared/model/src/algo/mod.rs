@@ -8,6 +8,9 @@ pub mod als;
 pub mod item_knn;
 pub mod mf;
 pub mod popular;
+pub mod spec;
+
+pub use spec::{AlgoSpec, FittedModel};
 
 use crate::error::ModelError;
 use crate::topk::{merge_sorted, top_k, Exclude};
