@@ -498,4 +498,41 @@ mod tests {
         assert_eq!(time_holdout_split(&keys, 0.0).unwrap(), vec![false; 5]);
         assert!(time_holdout_split(&keys, 1.0).is_err());
     }
+
+    #[test]
+    fn offline_eval_popular_and_mf_end_to_end() {
+        // GIVEN item "a" rated by 3 users, "b" by 2, "c" by 1; user 4 held out on "a"
+        let row = |u: &str, i: &str, r: f32| RatingRow {
+            user_id: u.into(),
+            item_id: i.into(),
+            rating: r,
+            timestamp: 0,
+        };
+        let train = vec![
+            row("1", "a", 5.0),
+            row("2", "a", 4.0),
+            row("3", "a", 5.0),
+            row("1", "b", 2.0),
+            row("4", "b", 3.0),
+            row("4", "c", 1.0),
+        ];
+        let test = vec![row("4", "a", 4.0), row("9", "a", 4.0)];
+        // WHEN evaluating popular at k = 1
+        let spec = AlgoSpec::parse("popular", &[]).unwrap();
+        let r = offline_eval(&spec, &train, &test, 1).unwrap();
+        // THEN user 4 gets "a" (seen items b, c excluded) and every metric is 1
+        assert_eq!(r.test.users.len(), 1);
+        assert_eq!(r.recs[0][0].0, r.train.item_index("a").unwrap());
+        approx(r.ranking.ndcg, 1.0);
+        approx(r.ranking.precision, 1.0);
+        assert_eq!(r.test.stats.rows_unknown_user, 1);
+        assert!(r.rmse.is_none());
+        // AND mf predicts every test row, the unknown user from mean + item bias
+        let spec = AlgoSpec::parse("mf", &[("epochs".into(), "5".into())]).unwrap();
+        let r = offline_eval(&spec, &train, &test, 1).unwrap();
+        let p = r.predictions.unwrap();
+        assert_eq!(p.len(), 2);
+        assert!(p.iter().all(|v| (1.0..=5.0).contains(v)));
+        assert!(r.rmse.unwrap() > 0.0);
+    }
 }

@@ -244,12 +244,14 @@ fn gram(y: &[f32], f: usize, reg: f32) -> Vec<f32> {
     g
 }
 
-/// `out = A · v` for a dense f × f `a`.
+/// `out = A · v` for a dense symmetric f × f `a`, as a sum of scaled rows (row j = column j),
+/// which vectorises without horizontal reductions.
 #[inline]
 fn matvec(a: &[f32], v: &[f32], out: &mut [f32]) {
     let f = v.len();
-    for (o, row) in out.iter_mut().zip(a.chunks_exact(f)) {
-        *o = dot(row, v);
+    out.fill(0.0);
+    for (&vj, row) in v.iter().zip(a.chunks_exact(f)) {
+        axpy(vj, row, out);
     }
 }
 
