@@ -135,21 +135,20 @@ impl ItemKnnValidParams {
         let rows: Vec<Vec<(u32, f32)>> = (0..n_items)
             .into_par_iter()
             .map_init(
-                || (vec![0f32; n_items], Vec::<u32>::new()),
-                |(acc, touched), i| {
+                || (vec![0f32; n_items], vec![false; n_items], Vec::<u32>::new()),
+                |(acc, mark, touched), i| {
                     let (users, wi) = w_iu.row(i);
                     for (&u, &a) in users.iter().zip(wi) {
                         let (items, wu) = w_ui.row(u as usize);
                         for (&j, &c) in items.iter().zip(wu) {
-                            if acc[j as usize] == 0.0 {
-                                touched.push(j);
+                            let j = j as usize;
+                            if !mark[j] {
+                                mark[j] = true;
+                                touched.push(j as u32);
                             }
-                            acc[j as usize] += a * c;
+                            acc[j] += a * c;
                         }
                     }
-                    // keep the k best non-zero entries; ties to the lower index
-                    touched.sort_unstable();
-                    touched.dedup();
                     let mut cand: Vec<(u32, f32)> = touched
                         .iter()
                         .map(|&j| (j, acc[j as usize]))
@@ -157,13 +156,17 @@ impl ItemKnnValidParams {
                         .collect();
                     for &j in touched.iter() {
                         acc[j as usize] = 0.0;
+                        mark[j as usize] = false;
                     }
                     touched.clear();
+                    // keep the k best non-zero entries (ties to the lower index), by index
+                    let better =
+                        |a: &(u32, f32), b: &(u32, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
                     if cand.len() > k {
-                        cand.sort_unstable_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+                        cand.select_nth_unstable_by(k - 1, better);
                         cand.truncate(k);
-                        cand.sort_unstable_by_key(|p| p.0);
                     }
+                    cand.sort_unstable_by_key(|p| p.0);
                     cand
                 },
             )
