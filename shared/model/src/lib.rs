@@ -3,6 +3,32 @@
 //! offline evaluation used by `nectar eval` and the train task's quality gate.
 //!
 //! Nothing here does I/O or async: callers hand in rows and get models and numbers back.
+//!
+//! ```
+//! use nectar_model::algo::als::AlsParams;
+//! use nectar_model::algo::{Recommender, Target, UserHistory};
+//! use nectar_model::InteractionsBuilder;
+//!
+//! // Records: (user key, item key, weight, timestamp ms); duplicates are summed.
+//! let mut b = InteractionsBuilder::new();
+//! for (u, i) in [("ann", "a"), ("ann", "b"), ("bob", "a"), ("bob", "c"), ("cid", "b")] {
+//!     b.push(u, i, 1.0, 1_700_000_000_000);
+//! }
+//! let data = b.build()?;
+//! let model = AlsParams::new().factors(4).regularization(0.1).check()?.fit(&data)?;
+//!
+//! // A known user: train index plus their row (its items are filtered out).
+//! let u = data.user_index("cid").unwrap();
+//! let (items, values) = data.user_row(u);
+//! let recs = model.recommend(Target::Known(u, UserHistory::new(items, values)), 2, true, &[])?;
+//! assert!(recs.iter().all(|&(i, _)| data.item_ids()[i as usize] != "b"));
+//!
+//! // A user unseen at training time is folded in from their history.
+//! let a = data.item_index("a").unwrap();
+//! let x = model.fold_in(&[(a, 1.0)])?;
+//! assert_eq!(x.len(), 4);
+//! # Ok::<(), nectar_model::ModelError>(())
+//! ```
 #![warn(missing_docs)]
 
 pub mod algo;
