@@ -122,8 +122,9 @@ pub(crate) fn check_history(h: UserHistory<'_>, n_items: usize) -> Result<(), Mo
     Ok(())
 }
 
-/// Dot product with four independent accumulators so the compiler can vectorise it.
-#[inline]
+/// Dot product with eight independent accumulators so the compiler can vectorise it (the
+/// summation order is fixed, so SSE2 and AVX2 code give the same bits).
+#[inline(always)]
 pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
     let n = a.len().min(b.len());
     let (a, b) = (&a[..n], &b[..n]);
@@ -143,7 +144,7 @@ pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
 }
 
 /// `y += a · x`.
-#[inline]
+#[inline(always)]
 pub(crate) fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
     for (yi, xi) in y.iter_mut().zip(x) {
         *yi += a * xi;
