@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use rayon::prelude::*;
 
-use crate::algo::{AlgoSpec, FittedModel, Target, UserHistory};
+use crate::algo::{AlgoSpec, FittedModel, Recommender, Target, UserHistory};
 use crate::error::ModelError;
 use crate::interactions::{from_rating_rows, Interactions, RatingRow};
 
@@ -149,17 +149,28 @@ impl WarmTest {
     /// Keeps the test rows whose user and item both occur in `train` and whose pair is not a
     /// train cell; groups them by user.
     pub fn new(train: &Interactions, test: &[RatingRow]) -> Self {
-        let mut stats = TestStats {
-            test_rows: test.len(),
-            ..Default::default()
-        };
+        Self::from_key_pairs(
+            train,
+            test.iter()
+                .map(|r| (r.user_id.as_str(), r.item_id.as_str())),
+        )
+    }
+
+    /// The same as [`WarmTest::new`] for `(user key, item key)` pairs (e.g. the held-out
+    /// events of a time split).
+    pub fn from_key_pairs<'a>(
+        train: &Interactions,
+        test: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Self {
+        let mut stats = TestStats::default();
         let mut pairs: Vec<(u32, u32)> = Vec::new();
-        for r in test {
-            let Some(u) = train.user_index(&r.user_id) else {
+        for (user, item) in test {
+            stats.test_rows += 1;
+            let Some(u) = train.user_index(user) else {
                 stats.rows_unknown_user += 1;
                 continue;
             };
-            let Some(i) = train.item_index(&r.item_id) else {
+            let Some(i) = train.item_index(item) else {
                 stats.rows_known_user_unknown_item += 1;
                 continue;
             };
@@ -300,6 +311,33 @@ pub fn time_holdout_split<K: Ord>(
         mask[i] = true;
     }
     Ok(mask)
+}
+
+/// Ranking metrics of a fitted model on a warm test set: top-k for every scored user with their
+/// train items excluded (`train` must be the matrix the model was fitted on, or one with the
+/// same indexing). The train task's quality gate scores the candidate and the current version
+/// this way, each against its own training matrix.
+pub fn evaluate_recommender(
+    model: &dyn Recommender,
+    train: &Interactions,
+    test: &WarmTest,
+    k: usize,
+) -> Result<RankingMetrics, ModelError> {
+    let lists: Vec<Vec<u32>> = test
+        .users
+        .par_iter()
+        .map(|&u| {
+            let (items, values) = train.user_row(u);
+            let r = model.recommend(
+                Target::Known(u, UserHistory::new(items, values)),
+                k,
+                true,
+                &[],
+            )?;
+            Ok(r.into_iter().map(|p| p.0).collect())
+        })
+        .collect::<Result<_, ModelError>>()?;
+    evaluate_ranking(test, &lists, k, train.n_items())
 }
 
 /// Everything `nectar eval` reports for one algorithm on one train/test split.
@@ -534,5 +572,38 @@ mod tests {
         assert_eq!(p.len(), 2);
         assert!(p.iter().all(|v| (1.0..=5.0).contains(v)));
         assert!(r.rmse.unwrap() > 0.0);
+    }
+
+    #[test]
+    fn evaluate_recommender_matches_offline_eval() {
+        // GIVEN a small synthetic split
+        let rows: Vec<RatingRow> = crate::synthetic::SyntheticParams::new(3000, 60, 40)
+            .records()
+            .unwrap()
+            .map(|(u, i, t)| RatingRow {
+                user_id: u.to_string(),
+                item_id: i.to_string(),
+                rating: 1.0,
+                timestamp: t / 1000,
+            })
+            .collect();
+        let keys: Vec<i64> = rows.iter().map(|r| r.timestamp).collect();
+        let mask = time_holdout_split(&keys, 0.2).unwrap();
+        let (train, test): (Vec<_>, Vec<_>) = rows.iter().cloned().zip(&mask).partition(|p| !*p.1);
+        let train: Vec<RatingRow> = train.into_iter().map(|p| p.0).collect();
+        let test: Vec<RatingRow> = test.into_iter().map(|p| p.0).collect();
+        // WHEN scored through offline_eval and through evaluate_recommender with key pairs
+        let spec = AlgoSpec::parse("item_knn", &[]).unwrap();
+        let r = offline_eval(&spec, &train, &test, 5).unwrap();
+        let wt = WarmTest::from_key_pairs(
+            &r.train,
+            test.iter()
+                .map(|x| (x.user_id.as_str(), x.item_id.as_str())),
+        );
+        let m = evaluate_recommender(r.model.as_recommender(), &r.train, &wt, 5).unwrap();
+        // THEN both agree
+        assert_eq!(wt, r.test);
+        assert_eq!(m, r.ranking);
+        assert!(m.users_scored > 0);
     }
 }
