@@ -4,6 +4,7 @@
 use clap::{Parser, Subcommand};
 
 mod dev;
+mod eval;
 
 /// Nectar: recommendations for broadcasters, on AWS Lambda or on this machine.
 #[derive(Debug, Parser)]
@@ -18,6 +19,8 @@ enum Command {
     /// Serve every HTTP route locally (collect today) on the embedded backends, or on real
     /// Kinesis/S3 when --stream/--bucket are given.
     Dev(dev::DevArgs),
+    /// Offline evaluation of an algorithm on train/test CSV files (refeval's protocol).
+    Eval(eval::EvalArgs),
     /// Validate a declarative config file.
     Config {
         #[command(subcommand)]
@@ -54,6 +57,7 @@ fn main() -> anyhow::Result<()> {
                 .build()?;
             rt.block_on(dev::run(args))
         }
+        Command::Eval(args) => eval::run(&args),
         Command::Config {
             command: ConfigCommand::Check { file },
         } => {
