@@ -23,25 +23,4 @@ fn bench(c: &mut Criterion) {
 }
 
 criterion_group!(benches, bench);
-criterion_main!(benches, probes);
-fn probe(c: &mut Criterion) {
-    c.bench_function("probe_value_parse", |b| {
-        b.iter(|| serde_json::from_str::<serde_json::Value>(PAYLOAD).unwrap())
-    });
-    c.bench_function("probe_sha_1000", |b| {
-        b.iter(|| {
-            (0..1000)
-                .map(|i| {
-                    nectar_model::event::event_id(
-                        "demo",
-                        "2f1d6c1e-6a5b-4f9e-9e3a-5d1b0f2c7a11",
-                        "media_play",
-                        "urn:rts:video:12345678",
-                        i,
-                    )
-                })
-                .count()
-        })
-    });
-}
-criterion_group!(probes, probe);
+criterion_main!(benches);
