@@ -5,6 +5,7 @@
 #   sam validate --lint
 #   actionlint (with shellcheck) on .github/workflows/, shellcheck on infra/*.sh
 #   python3 infra/gen_schedules.py --check   (template schedules == config/nectar.toml)
+#   infra/test_gen_schedules.py               (the generator itself, on temporary copies)
 #   infra/check_functions.py                  (template functions == functions/ crates)
 #   infra/test_check_functions.sh             (the checker itself, on temporary trees)
 #   events/*.json parse
@@ -30,6 +31,7 @@ run sam-validate sam validate --lint --template-file infra/template.yaml --regio
 run actionlint actionlint .github/workflows/*.yml
 run shellcheck shellcheck infra/*.sh
 run schedules python3 infra/gen_schedules.py --check
+run schedules-generator-tests python3 infra/test_gen_schedules.py
 run functions python3 infra/check_functions.py
 run functions-checker-tests env PYTHON_INFRA=python3 infra/test_check_functions.sh
 run events python3 -c '
