@@ -3,7 +3,8 @@
 # from PyPI, pinned in infra/requirements.txt), release mode, into .aws-sam/build/.
 #
 #   infra/build.sh                       # every function in infra/template.yaml
-#   infra/build.sh CollectFunction ...   # only these logical ids (and the config layer)
+#   infra/build.sh CollectFunction ...   # only these, each into .aws-sam/partial/<id>/ (a check,
+#                                        # not deployable: deploy needs the full build)
 #   NECTAR_ARCH=x86_64 infra/build.sh    # force the architecture
 #
 # The architecture defaults to arm64 when `rustup target add aarch64-unknown-linux-gnu` works,
@@ -31,14 +32,18 @@ case "$arch" in
 esac
 
 start=$(date +%s)
-if [ "$#" -eq 0 ]; then
-  sam build --template-file infra/template.yaml --parameter-overrides "Architecture=$arch"
-else
+if [ "$#" -gt 0 ]; then
+  # `sam build <id>` empties the build directory first, so a build of some functions is kept
+  # apart from the deployable one: each goes to .aws-sam/partial/<id>/ (for checking only).
   for id in "$@"; do
-    sam build "$id" --template-file infra/template.yaml --parameter-overrides "Architecture=$arch"
+    sam build "$id" --template-file infra/template.yaml --build-dir ".aws-sam/partial/$id" \
+      --parameter-overrides "Architecture=$arch"
   done
+  echo "build: $arch builds of $* in .aws-sam/partial/ ($(( $(date +%s) - start )) s); deploy needs a full build"
+  exit 0
 fi
 
+sam build --template-file infra/template.yaml --parameter-overrides "Architecture=$arch"
 python3 - "$arch" <<'PY'
 import sys
 from samcli.yamlhelper import yaml_dump, yaml_parse
