@@ -1,1 +1,17 @@
-fn main() {}
+#![recursion_limit = "256"]
+
+use lambda_runtime::{run, service_fn, Error, LambdaEvent};
+use nectar_platform::env;
+use nectar_platform::store::S3Store;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    lambda_runtime::tracing::init_default_subscriber();
+    let bucket = env::required(env::NECTAR_BUCKET)?;
+    let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let store = S3Store::new(aws_sdk_s3::Client::new(&aws), bucket);
+    run(service_fn(|event: LambdaEvent<_>| {
+        archive::handler::handle(&store, event)
+    }))
+    .await
+}

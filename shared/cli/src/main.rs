@@ -1,1 +1,73 @@
-fn main() {}
+//! `nectar`: Nectar's command line: the local dev server (the embedded twin of every Lambda),
+//! config checks, and the offline tools.
+
+use clap::{Parser, Subcommand};
+
+mod dev;
+
+/// Nectar: recommendations for broadcasters, on AWS Lambda or on this machine.
+#[derive(Debug, Parser)]
+#[command(name = "nectar", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve every HTTP route locally (collect today) on the embedded backends, or on real
+    /// Kinesis/S3 when --stream/--bucket are given.
+    Dev(dev::DevArgs),
+    /// Validate a declarative config file.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Check a config file (or the embedded default) and print a summary.
+    Check {
+        /// The file; the embedded default when omitted.
+        file: Option<std::path::PathBuf>,
+    },
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("info,aws_config=warn,aws_smithy_runtime=warn")
+    });
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .init();
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    init_tracing();
+    match cli.command {
+        Command::Dev(args) => {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(dev::run(args))
+        }
+        Command::Config {
+            command: ConfigCommand::Check { file },
+        } => {
+            let cfg = nectar_platform::config::NectarConfig::load(file.as_deref())?;
+            let name = file.map_or_else(
+                || "embedded default".to_string(),
+                |f| f.display().to_string(),
+            );
+            println!(
+                "{name}: ok ({} site(s): {})",
+                cfg.sites.len(),
+                cfg.sites.keys().cloned().collect::<Vec<_>>().join(", ")
+            );
+            Ok(())
+        }
+    }
+}

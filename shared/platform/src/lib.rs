@@ -1,1 +1,23 @@
-//! Nectar platform crate.
+//! Nectar's platform crate: the services (collect, archive) written against narrow ports,
+//! the adapters (Kinesis, S3, the embedded local event log), the declarative config and the
+//! mapping of errors to HTTP answers.
+#![warn(missing_docs)]
+
+pub mod archive;
+pub mod collect;
+pub mod config;
+pub mod env;
+pub mod error;
+pub mod http_util;
+pub mod jsonl;
+pub mod kinesis;
+pub mod kinesis_consumer;
+pub mod layout;
+pub mod local_log;
+pub mod sink;
+pub mod store;
+
+/// Milliseconds since the epoch, now.
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}

@@ -1,0 +1,154 @@
+//! `nectar dev`: one local HTTP server hosting the same services as the Lambdas.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::body::Body;
+use axum::extract::State;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Limited};
+use nectar_model::event::Accepted;
+use nectar_platform::collect::{CollectService, COLLECT_PATH};
+use nectar_platform::config::NectarConfig;
+use nectar_platform::error::AppError;
+use nectar_platform::kinesis::{KinesisSink, RetryPolicy, SdkKinesis};
+use nectar_platform::local_log::LocalEventLog;
+use nectar_platform::sink::{EventSink, SinkError};
+use nectar_platform::store::{AnyStore, LocalStore, S3Store};
+
+/// Flags of `nectar dev`; each has an env twin with the same NECTAR_* naming.
+#[derive(Debug, clap::Args)]
+pub struct DevArgs {
+    /// Address to listen on.
+    #[arg(long, env = "NECTAR_ADDR", default_value = "127.0.0.1:8080")]
+    pub addr: SocketAddr,
+    /// Data dir of the embedded backends (event log, models).
+    #[arg(long, env = "NECTAR_DATA_DIR", default_value = "./.nectar")]
+    pub data_dir: PathBuf,
+    /// Declarative config file; the embedded default when omitted.
+    #[arg(long, env = "NECTAR_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Send collected events to this Kinesis stream instead of the local event log; an
+    /// embedded consumer archives the stream into the event log (the data dir, or --bucket).
+    #[arg(long, env = "NECTAR_STREAM_NAME")]
+    pub stream: Option<String>,
+    /// Keep the event log in this S3 bucket instead of the data dir.
+    #[arg(long, env = "NECTAR_BUCKET")]
+    pub bucket: Option<String>,
+}
+
+/// The collect sink chosen by the flags.
+enum DevSink {
+    Local(LocalEventLog),
+    Kinesis(KinesisSink<SdkKinesis>),
+    Store(nectar_platform::archive::StoreSink<AnyStore>),
+}
+
+impl EventSink for DevSink {
+    async fn put(&self, batch: &Accepted) -> Result<(), SinkError> {
+        match self {
+            Self::Local(s) => s.put(batch).await,
+            Self::Kinesis(s) => s.put(batch).await,
+            Self::Store(s) => s.put(batch).await,
+        }
+    }
+}
+
+struct AppState {
+    collect: CollectService<DevSink>,
+}
+
+/// Bodies above this are refused before reading them whole (the collect limit is 1 MiB).
+const MAX_REQUEST_BYTES: usize = (1 << 20) + 1;
+
+async fn route(
+    State(state): State<Arc<AppState>>,
+    req: axum::extract::Request,
+) -> axum::response::Response {
+    let (parts, body) = req.into_parts();
+    let bytes: Bytes = match Limited::new(body, MAX_REQUEST_BYTES).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(_) => return to_axum(AppError::PayloadTooLarge { limit: 1 << 20 }.into_response()),
+    };
+    let req = http::Request::from_parts(parts, bytes);
+    let resp = if req.uri().path() == COLLECT_PATH {
+        state.collect.handle(&req, nectar_platform::now_ms()).await
+    } else {
+        AppError::NotFound(req.uri().path().to_string()).into_response()
+    };
+    to_axum(resp)
+}
+
+fn to_axum(resp: http::Response<Bytes>) -> axum::response::Response {
+    resp.map(Body::from)
+}
+
+/// Runs the dev server until Ctrl-C.
+pub async fn run(args: DevArgs) -> anyhow::Result<()> {
+    let config = Arc::new(NectarConfig::load(args.config.as_deref())?);
+    let aws = if args.stream.is_some() || args.bucket.is_some() {
+        Some(aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await)
+    } else {
+        None
+    };
+    let store = match (&args.bucket, &aws) {
+        (Some(bucket), Some(aws)) => {
+            AnyStore::S3(S3Store::new(aws_sdk_s3::Client::new(aws), bucket))
+        }
+        _ => AnyStore::Local(LocalStore::new(&args.data_dir)),
+    };
+    let writer_id = format!("dev-{}-{}", std::process::id(), nectar_platform::now_ms());
+    let sink = match (&args.stream, &aws) {
+        (Some(stream), Some(aws)) => {
+            let client = aws_sdk_kinesis::Client::new(aws);
+            nectar_platform::kinesis_consumer::spawn_archiver(
+                client.clone(),
+                stream.clone(),
+                store.clone(),
+            );
+            DevSink::Kinesis(KinesisSink::new(
+                SdkKinesis::new(client, stream),
+                RetryPolicy::default(),
+            ))
+        }
+        _ => match store {
+            AnyStore::Local(_) => DevSink::Local(
+                LocalEventLog::start(&args.data_dir, &writer_id).with_context(|| {
+                    format!("cannot open the data dir {}", args.data_dir.display())
+                })?,
+            ),
+            s3 => DevSink::Store(nectar_platform::archive::StoreSink::new(s3, writer_id)),
+        },
+    };
+    let state = Arc::new(AppState {
+        collect: CollectService::new(config.clone(), sink),
+    });
+    let app = axum::Router::new().fallback(route).with_state(state);
+    let listener = tokio::net::TcpListener::bind(args.addr)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.addr))?;
+    let sites = config.sites.keys().cloned().collect::<Vec<_>>().join(", ");
+    let backend = match (&args.stream, &args.bucket) {
+        (Some(s), Some(b)) => format!("Kinesis stream {s} → S3 bucket {b}"),
+        (Some(s), None) => format!("Kinesis stream {s} → {}", args.data_dir.display()),
+        (None, Some(b)) => format!("S3 bucket {b}"),
+        (None, None) => format!("local event log in {}", args.data_dir.display()),
+    };
+    println!(
+        "nectar dev listening on http://{}  (sites: {sites}; events: {backend})",
+        args.addr
+    );
+    let first = config.sites.keys().next().cloned().unwrap_or_default();
+    println!("  POST http://{}/v1/collect?s={first}", args.addr);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await?;
+    // Let in-flight commits finish before exit.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    Ok(())
+}

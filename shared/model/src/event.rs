@@ -1,0 +1,996 @@
+//! PEACH Collect Format v1.0.3 payloads: parsing, validation and flattening.
+//!
+//! A payload carries shared fields once (`client`, `user_id`, timestamps) and a list of events.
+//! The collect path validates the whole payload (one invalid event rejects it whole, so nothing
+//! is half-stored), then unpacks it into [`FlatEvent`]s, one JSON line each in the event log.
+//!
+//! Parsing borrows from the request body: free-form objects (`client`, `context`, `props`,
+//! `metadata`) are kept as raw JSON slices and written back verbatim, so a 1000-event payload
+//! is validated and flattened without building a JSON tree.
+
+use std::borrow::Cow;
+use std::fmt::Write as _;
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use sha2::{Digest, Sha256};
+
+/// `client.device.type` values allowed by the PEACH collect format.
+pub const DEVICE_TYPES: [&str; 8] = [
+    "console", "phone", "tablet", "desktop", "hbbtv", "tvbox", "wearable", "embedded",
+];
+
+/// 2000-01-01T00:00:00Z in milliseconds: the earliest timestamp accepted.
+pub const MIN_TIMESTAMP_MS: i64 = 946_684_800_000;
+
+/// Limits applied to collect payloads. [`CollectLimits::default`] holds the documented values.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CollectLimits {
+    /// Maximum decoded body size in bytes (1 MiB).
+    pub max_body_bytes: usize,
+    /// Maximum number of events in one payload (1000).
+    pub max_events: usize,
+    /// Maximum length of ids (`client.id`, event `id`, `user_id`, …) in bytes (256).
+    pub max_id_len: usize,
+    /// Maximum size of each of `context`, `props`, `metadata` (and `client`) as JSON (16 KiB).
+    pub max_object_bytes: usize,
+    /// How far in the future a timestamp may be, relative to the collect time (24 h).
+    pub max_future_ms: i64,
+    /// Device clock skew (`collect − sent`) beyond which event times are corrected.
+    pub skew_threshold_ms: i64,
+    /// Maximum number of problems listed in an error response.
+    pub max_problems: usize,
+}
+
+impl Default for CollectLimits {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 1 << 20,
+            max_events: 1000,
+            max_id_len: 256,
+            max_object_bytes: 16 << 10,
+            max_future_ms: 24 * 3600 * 1000,
+            skew_threshold_ms: 60_000,
+            max_problems: 50,
+        }
+    }
+}
+
+/// One reason a payload was rejected, with the JSON path of the offending field.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Problem {
+    /// JSON path such as `events[3].event_timestamp`.
+    pub path: String,
+    /// What is wrong, in plain words.
+    pub problem: String,
+}
+
+/// A flat event as stored in the event log: one payload event plus the shared payload fields
+/// and the fields the server injects (`site_key`, `collect_timestamp`, `event_id`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FlatEvent<'a> {
+    /// Deterministic id: hash of site, client id, type, id and the device's event timestamp.
+    #[serde(borrow)]
+    pub event_id: Cow<'a, str>,
+    /// The site (tenant) the event was collected for; from the URL, never from the body.
+    #[serde(borrow)]
+    pub site_key: Cow<'a, str>,
+    /// PEACH event type (`media_play`, `page_view`, `recommendation_hit`, …).
+    #[serde(rename = "type", borrow)]
+    pub event_type: Cow<'a, str>,
+    /// What the event is about: the media, article or page; the recommendation for
+    /// `recommendation_*` events.
+    #[serde(borrow)]
+    pub id: Cow<'a, str>,
+    /// Event time in ms UTC, corrected for device clock skew when that exceeded the threshold.
+    pub event_timestamp: i64,
+    /// The event time as the device sent it, present only when it was corrected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_timestamp_original: Option<i64>,
+    /// When the server received the payload, ms UTC.
+    pub collect_timestamp: i64,
+    /// When the device sent the payload, by its own clock, ms UTC.
+    pub sent_timestamp: i64,
+    /// Start of the app session, by the device clock, ms UTC.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_start_timestamp: Option<i64>,
+    /// Logged-in user, when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none", borrow)]
+    pub user_id: Option<Cow<'a, str>>,
+    /// PEACH schema version of the payload.
+    #[serde(borrow)]
+    pub peach_schema_version: Cow<'a, str>,
+    /// The payload's `client` object, verbatim.
+    #[serde(borrow)]
+    pub client: &'a RawValue,
+    /// The event's `context` object, verbatim.
+    #[serde(default, skip_serializing_if = "Option::is_none", borrow)]
+    pub context: Option<&'a RawValue>,
+    /// The event's `props` object, verbatim.
+    #[serde(default, skip_serializing_if = "Option::is_none", borrow)]
+    pub props: Option<&'a RawValue>,
+    /// The event's `metadata` object, verbatim.
+    #[serde(default, skip_serializing_if = "Option::is_none", borrow)]
+    pub metadata: Option<&'a RawValue>,
+}
+
+/// A flat event encoded as one JSON line (no trailing newline), with the fields that
+/// writers need for partitioning and dedupe.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EncodedEvent {
+    /// The event's id (also inside `line`).
+    pub event_id: String,
+    /// Event time used for partitioning, ms UTC.
+    pub event_timestamp: i64,
+    /// The flat event as one line of JSON.
+    pub line: String,
+}
+
+/// The result of a successful validation: the site's events, ready to store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Accepted {
+    /// The site every event belongs to.
+    pub site_key: String,
+    /// The flat events in payload order.
+    pub events: Vec<EncodedEvent>,
+}
+
+#[derive(Deserialize)]
+struct RawPayload<'a> {
+    #[serde(borrow)]
+    peach_schema_version: Option<&'a RawValue>,
+    #[serde(borrow)]
+    sent_timestamp: Option<&'a RawValue>,
+    #[serde(borrow)]
+    session_start_timestamp: Option<&'a RawValue>,
+    #[serde(borrow)]
+    user_id: Option<&'a RawValue>,
+    #[serde(borrow)]
+    client: Option<&'a RawValue>,
+    #[serde(borrow)]
+    events: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct RawClient<'a> {
+    #[serde(borrow)]
+    id: Option<&'a RawValue>,
+    #[serde(borrow)]
+    app_id: Option<&'a RawValue>,
+    #[serde(borrow, rename = "type")]
+    client_type: Option<&'a RawValue>,
+    #[serde(borrow)]
+    name: Option<&'a RawValue>,
+    #[serde(borrow)]
+    version: Option<&'a RawValue>,
+    #[serde(borrow)]
+    device: Option<&'a RawValue>,
+    #[serde(borrow)]
+    os: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct RawDevice<'a> {
+    #[serde(borrow, rename = "type")]
+    device_type: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct RawEvent<'a> {
+    #[serde(borrow, rename = "type")]
+    event_type: Option<&'a RawValue>,
+    #[serde(borrow)]
+    id: Option<&'a RawValue>,
+    #[serde(borrow)]
+    event_timestamp: Option<&'a RawValue>,
+    #[serde(borrow)]
+    context: Option<&'a RawValue>,
+    #[serde(borrow)]
+    props: Option<&'a RawValue>,
+    #[serde(borrow)]
+    metadata: Option<&'a RawValue>,
+}
+
+/// Collects problems up to a bound, so a huge bad payload does not produce a huge answer.
+struct Problems {
+    list: Vec<Problem>,
+    total: usize,
+    max: usize,
+}
+
+impl Problems {
+    fn new(max: usize) -> Self {
+        Self {
+            list: Vec::new(),
+            total: 0,
+            max,
+        }
+    }
+
+    fn push(&mut self, path: impl FnOnce() -> String, problem: impl Into<String>) {
+        self.total += 1;
+        if self.list.len() < self.max {
+            self.list.push(Problem {
+                path: path(),
+                problem: problem.into(),
+            });
+        }
+    }
+}
+
+/// Why a payload was rejected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    /// The problems found (at most [`CollectLimits::max_problems`]).
+    pub problems: Vec<Problem>,
+    /// How many problems there were in all.
+    pub total: usize,
+}
+
+impl Rejection {
+    fn single(path: &str, problem: impl Into<String>) -> Self {
+        Self {
+            problems: vec![Problem {
+                path: path.into(),
+                problem: problem.into(),
+            }],
+            total: 1,
+        }
+    }
+
+    /// A one-line summary naming the first offending field.
+    pub fn message(&self) -> String {
+        match self.problems.first() {
+            Some(p) if self.total == 1 => format!("invalid payload: {}: {}", p.path, p.problem),
+            Some(p) => format!(
+                "invalid payload: {} problems, the first at {}: {}",
+                self.total, p.path, p.problem
+            ),
+            None => "invalid payload".to_string(),
+        }
+    }
+}
+
+/// Whether `s` is a valid site key, endpoint or task name: `[a-z0-9_-]{1,64}`.
+pub fn is_valid_key(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+}
+
+/// The deterministic event id: the first 128 bits of SHA-256 over site, client id, type, id
+/// and the event timestamp as the device sent it, hex encoded (32 characters).
+pub fn event_id(site_key: &str, client_id: &str, event_type: &str, id: &str, ts: i64) -> String {
+    let mut h = Sha256::new();
+    for part in [site_key, client_id, event_type, id] {
+        h.update(part.as_bytes());
+        h.update([0u8]);
+    }
+    h.update(ts.to_be_bytes());
+    let digest = h.finalize();
+    let mut out = String::with_capacity(32);
+    for b in &digest[..16] {
+        let _ = write!(out, "{b:02x}");
+    }
+    out
+}
+
+fn kind_of(raw: &RawValue) -> &'static str {
+    match raw.get().as_bytes().first() {
+        Some(b'"') => "a string",
+        Some(b'{') => "an object",
+        Some(b'[') => "an array",
+        Some(b't' | b'f') => "a boolean",
+        Some(b'n') => "null",
+        _ => "a number",
+    }
+}
+
+fn is_null(raw: &RawValue) -> bool {
+    raw.get() == "null"
+}
+
+/// Context for field checks: the limits and the collect time.
+struct Checker<'l> {
+    limits: &'l CollectLimits,
+    now_ms: i64,
+}
+
+impl Checker<'_> {
+    /// A required or optional string id: non-empty, at most `max_id_len` bytes.
+    fn id<'a>(
+        &self,
+        raw: Option<&'a RawValue>,
+        required: bool,
+        path: impl Fn() -> String,
+        problems: &mut Problems,
+    ) -> Option<Cow<'a, str>> {
+        let raw = match raw {
+            Some(r) if !is_null(r) => r,
+            _ => {
+                if required {
+                    problems.push(&path, "is required");
+                }
+                return None;
+            }
+        };
+        match serde_json::from_str::<Cow<'a, str>>(raw.get()) {
+            Ok(s) if s.is_empty() => {
+                problems.push(&path, "must not be empty");
+                None
+            }
+            Ok(s) if s.len() > self.limits.max_id_len => {
+                problems.push(
+                    &path,
+                    format!("is longer than {} bytes", self.limits.max_id_len),
+                );
+                None
+            }
+            Ok(s) => Some(s),
+            Err(_) => {
+                problems.push(&path, format!("must be a string, not {}", kind_of(raw)));
+                None
+            }
+        }
+    }
+
+    /// A timestamp in integer milliseconds since the epoch, within the accepted range.
+    fn timestamp(
+        &self,
+        raw: Option<&RawValue>,
+        required: bool,
+        path: impl Fn() -> String,
+        problems: &mut Problems,
+    ) -> Option<i64> {
+        let raw = match raw {
+            Some(r) if !is_null(r) => r,
+            _ => {
+                if required {
+                    problems.push(&path, "is required");
+                }
+                return None;
+            }
+        };
+        let Ok(ts) = raw.get().parse::<i64>() else {
+            let problem = if kind_of(raw) == "a number" {
+                "must be an integer number of milliseconds since 1970-01-01 UTC".to_string()
+            } else {
+                format!("must be a number (ms since epoch), not {}", kind_of(raw))
+            };
+            problems.push(&path, problem);
+            return None;
+        };
+        if ts < MIN_TIMESTAMP_MS {
+            let hint = if ts > 0 && ts < 100_000_000_000 {
+                " (this looks like seconds)"
+            } else {
+                ""
+            };
+            problems.push(
+                &path,
+                format!("must be in milliseconds, not before 2000-01-01{hint}"),
+            );
+            return None;
+        }
+        if ts > self.now_ms.saturating_add(self.limits.max_future_ms) {
+            problems.push(&path, "is more than 24 hours in the future");
+            return None;
+        }
+        Some(ts)
+    }
+
+    /// An optional free-form object, at most `max_object_bytes` of JSON.
+    fn object<'a>(
+        &self,
+        raw: Option<&'a RawValue>,
+        path: impl Fn() -> String,
+        problems: &mut Problems,
+    ) -> Option<&'a RawValue> {
+        let raw = raw.filter(|r| !is_null(r))?;
+        if !raw.get().starts_with('{') {
+            problems.push(&path, format!("must be an object, not {}", kind_of(raw)));
+            return None;
+        }
+        if raw.get().len() > self.limits.max_object_bytes {
+            problems.push(
+                &path,
+                format!("is larger than {} bytes", self.limits.max_object_bytes),
+            );
+            return None;
+        }
+        Some(raw)
+    }
+
+    /// An optional plain string (names, versions), bounded like ids.
+    fn opt_string(
+        &self,
+        raw: Option<&RawValue>,
+        path: impl Fn() -> String,
+        problems: &mut Problems,
+    ) {
+        if let Some(raw) = raw.filter(|r| !is_null(r)) {
+            match serde_json::from_str::<Cow<'_, str>>(raw.get()) {
+                Ok(s) if s.len() > self.limits.max_id_len => problems.push(
+                    &path,
+                    format!("is longer than {} bytes", self.limits.max_id_len),
+                ),
+                Ok(_) => {}
+                Err(_) => problems.push(&path, format!("must be a string, not {}", kind_of(raw))),
+            }
+        }
+    }
+}
+
+/// Parses and validates a PEACH payload and flattens it into encoded events.
+///
+/// `body` is the decoded request body; `now_ms` is the collect timestamp. Any invalid field
+/// rejects the whole payload, with every problem found (bounded) and its JSON path.
+pub fn accept_payload(
+    body: &[u8],
+    site_key: &str,
+    now_ms: i64,
+    limits: &CollectLimits,
+) -> Result<Accepted, Rejection> {
+    if body.len() > limits.max_body_bytes {
+        return Err(Rejection::single(
+            "",
+            format!("body is larger than {} bytes", limits.max_body_bytes),
+        ));
+    }
+    let text = std::str::from_utf8(body)
+        .map_err(|e| Rejection::single("", format!("body is not valid UTF-8: {e}")))?;
+    let payload: RawPayload<'_> = serde_json::from_str(text).map_err(|e| {
+        let problem = if e.is_data() {
+            "the payload must be a JSON object".to_string()
+        } else {
+            format!("body is not valid JSON: {e}")
+        };
+        Rejection::single("", problem)
+    })?;
+
+    let ck = Checker { limits, now_ms };
+    let mut problems = Problems::new(limits.max_problems);
+
+    let schema = ck.id(
+        payload.peach_schema_version,
+        true,
+        || "peach_schema_version".into(),
+        &mut problems,
+    );
+    let sent = ck.timestamp(
+        payload.sent_timestamp,
+        true,
+        || "sent_timestamp".into(),
+        &mut problems,
+    );
+    let session_start = ck.timestamp(
+        payload.session_start_timestamp,
+        false,
+        || "session_start_timestamp".into(),
+        &mut problems,
+    );
+    let user_id = ck.id(payload.user_id, false, || "user_id".into(), &mut problems);
+    let (client_raw, client_id) = check_client(&ck, payload.client, &mut problems);
+
+    let events: Vec<RawEvent<'_>> = match payload.events {
+        Some(raw) if !is_null(raw) => match serde_json::from_str::<Vec<&RawValue>>(raw.get()) {
+            Ok(items) => {
+                if items.is_empty() {
+                    problems.push(|| "events".into(), "must contain at least one event");
+                } else if items.len() > limits.max_events {
+                    problems.push(
+                        || "events".into(),
+                        format!(
+                            "has {} events, more than {} allowed",
+                            items.len(),
+                            limits.max_events
+                        ),
+                    );
+                }
+                let mut out = Vec::with_capacity(items.len().min(limits.max_events));
+                for (i, item) in items.into_iter().enumerate().take(limits.max_events) {
+                    match serde_json::from_str::<RawEvent<'_>>(item.get()) {
+                        Ok(ev) => out.push(ev),
+                        Err(_) => problems.push(
+                            || format!("events[{i}]"),
+                            format!("must be an object, not {}", kind_of(item)),
+                        ),
+                    }
+                }
+                out
+            }
+            Err(_) => {
+                problems.push(
+                    || "events".into(),
+                    format!("must be an array, not {}", kind_of(raw)),
+                );
+                Vec::new()
+            }
+        },
+        _ => {
+            problems.push(|| "events".into(), "is required");
+            Vec::new()
+        }
+    };
+
+    // Device clock skew: when the device clock is off by more than the threshold, shift the
+    // event times by the skew and keep the originals.
+    let skew = sent
+        .map(|s| now_ms - s)
+        .filter(|d| d.abs() > limits.skew_threshold_ms);
+
+    let mut flat = Vec::with_capacity(events.len());
+    for (i, ev) in events.iter().enumerate() {
+        let event_type = ck.id(
+            ev.event_type,
+            true,
+            || format!("events[{i}].type"),
+            &mut problems,
+        );
+        if let Some(t) = &event_type {
+            if t.len() > 64 {
+                problems.push(|| format!("events[{i}].type"), "is longer than 64 bytes");
+            }
+        }
+        let id = ck.id(ev.id, true, || format!("events[{i}].id"), &mut problems);
+        let ts = ck.timestamp(
+            ev.event_timestamp,
+            true,
+            || format!("events[{i}].event_timestamp"),
+            &mut problems,
+        );
+        let context = ck.object(ev.context, || format!("events[{i}].context"), &mut problems);
+        let props = ck.object(ev.props, || format!("events[{i}].props"), &mut problems);
+        let metadata = ck.object(
+            ev.metadata,
+            || format!("events[{i}].metadata"),
+            &mut problems,
+        );
+        if problems.total > 0 {
+            // Keep validating to report every problem, but stop building output.
+            continue;
+        }
+        let (
+            Some(event_type),
+            Some(id),
+            Some(ts),
+            Some(client_raw),
+            Some(client_id),
+            Some(sent),
+            Some(schema),
+        ) = (
+            event_type,
+            id,
+            ts,
+            client_raw,
+            client_id.as_deref(),
+            sent,
+            schema.as_ref(),
+        )
+        else {
+            continue;
+        };
+        let event = FlatEvent {
+            event_id: Cow::Owned(event_id(site_key, client_id, &event_type, &id, ts)),
+            site_key: Cow::Borrowed(site_key),
+            event_type,
+            id,
+            event_timestamp: skew.map_or(ts, |d| ts + d),
+            event_timestamp_original: skew.map(|_| ts),
+            collect_timestamp: now_ms,
+            sent_timestamp: sent,
+            session_start_timestamp: session_start,
+            user_id: user_id.clone(),
+            peach_schema_version: schema.clone(),
+            client: client_raw,
+            context,
+            props,
+            metadata,
+        };
+        flat.push(event);
+    }
+
+    if problems.total > 0 {
+        return Err(Rejection {
+            problems: problems.list,
+            total: problems.total,
+        });
+    }
+    let events = flat
+        .into_iter()
+        .map(|e| EncodedEvent {
+            line: serde_json::to_string(&e)
+                .expect("serialising a validated flat event cannot fail"),
+            event_id: e.event_id.into_owned(),
+            event_timestamp: e.event_timestamp,
+        })
+        .collect();
+    Ok(Accepted {
+        site_key: site_key.to_string(),
+        events,
+    })
+}
+
+fn check_client<'a>(
+    ck: &Checker<'_>,
+    raw: Option<&'a RawValue>,
+    problems: &mut Problems,
+) -> (Option<&'a RawValue>, Option<Cow<'a, str>>) {
+    let Some(raw) = ck.object(raw, || "client".into(), problems) else {
+        if raw.is_none_or(is_null) {
+            problems.push(|| "client".into(), "is required");
+        }
+        return (None, None);
+    };
+    let Ok(client) = serde_json::from_str::<RawClient<'a>>(raw.get()) else {
+        problems.push(|| "client".into(), "must be an object");
+        return (None, None);
+    };
+    let id = ck.id(client.id, true, || "client.id".into(), problems);
+    ck.id(client.app_id, true, || "client.app_id".into(), problems);
+    ck.opt_string(client.client_type, || "client.type".into(), problems);
+    ck.opt_string(client.name, || "client.name".into(), problems);
+    ck.opt_string(client.version, || "client.version".into(), problems);
+    if let Some(device) = ck.object(client.device, || "client.device".into(), problems) {
+        match serde_json::from_str::<RawDevice<'_>>(device.get()) {
+            Ok(d) => match ck.id(
+                d.device_type,
+                true,
+                || "client.device.type".into(),
+                problems,
+            ) {
+                Some(t) if !DEVICE_TYPES.contains(&t.as_ref()) => problems.push(
+                    || "client.device.type".into(),
+                    format!("must be one of {}", DEVICE_TYPES.join(", ")),
+                ),
+                _ => {}
+            },
+            Err(_) => problems.push(|| "client.device".into(), "must be an object"),
+        }
+    }
+    ck.object(client.os, || "client.os".into(), problems);
+    (Some(raw), id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const NOW: i64 = 1_763_000_000_000;
+
+    fn payload() -> serde_json::Value {
+        json!({
+            "peach_schema_version": "1.0.3",
+            "sent_timestamp": NOW - 1000,
+            "session_start_timestamp": NOW - 60_000,
+            "user_id": "u-42",
+            "client": {
+                "id": "c-1", "app_id": "ch.ebu.app", "type": "mobileapp", "name": "App", "version": "1.0",
+                "device": {"type": "phone", "vendor": "X", "timezone": 1.0},
+                "os": {"name": "Android", "version": "14"}
+            },
+            "events": [
+                {"type": "media_play", "id": "m-1", "event_timestamp": NOW - 5000,
+                 "context": {"component": {"type": "player"}}, "props": {"playback_position_s": 0}},
+                {"type": "recommendation_hit", "id": "r-1", "event_timestamp": NOW - 4000,
+                 "context": {"items": ["m-1", "m-2"], "hit_index": 1},
+                 "props": {"x": 1}, "metadata": {"m": true}}
+            ]
+        })
+    }
+
+    fn run(v: &serde_json::Value) -> Result<Accepted, Rejection> {
+        accept_payload(
+            v.to_string().as_bytes(),
+            "demo",
+            NOW,
+            &CollectLimits::default(),
+        )
+    }
+
+    fn paths(r: Rejection) -> Vec<String> {
+        r.problems.into_iter().map(|p| p.path).collect()
+    }
+
+    #[test]
+    fn valid_payload_is_flattened_with_injected_fields() {
+        // GIVEN a valid two-event payload WHEN accepted THEN two flat events carry the shared fields
+        let acc = run(&payload()).unwrap();
+        assert_eq!(acc.events.len(), 2);
+        let v: serde_json::Value = serde_json::from_str(&acc.events[1].line).unwrap();
+        assert_eq!(v["site_key"], "demo");
+        assert_eq!(v["type"], "recommendation_hit");
+        assert_eq!(v["collect_timestamp"], NOW);
+        assert_eq!(v["user_id"], "u-42");
+        assert_eq!(v["client"]["device"]["type"], "phone");
+        assert_eq!(v["context"]["hit_index"], 1);
+        assert_eq!(v["event_timestamp"], NOW - 4000);
+        assert!(v.get("event_timestamp_original").is_none());
+        assert_eq!(v["event_id"], acc.events[1].event_id);
+        assert_eq!(acc.events[1].event_id.len(), 32);
+        // and each line parses back into a FlatEvent
+        let back: FlatEvent<'_> = serde_json::from_str(&acc.events[0].line).unwrap();
+        assert_eq!(back.id, "m-1");
+    }
+
+    #[test]
+    fn event_id_is_deterministic_and_distinguishes_fields() {
+        let a = event_id("demo", "c", "media_play", "m", 1);
+        assert_eq!(a, event_id("demo", "c", "media_play", "m", 1));
+        assert_ne!(a, event_id("demo", "c", "media_play", "m", 2));
+        assert_ne!(a, event_id("other", "c", "media_play", "m", 1));
+        // field boundaries matter: ("ab","c") differs from ("a","bc")
+        assert_ne!(
+            event_id("demo", "ab", "c", "m", 1),
+            event_id("demo", "a", "bc", "m", 1)
+        );
+        // a re-sent payload (later sent_timestamp, same events) gives the same ids
+        let first = run(&payload()).unwrap();
+        let mut p = payload();
+        p["sent_timestamp"] = json!(NOW - 10);
+        let again = run(&p).unwrap();
+        assert_eq!(first.events[0].event_id, again.events[0].event_id);
+    }
+
+    #[test]
+    fn clock_skew_beyond_threshold_is_corrected_and_original_kept() {
+        // GIVEN a device clock 2 hours behind
+        let mut p = payload();
+        let skew = 2 * 3600 * 1000;
+        p["sent_timestamp"] = json!(NOW - skew);
+        p["events"][0]["event_timestamp"] = json!(NOW - skew - 5000);
+        let acc = run(&p).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&acc.events[0].line).unwrap();
+        assert_eq!(v["event_timestamp"], NOW - 5000);
+        assert_eq!(v["event_timestamp_original"], NOW - skew - 5000);
+        // WHEN the skew is within the threshold THEN nothing is corrected
+        let acc = run(&payload()).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&acc.events[0].line).unwrap();
+        assert_eq!(v["event_timestamp"], NOW - 5000);
+    }
+
+    #[test]
+    fn mandatory_fields_are_required() {
+        for (field, path) in [
+            ("peach_schema_version", "peach_schema_version"),
+            ("sent_timestamp", "sent_timestamp"),
+            ("client", "client"),
+            ("events", "events"),
+        ] {
+            let mut p = payload();
+            p.as_object_mut().unwrap().remove(field);
+            assert_eq!(
+                paths(run(&p).unwrap_err()),
+                vec![path.to_string()],
+                "{field}"
+            );
+        }
+        for (field, path) in [("id", "client.id"), ("app_id", "client.app_id")] {
+            let mut p = payload();
+            p["client"].as_object_mut().unwrap().remove(field);
+            assert_eq!(paths(run(&p).unwrap_err()), vec![path.to_string()]);
+        }
+        for field in ["type", "id", "event_timestamp"] {
+            let mut p = payload();
+            p["events"][1].as_object_mut().unwrap().remove(field);
+            assert_eq!(
+                paths(run(&p).unwrap_err()),
+                vec![format!("events[1].{field}")]
+            );
+        }
+        let mut p = payload();
+        p["client"]["device"]
+            .as_object_mut()
+            .unwrap()
+            .remove("type");
+        assert_eq!(
+            paths(run(&p).unwrap_err()),
+            vec!["client.device.type".to_string()]
+        );
+    }
+
+    #[test]
+    fn wrong_types_are_named() {
+        let cases = [
+            (
+                "/sent_timestamp",
+                json!("1763000000000"),
+                "sent_timestamp",
+                "must be a number",
+            ),
+            (
+                "/events/0/id",
+                json!(12),
+                "events[0].id",
+                "must be a string",
+            ),
+            (
+                "/events/0/event_timestamp",
+                json!(1.763e12),
+                "events[0].event_timestamp",
+                "integer",
+            ),
+            (
+                "/events/0/context",
+                json!([1]),
+                "events[0].context",
+                "must be an object",
+            ),
+            (
+                "/events/1/props",
+                json!("x"),
+                "events[1].props",
+                "must be an object",
+            ),
+            (
+                "/events/1/metadata",
+                json!(3),
+                "events[1].metadata",
+                "must be an object",
+            ),
+            ("/client", json!("c"), "client", "must be an object"),
+            ("/events", json!({"a": 1}), "events", "must be an array"),
+            ("/user_id", json!(7), "user_id", "must be a string"),
+            (
+                "/client/device/type",
+                json!("fridge"),
+                "client.device.type",
+                "must be one of",
+            ),
+            ("/client/name", json!(5), "client.name", "must be a string"),
+        ];
+        for (ptr, value, path, problem) in cases {
+            let mut p = payload();
+            *p.pointer_mut(ptr).unwrap() = value;
+            let r = run(&p).unwrap_err();
+            assert_eq!(r.problems[0].path, path);
+            assert!(
+                r.problems[0].problem.contains(problem),
+                "{path}: {}",
+                r.problems[0].problem
+            );
+        }
+        let mut p = payload();
+        p["events"][0] = json!("not an event");
+        assert_eq!(paths(run(&p).unwrap_err()), vec!["events[0]".to_string()]);
+    }
+
+    #[test]
+    fn timestamps_must_be_ms_after_2000_and_not_far_future() {
+        let mut p = payload();
+        p["events"][0]["event_timestamp"] = json!((NOW - 5000) / 1000); // seconds
+        let r = run(&p).unwrap_err();
+        assert!(r.problems[0].problem.contains("seconds"));
+        let mut p = payload();
+        p["events"][0]["event_timestamp"] = json!(MIN_TIMESTAMP_MS - 1);
+        assert_eq!(
+            paths(run(&p).unwrap_err()),
+            vec!["events[0].event_timestamp".to_string()]
+        );
+        let mut p = payload();
+        p["events"][0]["event_timestamp"] = json!(MIN_TIMESTAMP_MS);
+        // 2000-01-01 itself is allowed (sent_timestamp is recent, so it is corrected for skew? no:
+        // skew is derived from sent_timestamp only)
+        assert!(run(&p).is_ok());
+        let mut p = payload();
+        p["events"][1]["event_timestamp"] = json!(NOW + 24 * 3600 * 1000 + 1);
+        assert_eq!(
+            paths(run(&p).unwrap_err()),
+            vec!["events[1].event_timestamp".to_string()]
+        );
+        let mut p = payload();
+        p["events"][1]["event_timestamp"] = json!(NOW + 24 * 3600 * 1000);
+        assert!(run(&p).is_ok());
+        let mut p = payload();
+        p["session_start_timestamp"] = json!(-5);
+        assert_eq!(
+            paths(run(&p).unwrap_err()),
+            vec!["session_start_timestamp".to_string()]
+        );
+    }
+
+    #[test]
+    fn event_count_must_be_between_1_and_1000() {
+        let mut p = payload();
+        p["events"] = json!([]);
+        assert_eq!(paths(run(&p).unwrap_err()), vec!["events".to_string()]);
+        let ev = payload()["events"][0].clone();
+        let mut p = payload();
+        p["events"] = json!(vec![ev.clone(); 1000]);
+        assert_eq!(run(&p).unwrap().events.len(), 1000);
+        p["events"] = json!(vec![ev; 1001]);
+        let r = run(&p).unwrap_err();
+        assert_eq!(r.problems[0].path, "events");
+        assert!(r.problems[0].problem.contains("1001"));
+    }
+
+    #[test]
+    fn sizes_are_bounded() {
+        let long = "x".repeat(257);
+        for ptr in ["/events/0/id", "/client/id", "/user_id", "/events/0/type"] {
+            let mut p = payload();
+            *p.pointer_mut(ptr).unwrap() = json!(long);
+            let r = run(&p).unwrap_err();
+            assert!(r.problems[0].problem.contains("longer than"), "{ptr}");
+        }
+        let mut p = payload();
+        p["events"][0]["id"] = json!("x".repeat(256));
+        assert!(run(&p).is_ok());
+        let mut p = payload();
+        p["events"][0]["type"] = json!("t".repeat(65));
+        assert_eq!(
+            paths(run(&p).unwrap_err()),
+            vec!["events[0].type".to_string()]
+        );
+        for field in ["context", "props", "metadata"] {
+            let mut p = payload();
+            p["events"][0][field] = json!({ "blob": "y".repeat(16 * 1024) });
+            let r = run(&p).unwrap_err();
+            assert_eq!(r.problems[0].path, format!("events[0].{field}"));
+            assert!(r.problems[0].problem.contains("larger than"));
+        }
+        let big = vec![b' '; (1 << 20) + 1];
+        let r = accept_payload(&big, "demo", NOW, &CollectLimits::default()).unwrap_err();
+        assert!(r.problems[0].problem.contains("larger than"));
+    }
+
+    #[test]
+    fn malformed_bodies_are_rejected_with_a_reason() {
+        let lim = CollectLimits::default();
+        for body in [&b"{"[..], b"[]", b"null", b"\xff\xfe", b""] {
+            let r = accept_payload(body, "demo", NOW, &lim).unwrap_err();
+            assert_eq!(r.total, 1);
+            assert_eq!(r.problems[0].path, "");
+        }
+    }
+
+    #[test]
+    fn every_problem_is_reported_and_nothing_is_accepted() {
+        // GIVEN one bad event among good ones WHEN validated THEN the payload is rejected whole
+        let mut p = payload();
+        p["events"][1]["event_timestamp"] = json!("soon");
+        p["events"][0]["id"] = json!("");
+        let r = run(&p).unwrap_err();
+        assert_eq!(r.total, 2);
+        assert_eq!(
+            paths(r),
+            vec![
+                "events[0].id".to_string(),
+                "events[1].event_timestamp".to_string()
+            ]
+        );
+        // and the problem list is bounded
+        let ev = json!({"type": 1, "id": 2, "event_timestamp": "x"});
+        let mut p = payload();
+        p["events"] = json!(vec![ev; 500]);
+        let r = run(&p).unwrap_err();
+        assert_eq!(r.total, 1500);
+        assert_eq!(r.problems.len(), CollectLimits::default().max_problems);
+        assert!(r.message().contains("1500 problems"));
+    }
+
+    #[test]
+    fn unknown_event_types_are_stored_and_nulls_mean_absent() {
+        let mut p = payload();
+        p["events"][0]["type"] = json!("podcast_subscribe");
+        p["events"][0]["metadata"] = json!(null);
+        p["user_id"] = json!(null);
+        let acc = run(&p).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&acc.events[0].line).unwrap();
+        assert_eq!(v["type"], "podcast_subscribe");
+        assert!(v.get("user_id").is_none());
+        assert!(v.get("metadata").is_none());
+    }
+
+    #[test]
+    fn key_names_follow_the_pattern() {
+        assert!(is_valid_key("demo"));
+        assert!(is_valid_key("a-b_c-9"));
+        assert!(is_valid_key(&"a".repeat(64)));
+        for bad in ["", "Demo", "a/b", "a b", "é", &"a".repeat(65), "a.b"] {
+            assert!(!is_valid_key(bad), "{bad}");
+        }
+    }
+}

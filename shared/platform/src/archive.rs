@@ -1,0 +1,469 @@
+//! The archive service: Kinesis records → deduped, partitioned gzip JSON Lines in the event log.
+//!
+//! Object keys are derived from the shard and the first sequence number contributing to each
+//! partition, so a retried batch overwrites the same objects instead of adding copies. What
+//! cannot be decoded, or written after retries, is parked under `parked/` with the reason;
+//! only when parking fails too is the record reported as a batch item failure, so Lambda
+//! retries from it. Readers dedupe by `event_id` (the log is at-least-once).
+
+use std::collections::{BTreeMap, HashSet};
+use std::time::Duration;
+
+use bytes::Bytes;
+use nectar_model::event::is_valid_key;
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::jsonl::gzip_lines;
+use crate::layout::{event_object_key, Hour, PARKED_PREFIX};
+use crate::store::{ObjectStore, StoreError};
+
+/// One stream record handed to the archive.
+#[derive(Debug, Clone)]
+pub struct ArchiveRecord {
+    /// Shard the record came from: the writer id of the objects it goes into.
+    pub shard_id: String,
+    /// Its sequence number (opaque; never parsed).
+    pub sequence_number: String,
+    /// NDJSON flat events.
+    pub data: Bytes,
+}
+
+/// What one archive call did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ArchiveOutcome {
+    /// Events written to the event log.
+    pub events_written: usize,
+    /// Events dropped as duplicates within the batch.
+    pub duplicates: usize,
+    /// Objects written.
+    pub objects: usize,
+    /// Lines or records parked.
+    pub parked: usize,
+    /// The first record that was neither written nor parked: Lambda must retry from it.
+    pub first_failed_sequence: Option<String>,
+}
+
+/// The fields the archive needs from each line; the line itself is stored verbatim.
+#[derive(Deserialize)]
+struct LineHeader<'a> {
+    #[serde(borrow)]
+    event_id: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    site_key: std::borrow::Cow<'a, str>,
+    event_timestamp: i64,
+}
+
+struct Group<'a> {
+    first_record: usize,
+    lines: Vec<&'a str>,
+}
+
+struct Parked<'a> {
+    record: usize,
+    reason: String,
+    lines: Vec<&'a str>,
+}
+
+/// Retries of one object write.
+const WRITE_ATTEMPTS: u32 = 3;
+/// Object writes in flight at once.
+const WRITE_CONCURRENCY: usize = 8;
+
+async fn put_with_retries<O: ObjectStore>(
+    store: &O,
+    key: &str,
+    body: Bytes,
+) -> Result<(), StoreError> {
+    let mut attempt = 0;
+    loop {
+        match store.put(key, body.clone()).await {
+            Ok(()) => return Ok(()),
+            Err(e) if attempt + 1 >= WRITE_ATTEMPTS => return Err(e),
+            Err(e) => {
+                attempt += 1;
+                tracing::warn!(%key, attempt, error = %e, "Object write failed; retrying.");
+                let ceiling = Duration::from_millis(100 << attempt);
+                tokio::time::sleep(ceiling.mul_f64(rand::random::<f64>())).await;
+            }
+        }
+    }
+}
+
+/// Archives one batch of records (all from one shard, in sequence order, as Lambda delivers).
+#[tracing::instrument(skip_all, fields(records = records.len()))]
+pub async fn archive_batch<O: ObjectStore>(
+    store: &O,
+    records: &[ArchiveRecord],
+    now_ms: i64,
+) -> ArchiveOutcome {
+    let mut outcome = ArchiveOutcome::default();
+    let mut seen: HashSet<&str> = HashSet::new();
+    let mut groups: BTreeMap<(String, Hour), Group<'_>> = BTreeMap::new();
+    let mut parked: Vec<Parked<'_>> = Vec::new();
+
+    for (idx, rec) in records.iter().enumerate() {
+        let Ok(text) = std::str::from_utf8(&rec.data) else {
+            parked.push(Parked {
+                record: idx,
+                reason: "record data is not UTF-8".into(),
+                lines: Vec::new(),
+            });
+            continue;
+        };
+        for line in text
+            .split('\n')
+            .map(str::trim_end)
+            .filter(|l| !l.is_empty())
+        {
+            let header = match serde_json::from_str::<LineHeader<'_>>(line) {
+                Ok(h) => h,
+                Err(e) => {
+                    parked.push(Parked {
+                        record: idx,
+                        reason: format!("line is not a flat event: {e}"),
+                        lines: vec![line],
+                    });
+                    continue;
+                }
+            };
+            if !is_valid_key(&header.site_key) {
+                parked.push(Parked {
+                    record: idx,
+                    reason: "site_key is not a valid key".into(),
+                    lines: vec![line],
+                });
+                continue;
+            }
+            // `line` outlives `header`; dedupe on a slice of the line itself.
+            let id_start = line.find(header.event_id.as_ref());
+            let id: &str = match id_start {
+                Some(s) => &line[s..s + header.event_id.len()],
+                None => {
+                    parked.push(Parked {
+                        record: idx,
+                        reason: "event_id is escaped".into(),
+                        lines: vec![line],
+                    });
+                    continue;
+                }
+            };
+            if !seen.insert(id) {
+                outcome.duplicates += 1;
+                continue;
+            }
+            groups
+                .entry((
+                    header.site_key.into_owned(),
+                    Hour::of(header.event_timestamp),
+                ))
+                .or_insert_with(|| Group {
+                    first_record: idx,
+                    lines: Vec::new(),
+                })
+                .lines
+                .push(line);
+        }
+    }
+
+    let groups: Vec<(String, &Group<'_>)> = groups
+        .iter()
+        .map(|((site, hour), g)| {
+            let rec = &records[g.first_record];
+            (
+                event_object_key(site, *hour, &rec.shard_id, &rec.sequence_number),
+                g,
+            )
+        })
+        .collect();
+    for chunk in groups.chunks(WRITE_CONCURRENCY) {
+        let writes = chunk.iter().map(|(key, g)| {
+            put_with_retries(store, key, Bytes::from(gzip_lines(g.lines.iter().copied())))
+        });
+        let results = futures::future::join_all(writes).await;
+        for ((key, g), result) in chunk.iter().zip(results) {
+            match result {
+                Ok(()) => {
+                    outcome.objects += 1;
+                    outcome.events_written += g.lines.len();
+                }
+                Err(e) => {
+                    tracing::warn!(%key, error = %e, "Object not written after retries; parking its events.");
+                    parked.push(Parked {
+                        record: g.first_record,
+                        reason: format!("writing {key} failed: {e}"),
+                        lines: g.lines.clone(),
+                    });
+                }
+            }
+        }
+    }
+
+    let mut first_failed: Option<usize> = None;
+    for (n, p) in parked.iter().enumerate() {
+        let rec = &records[p.record];
+        let body = if p.lines.is_empty() {
+            json!({"reason": p.reason, "shard_id": rec.shard_id, "sequence_number": rec.sequence_number,
+                   "data_base64": base64_encode(&rec.data), "parked_at": now_ms})
+        } else {
+            json!({"reason": p.reason, "shard_id": rec.shard_id, "sequence_number": rec.sequence_number,
+                   "lines": p.lines, "parked_at": now_ms})
+        };
+        let key = format!(
+            "{PARKED_PREFIX}date={}/{}-{}-{n}.json",
+            Hour::of(now_ms).date(),
+            rec.shard_id,
+            rec.sequence_number
+        );
+        match put_with_retries(store, &key, Bytes::from(body.to_string())).await {
+            Ok(()) => {
+                outcome.parked += p.lines.len().max(1);
+                tracing::warn!(%key, reason = %p.reason, "Parked undeliverable events.");
+            }
+            Err(e) => {
+                tracing::error!(%key, error = %e, "Could not park events; the batch will be retried from this record.");
+                first_failed = Some(first_failed.map_or(p.record, |f| f.min(p.record)));
+            }
+        }
+    }
+    outcome.first_failed_sequence = first_failed.map(|i| records[i].sequence_number.clone());
+    outcome
+}
+
+fn base64_encode(data: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(data)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::jsonl::gunzip_text;
+    use crate::store::LocalStore;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    const T: i64 = 1_795_305_000_000; // 2026-11-21T23:50Z
+
+    fn line(id: &str, site: &str, ts: i64) -> String {
+        format!(
+            r#"{{"event_id":"{id}","site_key":"{site}","type":"media_play","id":"m","event_timestamp":{ts}}}"#
+        )
+    }
+
+    fn rec(seq: &str, lines: &[String]) -> ArchiveRecord {
+        ArchiveRecord {
+            shard_id: "shardId-000000000000".into(),
+            sequence_number: seq.into(),
+            data: Bytes::from(lines.join("\n") + "\n"),
+        }
+    }
+
+    fn temp_store() -> (LocalStore, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!("nectar-archive-{}", rand::random::<u64>()));
+        (LocalStore::new(&dir), dir)
+    }
+
+    async fn all_ids(store: &LocalStore, prefix: &str) -> Vec<String> {
+        let mut ids = Vec::new();
+        for k in store.list(prefix).await.unwrap() {
+            let (text, _) = gunzip_text(&store.get(&k).await.unwrap().unwrap());
+            for l in text.lines() {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                ids.push(v["event_id"].as_str().unwrap().to_string());
+            }
+        }
+        ids.sort();
+        ids
+    }
+
+    #[tokio::test]
+    async fn groups_by_site_and_hour_dedupes_and_is_idempotent_on_retry() {
+        let (store, dir) = temp_store();
+        let records = vec![
+            rec(
+                "100",
+                &[
+                    line("a", "demo", T),
+                    line("b", "demo", T + 3_600_000),
+                    line("a", "demo", T),
+                ],
+            ),
+            rec(
+                "101",
+                &[line("c", "other", T), line("b", "demo", T + 3_600_000)],
+            ),
+        ];
+        let out = archive_batch(&store, &records, T).await;
+        assert_eq!(
+            out,
+            ArchiveOutcome {
+                events_written: 3,
+                duplicates: 2,
+                objects: 3,
+                parked: 0,
+                first_failed_sequence: None
+            }
+        );
+        let keys = store.list("events/").await.unwrap();
+        assert_eq!(
+            keys,
+            vec![
+                "events/site=demo/date=2026-11-21/hour=23/shardId-000000000000-100.jsonl.gz",
+                "events/site=demo/date=2026-11-22/hour=00/shardId-000000000000-100.jsonl.gz",
+                "events/site=other/date=2026-11-21/hour=23/shardId-000000000000-101.jsonl.gz",
+            ]
+        );
+        // WHEN the same batch is delivered again THEN the same objects are rewritten, no copies
+        archive_batch(&store, &records, T).await;
+        assert_eq!(store.list("events/").await.unwrap().len(), 3);
+        assert_eq!(all_ids(&store, "events/").await, vec!["a", "b", "c"]);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn undecodable_lines_are_parked_with_the_reason() {
+        let (store, dir) = temp_store();
+        let records = vec![
+            rec(
+                "1",
+                &[
+                    line("a", "demo", T),
+                    "not json".into(),
+                    line("x", "../evil", T),
+                ],
+            ),
+            ArchiveRecord {
+                shard_id: "s".into(),
+                sequence_number: "2".into(),
+                data: Bytes::from_static(&[0xff, 0xfe]),
+            },
+        ];
+        let out = archive_batch(&store, &records, T).await;
+        assert_eq!(out.events_written, 1);
+        assert_eq!(out.parked, 3);
+        assert!(out.first_failed_sequence.is_none());
+        let parked = store.list("parked/").await.unwrap();
+        assert_eq!(parked.len(), 3);
+        let bodies: Vec<serde_json::Value> =
+            futures::future::join_all(parked.iter().map(|k| store.get(k)))
+                .await
+                .into_iter()
+                .map(|b| serde_json::from_slice(&b.unwrap().unwrap()).unwrap())
+                .collect();
+        assert!(bodies
+            .iter()
+            .any(|b| b["reason"].as_str().unwrap().contains("not a flat event")));
+        assert!(bodies.iter().any(|b| b["data_base64"] == "//4="));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// Fails writes under `events/` (and under `parked/` too when `park_fails`).
+    struct Failing {
+        inner: LocalStore,
+        park_fails: bool,
+        calls: AtomicUsize,
+    }
+
+    impl ObjectStore for Failing {
+        async fn put(&self, key: &str, body: Bytes) -> Result<(), StoreError> {
+            self.calls.fetch_add(1, Ordering::Relaxed);
+            if key.starts_with("events/site=demo/date=2026-11-22")
+                || (self.park_fails && key.starts_with("parked/"))
+            {
+                return Err(StoreError::InvalidKey(format!(
+                    "injected failure for {key}"
+                )));
+            }
+            self.inner.put(key, body).await
+        }
+        async fn get(&self, key: &str) -> Result<Option<Bytes>, StoreError> {
+            self.inner.get(key).await
+        }
+        async fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+            self.inner.list(prefix).await
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn unwritable_partitions_are_parked_or_reported_for_retry() {
+        let (inner, dir) = temp_store();
+        let records = vec![
+            rec("7", &[line("a", "demo", T)]),
+            rec("8", &[line("b", "demo", T + 3_600_000)]),
+            rec("9", &[line("c", "demo", T)]),
+        ];
+        // GIVEN the 00:00 partition cannot be written WHEN archived THEN its events are parked
+        let store = Failing {
+            inner: inner.clone(),
+            park_fails: false,
+            calls: AtomicUsize::new(0),
+        };
+        let out = archive_batch(&store, &records, T).await;
+        assert_eq!(
+            (
+                out.events_written,
+                out.parked,
+                out.first_failed_sequence.as_deref()
+            ),
+            (2, 1, None)
+        );
+        // GIVEN parking fails too THEN Lambda is told to retry from the first unwritten record
+        let store = Failing {
+            inner,
+            park_fails: true,
+            calls: AtomicUsize::new(0),
+        };
+        let out = archive_batch(&store, &records, T).await;
+        assert_eq!(out.first_failed_sequence.as_deref(), Some("8"));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}
+
+/// An event sink that writes each accepted batch straight into the event log of an object
+/// store (`nectar dev --bucket` without a stream): one object per touched partition.
+#[derive(Debug)]
+pub struct StoreSink<O> {
+    store: O,
+    writer_id: String,
+    next_seq: std::sync::atomic::AtomicU64,
+}
+
+impl<O: ObjectStore> StoreSink<O> {
+    /// A sink writing objects named `<writer_id>-<seq>.jsonl.gz`.
+    pub fn new(store: O, writer_id: impl Into<String>) -> Self {
+        Self {
+            store,
+            writer_id: writer_id.into(),
+            next_seq: Default::default(),
+        }
+    }
+}
+
+impl<O: ObjectStore> crate::sink::EventSink for StoreSink<O> {
+    async fn put(
+        &self,
+        batch: &nectar_model::event::Accepted,
+    ) -> Result<(), crate::sink::SinkError> {
+        let first = self.next_seq.fetch_add(
+            batch.events.len() as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        let mut groups: BTreeMap<Hour, Vec<&str>> = BTreeMap::new();
+        for e in &batch.events {
+            groups
+                .entry(Hour::of(e.event_timestamp))
+                .or_default()
+                .push(&e.line);
+        }
+        for (hour, lines) in groups {
+            let key = event_object_key(
+                &batch.site_key,
+                hour,
+                &self.writer_id,
+                &format!("{first:012}"),
+            );
+            put_with_retries(&self.store, &key, Bytes::from(gzip_lines(lines))).await?;
+        }
+        Ok(())
+    }
+}

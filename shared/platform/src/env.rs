@@ -1,0 +1,71 @@
+//! Environment variable names shared by the functions and the `nectar` CLI (one naming scheme
+//! for every backend), and helpers that fail fast naming the missing variable.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::config::{ConfigError, NectarConfig};
+
+/// Path of the declarative config file; the embedded default when unset.
+pub const NECTAR_CONFIG: &str = "NECTAR_CONFIG";
+/// Kinesis stream that collect writes to.
+pub const NECTAR_STREAM_NAME: &str = "NECTAR_STREAM_NAME";
+/// S3 bucket of the event log.
+pub const NECTAR_BUCKET: &str = "NECTAR_BUCKET";
+/// Local data dir of the embedded backends.
+pub const NECTAR_DATA_DIR: &str = "NECTAR_DATA_DIR";
+/// Deadline in ms for collect's retries of unacknowledged Kinesis records.
+pub const NECTAR_PUT_DEADLINE_MS: &str = "NECTAR_PUT_DEADLINE_MS";
+
+/// A missing or malformed environment variable.
+#[derive(Debug, thiserror::Error)]
+pub enum EnvError {
+    /// A required variable is not set.
+    #[error("environment variable {0} is required")]
+    Missing(&'static str),
+    /// A variable is set but malformed.
+    #[error("environment variable {name} is invalid: {problem}")]
+    Invalid {
+        /// The variable.
+        name: &'static str,
+        /// What is wrong.
+        problem: String,
+    },
+    /// The config file named by `NECTAR_CONFIG` is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+}
+
+/// A required variable.
+pub fn required(name: &'static str) -> Result<String, EnvError> {
+    std::env::var(name)
+        .ok()
+        .filter(|v| !v.is_empty())
+        .ok_or(EnvError::Missing(name))
+}
+
+/// An optional variable.
+pub fn optional(name: &'static str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+/// An optional duration in ms.
+pub fn optional_ms(name: &'static str) -> Result<Option<Duration>, EnvError> {
+    optional(name)
+        .map(|v| {
+            v.parse::<u64>()
+                .map(Duration::from_millis)
+                .map_err(|e| EnvError::Invalid {
+                    name,
+                    problem: e.to_string(),
+                })
+        })
+        .transpose()
+}
+
+/// The config named by `NECTAR_CONFIG`, or the embedded default.
+pub fn config() -> Result<NectarConfig, EnvError> {
+    Ok(NectarConfig::load(
+        optional(NECTAR_CONFIG).map(PathBuf::from).as_deref(),
+    )?)
+}

@@ -1,0 +1,140 @@
+//! Small helpers shared by the HTTP services: query parsing, bodies, JSON responses.
+
+use std::borrow::Cow;
+use std::io::Read;
+
+use bytes::Bytes;
+use flate2::read::GzDecoder;
+use http::{HeaderMap, HeaderValue, StatusCode};
+
+use crate::error::AppError;
+
+/// A JSON response with the given status.
+pub fn json_response(status: StatusCode, body: &serde_json::Value) -> http::Response<Bytes> {
+    let mut resp = http::Response::new(Bytes::from(body.to_string()));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+/// The value of query parameter `name` (the first one), percent-decoded.
+pub fn query_param<'a>(query: Option<&'a str>, name: &str) -> Option<Cow<'a, str>> {
+    form_urlencoded::parse(query?.as_bytes())
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v)
+}
+
+/// The site key from `?s=`, checked against `[a-z0-9_-]{1,64}`.
+pub fn site_key_param(query: Option<&str>) -> Result<String, AppError> {
+    let s = query_param(query, "s")
+        .ok_or_else(|| AppError::invalid("s", "the site key query parameter is required"))?;
+    if !nectar_model::event::is_valid_key(&s) {
+        return Err(AppError::invalid("s", "site keys match [a-z0-9_-]{1,64}"));
+    }
+    Ok(s.into_owned())
+}
+
+/// A header's value as text, if present and valid.
+pub fn header(headers: &HeaderMap, name: http::header::HeaderName) -> Option<&str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// Decodes the body according to `Content-Encoding` (identity or gzip), enforcing `limit` on
+/// both the raw and the decoded size.
+pub fn decode_body<'a>(
+    headers: &HeaderMap,
+    body: &'a [u8],
+    limit: usize,
+) -> Result<Cow<'a, [u8]>, AppError> {
+    if body.len() > limit {
+        return Err(AppError::PayloadTooLarge { limit });
+    }
+    let encoding = header(headers, http::header::CONTENT_ENCODING)
+        .unwrap_or("identity")
+        .trim();
+    if encoding.eq_ignore_ascii_case("identity") || encoding.is_empty() {
+        return Ok(Cow::Borrowed(body));
+    }
+    if !encoding.eq_ignore_ascii_case("gzip") && !encoding.eq_ignore_ascii_case("x-gzip") {
+        return Err(AppError::UnsupportedMediaType(format!(
+            "Content-Encoding {encoding:?} is not supported; use gzip or none"
+        )));
+    }
+    let mut out = Vec::with_capacity(body.len() * 4);
+    // Read one byte past the limit to tell "exactly the limit" from "over it" (zip bombs stop here).
+    GzDecoder::new(body)
+        .take(limit as u64 + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| AppError::invalid("body", format!("the gzip body cannot be decoded: {e}")))?;
+    if out.len() > limit {
+        return Err(AppError::PayloadTooLarge { limit });
+    }
+    Ok(Cow::Owned(out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flate2::{write::GzEncoder, Compression};
+    use std::io::Write;
+
+    fn gz(data: &[u8]) -> Vec<u8> {
+        let mut e = GzEncoder::new(Vec::new(), Compression::fast());
+        e.write_all(data).unwrap();
+        e.finish().unwrap()
+    }
+
+    #[test]
+    fn query_params_are_decoded() {
+        assert_eq!(query_param(Some("a=1&s=de%2Dmo"), "s").unwrap(), "de-mo");
+        assert!(query_param(Some("a=1"), "s").is_none());
+        assert!(query_param(None, "s").is_none());
+        assert!(matches!(
+            site_key_param(Some("s=Demo")),
+            Err(AppError::InvalidRequest { .. })
+        ));
+        assert!(matches!(
+            site_key_param(Some("x=1")),
+            Err(AppError::InvalidRequest { .. })
+        ));
+        assert_eq!(site_key_param(Some("s=demo")).unwrap(), "demo");
+    }
+
+    #[test]
+    fn gzip_bodies_are_decoded_within_the_limit() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            http::header::CONTENT_ENCODING,
+            HeaderValue::from_static("gzip"),
+        );
+        assert_eq!(&*decode_body(&h, &gz(b"hello"), 100).unwrap(), b"hello");
+        // a small gzip that expands past the limit is refused (zip bomb)
+        let bomb = gz(&vec![b'a'; 10_000]);
+        assert!(bomb.len() < 100);
+        assert!(matches!(
+            decode_body(&h, &bomb, 1000),
+            Err(AppError::PayloadTooLarge { .. })
+        ));
+        assert!(matches!(
+            decode_body(&h, b"not gzip", 1000),
+            Err(AppError::InvalidRequest { .. })
+        ));
+        h.insert(
+            http::header::CONTENT_ENCODING,
+            HeaderValue::from_static("br"),
+        );
+        assert!(matches!(
+            decode_body(&h, b"x", 1000),
+            Err(AppError::UnsupportedMediaType(_))
+        ));
+        let plain = HeaderMap::new();
+        assert!(matches!(
+            decode_body(&plain, &[0; 11], 10),
+            Err(AppError::PayloadTooLarge { .. })
+        ));
+        assert_eq!(decode_body(&plain, &[0; 10], 10).unwrap().len(), 10);
+    }
+}

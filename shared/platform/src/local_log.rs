@@ -1,0 +1,250 @@
+//! The embedded event log: the local twin of Kinesis → archive → S3.
+//!
+//! Events are appended to gzip JSON Lines files in the event log layout under a data dir. One
+//! writer thread does all I/O with group commit: every request waiting when the writer wakes
+//! is written (one gzip member per touched partition file), then each touched file is fsynced
+//! once, then all those requests are acknowledged. `put` returns only after the fsync, so a
+//! `202` means the events are on disk.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use nectar_model::event::Accepted;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::jsonl::gzip_lines;
+use crate::layout::{event_object_key, Hour};
+use crate::sink::{EventSink, SinkError};
+
+/// Files are rolled over past this size.
+const MAX_FILE_BYTES: u64 = 128 << 20;
+/// Open file handles kept between commits.
+const MAX_OPEN_FILES: usize = 256;
+
+struct WriteRequest {
+    site_key: String,
+    events: Vec<(i64, String)>,
+    done: oneshot::Sender<std::io::Result<()>>,
+}
+
+/// Handle to the embedded event log writer; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct LocalEventLog {
+    tx: mpsc::UnboundedSender<WriteRequest>,
+    root: PathBuf,
+}
+
+impl std::fmt::Debug for WriteRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WriteRequest")
+            .field("site_key", &self.site_key)
+            .finish()
+    }
+}
+
+struct OpenFile {
+    path: PathBuf,
+    file: Option<File>,
+    size: u64,
+}
+
+struct Writer {
+    root: PathBuf,
+    writer_id: String,
+    next_seq: u64,
+    files: HashMap<(String, Hour), OpenFile>,
+    commits: u64,
+}
+
+impl Writer {
+    fn commit(&mut self, batch: &[WriteRequest]) -> std::io::Result<()> {
+        let mut groups: HashMap<(String, Hour), Vec<&str>> = HashMap::new();
+        for req in batch {
+            for (ts, line) in &req.events {
+                groups
+                    .entry((req.site_key.clone(), Hour::of(*ts)))
+                    .or_default()
+                    .push(line);
+            }
+        }
+        let mut touched = Vec::with_capacity(groups.len());
+        for (part, lines) in groups {
+            let member = gzip_lines(lines.iter().copied());
+            let n = lines.len() as u64;
+            let rolled = self
+                .files
+                .get(&part)
+                .is_some_and(|f| f.size >= MAX_FILE_BYTES);
+            if rolled || !self.files.contains_key(&part) {
+                let key = event_object_key(
+                    &part.0,
+                    part.1,
+                    &self.writer_id,
+                    &format!("{:012}", self.next_seq),
+                );
+                let path = self.root.join(key);
+                self.files.insert(
+                    part.clone(),
+                    OpenFile {
+                        path,
+                        file: None,
+                        size: 0,
+                    },
+                );
+            }
+            self.next_seq += n;
+            let entry = self.files.get_mut(&part).expect("inserted above");
+            if entry.file.is_none() {
+                let dir = entry.path.parent().expect("event keys have a directory");
+                let new_dir = !dir.exists();
+                std::fs::create_dir_all(dir)?;
+                let file = OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&entry.path)?;
+                if new_dir || entry.size == 0 {
+                    // Make the new directory entries durable too.
+                    if let Ok(d) = File::open(dir) {
+                        d.sync_all()?;
+                    }
+                }
+                entry.file = Some(file);
+            }
+            let file = entry.file.as_mut().expect("opened above");
+            file.write_all(&member)?;
+            entry.size += member.len() as u64;
+            touched.push(part);
+        }
+        for part in &touched {
+            if let Some(OpenFile { file: Some(f), .. }) = self.files.get(part) {
+                f.sync_data()?;
+            }
+        }
+        self.commits += 1;
+        if self.files.len() > MAX_OPEN_FILES {
+            // Close handles; paths stay so later appends go to the same files.
+            for f in self.files.values_mut() {
+                f.file = None;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl LocalEventLog {
+    /// Starts the writer thread for a data dir. `writer_id` names this process's files.
+    pub fn start(root: impl Into<PathBuf>, writer_id: impl Into<String>) -> std::io::Result<Self> {
+        let root = root.into();
+        std::fs::create_dir_all(&root)?;
+        let (tx, mut rx) = mpsc::unbounded_channel::<WriteRequest>();
+        let mut writer = Writer {
+            root: root.clone(),
+            writer_id: writer_id.into(),
+            next_seq: 0,
+            files: HashMap::new(),
+            commits: 0,
+        };
+        std::thread::Builder::new().name("nectar-event-log".into()).spawn(move || {
+            while let Some(first) = rx.blocking_recv() {
+                let mut batch = vec![first];
+                while let Ok(more) = rx.try_recv() {
+                    batch.push(more);
+                }
+                let result = writer.commit(&batch);
+                if let Err(e) = &result {
+                    tracing::error!(error = %e, requests = batch.len(), "Event log commit failed; requests answered with an error.");
+                    // Drop handles so the next commit reopens cleanly.
+                    writer.files.clear();
+                }
+                for req in batch {
+                    let r = match &result {
+                        Ok(()) => Ok(()),
+                        Err(e) => Err(std::io::Error::new(e.kind(), e.to_string())),
+                    };
+                    let _ = req.done.send(r);
+                }
+            }
+            tracing::debug!(commits = writer.commits, "Event log writer stopped.");
+        })?;
+        Ok(Self { tx, root })
+    }
+
+    /// The data dir.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+}
+
+impl EventSink for LocalEventLog {
+    async fn put(&self, batch: &Accepted) -> Result<(), SinkError> {
+        let (done, wait) = oneshot::channel();
+        let req = WriteRequest {
+            site_key: batch.site_key.clone(),
+            events: batch
+                .events
+                .iter()
+                .map(|e| (e.event_timestamp, e.line.clone()))
+                .collect(),
+            done,
+        };
+        self.tx
+            .send(req)
+            .map_err(|_| std::io::Error::other("the event log writer has stopped"))?;
+        wait.await
+            .map_err(|_| std::io::Error::other("the event log writer has stopped"))??;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::jsonl::gunzip_text;
+    use nectar_model::event::EncodedEvent;
+
+    #[tokio::test]
+    async fn concurrent_puts_land_in_the_layout_and_share_commits() {
+        let dir = std::env::temp_dir().join(format!("nectar-log-{}", rand::random::<u64>()));
+        let log = LocalEventLog::start(&dir, "test").unwrap();
+        // two hours: 2026-11-21T23:xx and 2026-11-22T00:xx
+        let ts = [1_795_305_000_000i64, 1_795_305_700_000];
+        let mut tasks = Vec::new();
+        for r in 0..50 {
+            let log = log.clone();
+            tasks.push(tokio::spawn(async move {
+                let events = (0..20)
+                    .map(|i| EncodedEvent {
+                        event_id: format!("{r}-{i}"),
+                        event_timestamp: ts[i % 2],
+                        line: format!("{{\"event_id\":\"{r}-{i}\"}}"),
+                    })
+                    .collect();
+                log.put(&Accepted {
+                    site_key: "demo".into(),
+                    events,
+                })
+                .await
+                .unwrap();
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let store = crate::store::LocalStore::new(&dir);
+        use crate::store::ObjectStore;
+        let keys = store.list("events/site=demo/").await.unwrap();
+        assert_eq!(keys.len(), 2, "{keys:?}");
+        assert!(keys[0].starts_with("events/site=demo/date=2026-11-21/hour=23/test-"));
+        assert!(keys[1].starts_with("events/site=demo/date=2026-11-22/hour=00/test-"));
+        let mut lines = 0;
+        for k in keys {
+            let (text, clean) = gunzip_text(&std::fs::read(dir.join(k)).unwrap());
+            assert!(clean);
+            lines += text.lines().count();
+        }
+        assert_eq!(lines, 1000);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}

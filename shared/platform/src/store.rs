@@ -1,0 +1,313 @@
+//! The object store port (the event log's home) with its S3 and local-directory adapters.
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+
+/// An object store failure.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The key is not usable (absolute, `..`, empty).
+    #[error("invalid object key {0:?}")]
+    InvalidKey(String),
+    /// Local file I/O failed.
+    #[error("local object store I/O on {path}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// An S3 call failed.
+    #[error("S3 {op} {key} failed")]
+    S3 {
+        /// The operation.
+        op: &'static str,
+        /// The key or prefix.
+        key: String,
+        /// The SDK error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+/// A flat key → bytes store.
+pub trait ObjectStore: Send + Sync {
+    /// Writes (or overwrites) an object atomically.
+    fn put(&self, key: &str, body: Bytes) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Reads an object; `None` if it does not exist.
+    fn get(&self, key: &str) -> impl Future<Output = Result<Option<Bytes>, StoreError>> + Send;
+    /// Lists every key under a prefix, in lexical order.
+    fn list(&self, prefix: &str) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send;
+}
+
+fn check_key(key: &str) -> Result<(), StoreError> {
+    if key.is_empty() || key.starts_with('/') || key.split('/').any(|p| p == ".." || p == ".") {
+        return Err(StoreError::InvalidKey(key.to_string()));
+    }
+    Ok(())
+}
+
+/// Objects as files under a root directory (the local twin of the S3 bucket).
+#[derive(Debug, Clone)]
+pub struct LocalStore {
+    root: PathBuf,
+}
+
+impl LocalStore {
+    /// A store rooted at `root` (created on first write).
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    /// The root directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
+        move |source| StoreError::Io {
+            path: path.display().to_string(),
+            source,
+        }
+    }
+}
+
+impl ObjectStore for LocalStore {
+    async fn put(&self, key: &str, body: Bytes) -> Result<(), StoreError> {
+        check_key(key)?;
+        let path = self.root.join(key);
+        tokio::task::spawn_blocking(move || {
+            use std::io::Write;
+            let dir = path
+                .parent()
+                .expect("a checked key has a parent under the root");
+            std::fs::create_dir_all(dir).map_err(LocalStore::io(dir))?;
+            let tmp = path.with_extension(format!("tmp-{}", rand::random::<u64>()));
+            let mut f = std::fs::File::create(&tmp).map_err(LocalStore::io(&tmp))?;
+            f.write_all(&body).map_err(LocalStore::io(&tmp))?;
+            f.sync_data().map_err(LocalStore::io(&tmp))?;
+            std::fs::rename(&tmp, &path).map_err(LocalStore::io(&path))?;
+            Ok(())
+        })
+        .await
+        .expect("local store writer task panicked")
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Bytes>, StoreError> {
+        check_key(key)?;
+        let path = self.root.join(key);
+        match tokio::fs::read(&path).await {
+            Ok(b) => Ok(Some(Bytes::from(b))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(LocalStore::io(&path)(e)),
+        }
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        let root = self.root.clone();
+        let prefix = prefix.to_string();
+        tokio::task::spawn_blocking(move || {
+            // Walk only the directory that contains the prefix, then filter.
+            let dir_part = prefix.rsplit_once('/').map_or("", |(d, _)| d);
+            let start = root.join(dir_part);
+            let mut out = Vec::new();
+            let mut stack = vec![start];
+            while let Some(dir) = stack.pop() {
+                let entries = match std::fs::read_dir(&dir) {
+                    Ok(e) => e,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(LocalStore::io(&dir)(e)),
+                };
+                for entry in entries {
+                    let entry = entry.map_err(LocalStore::io(&dir))?;
+                    let path = entry.path();
+                    if entry.file_type().map_err(LocalStore::io(&path))?.is_dir() {
+                        stack.push(path);
+                    } else if let Ok(rel) = path.strip_prefix(&root) {
+                        let key = rel.to_string_lossy().replace('\\', "/");
+                        if key.starts_with(&prefix) && !key.contains(".tmp-") {
+                            out.push(key);
+                        }
+                    }
+                }
+            }
+            out.sort();
+            Ok(out)
+        })
+        .await
+        .expect("local store lister task panicked")
+    }
+}
+
+/// Objects in an S3 bucket.
+#[derive(Debug, Clone)]
+pub struct S3Store {
+    client: aws_sdk_s3::Client,
+    bucket: String,
+}
+
+impl S3Store {
+    /// A store over `bucket`.
+    pub fn new(client: aws_sdk_s3::Client, bucket: impl Into<String>) -> Self {
+        Self {
+            client,
+            bucket: bucket.into(),
+        }
+    }
+
+    /// The bucket name.
+    pub fn bucket(&self) -> &str {
+        &self.bucket
+    }
+}
+
+impl ObjectStore for S3Store {
+    #[tracing::instrument(skip(self, body), fields(bucket = %self.bucket, bytes = body.len()))]
+    async fn put(&self, key: &str, body: Bytes) -> Result<(), StoreError> {
+        check_key(key)?;
+        let content_type = if key.ends_with(".gz") {
+            "application/gzip"
+        } else {
+            "application/json"
+        };
+        self.client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .content_type(content_type)
+            .body(body.into())
+            .send()
+            .await
+            .map_err(|e| StoreError::S3 {
+                op: "PutObject",
+                key: key.to_string(),
+                source: Box::new(e),
+            })?;
+        Ok(())
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Bytes>, StoreError> {
+        check_key(key)?;
+        let resp = match self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+        {
+            Ok(r) => r,
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => return Ok(None),
+            Err(e) => {
+                return Err(StoreError::S3 {
+                    op: "GetObject",
+                    key: key.to_string(),
+                    source: Box::new(e),
+                })
+            }
+        };
+        let body = resp.body.collect().await.map_err(|e| StoreError::S3 {
+            op: "GetObject",
+            key: key.to_string(),
+            source: Box::new(e),
+        })?;
+        Ok(Some(body.into_bytes()))
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        let mut out = Vec::new();
+        let mut pages = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(prefix)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| StoreError::S3 {
+                op: "ListObjectsV2",
+                key: prefix.to_string(),
+                source: Box::new(e),
+            })?;
+            out.extend(
+                page.contents()
+                    .iter()
+                    .filter_map(|o| o.key().map(str::to_string)),
+            );
+        }
+        out.sort();
+        Ok(out)
+    }
+}
+
+/// Either store, chosen at run time (`nectar dev` with or without `--bucket`).
+#[derive(Debug, Clone)]
+pub enum AnyStore {
+    /// Local directory.
+    Local(LocalStore),
+    /// S3 bucket.
+    S3(S3Store),
+}
+
+impl ObjectStore for AnyStore {
+    async fn put(&self, key: &str, body: Bytes) -> Result<(), StoreError> {
+        match self {
+            Self::Local(s) => s.put(key, body).await,
+            Self::S3(s) => s.put(key, body).await,
+        }
+    }
+    async fn get(&self, key: &str) -> Result<Option<Bytes>, StoreError> {
+        match self {
+            Self::Local(s) => s.get(key).await,
+            Self::S3(s) => s.get(key).await,
+        }
+    }
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        match self {
+            Self::Local(s) => s.list(prefix).await,
+            Self::S3(s) => s.list(prefix).await,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn local_store_round_trips_and_lists_by_prefix() {
+        let dir = std::env::temp_dir().join(format!("nectar-store-{}", rand::random::<u64>()));
+        let s = LocalStore::new(&dir);
+        s.put("events/site=a/x.gz", Bytes::from_static(b"1"))
+            .await
+            .unwrap();
+        s.put("events/site=b/y.gz", Bytes::from_static(b"2"))
+            .await
+            .unwrap();
+        s.put("parked/z.json", Bytes::from_static(b"3"))
+            .await
+            .unwrap();
+        assert_eq!(
+            s.get("events/site=a/x.gz").await.unwrap().unwrap(),
+            Bytes::from_static(b"1")
+        );
+        assert!(s.get("events/none").await.unwrap().is_none());
+        assert_eq!(
+            s.list("events/").await.unwrap(),
+            vec!["events/site=a/x.gz", "events/site=b/y.gz"]
+        );
+        assert_eq!(
+            s.list("events/site=b").await.unwrap(),
+            vec!["events/site=b/y.gz"]
+        );
+        assert!(s.list("nothing/").await.unwrap().is_empty());
+        assert!(matches!(
+            s.put("../escape", Bytes::new()).await,
+            Err(StoreError::InvalidKey(_))
+        ));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}
