@@ -6,6 +6,7 @@
 #   actionlint (with shellcheck) on .github/workflows/, shellcheck on infra/*.sh
 #   python3 infra/gen_schedules.py --check   (template schedules == config/nectar.toml)
 #   infra/test_gen_schedules.py               (the generator itself, on temporary copies)
+#   infra/test_template.py                    (env vars, routes, IAM actions, Athena view vs table)
 #   infra/check_functions.py                  (template functions == functions/ crates)
 #   infra/test_check_functions.sh             (the checker itself, on temporary trees)
 #   events/*.json parse
@@ -32,6 +33,7 @@ run actionlint actionlint .github/workflows/*.yml
 run shellcheck shellcheck infra/*.sh
 run schedules python3 infra/gen_schedules.py --check
 run schedules-generator-tests python3 infra/test_gen_schedules.py
+run template-tests python3 infra/test_template.py
 run functions python3 infra/check_functions.py
 run functions-checker-tests env PYTHON_INFRA=python3 infra/test_check_functions.sh
 run events python3 -c '
