@@ -31,6 +31,11 @@ case "$arch" in
   *) echo "build: NECTAR_ARCH must be arm64 or x86_64, not $arch" >&2; exit 2 ;;
 esac
 
+# The workspace's release profile keeps line tables (debug = "line-tables-only") for local
+# profiling; Lambda packages drop them: an unstripped function binary is ~70 MB (19 MB zipped),
+# which every cold start has to load. Symbols stay, so panics still name functions.
+export CARGO_PROFILE_RELEASE_STRIP="${CARGO_PROFILE_RELEASE_STRIP:-debuginfo}"
+
 start=$(date +%s)
 if [ "$#" -gt 0 ]; then
   # `sam build <id>` empties the build directory first, so a build of some functions is kept
