@@ -44,5 +44,6 @@ for f in files:
 print(f"{len(files)} event files parse")
 sys.exit(0 if files else 1)'
 
-echo "infra checks: $passed passed, $failed failed${failures:+ (${failures[*]})}"
+[ "$failed" -eq 0 ] || echo "infra: failed checks: ${failures[*]}"
+echo "infra: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]
