@@ -4,6 +4,7 @@
 use clap::{Parser, Subcommand};
 
 mod dev;
+mod eval;
 mod import;
 mod train;
 
@@ -20,6 +21,8 @@ enum Command {
     /// Serve every HTTP route locally (collect today) on the embedded backends, or on real
     /// Kinesis/S3 when --stream/--bucket are given.
     Dev(dev::DevArgs),
+    /// Offline evaluation of an algorithm on train/test CSV files (refeval's protocol).
+    Eval(eval::EvalArgs),
     /// Run training tasks on the local event log into the local model store.
     Train(train::TrainArgs),
     /// Import a MovieLens-style ratings CSV into the event log.
@@ -66,6 +69,7 @@ fn main() -> anyhow::Result<()> {
                 .build()?;
             rt.block_on(dev::run(args))
         }
+        Command::Eval(args) => eval::run(&args),
         Command::Train(args) => runtime()?.block_on(train::run(args)),
         Command::Import(args) => runtime()?.block_on(import::run(args)),
         Command::Config {
