@@ -20,6 +20,7 @@ pub mod registry;
 pub mod sink;
 pub mod store;
 pub mod train;
+pub mod trainers;
 
 /// Milliseconds since the epoch, now.
 pub fn now_ms() -> i64 {

@@ -80,7 +80,9 @@ pub trait Trainer: Send + Sync {
 }
 
 /// Popularity (`popular`: interaction counts) and time-decayed popularity (`trending`:
-/// weights halved every `half_life_days`, default 7, before the newest interaction).
+/// weights halved every `half_life_hours`, default 24, before the newest interaction): a
+/// dependency-free trainer for tests; [`crate::trainers::ModelTrainer`] runs the model
+/// crate's algorithms.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct BuiltinTrainer;
 
@@ -94,14 +96,14 @@ impl Trainer for BuiltinTrainer {
         let half_life_ms = match task.algorithm {
             Algorithm::Popular => None,
             Algorithm::Trending => {
-                let days = task.param_f64("half_life_days").unwrap_or(7.0);
-                if days <= 0.0 {
+                let hours = task.param_f64("half_life_hours").unwrap_or(24.0);
+                if hours <= 0.0 {
                     return Err(TrainerError::InvalidParam {
-                        name: "half_life_days".into(),
+                        name: "half_life_hours".into(),
                         problem: "must be positive".into(),
                     });
                 }
-                Some(days * DAY_MS as f64)
+                Some(hours * 3_600_000.0)
             }
             other => return Err(TrainerError::Unsupported(other)),
         };
@@ -1232,8 +1234,8 @@ mod tests {
     fn builtin_trending_decays_old_interactions() {
         let mut task = config_task("trending");
         task.params.insert(
-            "half_life_days".into(),
-            crate::config::ParamValue::Number(1.0),
+            "half_life_hours".into(),
+            crate::config::ParamValue::Number(24.0),
         );
         // old: 3 plays 3 days before the newest; new: 1 play now
         let data = log(&[
