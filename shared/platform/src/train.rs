@@ -159,10 +159,19 @@ pub struct ArtifactScorer {
 }
 
 impl ArtifactScorer {
-    /// From in-memory artifacts (the candidate).
+    /// From in-memory artifacts (the candidate), for every user of the artifacts.
     pub fn from_artifacts(a: &ModelArtifacts) -> Self {
-        let mut users = HashMap::with_capacity(a.user_ids.len());
+        Self::for_users(a, None)
+    }
+
+    /// From in-memory artifacts, keeping per-user data only for `only` (when given): scoring
+    /// a few thousand holdout users of a model with a million users copies little.
+    pub fn for_users(a: &ModelArtifacts, only: Option<&HashSet<&str>>) -> Self {
+        let mut users = HashMap::new();
         for (r, u) in a.user_ids.iter().enumerate() {
+            if only.is_some_and(|o| !o.contains(u.as_str())) {
+                continue;
+            }
             users.insert(
                 u.clone(),
                 UserState {
@@ -201,22 +210,19 @@ impl ArtifactScorer {
         let exclude = history;
         let state = self.users.get(user);
         if let (Some(f), Some(u)) = (&self.item_factors, state.and_then(|s| s.factors.as_ref())) {
-            if u.len() == f.dim {
-                let mut scored: Vec<(f32, usize)> = (0..f.rows())
-                    .filter(|&r| !exclude.contains(self.item_ids[r].as_str()))
-                    .map(|r| (f.row(r).iter().zip(u).map(|(a, b)| a * b).sum::<f32>(), r))
-                    .collect();
-                let k = k.min(scored.len());
-                if k == 0 {
-                    return Vec::new();
+            if u.len() == f.dim && f.rows() > 0 {
+                // gemv and top-k run in the optimised ndarray / model crates.
+                let v = ndarray::ArrayView2::from_shape((f.rows(), f.dim), &f.data)
+                    .expect("factors are rows × dim");
+                let mut scores = v.dot(&ndarray::ArrayView1::from(u.as_slice())).to_vec();
+                for h in history {
+                    if let Some(&r) = self.item_rows.get(*h) {
+                        scores[r as usize] = f32::NEG_INFINITY;
+                    }
                 }
-                scored
-                    .select_nth_unstable_by(k - 1, |a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-                scored.truncate(k);
-                scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-                return scored
+                return nectar_model::topk::top_k(&scores, k, nectar_model::topk::Exclude::None)
                     .into_iter()
-                    .map(|(_, r)| self.item_ids[r].clone())
+                    .map(|(r, _)| self.item_ids[r as usize].clone())
                     .collect();
             }
         }
@@ -358,6 +364,12 @@ impl Holdout {
     /// Whether no user can be scored.
     pub fn is_empty(&self) -> bool {
         self.users.is_empty()
+    }
+
+    /// A scorer over in-memory artifacts holding only this holdout's users.
+    pub fn scorer(&self, a: &ModelArtifacts) -> ArtifactScorer {
+        let only: HashSet<&str> = self.users.iter().map(|(u, _, _)| u.as_str()).collect();
+        ArtifactScorer::for_users(a, Some(&only))
     }
 
     /// The users scored.
@@ -702,7 +714,7 @@ where
         run.durations_ms.insert("fit".into(), ms_since(t));
         observer.stage("evaluate");
         let t = Instant::now();
-        run.metrics = run_cpu(|| holdout.evaluate(&ArtifactScorer::from_artifacts(&cand)));
+        run.metrics = run_cpu(|| holdout.evaluate(&holdout.scorer(&cand)));
         // 4. The current version, scored on the held-out events it was not trained on (its
         //    own window ends at `metadata.window.until_ms`; it has seen anything older, and
         //    scoring it there would favour it), and the candidate on the same events.
@@ -734,7 +746,7 @@ where
                     run.gate_metrics = Some(if start == 0 {
                         run.metrics.clone()
                     } else {
-                        run_cpu(|| gate_holdout.evaluate(&ArtifactScorer::from_artifacts(&cand)))
+                        run_cpu(|| gate_holdout.evaluate(&gate_holdout.scorer(&cand)))
                     });
                     run.gate = Some(format!(
                         "compared with v{cur} on {} held-out events newer than its window ({} users)",
