@@ -7,7 +7,8 @@
 #   tests/services.sh stop
 #   tests/services.sh status
 #
-# Ports: NECTAR_TEST_REDIS_PORT (default 16379), NECTAR_TEST_MOTO_PORT (default 15000).
+# Ports: NECTAR_TEST_REDIS_PORT (default 16379), NECTAR_TEST_MOTO_PORT (default 15000), and a
+# 3-master Redis Cluster on NECTAR_TEST_CLUSTER_PORT .. +2 (default 17001-17003).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -15,6 +16,8 @@ STATE=${NECTAR_SERVICES_DIR:-$ROOT/tests/.services}
 VENV=${NECTAR_TEST_VENV:-$ROOT/.venv-test}
 REDIS_PORT=${NECTAR_TEST_REDIS_PORT:-16379}
 MOTO_PORT=${NECTAR_TEST_MOTO_PORT:-15000}
+CLUSTER_PORT=${NECTAR_TEST_CLUSTER_PORT:-17001}
+CLUSTER_PORTS="$CLUSTER_PORT $((CLUSTER_PORT + 1)) $((CLUSTER_PORT + 2))"
 MOTO_VERSION=5.2.1
 
 mkdir -p "$STATE"
@@ -38,6 +41,28 @@ install() {
 }
 
 redis_up() { redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1; }
+cluster_up() { redis-cli -p "$CLUSTER_PORT" cluster info 2>/dev/null | grep -q '^cluster_state:ok'; }
+
+start_cluster() {
+  cluster_up && return 0
+  local hosts=()
+  for p in $CLUSTER_PORTS; do
+    mkdir -p "$STATE/cluster-$p"
+    redis-cli -p "$p" shutdown nosave >/dev/null 2>&1 || true
+    rm -f "$STATE/cluster-$p/nodes.conf"
+    redis-server --port "$p" --bind 127.0.0.1 --daemonize yes --dir "$STATE/cluster-$p" \
+      --pidfile "$STATE/cluster-$p/redis.pid" --logfile "$STATE/cluster-$p/redis.log" \
+      --cluster-enabled yes --cluster-config-file nodes.conf --save '' --appendonly no 9>&-
+    hosts+=("127.0.0.1:$p")
+  done
+  for p in $CLUSTER_PORTS; do
+    for _ in $(seq 1 50); do redis-cli -p "$p" ping >/dev/null 2>&1 && break; sleep 0.1; done
+  done
+  redis-cli --cluster create "${hosts[@]}" --cluster-replicas 0 --cluster-yes >"$STATE/cluster-create.log" 2>&1
+  for _ in $(seq 1 100); do cluster_up && return 0; sleep 0.1; done
+  log "the Redis Cluster did not come up; see $STATE/cluster-create.log"
+  return 1
+}
 moto_up() { curl -fsS -o /dev/null "http://127.0.0.1:$MOTO_PORT/moto-api/" 2>/dev/null; }
 
 start() {
@@ -51,6 +76,7 @@ start() {
     nohup "$VENV/bin/moto_server" -H 127.0.0.1 -p "$MOTO_PORT" >"$STATE/moto.log" 2>&1 9>&- &
     echo $! >"$STATE/moto.pid"
   fi
+  start_cluster
   for _ in $(seq 1 100); do
     if redis_up && moto_up; then break; fi
     sleep 0.2
@@ -60,13 +86,17 @@ start() {
   cat >"$STATE/env" <<ENV
 NECTAR_TEST_REDIS_URL=redis://127.0.0.1:$REDIS_PORT
 NECTAR_TEST_AWS_ENDPOINT=http://127.0.0.1:$MOTO_PORT
+NECTAR_TEST_REDIS_CLUSTER_URL=redis-cluster://127.0.0.1:$CLUSTER_PORT,127.0.0.1:$((CLUSTER_PORT + 1)),127.0.0.1:$((CLUSTER_PORT + 2))
 ENV
-  log "redis on 127.0.0.1:$REDIS_PORT, moto on 127.0.0.1:$MOTO_PORT"
+  log "redis on 127.0.0.1:$REDIS_PORT, cluster on 127.0.0.1:$CLUSTER_PORT-$((CLUSTER_PORT + 2)), moto on 127.0.0.1:$MOTO_PORT"
 }
 
 stop() {
   if [ -f "$STATE/redis.pid" ]; then kill "$(cat "$STATE/redis.pid")" 2>/dev/null || true; rm -f "$STATE/redis.pid"; fi
   if [ -f "$STATE/moto.pid" ]; then kill "$(cat "$STATE/moto.pid")" 2>/dev/null || true; rm -f "$STATE/moto.pid"; fi
+  for p in $CLUSTER_PORTS; do
+    if [ -f "$STATE/cluster-$p/redis.pid" ]; then kill "$(cat "$STATE/cluster-$p/redis.pid")" 2>/dev/null || true; rm -f "$STATE/cluster-$p/redis.pid"; fi
+  done
   rm -f "$STATE/env"
   log "stopped"
 }
@@ -74,6 +104,6 @@ stop() {
 case "${1:-}" in
   start) start ;;
   stop) stop ;;
-  status) redis_up && echo "redis up" || echo "redis down"; moto_up && echo "moto up" || echo "moto down" ;;
+  status) redis_up && echo "redis up" || echo "redis down"; cluster_up && echo "cluster up" || echo "cluster down"; moto_up && echo "moto up" || echo "moto down" ;;
   *) echo "usage: $0 start|stop|status" >&2; exit 2 ;;
 esac

@@ -11,6 +11,8 @@ pub struct Services {
     pub redis_url: String,
     /// `http://127.0.0.1:PORT` of moto_server.
     pub aws_endpoint: String,
+    /// `redis-cluster://127.0.0.1:P1,127.0.0.1:P2,127.0.0.1:P3`: a 3-master Redis Cluster.
+    pub redis_cluster_url: String,
 }
 
 fn repo_root() -> PathBuf {
@@ -30,21 +32,25 @@ fn read_env_file() -> Option<Services> {
     Some(Services {
         redis_url: get("NECTAR_TEST_REDIS_URL")?,
         aws_endpoint: get("NECTAR_TEST_AWS_ENDPOINT")?,
+        redis_cluster_url: get("NECTAR_TEST_REDIS_CLUSTER_URL")?,
     })
 }
 
-/// The services: from `NECTAR_TEST_REDIS_URL`/`NECTAR_TEST_AWS_ENDPOINT`, else started (once,
-/// idempotently) with `tests/services.sh start`, which installs them when missing.
+/// The services: from `NECTAR_TEST_REDIS_URL`, `NECTAR_TEST_AWS_ENDPOINT` and
+/// `NECTAR_TEST_REDIS_CLUSTER_URL`, else started (once, idempotently) with
+/// `tests/services.sh start`, which installs them when missing.
 pub fn services() -> &'static Services {
     static SERVICES: OnceLock<Services> = OnceLock::new();
     SERVICES.get_or_init(|| {
-        if let (Ok(redis_url), Ok(aws_endpoint)) = (
+        if let (Ok(redis_url), Ok(aws_endpoint), Ok(redis_cluster_url)) = (
             std::env::var("NECTAR_TEST_REDIS_URL"),
             std::env::var("NECTAR_TEST_AWS_ENDPOINT"),
+            std::env::var("NECTAR_TEST_REDIS_CLUSTER_URL"),
         ) {
             return Services {
                 redis_url,
                 aws_endpoint,
+                redis_cluster_url,
             };
         }
         let status = std::process::Command::new("bash")

@@ -117,29 +117,22 @@ async fn redis_layout_pointer_and_ttl_on_superseded_versions_only() {
     assert_eq!(st.history, vec!["x"]);
 }
 
-/// A Redis Cluster from `NECTAR_TEST_REDIS_CLUSTER_URL` (e.g.
-/// `redis-cluster://127.0.0.1:17001,127.0.0.1:17002,127.0.0.1:17003`); these tests are skipped
-/// (and say so) when it is not set, as tests/services.sh starts a single node only.
-async fn cluster_store() -> Option<RedisModelStore> {
-    let Ok(url) = std::env::var("NECTAR_TEST_REDIS_CLUSTER_URL") else {
-        eprintln!("NECTAR_TEST_REDIS_CLUSTER_URL is not set: skipping the Redis Cluster test");
-        return None;
-    };
-    let s = RedisModelStore::connect(&url).await.expect("redis cluster");
+/// The 3-master Redis Cluster that tests/services.sh starts.
+async fn cluster_store() -> RedisModelStore {
+    let url = &nectar_tests::services().redis_cluster_url;
+    let s = RedisModelStore::connect(url).await.expect("redis cluster");
     assert!(s.conn().is_cluster());
-    Some(s)
+    s
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_cluster_store_passes_the_contract() {
-    if let Some(s) = cluster_store().await {
-        model_store_contract(&s, "contract").await;
-    }
+    let s = cluster_store().await;
+    model_store_contract(&s, "contract").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn redis_cluster_readers_see_one_complete_version_while_publishing() {
-    if let Some(s) = cluster_store().await {
-        concurrent_publish_contract(&s, "concurrent", 6).await;
-    }
+    let s = cluster_store().await;
+    concurrent_publish_contract(&s, "concurrent", 6).await;
 }
