@@ -128,6 +128,14 @@ mod tests {
         assert_eq!(parse_input(&direct).unwrap(), want);
         let scheduled: Value = serde_json::from_str(SCHEDULED).unwrap();
         assert_eq!(parse_input(&scheduled).unwrap(), want);
+        // the samples in events/ (what `sam local invoke -e` sends)
+        for sample in [
+            include_str!("../../../events/train-schedule-input.json"),
+            include_str!("../../../events/train-scheduled-event.json"),
+        ] {
+            let v: Value = serde_json::from_str(sample).unwrap();
+            assert_eq!(parse_input(&v).unwrap(), want);
+        }
         let bad: Value = serde_json::from_str(r#"{"detail":{"task":"als"}}"#).unwrap();
         let d: Diagnostic = parse_input(&bad).unwrap_err().into();
         assert_eq!(d.error_type, "InvalidInput");
