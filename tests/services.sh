@@ -44,10 +44,11 @@ start() {
   install
   if ! redis_up; then
     redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --daemonize yes --dir "$STATE" \
-      --pidfile "$STATE/redis.pid" --logfile "$STATE/redis.log" --save '' --appendonly no
+      --pidfile "$STATE/redis.pid" --logfile "$STATE/redis.log" --save '' --appendonly no 9>&-
   fi
   if ! moto_up; then
-    nohup "$VENV/bin/moto_server" -H 127.0.0.1 -p "$MOTO_PORT" >"$STATE/moto.log" 2>&1 &
+    # 9>&-: the server must not inherit (and hold) the lock
+    nohup "$VENV/bin/moto_server" -H 127.0.0.1 -p "$MOTO_PORT" >"$STATE/moto.log" 2>&1 9>&- &
     echo $! >"$STATE/moto.pid"
   fi
   for _ in $(seq 1 100); do

@@ -4,6 +4,7 @@
 use clap::{Parser, Subcommand};
 
 mod dev;
+mod eval;
 mod import;
 mod train;
 
@@ -24,6 +25,8 @@ enum Command {
     Train(train::TrainArgs),
     /// Import a MovieLens-style ratings CSV into the event log.
     Import(import::ImportArgs),
+    /// Offline evaluation of an algorithm on train/test CSV files (refeval's protocol).
+    Eval(eval::EvalArgs),
     /// Validate a declarative config file.
     Config {
         #[command(subcommand)]
@@ -68,6 +71,7 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Train(args) => runtime()?.block_on(train::run(args)),
         Command::Import(args) => runtime()?.block_on(import::run(args)),
+        Command::Eval(args) => eval::run(&args),
         Command::Config {
             command: ConfigCommand::Check { file },
         } => {

@@ -201,6 +201,11 @@ impl<A: PutRecordsApi> KinesisSink<A> {
     pub fn new(api: A, policy: RetryPolicy) -> Self {
         Self { api, policy }
     }
+
+    /// The Kinesis API the sink sends through.
+    pub fn api(&self) -> &A {
+        &self.api
+    }
 }
 
 impl<A: PutRecordsApi> EventSink for KinesisSink<A> {

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The one test command: installs what the tests need (redis-server, moto in a venv), starts the
+# services on loopback, checks formatting and lints, runs every test, and stops the services.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "cargo is required (https://rustup.rs)" >&2
+  exit 1
+fi
+rustup component add rustfmt clippy >/dev/null 2>&1 || true
+
+bash tests/services.sh start
+trap 'bash tests/services.sh stop' EXIT
+set -a; source tests/.services/env; set +a
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== cargo test"
+cargo test --workspace --locked --no-fail-fast

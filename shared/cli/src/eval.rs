@@ -1,0 +1,199 @@
+//! `nectar eval`: the offline bench every model claim is made with.
+//!
+//! `nectar eval --train FILE --test FILE --algo {popular,trending,item_knn,als,mf}
+//! [--param NAME=VALUE]… [--k 10] [--recs-out FILE] [--preds-out FILE] [--json]`
+//!
+//! Input files are refeval CSVs (`user_id,item_id,rating,timestamp`, with header). The protocol
+//! and metric formulas are refeval's (README §4), implemented in
+//! [`nectar_model::evaluation::offline_eval`]; this module only reads the files, parses the
+//! flags and writes the outputs, so `baselines.py --score-recs/--score-preds` can re-score
+//! them.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use nectar_model::algo::spec::ALGORITHMS;
+use nectar_model::algo::AlgoSpec;
+use nectar_model::evaluation::{offline_eval, OfflineReport};
+use nectar_model::interactions::{parse_ratings_csv, RatingRow};
+use serde_json::{json, Map, Value};
+
+/// Flags of `nectar eval`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct EvalArgs {
+    /// Training CSV: user_id,item_id,rating,timestamp (with header).
+    #[arg(long)]
+    pub train: PathBuf,
+    /// Test CSV, same columns.
+    #[arg(long)]
+    pub test: PathBuf,
+    /// Algorithm to fit.
+    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(ALGORITHMS))]
+    pub algo: String,
+    /// Algorithm parameter, repeatable (e.g. --param factors=64 --param confidence=binary).
+    #[arg(long = "param", value_name = "NAME=VALUE", value_parser = parse_param)]
+    pub params: Vec<(String, String)>,
+    /// Cut-off of the ranking metrics and list length.
+    #[arg(long, default_value_t = 10)]
+    pub k: usize,
+    /// Write every scored user's list as user_id,rank,item_id,score.
+    #[arg(long)]
+    pub recs_out: Option<PathBuf>,
+    /// Write a prediction for every test row as user_id,item_id,prediction (rating models).
+    #[arg(long)]
+    pub preds_out: Option<PathBuf>,
+    /// Print the metrics as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn parse_param(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.trim().to_string())),
+        _ => Err(format!("expected NAME=VALUE, got `{s}`")),
+    }
+}
+
+fn read_rows(path: &Path) -> anyhow::Result<Vec<RatingRow>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    parse_ratings_csv(&text).with_context(|| format!("parsing {}", path.display()))
+}
+
+/// Runs `nectar eval`.
+pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
+    let spec = AlgoSpec::parse(&args.algo, &args.params)?;
+    if args.preds_out.is_some() && !spec.predicts_ratings() {
+        bail!("--preds-out needs a rating model (--algo mf)");
+    }
+    let train = read_rows(&args.train)?;
+    let test = read_rows(&args.test)?;
+    let report = offline_eval(&spec, &train, &test, args.k)?;
+
+    if let Some(path) = &args.recs_out {
+        write_recs(path, &report).with_context(|| format!("writing {}", path.display()))?;
+    }
+    if let Some(path) = &args.preds_out {
+        write_preds(path, &test, &report).with_context(|| format!("writing {}", path.display()))?;
+    }
+    let summary = summary_json(args, &report);
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else {
+        print_table(args, &report);
+    }
+    Ok(())
+}
+
+fn summary_json(args: &EvalArgs, r: &OfflineReport) -> Value {
+    let k = args.k;
+    let m = &r.ranking;
+    let mut o = Map::new();
+    o.insert("algo".into(), json!(args.algo));
+    o.insert(
+        "params".into(),
+        Value::Object(
+            args.params
+                .iter()
+                .map(|(k, v)| (k.clone(), json!(v)))
+                .collect(),
+        ),
+    );
+    o.insert(format!("precision@{k}"), json!(m.precision));
+    o.insert(format!("recall@{k}"), json!(m.recall));
+    o.insert(format!("recall_capped@{k}"), json!(m.recall_capped));
+    o.insert(format!("ndcg@{k}"), json!(m.ndcg));
+    o.insert(format!("map@{k}"), json!(m.map));
+    o.insert(format!("hr@{k}"), json!(m.hit_rate));
+    o.insert(format!("coverage@{k}"), json!(m.coverage));
+    if let (Some(rmse), Some(mae)) = (r.rmse, r.mae) {
+        o.insert("rmse".into(), json!(rmse));
+        o.insert("mae".into(), json!(mae));
+    }
+    o.insert("fit_seconds".into(), json!(r.fit_seconds));
+    o.insert("recommend_seconds".into(), json!(r.recommend_seconds));
+    o.insert("users_scored".into(), json!(m.users_scored));
+    o.insert("train_users".into(), json!(r.train.n_users()));
+    o.insert("train_items".into(), json!(r.train.n_items()));
+    o.insert("train_nnz".into(), json!(r.train.nnz()));
+    o.insert("eval_stats".into(), json!(r.test.stats));
+    Value::Object(o)
+}
+
+fn print_table(args: &EvalArgs, r: &OfflineReport) {
+    let k = args.k;
+    let m = &r.ranking;
+    println!(
+        "{} on {} users × {} items ({} train cells); {} users scored",
+        args.algo,
+        r.train.n_users(),
+        r.train.n_items(),
+        r.train.nnz(),
+        m.users_scored
+    );
+    println!(
+        "P@{k} {:.4}  R@{k} {:.4}  nDCG@{k} {:.4}  MAP@{k} {:.4}  HR@{k} {:.4}  cov@{k} {:.4}",
+        m.precision, m.recall, m.ndcg, m.map, m.hit_rate, m.coverage
+    );
+    if let (Some(rmse), Some(mae)) = (r.rmse, r.mae) {
+        println!("RMSE {rmse:.4}  MAE {mae:.4}");
+    }
+    println!(
+        "fit {:.3} s, top-{k} for all {} train users {:.3} s",
+        r.fit_seconds,
+        r.train.n_users(),
+        r.recommend_seconds
+    );
+}
+
+fn write_recs(path: &Path, r: &OfflineReport) -> anyhow::Result<()> {
+    let mut w = BufWriter::new(File::create(path)?);
+    writeln!(w, "user_id,rank,item_id,score")?;
+    let users = r.train.user_ids();
+    let items = r.train.item_ids();
+    for (&u, list) in r.test.users.iter().zip(&r.recs) {
+        for (rank, &(i, score)) in list.iter().enumerate() {
+            writeln!(
+                w,
+                "{},{},{},{}",
+                users[u as usize],
+                rank + 1,
+                items[i as usize],
+                score
+            )?;
+        }
+    }
+    w.flush()?;
+    Ok(())
+}
+
+fn write_preds(path: &Path, test: &[RatingRow], r: &OfflineReport) -> anyhow::Result<()> {
+    let preds = r
+        .predictions
+        .as_ref()
+        .context("the model made no rating predictions")?;
+    let mut w = BufWriter::new(File::create(path)?);
+    writeln!(w, "user_id,item_id,prediction")?;
+    for (row, p) in test.iter().zip(preds) {
+        writeln!(w, "{},{},{}", row.user_id, row.item_id, p)?;
+    }
+    w.flush()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn params_parse() {
+        assert_eq!(
+            parse_param("factors=64").unwrap(),
+            ("factors".to_string(), "64".to_string())
+        );
+        assert!(parse_param("factors").is_err());
+        assert!(parse_param("=3").is_err());
+    }
+}

@@ -1,0 +1,609 @@
+//! Offline evaluation: ranking metrics at k, RMSE/MAE, the warm-only protocol and a time
+//! holdout split.
+//!
+//! The formulas are those of refeval's README §4 (`shared/tools/refeval`), so that
+//! `nectar eval` and refeval's `--score-recs` agree to the last decimal:
+//! precision divides by k even when fewer items came back, recall by |T_u|, IDCG and AP by
+//! min(k, |T_u|), binary relevance throughout.
+
+use serde::{Deserialize, Serialize};
+
+use std::time::Instant;
+
+use rayon::prelude::*;
+
+use crate::algo::{AlgoSpec, FittedModel, Recommender, Target, UserHistory};
+use crate::error::ModelError;
+use crate::interactions::{from_rating_rows, Interactions, RatingRow};
+
+fn hits_prefix<'a>(recs: &'a [u32], truth: &'a [u32], k: usize) -> impl Iterator<Item = bool> + 'a {
+    // `truth` is sorted, so membership is a binary search.
+    recs.iter()
+        .take(k)
+        .map(move |i| truth.binary_search(i).is_ok())
+}
+
+/// `hits / k` (k stays the denominator even when fewer than k items are recommended).
+pub fn precision_at_k(recs: &[u32], truth: &[u32], k: usize) -> f64 {
+    let hits = hits_prefix(recs, truth, k).filter(|&h| h).count();
+    hits as f64 / k as f64
+}
+
+/// `hits / |truth|`; 0 when `truth` is empty.
+pub fn recall_at_k(recs: &[u32], truth: &[u32], k: usize) -> f64 {
+    if truth.is_empty() {
+        return 0.0;
+    }
+    let hits = hits_prefix(recs, truth, k).filter(|&h| h).count();
+    hits as f64 / truth.len() as f64
+}
+
+/// `hits / min(k, |truth|)`; 0 when `truth` is empty.
+pub fn recall_capped_at_k(recs: &[u32], truth: &[u32], k: usize) -> f64 {
+    if truth.is_empty() {
+        return 0.0;
+    }
+    let hits = hits_prefix(recs, truth, k).filter(|&h| h).count();
+    hits as f64 / k.min(truth.len()) as f64
+}
+
+/// `DCG / IDCG` with `DCG = Σ_{i=1..k} rel_i / log2(i+1)` and
+/// `IDCG = Σ_{i=1..min(k,|truth|)} 1 / log2(i+1)`; 0 when `truth` is empty.
+pub fn ndcg_at_k(recs: &[u32], truth: &[u32], k: usize) -> f64 {
+    if truth.is_empty() {
+        return 0.0;
+    }
+    let disc = |i: usize| 1.0 / ((i + 2) as f64).log2();
+    let dcg: f64 = hits_prefix(recs, truth, k)
+        .enumerate()
+        .filter(|&(_, h)| h)
+        .map(|(i, _)| disc(i))
+        .sum();
+    let idcg: f64 = (0..k.min(truth.len())).map(disc).sum();
+    dcg / idcg
+}
+
+/// `AP = (1 / min(k, |truth|)) · Σ_{i=1..k} rel_i · P@i`; 0 when `truth` is empty.
+pub fn average_precision_at_k(recs: &[u32], truth: &[u32], k: usize) -> f64 {
+    if truth.is_empty() {
+        return 0.0;
+    }
+    let mut hits = 0usize;
+    let mut sum = 0.0;
+    for (i, h) in hits_prefix(recs, truth, k).enumerate() {
+        if h {
+            hits += 1;
+            sum += hits as f64 / (i + 1) as f64;
+        }
+    }
+    sum / k.min(truth.len()) as f64
+}
+
+/// 1 when at least one of the first k items is relevant.
+pub fn hit_at_k(recs: &[u32], truth: &[u32], k: usize) -> f64 {
+    if hits_prefix(recs, truth, k).any(|h| h) {
+        1.0
+    } else {
+        0.0
+    }
+}
+
+/// Root mean squared error over `(actual, predicted)` pairs; 0 for no pairs.
+pub fn rmse(pairs: &[(f32, f32)]) -> f64 {
+    if pairs.is_empty() {
+        return 0.0;
+    }
+    let s: f64 = pairs
+        .iter()
+        .map(|&(a, p)| {
+            let e = a as f64 - p as f64;
+            e * e
+        })
+        .sum();
+    (s / pairs.len() as f64).sqrt()
+}
+
+/// Mean absolute error over `(actual, predicted)` pairs; 0 for no pairs.
+pub fn mae(pairs: &[(f32, f32)]) -> f64 {
+    if pairs.is_empty() {
+        return 0.0;
+    }
+    let s: f64 = pairs
+        .iter()
+        .map(|&(a, p)| (a as f64 - p as f64).abs())
+        .sum();
+    s / pairs.len() as f64
+}
+
+/// Counts of how the test rows were used, as refeval's `eval_stats`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TestStats {
+    /// All test rows.
+    pub test_rows: usize,
+    /// Rows whose user is not in train.
+    pub rows_unknown_user: usize,
+    /// Rows whose user is in train but item is not.
+    pub rows_known_user_unknown_item: usize,
+    /// Rows with both user and item in train.
+    pub warm_rows: usize,
+    /// Warm rows whose (user, item) is already in train (cannot be recommended).
+    pub warm_rows_also_in_train_dropped: usize,
+    /// Distinct warm (user, item) pairs kept as ground truth.
+    pub eval_rows: usize,
+    /// Users with at least one ground-truth item.
+    pub eval_users: usize,
+}
+
+/// The warm ground truth of a test set against a train matrix (refeval §4).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WarmTest {
+    /// Train user indices that are scored, ascending.
+    pub users: Vec<u32>,
+    /// For each scored user, the sorted distinct train item indices held out.
+    pub truth: Vec<Vec<u32>>,
+    /// Row accounting.
+    pub stats: TestStats,
+}
+
+impl WarmTest {
+    /// Keeps the test rows whose user and item both occur in `train` and whose pair is not a
+    /// train cell; groups them by user.
+    pub fn new(train: &Interactions, test: &[RatingRow]) -> Self {
+        Self::from_key_pairs(
+            train,
+            test.iter()
+                .map(|r| (r.user_id.as_str(), r.item_id.as_str())),
+        )
+    }
+
+    /// The same as [`WarmTest::new`] for `(user key, item key)` pairs (e.g. the held-out
+    /// events of a time split).
+    pub fn from_key_pairs<'a>(
+        train: &Interactions,
+        test: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Self {
+        let mut stats = TestStats::default();
+        let mut pairs: Vec<(u32, u32)> = Vec::new();
+        for (user, item) in test {
+            stats.test_rows += 1;
+            let Some(u) = train.user_index(user) else {
+                stats.rows_unknown_user += 1;
+                continue;
+            };
+            let Some(i) = train.item_index(item) else {
+                stats.rows_known_user_unknown_item += 1;
+                continue;
+            };
+            stats.warm_rows += 1;
+            if train.user_items().get(u as usize, i).is_some() {
+                stats.warm_rows_also_in_train_dropped += 1;
+                continue;
+            }
+            pairs.push((u, i));
+        }
+        Self::from_pairs(pairs, stats)
+    }
+
+    /// Builds the ground truth from already indexed `(user, item)` pairs (duplicates merged).
+    pub fn from_pairs(mut pairs: Vec<(u32, u32)>, mut stats: TestStats) -> Self {
+        pairs.sort_unstable();
+        pairs.dedup();
+        let mut users = Vec::new();
+        let mut truth: Vec<Vec<u32>> = Vec::new();
+        for (u, i) in pairs.iter().copied() {
+            if users.last() != Some(&u) {
+                users.push(u);
+                truth.push(Vec::new());
+            }
+            truth.last_mut().expect("pushed above").push(i);
+        }
+        stats.eval_rows = pairs.len();
+        stats.eval_users = users.len();
+        WarmTest {
+            users,
+            truth,
+            stats,
+        }
+    }
+}
+
+/// Mean ranking metrics over the scored users.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RankingMetrics {
+    /// The cut-off.
+    pub k: usize,
+    /// Mean precision@k.
+    pub precision: f64,
+    /// Mean recall@k (denominator |T_u|).
+    pub recall: f64,
+    /// Mean recall@k with denominator min(k, |T_u|).
+    pub recall_capped: f64,
+    /// Mean nDCG@k.
+    pub ndcg: f64,
+    /// Mean average precision@k.
+    pub map: f64,
+    /// Share of users with at least one hit.
+    pub hit_rate: f64,
+    /// Distinct recommended items over the scored users / number of train items.
+    pub coverage: f64,
+    /// Number of users scored.
+    pub users_scored: usize,
+}
+
+/// Scores recommendation lists: `recs[j]` is the list for `test.users[j]` (longer lists are
+/// cut at k). `n_items` is the number of train items (coverage denominator).
+pub fn evaluate_ranking(
+    test: &WarmTest,
+    recs: &[Vec<u32>],
+    k: usize,
+    n_items: usize,
+) -> Result<RankingMetrics, ModelError> {
+    if recs.len() != test.users.len() {
+        return Err(ModelError::Shape(format!(
+            "{} lists for {} users",
+            recs.len(),
+            test.users.len()
+        )));
+    }
+    if k == 0 {
+        return Err(ModelError::param("k", "must be at least 1"));
+    }
+    let n = test.users.len();
+    let mut m = RankingMetrics {
+        k,
+        precision: 0.0,
+        recall: 0.0,
+        recall_capped: 0.0,
+        ndcg: 0.0,
+        map: 0.0,
+        hit_rate: 0.0,
+        coverage: 0.0,
+        users_scored: n,
+    };
+    if n == 0 {
+        return Ok(m);
+    }
+    let mut seen = vec![false; n_items];
+    let mut distinct = 0usize;
+    for (r, t) in recs.iter().zip(&test.truth) {
+        m.precision += precision_at_k(r, t, k);
+        m.recall += recall_at_k(r, t, k);
+        m.recall_capped += recall_capped_at_k(r, t, k);
+        m.ndcg += ndcg_at_k(r, t, k);
+        m.map += average_precision_at_k(r, t, k);
+        m.hit_rate += hit_at_k(r, t, k);
+        for &i in r.iter().take(k) {
+            if let Some(s) = seen.get_mut(i as usize) {
+                if !*s {
+                    *s = true;
+                    distinct += 1;
+                }
+            }
+        }
+    }
+    let nf = n as f64;
+    m.precision /= nf;
+    m.recall /= nf;
+    m.recall_capped /= nf;
+    m.ndcg /= nf;
+    m.map /= nf;
+    m.hit_rate /= nf;
+    m.coverage = distinct as f64 / n_items.max(1) as f64;
+    Ok(m)
+}
+
+/// Time holdout: the newest `test_fraction` of the rows (by `sort_keys`, a stable sort, so
+/// callers put the timestamp first and any tie-breakers after) become test. Returns a mask
+/// aligned with the input, `true` = test; `floor(fraction · N)` rows are test.
+pub fn time_holdout_split<K: Ord>(
+    sort_keys: &[K],
+    test_fraction: f64,
+) -> Result<Vec<bool>, ModelError> {
+    if !(0.0..1.0).contains(&test_fraction) {
+        return Err(ModelError::param("test_fraction", "must be in [0, 1)"));
+    }
+    let n = sort_keys.len();
+    let n_test = (test_fraction * n as f64 + 1e-9).floor() as usize;
+    let mut order: Vec<usize> = (0..n).collect();
+    order.sort_by(|&a, &b| sort_keys[a].cmp(&sort_keys[b]));
+    let mut mask = vec![false; n];
+    for &i in &order[n - n_test..] {
+        mask[i] = true;
+    }
+    Ok(mask)
+}
+
+/// Ranking metrics of a fitted model on a warm test set: top-k for every scored user with their
+/// train items excluded (`train` must be the matrix the model was fitted on, or one with the
+/// same indexing). The train task's quality gate scores the candidate and the current version
+/// this way, each against its own training matrix.
+pub fn evaluate_recommender(
+    model: &dyn Recommender,
+    train: &Interactions,
+    test: &WarmTest,
+    k: usize,
+) -> Result<RankingMetrics, ModelError> {
+    let lists: Vec<Vec<u32>> = test
+        .users
+        .par_iter()
+        .map(|&u| {
+            let (items, values) = train.user_row(u);
+            let r = model.recommend(
+                Target::Known(u, UserHistory::new(items, values)),
+                k,
+                true,
+                &[],
+            )?;
+            Ok(r.into_iter().map(|p| p.0).collect())
+        })
+        .collect::<Result<_, ModelError>>()?;
+    evaluate_ranking(test, &lists, k, train.n_items())
+}
+
+/// Everything `nectar eval` reports for one algorithm on one train/test split.
+#[derive(Debug, Clone)]
+pub struct OfflineReport {
+    /// The training matrix (its keys map indices back to ids).
+    pub train: Interactions,
+    /// The fitted model.
+    pub model: FittedModel,
+    /// The warm ground truth.
+    pub test: WarmTest,
+    /// Ranking metrics over the scored users.
+    pub ranking: RankingMetrics,
+    /// RMSE over every test row, for rating models.
+    pub rmse: Option<f64>,
+    /// MAE over every test row, for rating models.
+    pub mae: Option<f64>,
+    /// Wall-clock fit, matrix building excluded.
+    pub fit_seconds: f64,
+    /// Wall-clock top-k for every train user, train items excluded.
+    pub recommend_seconds: f64,
+    /// The top-k lists of the scored users, aligned with `test.users`.
+    pub recs: Vec<Vec<(u32, f32)>>,
+    /// One prediction per test row (input order), for rating models.
+    pub predictions: Option<Vec<f32>>,
+}
+
+/// Runs refeval's protocol: index users and items from `train`, fit (timed), produce top-k
+/// lists with train items excluded for every train user (timed), score the warm test users,
+/// and for rating models predict every test row (unknown user/item fall back to the biases).
+pub fn offline_eval(
+    spec: &AlgoSpec,
+    train_rows: &[RatingRow],
+    test_rows: &[RatingRow],
+    k: usize,
+) -> Result<OfflineReport, ModelError> {
+    if k == 0 {
+        return Err(ModelError::param("k", "must be at least 1"));
+    }
+    let train = from_rating_rows(train_rows, spec.value_mode())?;
+    let t0 = Instant::now();
+    let model = spec.fit(&train)?;
+    let fit_seconds = t0.elapsed().as_secs_f64();
+
+    let rec = model.as_recommender();
+    let t0 = Instant::now();
+    let all: Vec<Vec<(u32, f32)>> = (0..train.n_users() as u32)
+        .into_par_iter()
+        .map(|u| {
+            let (items, values) = train.user_row(u);
+            rec.recommend(
+                Target::Known(u, UserHistory::new(items, values)),
+                k,
+                true,
+                &[],
+            )
+        })
+        .collect::<Result<_, _>>()?;
+    let recommend_seconds = t0.elapsed().as_secs_f64();
+
+    let test = WarmTest::new(&train, test_rows);
+    let recs: Vec<Vec<(u32, f32)>> = test
+        .users
+        .iter()
+        .map(|&u| all[u as usize].clone())
+        .collect();
+    let lists: Vec<Vec<u32>> = recs
+        .iter()
+        .map(|r| r.iter().map(|p| p.0).collect())
+        .collect();
+    let ranking = evaluate_ranking(&test, &lists, k, train.n_items())?;
+
+    let (mut rmse_v, mut mae_v, mut predictions) = (None, None, None);
+    if let FittedModel::Mf(m) = &model {
+        let preds: Vec<f32> = test_rows
+            .iter()
+            .map(|r| m.predict(train.user_index(&r.user_id), train.item_index(&r.item_id)))
+            .collect();
+        let pairs: Vec<(f32, f32)> = test_rows
+            .iter()
+            .zip(&preds)
+            .map(|(r, &p)| (r.rating, p))
+            .collect();
+        rmse_v = Some(rmse(&pairs));
+        mae_v = Some(mae(&pairs));
+        predictions = Some(preds);
+    }
+    Ok(OfflineReport {
+        train,
+        model,
+        test,
+        ranking,
+        rmse: rmse_v,
+        mae: mae_v,
+        fit_seconds,
+        recommend_seconds,
+        recs,
+        predictions,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn approx(a: f64, b: f64) {
+        assert!((a - b).abs() < 1e-12, "{a} != {b}");
+    }
+
+    #[test]
+    fn per_user_formulas_hand_computed() {
+        // GIVEN truth {1, 3} and the list [3, 0, 1] at k = 3
+        let truth = [1u32, 3];
+        let recs = [3u32, 0, 1];
+        // THEN hits = 2 at ranks 1 and 3
+        approx(precision_at_k(&recs, &truth, 3), 2.0 / 3.0);
+        approx(recall_at_k(&recs, &truth, 3), 1.0);
+        let idcg = 1.0 + 1.0 / 3f64.log2();
+        approx(ndcg_at_k(&recs, &truth, 3), (1.0 + 0.5) / idcg);
+        approx(
+            average_precision_at_k(&recs, &truth, 3),
+            (1.0 + 2.0 / 3.0) / 2.0,
+        );
+        approx(hit_at_k(&recs, &truth, 3), 1.0);
+        // AND precision keeps k as denominator for a short list
+        approx(precision_at_k(&[3], &truth, 10), 0.1);
+        // AND with k smaller than |T|, IDCG and AP use min(k, |T|)
+        let truth = [0u32, 1, 2, 3];
+        approx(ndcg_at_k(&[9, 1], &truth, 2), (1.0 / 3f64.log2()) / idcg);
+        approx(average_precision_at_k(&[9, 1], &truth, 2), 0.5 / 2.0);
+        approx(recall_at_k(&[9, 1], &truth, 2), 0.25);
+        approx(recall_capped_at_k(&[9, 1], &truth, 2), 0.5);
+        approx(hit_at_k(&[9, 8], &truth, 2), 0.0);
+    }
+
+    #[test]
+    fn refeval_selftest_case() {
+        // GIVEN refeval's toy case: train users 10,11,12; test rows incl. a cold user and item
+        let row = |u: &str, i: &str, r: f32, t: i64| RatingRow {
+            user_id: u.into(),
+            item_id: i.into(),
+            rating: r,
+            timestamp: t,
+        };
+        let train = vec![
+            row("10", "100", 5.0, 1),
+            row("10", "102", 3.0, 2),
+            row("11", "101", 4.0, 3),
+            row("11", "103", 2.0, 4),
+            row("12", "104", 1.0, 5),
+        ];
+        let test = vec![
+            row("10", "101", 4.0, 6),
+            row("10", "103", 4.0, 7),
+            row("11", "104", 4.0, 8),
+            row("13", "100", 4.0, 9),
+            row("10", "999", 4.0, 10),
+        ];
+        let m =
+            crate::interactions::from_rating_rows(&train, crate::interactions::ValueMode::Binary)
+                .unwrap();
+        let wt = WarmTest::new(&m, &test);
+        assert_eq!(wt.stats.rows_unknown_user, 1);
+        assert_eq!(wt.stats.rows_known_user_unknown_item, 1);
+        assert_eq!(wt.users, vec![0, 1]);
+        assert_eq!(wt.truth, vec![vec![1, 3], vec![4]]);
+        // WHEN scoring refeval's lists [[3,0,1],[0,2]] at k = 3
+        let r = evaluate_ranking(&wt, &[vec![3, 0, 1], vec![0, 2]], 3, m.n_items()).unwrap();
+        // THEN the numbers are refeval's hand-computed ones
+        let idcg0 = 1.0 + 1.0 / 3f64.log2();
+        approx(r.precision, (2.0 / 3.0) / 2.0);
+        approx(r.recall, 0.5);
+        approx(r.recall_capped, 0.5);
+        approx(r.ndcg, (1.5 / idcg0) / 2.0);
+        approx(r.map, ((1.0 + 2.0 / 3.0) / 2.0) / 2.0);
+        approx(r.hit_rate, 0.5);
+        approx(r.coverage, 4.0 / 5.0);
+        assert_eq!(r.users_scored, 2);
+    }
+
+    #[test]
+    fn rmse_mae() {
+        let p = [(4.0, 3.0), (2.0, 4.0)];
+        approx(rmse(&p), (2.5f64).sqrt());
+        approx(mae(&p), 1.5);
+    }
+
+    #[test]
+    fn time_holdout_takes_newest() {
+        // GIVEN timestamps with a tie broken by the second key
+        let keys = [(5, 0), (1, 0), (9, 1), (9, 0), (3, 0)];
+        // WHEN holding out 40 %
+        let m = time_holdout_split(&keys, 0.4).unwrap();
+        // THEN the two newest rows are test
+        assert_eq!(m, vec![false, false, true, true, false]);
+        assert_eq!(time_holdout_split(&keys, 0.0).unwrap(), vec![false; 5]);
+        assert!(time_holdout_split(&keys, 1.0).is_err());
+    }
+
+    #[test]
+    fn offline_eval_popular_and_mf_end_to_end() {
+        // GIVEN item "a" rated by 3 users, "b" by 2, "c" by 1; user 4 held out on "a"
+        let row = |u: &str, i: &str, r: f32| RatingRow {
+            user_id: u.into(),
+            item_id: i.into(),
+            rating: r,
+            timestamp: 0,
+        };
+        let train = vec![
+            row("1", "a", 5.0),
+            row("2", "a", 4.0),
+            row("3", "a", 5.0),
+            row("1", "b", 2.0),
+            row("4", "b", 3.0),
+            row("4", "c", 1.0),
+        ];
+        let test = vec![row("4", "a", 4.0), row("9", "a", 4.0)];
+        // WHEN evaluating popular at k = 1
+        let spec = AlgoSpec::parse("popular", &[]).unwrap();
+        let r = offline_eval(&spec, &train, &test, 1).unwrap();
+        // THEN user 4 gets "a" (seen items b, c excluded) and every metric is 1
+        assert_eq!(r.test.users.len(), 1);
+        assert_eq!(r.recs[0][0].0, r.train.item_index("a").unwrap());
+        approx(r.ranking.ndcg, 1.0);
+        approx(r.ranking.precision, 1.0);
+        assert_eq!(r.test.stats.rows_unknown_user, 1);
+        assert!(r.rmse.is_none());
+        // AND mf predicts every test row, the unknown user from mean + item bias
+        let spec = AlgoSpec::parse("mf", &[("epochs".into(), "5".into())]).unwrap();
+        let r = offline_eval(&spec, &train, &test, 1).unwrap();
+        let p = r.predictions.unwrap();
+        assert_eq!(p.len(), 2);
+        assert!(p.iter().all(|v| (1.0..=5.0).contains(v)));
+        assert!(r.rmse.unwrap() > 0.0);
+    }
+
+    #[test]
+    fn evaluate_recommender_matches_offline_eval() {
+        // GIVEN a small synthetic split
+        let rows: Vec<RatingRow> = crate::synthetic::SyntheticParams::new(3000, 60, 40)
+            .records()
+            .unwrap()
+            .map(|(u, i, t)| RatingRow {
+                user_id: u.to_string(),
+                item_id: i.to_string(),
+                rating: 1.0,
+                timestamp: t / 1000,
+            })
+            .collect();
+        let keys: Vec<i64> = rows.iter().map(|r| r.timestamp).collect();
+        let mask = time_holdout_split(&keys, 0.2).unwrap();
+        let (train, test): (Vec<_>, Vec<_>) = rows.iter().cloned().zip(&mask).partition(|p| !*p.1);
+        let train: Vec<RatingRow> = train.into_iter().map(|p| p.0).collect();
+        let test: Vec<RatingRow> = test.into_iter().map(|p| p.0).collect();
+        // WHEN scored through offline_eval and through evaluate_recommender with key pairs
+        let spec = AlgoSpec::parse("item_knn", &[]).unwrap();
+        let r = offline_eval(&spec, &train, &test, 5).unwrap();
+        let wt = WarmTest::from_key_pairs(
+            &r.train,
+            test.iter()
+                .map(|x| (x.user_id.as_str(), x.item_id.as_str())),
+        );
+        let m = evaluate_recommender(r.model.as_recommender(), &r.train, &wt, 5).unwrap();
+        // THEN both agree
+        assert_eq!(wt, r.test);
+        assert_eq!(m, r.ranking);
+        assert!(m.users_scored > 0);
+    }
+}

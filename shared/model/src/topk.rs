@@ -1,0 +1,190 @@
+//! Top-k selection over a dense score slice, with exclusions.
+//!
+//! Every algorithm scores all items into a `&[f32]` and calls [`top_k`]. Order: higher score
+//! first, ties to the lower item index (refeval's rule). NaN and `-inf` scores are never
+//! returned. Cost O(n log k) with a bounded heap, plus O(|excluded|).
+
+use std::cmp::Ordering;
+use std::collections::BinaryHeap;
+
+/// Items that must not be returned.
+#[derive(Debug, Clone, Copy, Default)]
+pub enum Exclude<'a> {
+    /// Nothing excluded.
+    #[default]
+    None,
+    /// A sorted, deduplicated list of item indices.
+    Sorted(&'a [u32]),
+    /// A bitset: item `i` is excluded when bit `i % 64` of word `i / 64` is set.
+    Bitset(&'a [u64]),
+}
+
+/// A scored candidate; `Ord` puts the *better* candidate first (greater).
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Cand {
+    score: f32,
+    item: u32,
+}
+
+impl Eq for Cand {}
+
+impl Ord for Cand {
+    fn cmp(&self, other: &Self) -> Ordering {
+        // Scores are never NaN here.
+        self.score
+            .partial_cmp(&other.score)
+            .unwrap_or(Ordering::Equal)
+            .then_with(|| other.item.cmp(&self.item))
+    }
+}
+
+impl PartialOrd for Cand {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// The `k` best `(item, score)` pairs of `scores`, best first, skipping excluded items and
+/// NaN / `-inf` scores.
+pub fn top_k(scores: &[f32], k: usize, exclude: Exclude<'_>) -> Vec<(u32, f32)> {
+    if k == 0 {
+        return Vec::new();
+    }
+    // Min-heap of the best k so far (Reverse order), so the root is the worst kept.
+    let mut heap: BinaryHeap<std::cmp::Reverse<Cand>> = BinaryHeap::with_capacity(k + 1);
+    let mut offer = |item: usize, s: f32| {
+        if s.is_nan() || s == f32::NEG_INFINITY {
+            return;
+        }
+        let c = Cand {
+            score: s,
+            item: item as u32,
+        };
+        if heap.len() < k {
+            heap.push(std::cmp::Reverse(c));
+        } else if let Some(worst) = heap.peek() {
+            if c > worst.0 {
+                heap.pop();
+                heap.push(std::cmp::Reverse(c));
+            }
+        }
+    };
+    match exclude {
+        Exclude::None => {
+            for (i, &s) in scores.iter().enumerate() {
+                offer(i, s);
+            }
+        }
+        Exclude::Sorted(ex) => {
+            let mut e = 0usize;
+            for (i, &s) in scores.iter().enumerate() {
+                while e < ex.len() && (ex[e] as usize) < i {
+                    e += 1;
+                }
+                if e < ex.len() && ex[e] as usize == i {
+                    continue;
+                }
+                offer(i, s);
+            }
+        }
+        Exclude::Bitset(bits) => {
+            for (i, &s) in scores.iter().enumerate() {
+                let w = bits.get(i / 64).copied().unwrap_or(0);
+                if w >> (i % 64) & 1 == 1 {
+                    continue;
+                }
+                offer(i, s);
+            }
+        }
+    }
+    let mut out: Vec<Cand> = heap.into_iter().map(|r| r.0).collect();
+    out.sort_unstable_by(|a, b| b.cmp(a));
+    out.into_iter().map(|c| (c.item, c.score)).collect()
+}
+
+/// Merges two sorted index lists into one sorted, deduplicated list.
+pub fn merge_sorted(a: &[u32], b: &[u32]) -> Vec<u32> {
+    let mut out = Vec::with_capacity(a.len() + b.len());
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() || j < b.len() {
+        let next = match (a.get(i), b.get(j)) {
+            (Some(&x), Some(&y)) if x <= y => {
+                i += 1;
+                if x == y {
+                    j += 1;
+                }
+                x
+            }
+            (Some(_), Some(&y)) => {
+                j += 1;
+                y
+            }
+            (Some(&x), None) => {
+                i += 1;
+                x
+            }
+            (None, Some(&y)) => {
+                j += 1;
+                y
+            }
+            (None, None) => unreachable!(),
+        };
+        if out.last() != Some(&next) {
+            out.push(next);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ties_go_to_lower_index_and_exclusions_apply() {
+        // GIVEN refeval's self-test case: scores [1,3,3,2], item 2 excluded
+        let s = [1.0, 3.0, 3.0, 2.0];
+        // WHEN asking for 3
+        let r = top_k(&s, 3, Exclude::Sorted(&[2]));
+        // THEN [1, 3, 0]
+        assert_eq!(r, vec![(1, 3.0), (3, 2.0), (0, 1.0)]);
+        // AND the bitset form agrees
+        let bits = [1u64 << 2];
+        assert_eq!(top_k(&s, 3, Exclude::Bitset(&bits)), r);
+        // AND without exclusion the tie keeps index order
+        let r = top_k(&s, 2, Exclude::None);
+        assert_eq!(r, vec![(1, 3.0), (2, 3.0)]);
+    }
+
+    #[test]
+    fn matches_full_sort_on_random_scores() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+        for _ in 0..50 {
+            let n = rng.random_range(1..300);
+            // few distinct values so ties are frequent
+            let s: Vec<f32> = (0..n).map(|_| rng.random_range(0..20) as f32).collect();
+            let ex: Vec<u32> = (0..n as u32).filter(|_| rng.random_bool(0.2)).collect();
+            let k = rng.random_range(0..40);
+            let mut all: Vec<(u32, f32)> = (0..n as u32)
+                .filter(|i| ex.binary_search(i).is_err())
+                .map(|i| (i, s[i as usize]))
+                .collect();
+            all.sort_by(|a, b| b.1.partial_cmp(&a.1).unwrap().then(a.0.cmp(&b.0)));
+            all.truncate(k);
+            assert_eq!(top_k(&s, k, Exclude::Sorted(&ex)), all);
+        }
+    }
+
+    #[test]
+    fn skips_nan_and_neg_inf() {
+        let s = [f32::NAN, f32::NEG_INFINITY, 0.5];
+        assert_eq!(top_k(&s, 3, Exclude::None), vec![(2, 0.5)]);
+    }
+
+    #[test]
+    fn merge() {
+        assert_eq!(merge_sorted(&[1, 3, 5], &[2, 3, 9]), vec![1, 2, 3, 5, 9]);
+        assert_eq!(merge_sorted(&[], &[4]), vec![4]);
+    }
+}
