@@ -4,18 +4,21 @@
 #![warn(missing_docs)]
 
 pub mod archive;
+pub mod catalog;
 pub mod collect;
 pub mod config;
 pub mod env;
 pub mod error;
 pub mod http_util;
 pub mod jsonl;
+pub mod keys;
 pub mod kinesis;
 pub mod kinesis_consumer;
 pub mod layout;
 pub mod local_log;
 pub mod model_store;
 pub mod reader;
+pub mod recommend;
 pub mod registry;
 pub mod sink;
 pub mod store;
