@@ -123,6 +123,8 @@ struct Slot {
     next_check: Instant,
     /// Whether the pointer was ever read successfully (else "no model yet" is unknown).
     checked: bool,
+    /// Held while the pointer is checked and a version loaded.
+    loading: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// Why a model could not be used for a request.
@@ -396,6 +398,13 @@ impl<M: ModelStore, S: EventSink + 'static> RecommendService<M, S> {
             }
         }
         let use_fallback = out.items.as_ref().is_none_or(Vec::is_empty);
+        if !use_fallback {
+            // Keep the fallback lists warm in memory: they are what is served when the store
+            // becomes unreachable. Costs nothing between pointer checks.
+            for task in ep.fallback_tasks() {
+                let _ = self.model(&q.site, &task).await;
+            }
+        }
         let mut fallback_used = false;
         if use_fallback {
             let exclude: HashSet<&str> = q
@@ -527,26 +536,40 @@ impl<M: ModelStore, S: EventSink + 'static> RecommendService<M, S> {
     async fn model(&self, site: &str, task: &str) -> ModelState {
         let key = (site.to_string(), task.to_string());
         let now = Instant::now();
-        let (current, due) = {
+        let (current, due, lock, checked) = {
             let mut cache = self.cache.lock().expect("cache lock");
-            let slot = cache.entry(key.clone()).or_insert(Slot {
+            let slot = cache.entry(key.clone()).or_insert_with(|| Slot {
                 loaded: None,
                 next_check: now,
                 checked: false,
+                loading: Arc::new(tokio::sync::Mutex::new(())),
             });
             let due = now >= slot.next_check;
             if due {
                 // Other requests keep serving the loaded version while this one checks.
                 slot.next_check = now + self.jittered();
             }
-            (slot.loaded.clone(), due)
+            (slot.loaded.clone(), due, slot.loading.clone(), slot.checked)
         };
         if !due {
-            return match current {
-                Some(m) => ModelState::Ready(m),
-                None => ModelState::NoModel,
+            if let Some(m) = current {
+                return ModelState::Ready(m);
+            }
+            if checked {
+                return ModelState::NoModel;
+            }
+            // Cold start: wait for the request that is loading the first version.
+            let _first = lock.lock().await;
+            let cache = self.cache.lock().expect("cache lock");
+            return match cache.get(&key) {
+                Some(Slot {
+                    loaded: Some(m), ..
+                }) => ModelState::Ready(m.clone()),
+                Some(Slot { checked: true, .. }) => ModelState::NoModel,
+                _ => ModelState::Unreachable,
             };
         }
+        let _loading = lock.lock().await;
         let pointer = tokio::time::timeout(
             self.options.request_timeout.max(Duration::from_millis(500)),
             self.models.current_version(site, task),
