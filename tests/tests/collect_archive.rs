@@ -361,3 +361,44 @@ async fn undecodable_records_are_parked_not_dropped() {
         .unwrap()
         .contains("not a flat event"));
 }
+
+#[tokio::test]
+async fn dev_twin_consumer_archives_what_collect_sends() {
+    // GIVEN `nectar dev --stream`'s wiring: collect → Kinesis, and the embedded consumer
+    // archiving the stream into a local event log
+    let env = setup(2).await;
+    let dir = std::env::temp_dir().join(unique("nectar-dev-twin"));
+    let local = nectar_platform::store::LocalStore::new(&dir);
+    nectar_platform::kinesis_consumer::spawn_archiver(
+        env.kinesis.clone(),
+        env.stream.clone(),
+        local.clone(),
+        now_ms() - 5_000,
+    );
+    let sink = KinesisSink::new(
+        SdkKinesis::new(env.kinesis.clone(), &env.stream),
+        RetryPolicy::default(),
+    );
+    let svc = CollectService::new(config(), sink);
+    let (body, ids) = payload("demo", "dev1", 200, now_ms());
+    assert_eq!(post(&svc, &body).await.0, 202);
+    let expected: BTreeSet<String> = ids.into_iter().collect();
+    // THEN every event shows up in the local log within a few polls
+    let mut found = BTreeSet::new();
+    for _ in 0..40 {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        found.clear();
+        for key in local.list("events/").await.unwrap() {
+            let (text, _) = gunzip_text(&local.get(&key).await.unwrap().unwrap());
+            for line in text.lines() {
+                let v: serde_json::Value = serde_json::from_str(line).unwrap();
+                found.insert(v["event_id"].as_str().unwrap().to_string());
+            }
+        }
+        if found == expected {
+            break;
+        }
+    }
+    assert_eq!(found, expected);
+    std::fs::remove_dir_all(dir).unwrap();
+}

@@ -50,3 +50,35 @@ pub async fn handle<O: ObjectStore>(
     }
     Ok(resp)
 }
+
+#[cfg(test)]
+mod tests {
+    //! `events/archive-kinesis-batch.json` through the real handler into a local store.
+    use super::*;
+    use lambda_runtime::{Context, LambdaEvent};
+    use nectar_platform::store::LocalStore;
+
+    #[tokio::test]
+    async fn sample_batch_is_archived_without_failures() {
+        let event: KinesisEvent =
+            serde_json::from_str(include_str!("../../../events/archive-kinesis-batch.json"))
+                .unwrap();
+        let n_records = event.records.len();
+        assert!(n_records > 0);
+        let dir =
+            std::env::temp_dir().join(format!("nectar-archive-fixture-{}", std::process::id()));
+        let store = LocalStore::new(&dir);
+        let resp = handle(&store, LambdaEvent::new(event, Context::default()))
+            .await
+            .unwrap();
+        assert!(resp.batch_item_failures.is_empty());
+        let keys = store.list("events/").await.unwrap();
+        assert!(!keys.is_empty());
+        assert!(
+            keys.iter()
+                .all(|k| k.contains("/shardId-") && k.ends_with(".jsonl.gz")),
+            "{keys:?}"
+        );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}

@@ -32,3 +32,88 @@ pub async fn handle<S: EventSink>(
     };
     Ok(Response::from_parts(parts, body))
 }
+
+#[cfg(test)]
+mod tests {
+    //! The sample events in `events/` through the real handler (the shapes API Gateway sends).
+    use super::*;
+    use nectar_model::event::Accepted;
+    use nectar_platform::config::NectarConfig;
+    use nectar_platform::sink::SinkError;
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Default)]
+    struct Memory(Mutex<Vec<Accepted>>);
+
+    impl EventSink for Memory {
+        async fn put(&self, batch: &Accepted) -> Result<(), SinkError> {
+            self.0.lock().unwrap().push(batch.clone());
+            Ok(())
+        }
+    }
+
+    async fn run(fixture: &str) -> (u16, serde_json::Value, http::HeaderMap, usize) {
+        let svc = CollectService::new(
+            Arc::new(NectarConfig::embedded_default()),
+            Memory::default(),
+        );
+        let req = lambda_http::request::from_str(fixture).expect("fixture is an API Gateway event");
+        let resp = handle(&svc, req).await.unwrap();
+        let body = match resp.body() {
+            Body::Text(t) => serde_json::from_str(t).unwrap(),
+            _ => serde_json::Value::Null,
+        };
+        let stored = svc
+            .sink()
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|a| a.events.len())
+            .sum();
+        (resp.status().as_u16(), body, resp.headers().clone(), stored)
+    }
+
+    #[tokio::test]
+    async fn json_payload_is_accepted() {
+        let (status, body, headers, stored) =
+            run(include_str!("../../../events/collect-post-json.json")).await;
+        assert_eq!((status, stored), (202, 5));
+        assert_eq!(body["accepted"], 5);
+        assert_eq!(
+            headers["access-control-allow-origin"],
+            "https://www.demo.example"
+        );
+    }
+
+    #[tokio::test]
+    async fn beacon_and_gzip_payloads_are_accepted() {
+        for fixture in [
+            include_str!("../../../events/collect-post-beacon.json"),
+            include_str!("../../../events/collect-post-gzip.json"),
+        ] {
+            let (status, body, _, stored) = run(fixture).await;
+            assert_eq!(status, 202, "{body}");
+            assert!(stored > 0);
+        }
+    }
+
+    #[tokio::test]
+    async fn invalid_payload_is_rejected_with_paths() {
+        let (status, body, _, stored) =
+            run(include_str!("../../../events/collect-post-invalid.json")).await;
+        assert_eq!((status, stored), (400, 0));
+        assert_eq!(body["error"]["code"], "invalid_payload");
+        assert!(!body["error"]["details"].as_array().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn preflight_is_answered() {
+        let (status, _, headers, _) = run(include_str!(
+            "../../../events/collect-options-preflight.json"
+        ))
+        .await;
+        assert_eq!(status, 204);
+        assert!(headers.contains_key("access-control-allow-origin"));
+    }
+}

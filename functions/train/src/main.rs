@@ -5,7 +5,8 @@ use nectar_platform::env;
 use nectar_platform::model_store::RedisModelStore;
 use nectar_platform::registry::DynamoRegistry;
 use nectar_platform::store::S3Store;
-use nectar_platform::train::{BuiltinTrainer, TrainDeps};
+use nectar_platform::train::TrainDeps;
+use nectar_platform::trainers::ModelTrainer;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -18,8 +19,7 @@ async fn main() -> Result<(), Error> {
     let events = S3Store::new(aws_sdk_s3::Client::new(&aws), bucket);
     let models = RedisModelStore::connect(&redis_url).await?;
     let registry = DynamoRegistry::new(aws_sdk_dynamodb::Client::new(&aws), table);
-    // The built-in trainer serves popular/trending; the model crate's algorithms plug in here.
-    let trainer = BuiltinTrainer;
+    let trainer = ModelTrainer;
     run(service_fn(|event: LambdaEvent<serde_json::Value>| {
         let deps = TrainDeps {
             events: &events,

@@ -131,6 +131,8 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
                 client.clone(),
                 stream.clone(),
                 store.clone(),
+                // A little before now, so nothing sent while the consumer starts is missed.
+                nectar_platform::now_ms() - 5_000,
             );
             DevSink::Kinesis(KinesisSink::new(
                 SdkKinesis::new(client, stream),

@@ -6,8 +6,10 @@
 //! and each hour partition a file named after its content, so importing the same file twice
 //! rewrites the same objects and readers dedupe anything else.
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
+use std::io::BufRead;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{bail, Context};
@@ -36,9 +38,8 @@ pub struct ImportArgs {
     pub bucket: Option<String>,
 }
 
-/// One CSV row as a flat event line; `None` for a header. `collect_timestamp` is the event
-/// time too, so that the same row always gives the same line (and file).
-fn event_line(site: &str, line: &str) -> anyhow::Result<Option<(i64, String)>> {
+/// A parsed CSV row: `(user, item, rating, event time in ms)`; `None` for a header.
+fn parse_row(line: &str) -> anyhow::Result<Option<(&str, &str, f64, i64)>> {
     let mut f = line.split(',').map(str::trim);
     let (Some(user), Some(item), Some(rating), Some(ts)) = (f.next(), f.next(), f.next(), f.next())
     else {
@@ -53,19 +54,55 @@ fn event_line(site: &str, line: &str) -> anyhow::Result<Option<(i64, String)>> {
     let value: f64 = rating
         .parse()
         .with_context(|| format!("rating {rating:?} is not a number"))?;
+    if !value.is_finite() {
+        bail!("rating {rating:?} is not finite");
+    }
     if user.is_empty() || item.is_empty() {
         bail!("empty user or item id");
     }
-    let ts_ms = secs * 1000;
-    let id = event_id(site, user, "rating", item, ts_ms);
-    let (u, i) = (serde_json::to_string(user)?, serde_json::to_string(item)?);
-    Ok(Some((
-        ts_ms,
-        format!(
-            r#"{{"event_id":"{id}","site_key":"{site}","type":"rating","id":{i},"event_timestamp":{ts_ms},"collect_timestamp":{ts_ms},"sent_timestamp":{ts_ms},"user_id":{u},"peach_schema_version":"1.0.3","client":{{"id":{u},"app_id":"nectar-import"}},"props":{{"value":{value}}}}}"#
-        ),
-    )))
+    Ok(Some((user, item, value, secs * 1000)))
 }
+
+/// One rating as a flat event line. `collect_timestamp` is the event time too, so that the same
+/// row always gives the same line (and file).
+fn event_line(site: &str, user: &str, item: &str, value: f64, ts_ms: i64) -> String {
+    let id = event_id(site, user, "rating", item, ts_ms);
+    let u = serde_json::to_string(user).expect("strings serialise");
+    let i = serde_json::to_string(item).expect("strings serialise");
+    format!(
+        r#"{{"event_id":"{id}","site_key":"{site}","type":"rating","id":{i},"event_timestamp":{ts_ms},"collect_timestamp":{ts_ms},"sent_timestamp":{ts_ms},"user_id":{u},"peach_schema_version":"1.0.3","client":{{"id":{u},"app_id":"nectar-import"}},"props":{{"value":{value}}}}}"#
+    )
+}
+
+/// A row kept compactly until its hour is written (24 bytes, ids interned).
+#[derive(Clone, Copy)]
+struct Rec {
+    ts_ms: i64,
+    value: f64,
+    user: u32,
+    item: u32,
+}
+
+#[derive(Default)]
+struct Ids {
+    names: Vec<String>,
+    rows: HashMap<String, u32>,
+}
+
+impl Ids {
+    fn intern(&mut self, id: &str) -> u32 {
+        if let Some(&r) = self.rows.get(id) {
+            return r;
+        }
+        let r = self.names.len() as u32;
+        self.names.push(id.to_string());
+        self.rows.insert(id.to_string(), r);
+        r
+    }
+}
+
+/// Hour files built and written per batch, to bound memory on large imports.
+const BATCH_EVENTS: usize = 500_000;
 
 /// Runs the import.
 pub async fn run(args: ImportArgs) -> anyhow::Result<()> {
@@ -73,21 +110,31 @@ pub async fn run(args: ImportArgs) -> anyhow::Result<()> {
         bail!("site keys must match [a-z0-9_-]{{1,64}}");
     }
     let started = Instant::now();
-    let text = std::fs::read_to_string(&args.csv)
+    let file = std::fs::File::open(&args.csv)
         .with_context(|| format!("cannot read {}", args.csv.display()))?;
-    let mut by_hour: BTreeMap<Hour, Vec<String>> = BTreeMap::new();
-    let mut rows = 0u64;
-    for (n, line) in text.lines().enumerate() {
+    let (mut users, mut items) = (Ids::default(), Ids::default());
+    let mut recs: Vec<Rec> = Vec::new();
+    for (n, line) in std::io::BufReader::with_capacity(1 << 20, file)
+        .lines()
+        .enumerate()
+    {
+        let line = line.with_context(|| format!("cannot read {}", args.csv.display()))?;
         if line.trim().is_empty() {
             continue;
         }
-        let parsed = event_line(&args.site, line)
-            .with_context(|| format!("{}:{}", args.csv.display(), n + 1))?;
-        if let Some((ts, ev)) = parsed {
-            by_hour.entry(Hour::of(ts)).or_default().push(ev);
-            rows += 1;
+        let parsed =
+            parse_row(&line).with_context(|| format!("{}:{}", args.csv.display(), n + 1))?;
+        if let Some((user, item, value, ts_ms)) = parsed {
+            recs.push(Rec {
+                ts_ms,
+                value,
+                user: users.intern(user),
+                item: items.intern(item),
+            });
         }
     }
+    // Stable: rows of the same millisecond keep their file order, so files are reproducible.
+    recs.sort_by_key(|r| r.ts_ms);
     let store = match &args.bucket {
         Some(b) => {
             let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
@@ -95,45 +142,83 @@ pub async fn run(args: ImportArgs) -> anyhow::Result<()> {
         }
         None => AnyStore::Local(LocalStore::new(&args.data_dir)),
     };
-    let site = args.site.as_str();
-    let files = by_hour.len();
-    let compressed: Vec<(String, Vec<u8>)> = tokio::task::spawn_blocking({
-        let site = site.to_string();
-        move || {
-            by_hour
-                .into_iter()
-                .map(|(hour, lines)| {
-                    let mut h = Sha256::new();
-                    for l in &lines {
-                        h.update(l.as_bytes());
-                    }
-                    let digest = hex::encode(&h.finalize()[..8]);
-                    let key = event_object_key(&site, hour, "import", &digest);
-                    (key, gzip_lines(lines.iter().map(String::as_str)))
-                })
-                .collect()
+    let rows = recs.len();
+    let recs = Arc::new(recs);
+    let names = Arc::new((users.names, items.names));
+    let (mut files, mut bytes, mut start) = (0usize, 0usize, 0usize);
+    while start < rows {
+        // A batch ends on an hour boundary once it holds BATCH_EVENTS rows.
+        let mut end = (start + BATCH_EVENTS).min(rows);
+        let last_hour = Hour::of(recs[end - 1].ts_ms);
+        while end < rows && Hour::of(recs[end].ts_ms) == last_hour {
+            end += 1;
         }
-    })
-    .await?;
-    let bytes: usize = compressed.iter().map(|(_, b)| b.len()).sum();
-    futures::stream::iter(compressed)
-        .map(|(key, body)| {
-            let store = &store;
-            async move { store.put(&key, Bytes::from(body)).await }
+        let built: Vec<(String, Vec<u8>)> = tokio::task::spawn_blocking({
+            let (recs, names, site) = (recs.clone(), names.clone(), args.site.clone());
+            move || build_files(&site, &recs[start..end], &names.0, &names.1)
         })
-        .buffer_unordered(32)
-        .try_collect::<Vec<()>>()
         .await?;
+        files += built.len();
+        bytes += built.iter().map(|(_, b)| b.len()).sum::<usize>();
+        futures::stream::iter(built)
+            .map(|(key, body)| {
+                let store = &store;
+                async move { store.put(&key, Bytes::from(body)).await }
+            })
+            .buffer_unordered(32)
+            .try_collect::<Vec<()>>()
+            .await?;
+        start = end;
+    }
     let target = args.bucket.as_ref().map_or_else(
         || args.data_dir.display().to_string(),
         |b| format!("s3://{b}"),
     );
     println!(
-        "imported {rows} rating events for site {site} into {target}: {files} hour files, {:.1} MB, {:.2} s",
+        "imported {rows} rating events for site {} into {target}: {files} hour files, {:.1} MB, {:.2} s",
+        args.site,
         bytes as f64 / 1e6,
         started.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// The hour files of time-sorted rows: key (named after the content) and gzip body.
+fn build_files(
+    site: &str,
+    recs: &[Rec],
+    users: &[String],
+    items: &[String],
+) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < recs.len() {
+        let hour = Hour::of(recs[i].ts_ms);
+        let mut j = i;
+        let mut lines = Vec::new();
+        while j < recs.len() && Hour::of(recs[j].ts_ms) == hour {
+            let r = recs[j];
+            lines.push(event_line(
+                site,
+                &users[r.user as usize],
+                &items[r.item as usize],
+                r.value,
+                r.ts_ms,
+            ));
+            j += 1;
+        }
+        let mut h = Sha256::new();
+        for l in &lines {
+            h.update(l.as_bytes());
+        }
+        let digest = hex::encode(&h.finalize()[..8]);
+        out.push((
+            event_object_key(site, hour, "import", &digest),
+            gzip_lines(lines.iter().map(String::as_str)),
+        ));
+        i = j;
+    }
+    out
 }
 
 #[cfg(test)]
@@ -143,21 +228,62 @@ mod tests {
 
     #[test]
     fn rows_become_rating_events_that_map_back() {
-        assert!(event_line("demo", "user_id,item_id,rating,timestamp")
+        assert!(parse_row("user_id,item_id,rating,timestamp")
             .unwrap()
             .is_none());
-        let (ts, line) = event_line("demo", "196,242,3,881250949").unwrap().unwrap();
-        assert_eq!(ts, 881_250_949_000);
-        let i = map_event_line(&line, &EventWeights::default()).unwrap();
+        let (u, i, v, ts) = parse_row("196,242,3,881250949").unwrap().unwrap();
+        assert_eq!((u, i, v, ts), ("196", "242", 3.0, 881_250_949_000));
+        let line = event_line("demo", u, i, v, ts);
+        let x = map_event_line(&line, &EventWeights::default()).unwrap();
         assert_eq!(
-            (i.user.as_str(), i.item.as_str(), i.weight),
+            (x.user.as_str(), x.item.as_str(), x.weight),
             ("196", "242", 3.0)
         );
-        assert_eq!(i.event_id, event_id("demo", "196", "rating", "242", ts));
+        assert_eq!(x.event_id, event_id("demo", "196", "rating", "242", ts));
+        assert_eq!(x.timestamp_ms, ts);
         // the same row gives the same line (same event id, same file on re-import)
-        let again = event_line("demo", "196,242,3,881250949").unwrap().unwrap();
-        assert_eq!(again.1, line);
-        assert!(event_line("demo", "1,2,x,3").is_err());
-        assert!(event_line("demo", "1,2").is_err());
+        assert_eq!(event_line("demo", u, i, v, ts), line);
+        assert!(line.contains(r#""props":{"value":3}"#), "{line}");
+        assert!(parse_row("1,2,x,3").is_err());
+        assert!(parse_row("1,2").is_err());
+        assert!(parse_row(",2,1,3").is_err());
+    }
+
+    #[test]
+    fn hour_files_are_named_after_their_content() {
+        let users = vec!["u".to_string()];
+        let items = vec!["a".to_string(), "b".to_string()];
+        let hour0 = 1_795_305_600_000;
+        let recs = [
+            Rec {
+                ts_ms: hour0,
+                value: 1.0,
+                user: 0,
+                item: 0,
+            },
+            Rec {
+                ts_ms: hour0 + 1000,
+                value: 2.0,
+                user: 0,
+                item: 1,
+            },
+            Rec {
+                ts_ms: hour0 + 3_600_000,
+                value: 4.5,
+                user: 0,
+                item: 1,
+            },
+        ];
+        let files = build_files("demo", &recs, &users, &items);
+        assert_eq!(files.len(), 2);
+        assert!(files[0]
+            .0
+            .starts_with("events/site=demo/date=2026-11-22/hour=00/import-"));
+        assert!(files[1]
+            .0
+            .starts_with("events/site=demo/date=2026-11-22/hour=01/import-"));
+        assert_eq!(build_files("demo", &recs, &users, &items)[0].0, files[0].0);
+        let other = build_files("demo", &recs[..1], &users, &items);
+        assert_ne!(other[0].0, files[0].0);
     }
 }

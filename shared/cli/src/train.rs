@@ -13,9 +13,8 @@ use nectar_platform::model_store::{AnyModelStore, LocalModelStore, RedisModelSto
 use nectar_platform::reader::TimeWindow;
 use nectar_platform::registry::{AnyRegistry, DynamoRegistry, LocalRegistry, RunStatus};
 use nectar_platform::store::{AnyStore, LocalStore, S3Store};
-use nectar_platform::train::{
-    run_task, BuiltinTrainer, TrainDeps, TrainObserver, TrainRequest, WindowChoice,
-};
+use nectar_platform::train::{run_task, TrainDeps, TrainObserver, TrainRequest, WindowChoice};
+use nectar_platform::trainers::ModelTrainer;
 
 /// Flags of `nectar train`.
 #[derive(Debug, clap::Args)]
@@ -173,7 +172,7 @@ pub async fn run(args: TrainArgs) -> anyhow::Result<()> {
             events: &events,
             models: &models,
             registry: &registry,
-            trainer: &BuiltinTrainer,
+            trainer: &ModelTrainer,
         };
         let result = run_task(
             &cfg,

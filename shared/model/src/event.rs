@@ -9,7 +9,6 @@
 //! is validated and flattened without building a JSON tree.
 
 use std::borrow::Cow;
-use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -148,7 +147,65 @@ struct RawPayload<'a> {
     #[serde(borrow)]
     client: Option<&'a RawValue>,
     #[serde(borrow)]
-    events: Option<&'a RawValue>,
+    events: Option<EventsField<'a>>,
+}
+
+/// The `events` field read in the same pass as the payload: the raw events when it is an
+/// array, else what it was instead (for the error message).
+enum EventsField<'a> {
+    List(Vec<&'a RawValue>),
+    Other(&'static str),
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for EventsField<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for V<'a> {
+            type Value = EventsField<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an array of events")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Self::Value, A::Error> {
+                let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(16).min(1024));
+                while let Some(item) = seq.next_element::<&'de RawValue>()? {
+                    items.push(item);
+                }
+                Ok(EventsField::List(items))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Self::Value, A::Error> {
+                while map
+                    .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
+                    .is_some()
+                {}
+                Ok(EventsField::Other("an object"))
+            }
+            fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+                Ok(EventsField::Other("a string"))
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(EventsField::Other("a boolean"))
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+                Ok(EventsField::Other("a number"))
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+                Ok(EventsField::Other("a number"))
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+                Ok(EventsField::Other("a number"))
+            }
+            fn visit_unit<E>(self) -> Result<Self::Value, E> {
+                Ok(EventsField::Other("null"))
+            }
+        }
+        d.deserialize_any(V(std::marker::PhantomData))
+    }
 }
 
 #[derive(Deserialize)]
@@ -268,12 +325,7 @@ pub fn event_id(site_key: &str, client_id: &str, event_type: &str, id: &str, ts:
         h.update([0u8]);
     }
     h.update(ts.to_be_bytes());
-    let digest = h.finalize();
-    let mut out = String::with_capacity(32);
-    for b in &digest[..16] {
-        let _ = write!(out, "{b:02x}");
-    }
-    out
+    hex::encode(&h.finalize()[..16])
 }
 
 fn kind_of(raw: &RawValue) -> &'static str {
@@ -473,43 +525,39 @@ pub fn accept_payload(
     let user_id = ck.id(payload.user_id, false, || "user_id".into(), &mut problems);
     let (client_raw, client_id) = check_client(&ck, payload.client, &mut problems);
 
-    let events: Vec<RawEvent<'_>> = match payload.events {
-        Some(raw) if !is_null(raw) => match serde_json::from_str::<Vec<&RawValue>>(raw.get()) {
-            Ok(items) => {
-                if items.is_empty() {
-                    problems.push(|| "events".into(), "must contain at least one event");
-                } else if items.len() > limits.max_events {
-                    problems.push(
-                        || "events".into(),
-                        format!(
-                            "has {} events, more than {} allowed",
-                            items.len(),
-                            limits.max_events
-                        ),
-                    );
-                }
-                let mut out = Vec::with_capacity(items.len().min(limits.max_events));
-                for (i, item) in items.into_iter().enumerate().take(limits.max_events) {
-                    match serde_json::from_str::<RawEvent<'_>>(item.get()) {
-                        Ok(ev) => out.push(ev),
-                        Err(_) => problems.push(
-                            || format!("events[{i}]"),
-                            format!("must be an object, not {}", kind_of(item)),
-                        ),
-                    }
-                }
-                out
-            }
-            Err(_) => {
+    // Each event with the size of its raw JSON, to size its output line in one allocation.
+    let events: Vec<(RawEvent<'_>, usize)> = match payload.events {
+        Some(EventsField::List(items)) => {
+            if items.is_empty() {
+                problems.push(|| "events".into(), "must contain at least one event");
+            } else if items.len() > limits.max_events {
                 problems.push(
                     || "events".into(),
-                    format!("must be an array, not {}", kind_of(raw)),
+                    format!(
+                        "has {} events, more than {} allowed",
+                        items.len(),
+                        limits.max_events
+                    ),
                 );
-                Vec::new()
             }
-        },
-        _ => {
+            let mut out = Vec::with_capacity(items.len().min(limits.max_events));
+            for (i, item) in items.into_iter().enumerate().take(limits.max_events) {
+                match serde_json::from_str::<RawEvent<'_>>(item.get()) {
+                    Ok(ev) => out.push((ev, item.get().len())),
+                    Err(_) => problems.push(
+                        || format!("events[{i}]"),
+                        format!("must be an object, not {}", kind_of(item)),
+                    ),
+                }
+            }
+            out
+        }
+        Some(EventsField::Other("null")) | None => {
             problems.push(|| "events".into(), "is required");
+            Vec::new()
+        }
+        Some(EventsField::Other(kind)) => {
+            problems.push(|| "events".into(), format!("must be an array, not {kind}"));
             Vec::new()
         }
     };
@@ -520,8 +568,9 @@ pub fn accept_payload(
         .map(|s| now_ms - s)
         .filter(|d| d.abs() > limits.skew_threshold_ms);
 
+    let client_len = client_raw.map_or(0, |c| c.get().len());
     let mut flat = Vec::with_capacity(events.len());
-    for (i, ev) in events.iter().enumerate() {
+    for (i, (ev, raw_len)) in events.iter().enumerate() {
         let event_type = ck.id(
             ev.event_type,
             true,
@@ -588,7 +637,7 @@ pub fn accept_payload(
             props,
             metadata,
         };
-        flat.push(event);
+        flat.push((event, raw_len + client_len + 320));
     }
 
     if problems.total > 0 {
@@ -599,11 +648,15 @@ pub fn accept_payload(
     }
     let events = flat
         .into_iter()
-        .map(|e| EncodedEvent {
-            line: serde_json::to_string(&e)
-                .expect("serialising a validated flat event cannot fail"),
-            event_id: e.event_id.into_owned(),
-            event_timestamp: e.event_timestamp,
+        .map(|(e, size_hint)| {
+            let mut line = Vec::with_capacity(size_hint);
+            serde_json::to_writer(&mut line, &e)
+                .expect("serialising a validated flat event cannot fail");
+            EncodedEvent {
+                line: String::from_utf8(line).expect("serde_json writes UTF-8"),
+                event_id: e.event_id.into_owned(),
+                event_timestamp: e.event_timestamp,
+            }
         })
         .collect();
     Ok(Accepted {

@@ -3,8 +3,6 @@
 //! (popularity, trending, item-to-item, implicit ALS, biased MF), top-k scoring and the
 //! offline evaluation used by `nectar eval` and the train task's quality gate.
 //!
-//! [`mapping`] turns flat log events into weighted, deduplicated user–item interactions.
-//!
 //! Nothing here does I/O or async: callers hand in rows and get models and numbers back.
 //!
 //! ```
@@ -32,6 +30,8 @@
 //! assert_eq!(x.len(), 4);
 //! # Ok::<(), nectar_model::ModelError>(())
 //! ```
+//!
+//! Flat log events become weighted, deduplicated interactions in [`mapping`].
 #![warn(missing_docs)]
 
 pub mod algo;

@@ -256,21 +256,6 @@ impl Algorithm {
             Self::Mf => "mf",
         }
     }
-
-    /// Parameter names the algorithm accepts, or `None` when not checked here.
-    fn known_params(self) -> Option<&'static [&'static str]> {
-        match self {
-            Self::Als => Some(&[
-                "factors",
-                "regularization",
-                "alpha",
-                "iterations",
-                "seed",
-                "confidence",
-            ]),
-            _ => None,
-        }
-    }
 }
 
 impl std::fmt::Display for Algorithm {
@@ -431,52 +416,40 @@ impl TaskConfig {
             );
         }
         for (name, value) in &self.params {
-            let place = format!("params.{name}");
-            if let Some(known) = self.algorithm.known_params() {
-                if !known.contains(&name.as_str()) {
-                    return err(
-                        &place,
-                        &format!(
-                            "unknown parameter for {}; known: {}",
-                            self.algorithm,
-                            known.join(", ")
-                        ),
-                    );
+            if let ParamValue::Number(n) = value {
+                if !n.is_finite() {
+                    return err(&format!("params.{name}"), "must be a finite number");
                 }
-            }
-            match (name.as_str(), value) {
-                (_, ParamValue::Number(n)) if !n.is_finite() => {
-                    return err(&place, "must be a finite number")
-                }
-                ("factors" | "iterations" | "k" | "neighbours", ParamValue::Number(n))
-                    if *n < 1.0 || n.fract() != 0.0 =>
-                {
-                    return err(&place, "must be a positive integer")
-                }
-                ("seed", ParamValue::Number(n)) if *n < 0.0 || n.fract() != 0.0 => {
-                    return err(&place, "must be a non-negative integer")
-                }
-                ("regularization" | "alpha" | "half_life_days", ParamValue::Number(n))
-                    if *n < 0.0 =>
-                {
-                    return err(&place, "must not be negative")
-                }
-                (
-                    "factors" | "iterations" | "seed" | "regularization" | "alpha",
-                    ParamValue::Text(_),
-                ) => return err(&place, "must be a number"),
-                ("confidence", ParamValue::Text(c))
-                    if !["binary", "linear", "weight"].contains(&c.as_str()) =>
-                {
-                    return err(&place, "must be \"binary\", \"linear\" or \"weight\"")
-                }
-                ("confidence", ParamValue::Number(_)) => {
-                    return err(&place, "must be \"binary\", \"linear\" or \"weight\"")
-                }
-                _ => {}
             }
         }
+        // The model crate parses the parameters by name: one source of truth for names,
+        // types and ranges.
+        nectar_model::algo::spec::AlgoSpec::parse(self.algorithm.as_str(), &self.param_strings())
+            .map_err(|e| match e {
+            nectar_model::ModelError::InvalidParam { name, reason } => {
+                (format!("{at}.params.{name}"), reason)
+            }
+            other => (format!("{at}.params"), other.to_string()),
+        })?;
         Ok(())
+    }
+
+    /// The parameters as `(name, value)` strings, as the model crate's `AlgoSpec::parse` takes
+    /// them (integral numbers without a fraction).
+    pub fn param_strings(&self) -> Vec<(String, String)> {
+        self.params
+            .iter()
+            .map(|(k, v)| {
+                let v = match v {
+                    ParamValue::Number(n) if n.fract() == 0.0 && n.abs() < 1e15 => {
+                        format!("{}", *n as i64)
+                    }
+                    ParamValue::Number(n) => n.to_string(),
+                    ParamValue::Text(t) => t.clone(),
+                };
+                (k.clone(), v)
+            })
+            .collect()
     }
 
     /// A number parameter, if set.

@@ -61,12 +61,15 @@ pub async fn read_shard(
     Ok(out)
 }
 
-/// Polls every shard from `LATEST` and archives what arrives into `store`, retrying a batch
-/// from the first record the archive could not handle. Runs until the process ends.
+/// Polls every shard from the records that arrived since `since_ms` and archives them into
+/// `store`, retrying a batch from the first record the archive could not handle. Runs until
+/// the process ends. (Starting from a timestamp rather than `LATEST` closes the race between
+/// start-up and the first events.)
 pub fn spawn_archiver<O: ObjectStore + Clone + 'static>(
     client: aws_sdk_kinesis::Client,
     stream: String,
     store: O,
+    since_ms: i64,
 ) {
     tokio::spawn(async move {
         let shards = loop {
@@ -81,7 +84,7 @@ pub fn spawn_archiver<O: ObjectStore + Clone + 'static>(
         for shard in shards {
             let (client, stream, store) = (client.clone(), stream.clone(), store.clone());
             tokio::spawn(async move {
-                if let Err(e) = poll_shard(&client, &stream, &shard, &store).await {
+                if let Err(e) = poll_shard(&client, &stream, &shard, &store, since_ms).await {
                     tracing::error!(%shard, error = %e, "Shard archiver stopped; restart nectar dev.");
                 }
             });
@@ -94,12 +97,14 @@ async fn poll_shard<O: ObjectStore>(
     stream: &str,
     shard: &str,
     store: &O,
+    since_ms: i64,
 ) -> Result<(), BoxError> {
     let mut iterator = client
         .get_shard_iterator()
         .stream_name(stream)
         .shard_id(shard)
-        .shard_iterator_type(ShardIteratorType::Latest)
+        .shard_iterator_type(ShardIteratorType::AtTimestamp)
+        .timestamp(aws_smithy_types::DateTime::from_millis(since_ms))
         .send()
         .await?
         .shard_iterator;

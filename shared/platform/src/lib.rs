@@ -1,6 +1,7 @@
-//! Nectar's platform crate: the services (collect, archive) written against narrow ports,
-//! the adapters (Kinesis, S3, the embedded local event log), the declarative config and the
-//! mapping of errors to HTTP answers.
+//! Nectar's platform crate: the services (collect, archive, train) written against narrow
+//! ports (event sink, object store, [`model_store`], [`registry`]), the adapters (Kinesis, S3,
+//! Redis, DynamoDB, and the embedded local twins), the declarative config and the mapping of
+//! errors to HTTP answers.
 #![warn(missing_docs)]
 
 pub mod archive;
@@ -23,6 +24,7 @@ pub mod registry;
 pub mod sink;
 pub mod store;
 pub mod train;
+pub mod trainers;
 
 /// Milliseconds since the epoch, now.
 pub fn now_ms() -> i64 {

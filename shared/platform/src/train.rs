@@ -80,7 +80,9 @@ pub trait Trainer: Send + Sync {
 }
 
 /// Popularity (`popular`: interaction counts) and time-decayed popularity (`trending`:
-/// weights halved every `half_life_days`, default 7, before the newest interaction).
+/// weights halved every `half_life_hours`, default 24, before the newest interaction): a
+/// dependency-free trainer for tests; [`crate::trainers::ModelTrainer`] runs the model
+/// crate's algorithms.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct BuiltinTrainer;
 
@@ -94,14 +96,14 @@ impl Trainer for BuiltinTrainer {
         let half_life_ms = match task.algorithm {
             Algorithm::Popular => None,
             Algorithm::Trending => {
-                let days = task.param_f64("half_life_days").unwrap_or(7.0);
-                if days <= 0.0 {
+                let hours = task.param_f64("half_life_hours").unwrap_or(24.0);
+                if hours <= 0.0 {
                     return Err(TrainerError::InvalidParam {
-                        name: "half_life_days".into(),
+                        name: "half_life_hours".into(),
                         problem: "must be positive".into(),
                     });
                 }
-                Some(days * DAY_MS as f64)
+                Some(hours * 3_600_000.0)
             }
             other => return Err(TrainerError::Unsupported(other)),
         };
@@ -149,8 +151,10 @@ impl Trainer for BuiltinTrainer {
 #[derive(Debug, Clone)]
 pub struct ArtifactScorer {
     item_ids: Vec<String>,
+    item_rows: HashMap<String, u32>,
     item_factors: Option<Factors>,
     popular: Vec<Scored>,
+    similar: Option<Vec<Vec<Scored>>>,
     users: HashMap<String, UserState>,
 }
 
@@ -169,9 +173,11 @@ impl ArtifactScorer {
             );
         }
         Self {
+            item_rows: rows_of(&a.item_ids),
             item_ids: a.item_ids.clone(),
             item_factors: a.item_factors.clone(),
             popular: a.popular.clone(),
+            similar: a.similar.clone(),
             users,
         }
     }
@@ -179,15 +185,20 @@ impl ArtifactScorer {
     /// From a stored version and the states of the users to score.
     pub fn from_store(items: ModelItems, users: HashMap<String, UserState>) -> Self {
         Self {
+            item_rows: rows_of(&items.item_ids),
             item_ids: items.item_ids,
             item_factors: items.item_factors,
             popular: items.popular,
+            similar: items.similar,
             users,
         }
     }
 
-    /// The top `k` item ids for `user`.
-    pub fn recommend(&self, user: &str, exclude: &HashSet<&str>, k: usize) -> Vec<String> {
+    /// The top `k` item ids for `user`, whose past items are `history` (never returned):
+    /// by factors when the user has a vector, else the user's list, else by summed
+    /// similarities to the history (item-to-item models), else the popular list.
+    pub fn recommend(&self, user: &str, history: &HashSet<&str>, k: usize) -> Vec<String> {
+        let exclude = history;
         let state = self.users.get(user);
         if let (Some(f), Some(u)) = (&self.item_factors, state.and_then(|s| s.factors.as_ref())) {
             if u.len() == f.dim {
@@ -209,17 +220,62 @@ impl ArtifactScorer {
                     .collect();
             }
         }
-        let list = state
+        if let Some(top) = state
             .and_then(|s| s.top.as_deref())
             .filter(|l| !l.is_empty())
-            .unwrap_or(&self.popular);
-        list.iter()
-            .map(|&(r, _)| self.item_ids[r as usize].as_str())
-            .filter(|id| !exclude.contains(id))
-            .take(k)
-            .map(str::to_string)
-            .collect()
+        {
+            return self.take_from_list(top, exclude, k, Vec::new());
+        }
+        if let Some(similar) = &self.similar {
+            let mut scores: HashMap<u32, f32> = HashMap::new();
+            for h in history {
+                if let Some(&r) = self.item_rows.get(*h) {
+                    for &(j, s) in &similar[r as usize] {
+                        *scores.entry(j).or_default() += s;
+                    }
+                }
+            }
+            let mut scored: Vec<(u32, f32)> = scores
+                .into_iter()
+                .filter(|&(j, _)| !exclude.contains(self.item_ids[j as usize].as_str()))
+                .collect();
+            scored.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+            scored.truncate(k);
+            let recs: Vec<String> = scored
+                .into_iter()
+                .map(|(j, _)| self.item_ids[j as usize].clone())
+                .collect();
+            // Short lists are topped up from the popular list.
+            return self.take_from_list(&self.popular, exclude, k, recs);
+        }
+        self.take_from_list(&self.popular, exclude, k, Vec::new())
     }
+
+    fn take_from_list(
+        &self,
+        list: &[Scored],
+        exclude: &HashSet<&str>,
+        k: usize,
+        mut out: Vec<String>,
+    ) -> Vec<String> {
+        for &(r, _) in list {
+            if out.len() >= k {
+                break;
+            }
+            let id = self.item_ids[r as usize].as_str();
+            if !exclude.contains(id) && !out.iter().any(|o| o == id) {
+                out.push(id.to_string());
+            }
+        }
+        out
+    }
+}
+
+fn rows_of(ids: &[String]) -> HashMap<String, u32> {
+    ids.iter()
+        .enumerate()
+        .map(|(r, id)| (id.clone(), r as u32))
+        .collect()
 }
 
 /// A holdout prepared for scoring: per scored user, the training items to exclude and the
@@ -233,41 +289,64 @@ pub struct Holdout {
 impl Holdout {
     /// Builds the holdout from the split.
     pub fn new(train: InteractionsView<'_>, test: InteractionsView<'_>) -> Self {
-        // Training items are collected only for the users that have held-out rows.
-        let test_users: HashSet<u32> = test.rows.iter().map(|r| r.user).collect();
-        let mut seen: HashMap<u32, HashSet<u32>> = HashMap::new();
-        let mut items = vec![false; train.items.len()];
+        // Flags over the interned rows keep this linear and light on tens of millions of rows.
+        let mut train_user = vec![false; train.users.len()];
+        let mut train_item = vec![false; train.items.len()];
         for r in train.rows {
-            items[r.item as usize] = true;
-            if test_users.contains(&r.user) {
-                seen.entry(r.user).or_default().insert(r.item);
-            }
+            train_user[r.user as usize] = true;
+            train_item[r.item as usize] = true;
         }
-        let mut truth: BTreeMap<&str, (u32, HashSet<u32>)> = BTreeMap::new();
-        for r in test.rows {
-            if seen.contains_key(&r.user) && items[r.item as usize] {
-                truth
-                    .entry(test.users[r.user as usize].as_str())
-                    .or_insert_with(|| (r.user, HashSet::new()))
-                    .1
-                    .insert(r.item);
+        let warm = |r: &&nectar_model::mapping::Row| {
+            train_user[r.user as usize] && train_item[r.item as usize]
+        };
+        let mut scored = vec![false; train.users.len()];
+        let mut candidates: Vec<u32> = Vec::new();
+        for r in test.rows.iter().filter(warm) {
+            if !scored[r.user as usize] {
+                scored[r.user as usize] = true;
+                candidates.push(r.user);
             }
         }
         // Deterministic subsample of large holdouts: every n-th user in id order.
-        let step = truth.len().div_ceil(MAX_EVAL_USERS).max(1);
-        let ids = |set: &HashSet<u32>| -> HashSet<String> {
-            set.iter()
+        candidates.sort_by(|a, b| train.users[*a as usize].cmp(&train.users[*b as usize]));
+        let step = candidates.len().div_ceil(MAX_EVAL_USERS).max(1);
+        scored.iter_mut().for_each(|s| *s = false);
+        let chosen: Vec<u32> = candidates.into_iter().step_by(step).collect();
+        for &u in &chosen {
+            scored[u as usize] = true;
+        }
+        let mut seen: HashMap<u32, HashSet<u32>> = HashMap::new();
+        for r in train.rows.iter().filter(|r| scored[r.user as usize]) {
+            seen.entry(r.user).or_default().insert(r.item);
+        }
+        let mut truth: HashMap<u32, HashSet<u32>> = HashMap::new();
+        for r in test
+            .rows
+            .iter()
+            .filter(warm)
+            .filter(|r| scored[r.user as usize])
+        {
+            truth.entry(r.user).or_default().insert(r.item);
+        }
+        let ids = |set: Option<&HashSet<u32>>| -> HashSet<String> {
+            set.into_iter()
+                .flatten()
                 .map(|&i| train.items[i as usize].clone())
                 .collect()
         };
-        let users = truth
-            .into_iter()
-            .step_by(step)
-            .map(|(u, (row, t))| (u.to_string(), ids(&seen[&row]), ids(&t)))
+        let users = chosen
+            .iter()
+            .map(|u| {
+                (
+                    train.users[*u as usize].clone(),
+                    ids(seen.get(u)),
+                    ids(truth.get(u)),
+                )
+            })
             .collect();
         Self {
             users,
-            train_items: items.iter().filter(|&&b| b).count(),
+            train_items: train_item.iter().filter(|&&b| b).count(),
         }
     }
 
@@ -1093,6 +1172,33 @@ mod tests {
     }
 
     #[test]
+    fn similar_lists_score_by_summed_similarity_to_the_history() {
+        // GIVEN item-to-item lists: a ~ b (0.9), a ~ c (0.2), d ~ c (0.5); popular: e
+        let a = ModelArtifacts {
+            item_ids: ["a", "b", "c", "d", "e"].map(String::from).to_vec(),
+            popular: vec![(4, 9.0), (1, 1.0)],
+            similar: Some(vec![
+                vec![(1, 0.9), (2, 0.2)],
+                vec![(0, 0.9)],
+                vec![(0, 0.2), (3, 0.5)],
+                vec![(2, 0.5)],
+                vec![],
+            ]),
+            ..ModelArtifacts::default()
+        };
+        let s = ArtifactScorer::from_artifacts(&a);
+        // WHEN a user who had a and d is scored THEN b (0.9) comes first, c (0.2 + 0.5 = 0.7)
+        // second, and the popular list tops up the rest
+        assert_eq!(
+            s.recommend("u", &HashSet::from(["a", "d"]), 4),
+            vec!["b", "c", "e"]
+        );
+        assert_eq!(s.recommend("u", &HashSet::from(["a", "d"]), 1), vec!["b"]);
+        // no history: popular
+        assert_eq!(s.recommend("u", &HashSet::new(), 2), vec!["e", "b"]);
+    }
+
+    #[test]
     fn metrics_follow_refeval_formulas() {
         // GIVEN a user whose held-out items are b and c, and a popular list [a, b, d, c]
         let all = log(&[
@@ -1128,8 +1234,8 @@ mod tests {
     fn builtin_trending_decays_old_interactions() {
         let mut task = config_task("trending");
         task.params.insert(
-            "half_life_days".into(),
-            crate::config::ParamValue::Number(1.0),
+            "half_life_hours".into(),
+            crate::config::ParamValue::Number(24.0),
         );
         // old: 3 plays 3 days before the newest; new: 1 play now
         let data = log(&[

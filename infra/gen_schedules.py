@@ -1,0 +1,197 @@
+#!/usr/bin/env python3
+"""Generate the config-driven parts of infra/template.yaml from config/nectar.toml.
+
+A static CloudFormation template cannot loop over the config file, so the parts that depend on
+it live between marker lines in the template and are rewritten by this script:
+
+* ``sites``: the site keys, used by the Glue table's partition projection (an enum of sites);
+* ``schedules``: one EventBridge Scheduler schedule per training task that declares a
+  ``schedule`` (``[sites.<site>.tasks.<task>] schedule = "rate(1 hour)" | "cron(...)"``), whose
+  target is the train function with the constant input ``{"task": "<task>", "site": "<site>"}``.
+  A task without ``schedule`` is run by hand only.
+
+Usage: ``python3 infra/gen_schedules.py [--config FILE] [--template FILE] [--check]``.
+Without ``--check`` the template is rewritten in place; with it nothing is written and the exit
+status is 1 when the template and the config disagree (CI runs this), 2 when the config or the
+template is malformed. Only the standard library is used (Python 3.11+, ``tomllib``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import hashlib
+import json
+import re
+import sys
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+NAME_RE = re.compile(r"^[a-z0-9_-]{1,64}$")
+# EventBridge Scheduler syntax: rate(value unit) with the unit singular exactly when value is 1,
+# or cron() with six fields (minutes hours day-of-month month day-of-week year).
+RATE_RE = re.compile(r"^rate\((?P<n>[1-9][0-9]*) (?P<unit>minute|minutes|hour|hours|day|days)\)$")
+CRON_RE = re.compile(r"^cron\((?P<fields>[^()]+)\)$")
+MARKER = "# {edge} GENERATED {name}"
+
+
+class ConfigError(Exception):
+    """The config file cannot be turned into template parts; the message names the place."""
+
+
+def check_schedule(expr: object, where: str) -> str:
+    if not isinstance(expr, str):
+        raise ConfigError(f"{where}.schedule: expected a string, got {type(expr).__name__}")
+    rate = RATE_RE.match(expr)
+    if rate:
+        n, unit = int(rate["n"]), rate["unit"]
+        if (n == 1) != (not unit.endswith("s")):
+            raise ConfigError(
+                f"{where}.schedule: {expr!r}: EventBridge wants the singular unit for 1 and the plural otherwise"
+            )
+        return expr
+    cron = CRON_RE.match(expr)
+    if cron:
+        fields = cron["fields"].split()
+        if len(fields) != 6:
+            raise ConfigError(
+                f"{where}.schedule: {expr!r}: cron() takes 6 fields (minutes hours day-of-month month"
+                f" day-of-week year), got {len(fields)}"
+            )
+        if "?" not in (fields[2], fields[4]):
+            raise ConfigError(f"{where}.schedule: {expr!r}: one of day-of-month and day-of-week must be '?'")
+        return expr
+    raise ConfigError(f"{where}.schedule: {expr!r} is neither rate(N unit) nor cron(6 fields)")
+
+
+def read_config(path: Path) -> tuple[list[str], list[tuple[str, str, str]]]:
+    """Return the sorted site keys and the sorted (site, task, schedule) triples."""
+    try:
+        with path.open("rb") as f:
+            cfg = tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: {e}") from None
+    sites = cfg.get("sites")
+    if not isinstance(sites, dict) or not sites:
+        raise ConfigError(f"{path}: [sites.<site>] tables are required (found none)")
+    keys, tasks = [], []
+    for site, site_cfg in sorted(sites.items()):
+        if not NAME_RE.match(site):
+            raise ConfigError(f"sites.{site}: site keys are [a-z0-9_-]{{1,64}}")
+        keys.append(site)
+        site_tasks = site_cfg.get("tasks", {}) if isinstance(site_cfg, dict) else None
+        if not isinstance(site_tasks, dict):
+            raise ConfigError(f"sites.{site}.tasks: expected a table")
+        for task, task_cfg in sorted(site_tasks.items()):
+            where = f"sites.{site}.tasks.{task}"
+            if not NAME_RE.match(task):
+                raise ConfigError(f"{where}: task names are [a-z0-9_-]{{1,64}}")
+            if not isinstance(task_cfg, dict):
+                raise ConfigError(f"{where}: expected a table")
+            if "schedule" in task_cfg:
+                tasks.append((site, task, check_schedule(task_cfg["schedule"], where)))
+    return keys, tasks
+
+
+def camel(name: str) -> str:
+    return "".join(part[:1].upper() + part[1:] for part in re.split(r"[-_]", name) if part)
+
+
+def logical_ids(tasks: list[tuple[str, str, str]]) -> list[str]:
+    """Readable logical ids; a hash suffix only where two names fold to the same id (a-b, a_b)."""
+    base = [f"TrainSchedule{camel(site)}{camel(task)}" for site, task, _ in tasks]
+    return [
+        b if base.count(b) == 1 else b + hashlib.sha256(f"{s}/{t}".encode()).hexdigest()[:8]
+        for b, (s, t, _) in zip(base, tasks)
+    ]
+
+
+def render_sites(keys: list[str], indent: str) -> list[str]:
+    return [
+        f"{indent}Sites:",
+        f"{indent}  Projection:",
+        f"{indent}    Values: {','.join(keys)}",
+    ]
+
+
+def render_schedules(tasks: list[tuple[str, str, str]], indent: str) -> list[str]:
+    out: list[str] = []
+    for lid, (site, task, expr) in zip(logical_ids(tasks), tasks):
+        payload = json.dumps({"task": task, "site": site}, separators=(",", ":"))
+        out += [
+            f"{indent}{lid}:",
+            f"{indent}  Type: AWS::Scheduler::Schedule",
+            f"{indent}  Properties:",
+            f"{indent}    Description: Nectar training task {task} of site {site} (config/nectar.toml)",
+            f"{indent}    ScheduleExpression: {expr}",
+            f"{indent}    ScheduleExpressionTimezone: UTC",
+            f"{indent}    FlexibleTimeWindow:",
+            f'{indent}      Mode: "OFF"',
+            f"{indent}    State: !Ref TrainingSchedulesState",
+            f"{indent}    Target:",
+            f"{indent}      Arn: !GetAtt TrainFunction.Arn",
+            f"{indent}      RoleArn: !GetAtt SchedulerRole.Arn",
+            f"{indent}      Input: '{payload}'",
+            f"{indent}      RetryPolicy:",
+            # A failed run leaves the current model in place; the next run retrains anyway.
+            f"{indent}        MaximumRetryAttempts: 0",
+        ]
+    return out
+
+
+def replace_block(text: str, name: str, render) -> str:
+    begin, end = MARKER.format(edge="BEGIN", name=name), MARKER.format(edge="END", name=name)
+    lines = text.split("\n")
+    starts = [i for i, line in enumerate(lines) if line.strip().startswith(begin)]
+    ends = [i for i, line in enumerate(lines) if line.strip().startswith(end)]
+    if len(starts) != 1 or len(ends) != 1 or ends[0] < starts[0]:
+        raise ConfigError(f"template: expected one '{begin}' line followed by one '{end}' line")
+    indent = lines[starts[0]][: len(lines[starts[0]]) - len(lines[starts[0]].lstrip())]
+    return "\n".join(lines[: starts[0] + 1] + render(indent) + lines[ends[0] :])
+
+
+def generate(config: Path, template_text: str) -> str:
+    keys, tasks = read_config(config)
+    text = replace_block(template_text, "sites", lambda ind: render_sites(keys, ind))
+    return replace_block(text, "schedules", lambda ind: render_schedules(tasks, ind))
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--config", type=Path, default=ROOT / "config" / "nectar.toml")
+    ap.add_argument("--template", type=Path, default=ROOT / "infra" / "template.yaml")
+    ap.add_argument("--check", action="store_true", help="fail (exit 1) when the template is not up to date")
+    args = ap.parse_args(argv)
+    try:
+        current = args.template.read_text()
+        wanted = generate(args.config, current)
+    except (ConfigError, OSError) as e:
+        print(f"gen_schedules: {e}", file=sys.stderr)
+        return 2
+    if current == wanted:
+        print(f"gen_schedules: {args.template} is up to date with {args.config}")
+        return 0
+    if args.check:
+        sys.stderr.writelines(
+            difflib.unified_diff(
+                current.splitlines(keepends=True),
+                wanted.splitlines(keepends=True),
+                fromfile=f"{args.template} (committed)",
+                tofile=f"{args.template} (from {args.config})",
+            )
+        )
+        print(
+            f"gen_schedules: {args.template} disagrees with {args.config}; run python3 infra/gen_schedules.py",
+            file=sys.stderr,
+        )
+        return 1
+    args.template.write_text(wanted)
+    print(f"gen_schedules: rewrote the generated blocks of {args.template}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

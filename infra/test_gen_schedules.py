@@ -1,0 +1,74 @@
+#!/usr/bin/env python3
+"""Tests of infra/gen_schedules.py on temporary copies of the template and config."""
+
+import shutil
+import sys
+import tempfile
+import unittest
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import gen_schedules  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class GenSchedulesTest(unittest.TestCase):
+    def setUp(self):
+        self.dir = Path(tempfile.mkdtemp())
+        self.template = self.dir / "template.yaml"
+        self.config = self.dir / "nectar.toml"
+        shutil.copy(ROOT / "infra" / "template.yaml", self.template)
+
+    def tearDown(self):
+        shutil.rmtree(self.dir)
+
+    def run_gen(self, *extra):
+        return gen_schedules.main(["--config", str(self.config), "--template", str(self.template), *extra])
+
+    def test_new_task_is_a_mismatch_until_regenerated(self):
+        # GIVEN a config with a second site and an hourly cron task
+        self.config.write_text(
+            '[sites.demo.tasks.als]\nschedule = "rate(6 hours)"\n'
+            '[sites.radio-one.tasks.item_knn]\nschedule = "cron(15 * * * ? *)"\n'
+            '[sites.radio-one.tasks.manual]\nalgorithm = "als"\n'
+        )
+        # WHEN checked, THEN it disagrees; WHEN generated, THEN the check passes
+        self.assertEqual(self.run_gen("--check"), 1)
+        self.assertEqual(self.run_gen(), 0)
+        self.assertEqual(self.run_gen("--check"), 0)
+        text = self.template.read_text()
+        self.assertIn("TrainScheduleRadioOneItemKnn:", text)
+        self.assertIn("ScheduleExpression: cron(15 * * * ? *)", text)
+        self.assertIn('Input: \'{"task":"item_knn","site":"radio-one"}\'', text)
+        self.assertIn("Values: demo,radio-one", text)
+        self.assertNotIn("Manual", text)  # no schedule, no resource
+
+    def test_invalid_schedules_name_the_place(self):
+        for bad, why in [
+            ('"rate(1 hours)"', "singular"),
+            ('"rate(6 hour)"', "singular"),
+            ('"cron(0 3 * * *)"', "6 fields"),
+            ('"cron(0 3 * * 1 *)"', "'?'"),
+            ('"every day"', "neither"),
+        ]:
+            self.config.write_text(f"[sites.demo.tasks.als]\nschedule = {bad}\n")
+            with self.assertRaises(gen_schedules.ConfigError) as e:
+                gen_schedules.read_config(self.config)
+            self.assertIn("sites.demo.tasks.als.schedule", str(e.exception))
+            self.assertIn(why, str(e.exception))
+            self.assertEqual(self.run_gen("--check"), 2)
+
+    def test_colliding_logical_ids_get_a_suffix(self):
+        ids = gen_schedules.logical_ids([("a-b", "t", "rate(1 day)"), ("a_b", "t", "rate(1 day)")])
+        self.assertEqual(len(set(ids)), 2)
+        self.assertTrue(all(i.startswith("TrainScheduleABT") for i in ids))
+
+    def test_bad_site_key(self):
+        self.config.write_text('[sites.Demo.tasks.als]\nschedule = "rate(1 day)"\n')
+        with self.assertRaises(gen_schedules.ConfigError):
+            gen_schedules.read_config(self.config)
+
+
+if __name__ == "__main__":
+    unittest.main()
