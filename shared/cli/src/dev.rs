@@ -15,6 +15,7 @@ use nectar_platform::catalog::{handle_items, Catalog, ITEMS_PATH};
 use nectar_platform::collect::{CollectService, COLLECT_PATH};
 use nectar_platform::config::NectarConfig;
 use nectar_platform::error::AppError;
+use nectar_platform::history::HistorySink;
 use nectar_platform::keys::AdminKeys;
 use nectar_platform::kinesis::{KinesisSink, RetryPolicy, SdkKinesis};
 use nectar_platform::local_log::LocalEventLog;
@@ -70,7 +71,7 @@ impl EventSink for DevSink {
 
 /// The services behind the dev server.
 struct AppState {
-    collect: CollectService<Arc<DevSink>>,
+    collect: CollectService<HistorySink<Arc<DevSink>, AnyModelStore>>,
     recommend: RecommendService<AnyModelStore, DevSink>,
     config: Arc<NectarConfig>,
     keys: AdminKeys,
@@ -166,7 +167,10 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         ..RecommendOptions::default()
     };
     let state = Arc::new(AppState {
-        collect: CollectService::new(config.clone(), sink.clone()),
+        collect: CollectService::new(
+            config.clone(),
+            HistorySink::new(sink.clone(), models.clone(), config.clone()),
+        ),
         recommend: RecommendService::new(
             config.clone(),
             models,

@@ -21,16 +21,10 @@ enum Command {
     /// Serve every HTTP route locally (collect, recommend, similar, items) on the embedded backends, or on real
     /// Kinesis/S3 when --stream/--bucket are given.
     Dev(dev::DevArgs),
-<<<<<<< HEAD
-=======
-    /// Offline evaluation of an algorithm on train/test CSV files (refeval's protocol).
-    Eval(eval::EvalArgs),
->>>>>>> train
     /// Run training tasks on the local event log into the local model store.
     Train(train::TrainArgs),
     /// Import a MovieLens-style ratings CSV into the event log.
     Import(import::ImportArgs),
-<<<<<<< HEAD
     /// Offline evaluation of an algorithm on train/test CSV files (refeval's protocol).
     Eval(eval::EvalArgs),
     /// Admin keys (catalog upserts, key-protected endpoints).
@@ -38,8 +32,6 @@ enum Command {
         #[command(subcommand)]
         command: KeyCommand,
     },
-=======
->>>>>>> train
     /// Validate a declarative config file.
     Config {
         #[command(subcommand)]
@@ -96,7 +88,6 @@ fn main() -> anyhow::Result<()> {
                 .build()?;
             rt.block_on(dev::run(args))
         }
-<<<<<<< HEAD
         Command::Train(args) => runtime()?.block_on(train::run(args)),
         Command::Import(args) => runtime()?.block_on(import::run(args)),
         Command::Eval(args) => eval::run(&args),
@@ -111,11 +102,6 @@ fn main() -> anyhow::Result<()> {
             eprintln!("Admin key for site {site}: shown once; only its SHA-256 is stored in {}. Restart nectar dev to load it.", data_dir.join("keys.txt").display());
             Ok(())
         }
-=======
-        Command::Eval(args) => eval::run(&args),
-        Command::Train(args) => runtime()?.block_on(train::run(args)),
-        Command::Import(args) => runtime()?.block_on(import::run(args)),
->>>>>>> train
         Command::Config {
             command: ConfigCommand::Check { file },
         } => {

@@ -10,6 +10,7 @@ pub mod collect;
 pub mod config;
 pub mod env;
 pub mod error;
+pub mod history;
 pub mod http_util;
 pub mod jsonl;
 pub mod keys;
