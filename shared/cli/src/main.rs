@@ -3,6 +3,7 @@
 
 use clap::{Parser, Subcommand};
 
+mod demo;
 mod dev;
 mod eval;
 mod import;
@@ -18,6 +19,9 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// The whole flow on this machine: synthetic broadcaster data through collect, training,
+    /// offline metrics, sample recommendations, then the dev server (`--no-serve` exits).
+    Demo(demo::DemoArgs),
     /// Serve every HTTP route locally (collect, recommend, similar, items) on the embedded backends, or on real
     /// Kinesis/S3 when --stream/--bucket are given.
     Dev(dev::DevArgs),
@@ -88,6 +92,7 @@ fn main() -> anyhow::Result<()> {
                 .build()?;
             rt.block_on(dev::run(args))
         }
+        Command::Demo(args) => runtime()?.block_on(demo::run(args)),
         Command::Train(args) => runtime()?.block_on(train::run(args)),
         Command::Import(args) => runtime()?.block_on(import::run(args)),
         Command::Eval(args) => eval::run(&args),

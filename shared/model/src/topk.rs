@@ -102,6 +102,25 @@ pub fn top_k(scores: &[f32], k: usize, exclude: Exclude<'_>) -> Vec<(u32, f32)> 
     out.into_iter().map(|c| (c.item, c.score)).collect()
 }
 
+/// `scores[i] = y_i · x` over row-major factors; written so the compiler vectorises it.
+pub fn dot_scores(factors: &[f32], dim: usize, x: &[f32], scores: &mut [f32]) {
+    for (s, y) in scores.iter_mut().zip(factors.chunks_exact(dim)) {
+        let mut acc = [0f32; 8];
+        let mut yc = y.chunks_exact(8);
+        let mut xc = x.chunks_exact(8);
+        for (a, b) in (&mut yc).zip(&mut xc) {
+            for k in 0..8 {
+                acc[k] += a[k] * b[k];
+            }
+        }
+        let mut t: f32 = acc.iter().sum();
+        for (a, b) in yc.remainder().iter().zip(xc.remainder()) {
+            t += a * b;
+        }
+        *s = t;
+    }
+}
+
 /// Merges two sorted index lists into one sorted, deduplicated list.
 pub fn merge_sorted(a: &[u32], b: &[u32]) -> Vec<u32> {
     let mut out = Vec::with_capacity(a.len() + b.len());
@@ -186,5 +205,19 @@ mod tests {
     fn merge() {
         assert_eq!(merge_sorted(&[1, 3, 5], &[2, 3, 9]), vec![1, 2, 3, 5, 9]);
         assert_eq!(merge_sorted(&[], &[4]), vec![4]);
+    }
+
+    #[test]
+    fn dot_scores_match_naive() {
+        let dim = 13;
+        let rows = 7;
+        let f: Vec<f32> = (0..rows * dim).map(|i| (i as f32 * 0.37).sin()).collect();
+        let x: Vec<f32> = (0..dim).map(|i| (i as f32 * 0.11).cos()).collect();
+        let mut s = vec![0f32; rows];
+        super::dot_scores(&f, dim, &x, &mut s);
+        for r in 0..rows {
+            let naive: f32 = (0..dim).map(|k| f[r * dim + k] * x[k]).sum();
+            assert!((s[r] - naive).abs() < 1e-4);
+        }
     }
 }

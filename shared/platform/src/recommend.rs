@@ -17,6 +17,7 @@ use bytes::Bytes;
 use http::{Method, StatusCode};
 use nectar_model::algo::als::{AlsModel, Confidence};
 use nectar_model::event::{accept_payload, CollectLimits};
+pub use nectar_model::topk::dot_scores;
 use nectar_model::topk::{top_k, Exclude};
 use rand::Rng;
 use serde_json::json;
@@ -163,25 +164,6 @@ pub fn assign_variant<'a>(
         }
     }
     variants.last().expect("validated: at least one variant")
-}
-
-/// `scores[i] = y_i · x` over row-major factors; written so the compiler vectorises it.
-pub fn dot_scores(factors: &[f32], dim: usize, x: &[f32], scores: &mut [f32]) {
-    for (s, y) in scores.iter_mut().zip(factors.chunks_exact(dim)) {
-        let mut acc = [0f32; 8];
-        let mut yc = y.chunks_exact(8);
-        let mut xc = x.chunks_exact(8);
-        for (a, b) in (&mut yc).zip(&mut xc) {
-            for k in 0..8 {
-                acc[k] += a[k] * b[k];
-            }
-        }
-        let mut t: f32 = acc.iter().sum();
-        for (a, b) in yc.remainder().iter().zip(xc.remainder()) {
-            t += a * b;
-        }
-        *s = t;
-    }
 }
 
 /// Parsed query of a request.
@@ -886,19 +868,5 @@ mod tests {
             })
             .count();
         assert!(moved > 300, "{moved}");
-    }
-
-    #[test]
-    fn dot_scores_match_naive() {
-        let dim = 13;
-        let rows = 7;
-        let f: Vec<f32> = (0..rows * dim).map(|i| (i as f32 * 0.37).sin()).collect();
-        let x: Vec<f32> = (0..dim).map(|i| (i as f32 * 0.11).cos()).collect();
-        let mut s = vec![0f32; rows];
-        dot_scores(&f, dim, &x, &mut s);
-        for r in 0..rows {
-            let naive: f32 = (0..dim).map(|k| f[r * dim + k] * x[k]).sum();
-            assert!((s[r] - naive).abs() < 1e-4);
-        }
     }
 }

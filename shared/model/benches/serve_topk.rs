@@ -1,13 +1,12 @@
 //! Serving hot path: dot product of one user vector with every item vector, then top-10 with
 //! exclusions (the user's history), over 100k items × 64 factors, one core.
 //!
-//! `cargo bench -p nectar-platform --bench topk` (criterion), then a p50/p99 over 2,000 calls.
+//! `cargo bench -p nectar-model --bench serve_topk` (criterion), then a p50/p99 over 2,000 calls.
 
 use std::time::Instant;
 
 use criterion::{criterion_group, Criterion};
-use nectar_model::topk::{top_k, Exclude};
-use nectar_platform::recommend::dot_scores;
+use nectar_model::topk::{dot_scores, top_k, Exclude};
 use rand::{Rng, SeedableRng};
 
 const ITEMS: usize = 100_000;
@@ -15,9 +14,13 @@ const DIM: usize = 64;
 
 fn data() -> (Vec<f32>, Vec<f32>, Vec<u32>) {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
-    let f: Vec<f32> = (0..ITEMS * DIM).map(|_| rng.random_range(-1.0..1.0)).collect();
+    let f: Vec<f32> = (0..ITEMS * DIM)
+        .map(|_| rng.random_range(-1.0..1.0))
+        .collect();
     let x: Vec<f32> = (0..DIM).map(|_| rng.random_range(-1.0..1.0)).collect();
-    let mut ex: Vec<u32> = (0..100).map(|_| rng.random_range(0..ITEMS as u32)).collect();
+    let mut ex: Vec<u32> = (0..100)
+        .map(|_| rng.random_range(0..ITEMS as u32))
+        .collect();
     ex.sort_unstable();
     ex.dedup();
     (f, x, ex)
