@@ -565,3 +565,50 @@ async fn service_unconnected(url: &str, site: &str) -> (Option<Svc>, ()) {
         Err(_) => (None, ()),
     }
 }
+
+/// The DynamoDB catalog and keys tables on moto: upsert, load per site, key hashes only.
+#[tokio::test]
+async fn dynamodb_catalog_and_keys_on_moto() {
+    use nectar_platform::dynamo_catalog::{create_table, DynamoCatalog, DynamoKeys};
+    let cfg = nectar_tests::aws_config().await;
+    let client = aws_sdk_dynamodb::Client::new(&cfg);
+    let tag = format!("{:08x}", rand::random::<u32>());
+    let cat_table = format!("nectar-catalog-{tag}");
+    let keys_table = format!("nectar-keys-{tag}");
+    create_table(&client, &cat_table, "site", Some("item_id"))
+        .await
+        .unwrap();
+    create_table(&client, &keys_table, "key_hash", None)
+        .await
+        .unwrap();
+    // GIVEN 60 items of one site (three batches) and one of another
+    let cat = DynamoCatalog::new(client.clone(), &cat_table);
+    let items: Vec<ItemMeta> = (0..60)
+        .map(|i| ItemMeta {
+            id: format!("m-{i}"),
+            category: Some(if i % 2 == 0 { "news" } else { "sport" }.into()),
+            available_from: Some(1_000),
+            available_until: (i == 7).then_some(2_000),
+            title: None,
+        })
+        .collect();
+    cat.put_items("a", &items).await.unwrap();
+    cat.put_items("b", &items[..1]).await.unwrap();
+    // WHEN loading site a
+    let mut loaded = cat.load_site("a").await.unwrap();
+    loaded.sort_by_key(|m| m.id[2..].parse::<u32>().unwrap());
+    // THEN exactly its items come back, fields intact
+    assert_eq!(loaded, items);
+    // AND keys are stored as hashes, bound to their site
+    let keys = DynamoKeys::new(client.clone(), &keys_table);
+    let k = keys.create("a").await.unwrap();
+    let scan = client.scan().table_name(&keys_table).send().await.unwrap();
+    let dump = format!("{:?}", scan.items());
+    assert!(!dump.contains(&k), "clear key stored");
+    let loaded = keys.load().await.unwrap();
+    assert!(loaded.verify(&k, "a"));
+    assert!(!loaded.verify(&k, "b"));
+    for t in [cat_table, keys_table] {
+        client.delete_table().table_name(t).send().await.unwrap();
+    }
+}

@@ -174,59 +174,74 @@ struct ItemsBody {
     items: Vec<ItemMeta>,
 }
 
-/// `PUT /v1/items?s=SITE` with `Authorization: Bearer <admin key of the site>`, body
-/// `{"items": [{"id", "category"?, "available_from"?, "available_until"?, "title"?}]}`.
+/// Checks a `PUT /v1/items?s=SITE` request (route, method, site, `Authorization: Bearer
+/// <admin key of the site>`, body `{"items": [{"id", "category"?, "available_from"?,
+/// "available_until"?, "title"?}]}`) and returns the site and the items to upsert.
+pub fn parse_items_request(
+    config: &NectarConfig,
+    keys: &AdminKeys,
+    req: &http::Request<Bytes>,
+) -> Result<(String, Vec<ItemMeta>), AppError> {
+    if req.uri().path() != ITEMS_PATH {
+        return Err(AppError::NotFound(req.uri().path().to_string()));
+    }
+    if req.method() != Method::PUT {
+        return Err(AppError::MethodNotAllowed {
+            method: req.method().to_string(),
+            allow: "PUT",
+        });
+    }
+    let site = site_key_param(req.uri().query())?;
+    if config.site(&site).is_none() {
+        return Err(AppError::UnknownSite(site));
+    }
+    keys.authorize(req.headers(), &site)?;
+    if req.body().len() > MAX_ITEMS_BODY {
+        return Err(AppError::PayloadTooLarge {
+            limit: MAX_ITEMS_BODY,
+        });
+    }
+    let body: ItemsBody = serde_json::from_slice(req.body())
+        .map_err(|e| AppError::invalid("body", format!("not a valid items document: {e}")))?;
+    for (i, it) in body.items.iter().enumerate() {
+        if it.id.is_empty() || it.id.len() > 256 || it.id.chars().any(char::is_control) {
+            return Err(AppError::invalid(
+                &format!("items[{i}].id"),
+                "ids are 1 to 256 characters with no control characters",
+            ));
+        }
+        if let (Some(f), Some(u)) = (it.available_from, it.available_until) {
+            if u <= f {
+                return Err(AppError::invalid(
+                    &format!("items[{i}].available_until"),
+                    "must be after available_from",
+                ));
+            }
+        }
+    }
+    Ok((site, body.items))
+}
+
+/// The answer to a successful upsert of `n` items.
+pub fn upserted_response(n: usize) -> http::Response<Bytes> {
+    json_response(StatusCode::OK, &json!({ "upserted": n }))
+}
+
+/// `PUT /v1/items` on the local catalog (`nectar dev`).
 pub fn handle_items(
     config: &NectarConfig,
     keys: &AdminKeys,
     catalog: &Catalog,
     req: &http::Request<Bytes>,
 ) -> http::Response<Bytes> {
-    let r = (|| {
-        if req.uri().path() != ITEMS_PATH {
-            return Err(AppError::NotFound(req.uri().path().to_string()));
-        }
-        if req.method() != Method::PUT {
-            return Err(AppError::MethodNotAllowed {
-                method: req.method().to_string(),
-                allow: "PUT",
-            });
-        }
-        let site = site_key_param(req.uri().query())?;
-        if config.site(&site).is_none() {
-            return Err(AppError::UnknownSite(site));
-        }
-        keys.authorize(req.headers(), &site)?;
-        if req.body().len() > MAX_ITEMS_BODY {
-            return Err(AppError::PayloadTooLarge {
-                limit: MAX_ITEMS_BODY,
-            });
-        }
-        let body: ItemsBody = serde_json::from_slice(req.body())
-            .map_err(|e| AppError::invalid("body", format!("not a valid items document: {e}")))?;
-        for (i, it) in body.items.iter().enumerate() {
-            if it.id.is_empty() || it.id.len() > 256 || it.id.chars().any(char::is_control) {
-                return Err(AppError::invalid(
-                    &format!("items[{i}].id"),
-                    "ids are 1 to 256 characters with no control characters",
-                ));
-            }
-            if let (Some(f), Some(u)) = (it.available_from, it.available_until) {
-                if u <= f {
-                    return Err(AppError::invalid(
-                        &format!("items[{i}].available_until"),
-                        "must be after available_from",
-                    ));
-                }
-            }
-        }
-        let n = body.items.len();
-        catalog.upsert(&site, body.items).map_err(|e| {
+    let r = parse_items_request(config, keys, req).and_then(|(site, items)| {
+        let n = items.len();
+        catalog.upsert(&site, items).map_err(|e| {
             tracing::error!(error = ?e, "Catalog upsert failed.");
             AppError::Unavailable(Box::new(e))
         })?;
-        Ok(json_response(StatusCode::OK, &json!({ "upserted": n })))
-    })();
+        Ok(upserted_response(n))
+    });
     r.unwrap_or_else(AppError::into_response)
 }
 

@@ -108,16 +108,17 @@ mod tests {
 
     #[test]
     fn weighted_events_become_history_in_time_order() {
+        const T: i64 = 1_763_000_000_000;
         // GIVEN a payload with two plays (out of order), a pause (no weight) and a served log
         let cfg = NectarConfig::embedded_default();
         let body = serde_json::json!({
-            "peach_schema_version": "1.0.3", "sent_timestamp": 1_000_000, "user_id": "u1",
+            "peach_schema_version": "1.0.3", "sent_timestamp": T, "user_id": "u1",
             "client": {"id": "c1", "app_id": "a", "device": {"type": "phone"}},
             "events": [
-                {"type": "media_play", "id": "m2", "event_timestamp": 999_000},
-                {"type": "media_play", "id": "m1", "event_timestamp": 998_000},
-                {"type": "media_pause", "id": "m3", "event_timestamp": 999_500},
-                {"type": "recommendation_served", "id": "r1", "event_timestamp": 999_600}
+                {"type": "media_play", "id": "m2", "event_timestamp": T - 1_000},
+                {"type": "media_play", "id": "m1", "event_timestamp": T - 2_000},
+                {"type": "media_pause", "id": "m3", "event_timestamp": T - 500},
+                {"type": "recommendation_served", "id": "r1", "event_timestamp": T - 400}
             ]
         })
         .to_string();

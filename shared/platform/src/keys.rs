@@ -23,6 +23,12 @@ pub fn key_hash(key: &str) -> [u8; 32] {
     Sha256::digest(key.as_bytes()).into()
 }
 
+/// A new random key (256 bits).
+pub fn new_key() -> String {
+    let raw: [u8; 32] = rand::rng().random();
+    format!("nk_{}", hex::encode(raw))
+}
+
 impl AdminKeys {
     /// No keys: every admin request is refused.
     pub fn none() -> Self {
@@ -54,8 +60,7 @@ impl AdminKeys {
     /// only time it exists in clear).
     pub fn create(path: &Path, site: &str) -> std::io::Result<String> {
         use std::io::Write;
-        let raw: [u8; 32] = rand::rng().random();
-        let key = format!("nk_{}", hex::encode(raw));
+        let key = new_key();
         if let Some(d) = path.parent() {
             std::fs::create_dir_all(d)?;
         }
@@ -65,6 +70,15 @@ impl AdminKeys {
             .open(path)?;
         writeln!(f, "{} {site}", hex::encode(key_hash(&key)))?;
         Ok(key)
+    }
+
+    /// Adds a stored hash (hex); ignored when malformed.
+    pub fn add_hash(&mut self, hash_hex: &str, site: &str) {
+        if let Ok(bytes) = hex::decode(hash_hex) {
+            if let Ok(arr) = <[u8; 32]>::try_from(bytes.as_slice()) {
+                self.hashes.push((arr, site.to_string()));
+            }
+        }
     }
 
     /// Adds a key in memory (tests, and keys created at start-up).

@@ -8,6 +8,7 @@ pub mod archive;
 pub mod catalog;
 pub mod collect;
 pub mod config;
+pub mod dynamo_catalog;
 pub mod env;
 pub mod error;
 pub mod history;

@@ -223,6 +223,16 @@ impl<M: ModelStore, S: EventSink + 'static> RecommendService<M, S> {
         }
     }
 
+    /// The config.
+    pub fn config(&self) -> &NectarConfig {
+        &self.config
+    }
+
+    /// The admin keys.
+    pub fn keys(&self) -> &AdminKeys {
+        &self.keys
+    }
+
     /// The catalog (shared with the items route).
     pub fn catalog(&self) -> &Catalog {
         &self.catalog
