@@ -122,13 +122,7 @@ mod tests {
             ]
         })
         .to_string();
-        let a = accept_payload(
-            body.as_bytes(),
-            "demo",
-            1_000_000,
-            &CollectLimits::default(),
-        )
-        .unwrap();
+        let a = accept_payload(body.as_bytes(), "demo", T, &CollectLimits::default()).unwrap();
         // WHEN mapped
         let h = history_updates(&cfg, a.events.iter().map(|e| e.line.as_str()));
         // THEN the user's items come oldest first, unweighted types skipped
