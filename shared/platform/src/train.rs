@@ -159,10 +159,19 @@ pub struct ArtifactScorer {
 }
 
 impl ArtifactScorer {
-    /// From in-memory artifacts (the candidate).
+    /// From in-memory artifacts (the candidate), for every user of the artifacts.
     pub fn from_artifacts(a: &ModelArtifacts) -> Self {
-        let mut users = HashMap::with_capacity(a.user_ids.len());
+        Self::for_users(a, None)
+    }
+
+    /// From in-memory artifacts, keeping per-user data only for `only` (when given): scoring
+    /// a few thousand holdout users of a model with a million users copies little.
+    pub fn for_users(a: &ModelArtifacts, only: Option<&HashSet<&str>>) -> Self {
+        let mut users = HashMap::new();
         for (r, u) in a.user_ids.iter().enumerate() {
+            if only.is_some_and(|o| !o.contains(u.as_str())) {
+                continue;
+            }
             users.insert(
                 u.clone(),
                 UserState {
@@ -201,22 +210,19 @@ impl ArtifactScorer {
         let exclude = history;
         let state = self.users.get(user);
         if let (Some(f), Some(u)) = (&self.item_factors, state.and_then(|s| s.factors.as_ref())) {
-            if u.len() == f.dim {
-                let mut scored: Vec<(f32, usize)> = (0..f.rows())
-                    .filter(|&r| !exclude.contains(self.item_ids[r].as_str()))
-                    .map(|r| (f.row(r).iter().zip(u).map(|(a, b)| a * b).sum::<f32>(), r))
-                    .collect();
-                let k = k.min(scored.len());
-                if k == 0 {
-                    return Vec::new();
+            if u.len() == f.dim && f.rows() > 0 {
+                // gemv and top-k run in the optimised ndarray / model crates.
+                let v = ndarray::ArrayView2::from_shape((f.rows(), f.dim), &f.data)
+                    .expect("factors are rows × dim");
+                let mut scores = v.dot(&ndarray::ArrayView1::from(u.as_slice())).to_vec();
+                for h in history {
+                    if let Some(&r) = self.item_rows.get(*h) {
+                        scores[r as usize] = f32::NEG_INFINITY;
+                    }
                 }
-                scored
-                    .select_nth_unstable_by(k - 1, |a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-                scored.truncate(k);
-                scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-                return scored
+                return nectar_model::topk::top_k(&scores, k, nectar_model::topk::Exclude::None)
                     .into_iter()
-                    .map(|(_, r)| self.item_ids[r].clone())
+                    .map(|(r, _)| self.item_ids[r as usize].clone())
                     .collect();
             }
         }
@@ -360,6 +366,12 @@ impl Holdout {
         self.users.is_empty()
     }
 
+    /// A scorer over in-memory artifacts holding only this holdout's users.
+    pub fn scorer(&self, a: &ModelArtifacts) -> ArtifactScorer {
+        let only: HashSet<&str> = self.users.iter().map(|(u, _, _)| u.as_str()).collect();
+        ArtifactScorer::for_users(a, Some(&only))
+    }
+
     /// The users scored.
     pub fn user_ids(&self) -> Vec<String> {
         self.users.iter().map(|(u, _, _)| u.clone()).collect()
@@ -367,27 +379,41 @@ impl Holdout {
 
     /// precision@10, recall@10, ndcg@10, map@10, hr@10, coverage@10 (refeval §4).
     pub fn evaluate(&self, scorer: &ArtifactScorer) -> BTreeMap<String, f64> {
+        use rayon::prelude::*;
+        // Users are scored in parallel (a gemv over the catalog each), summed in order.
+        let per_user: Vec<([f64; 5], Vec<String>)> = self
+            .users
+            .par_iter()
+            .map(|(u, excl, truth)| {
+                let ex: HashSet<&str> = excl.iter().map(String::as_str).collect();
+                let recs = scorer.recommend(u, &ex, K);
+                let mut hits = 0usize;
+                let (mut dcg, mut ap) = (0f64, 0f64);
+                for (i, r) in recs.iter().enumerate() {
+                    if truth.contains(r) {
+                        hits += 1;
+                        dcg += 1.0 / ((i + 2) as f64).log2();
+                        ap += hits as f64 / (i + 1) as f64;
+                    }
+                }
+                let ideal = truth.len().min(K);
+                let idcg: f64 = (0..ideal).map(|i| 1.0 / ((i + 2) as f64).log2()).sum();
+                let m = [
+                    hits as f64 / K as f64,
+                    hits as f64 / truth.len() as f64,
+                    dcg / idcg,
+                    ap / ideal as f64,
+                    f64::from(u8::from(hits > 0)),
+                ];
+                (m, recs)
+            })
+            .collect();
         let mut sums = [0f64; 5];
         let mut covered: HashSet<String> = HashSet::new();
-        for (u, excl, truth) in &self.users {
-            let ex: HashSet<&str> = excl.iter().map(String::as_str).collect();
-            let recs = scorer.recommend(u, &ex, K);
-            let mut hits = 0usize;
-            let (mut dcg, mut ap) = (0f64, 0f64);
-            for (i, r) in recs.iter().enumerate() {
-                if truth.contains(r) {
-                    hits += 1;
-                    dcg += 1.0 / ((i + 2) as f64).log2();
-                    ap += hits as f64 / (i + 1) as f64;
-                }
+        for (m, recs) in per_user {
+            for (s, x) in sums.iter_mut().zip(m) {
+                *s += x;
             }
-            let ideal = truth.len().min(K);
-            let idcg: f64 = (0..ideal).map(|i| 1.0 / ((i + 2) as f64).log2()).sum();
-            sums[0] += hits as f64 / K as f64;
-            sums[1] += hits as f64 / truth.len() as f64;
-            sums[2] += dcg / idcg;
-            sums[3] += ap / ideal as f64;
-            sums[4] += f64::from(u8::from(hits > 0));
             covered.extend(recs);
         }
         let n = self.users.len().max(1) as f64;
@@ -702,7 +728,7 @@ where
         run.durations_ms.insert("fit".into(), ms_since(t));
         observer.stage("evaluate");
         let t = Instant::now();
-        run.metrics = run_cpu(|| holdout.evaluate(&ArtifactScorer::from_artifacts(&cand)));
+        run.metrics = run_cpu(|| holdout.evaluate(&holdout.scorer(&cand)));
         // 4. The current version, scored on the held-out events it was not trained on (its
         //    own window ends at `metadata.window.until_ms`; it has seen anything older, and
         //    scoring it there would favour it), and the candidate on the same events.
@@ -734,7 +760,7 @@ where
                     run.gate_metrics = Some(if start == 0 {
                         run.metrics.clone()
                     } else {
-                        run_cpu(|| gate_holdout.evaluate(&ArtifactScorer::from_artifacts(&cand)))
+                        run_cpu(|| gate_holdout.evaluate(&gate_holdout.scorer(&cand)))
                     });
                     run.gate = Some(format!(
                         "compared with v{cur} on {} held-out events newer than its window ({} users)",
