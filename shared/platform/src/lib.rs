@@ -1,4 +1,4 @@
-//! Nectar's platform crate: the services (collect, archive, train) written against narrow
+//! Nectar's platform crate: the services (collect, archive, train, [`recommend`]) written against narrow
 //! ports (event sink, object store, [`model_store`], [`registry`]), the adapters (Kinesis, S3,
 //! Redis, DynamoDB, and the embedded local twins), the declarative config and the mapping of
 //! errors to HTTP answers.
