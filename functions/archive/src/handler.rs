@@ -5,6 +5,9 @@ use aws_lambda_events::event::streams::KinesisEventResponse;
 use bytes::Bytes;
 use lambda_runtime::LambdaEvent;
 use nectar_platform::archive::{archive_batch, ArchiveRecord};
+use nectar_platform::config::NectarConfig;
+use nectar_platform::history::record_history;
+use nectar_platform::model_store::{ModelStore, RedisModelStore};
 use nectar_platform::store::ObjectStore;
 
 /// Maps the Lambda records to archive records: the shard id comes from `eventID`
@@ -34,6 +37,17 @@ pub async fn handle<O: ObjectStore>(
     store: &O,
     event: LambdaEvent<KinesisEvent>,
 ) -> Result<KinesisEventResponse, lambda_runtime::Error> {
+    handle_with_history::<O, RedisModelStore>(store, None, event).await
+}
+
+/// [`handle`], then the users' recent histories in the model store (Redis) when `history` is
+/// given. History is best effort: a failure is logged and never fails the batch (the event log
+/// is the truth).
+pub async fn handle_with_history<O: ObjectStore, M: ModelStore>(
+    store: &O,
+    history: Option<(&M, &NectarConfig)>,
+    event: LambdaEvent<KinesisEvent>,
+) -> Result<KinesisEventResponse, lambda_runtime::Error> {
     let records = records(&event.payload);
     let outcome = archive_batch(store, &records, nectar_platform::now_ms()).await;
     tracing::info!(
@@ -44,6 +58,17 @@ pub async fn handle<O: ObjectStore>(
         parked = outcome.parked,
         "Archived batch."
     );
+    if let Some((models, config)) = history {
+        let lines = records
+            .iter()
+            .filter_map(|r| std::str::from_utf8(&r.data).ok())
+            .flat_map(|t| t.split('\n'))
+            .map(str::trim_end)
+            .filter(|l| !l.is_empty());
+        if let Err(e) = record_history(models, config, lines).await {
+            tracing::warn!(error = %e, "Recent histories not updated.");
+        }
+    }
     let mut resp = KinesisEventResponse::default();
     if let Some(seq) = outcome.first_failed_sequence {
         resp.add_failure(seq);

@@ -2,6 +2,7 @@
 
 use lambda_runtime::{run, service_fn, Error, LambdaEvent};
 use nectar_platform::env;
+use nectar_platform::model_store::RedisModelStore;
 use nectar_platform::store::S3Store;
 
 #[tokio::main]
@@ -10,8 +11,15 @@ async fn main() -> Result<(), Error> {
     let bucket = env::required(env::NECTAR_BUCKET)?;
     let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let store = S3Store::new(aws_sdk_s3::Client::new(&aws), bucket);
+    // With a model store, users' recent histories are kept fresh in Redis too.
+    let config = env::config()?;
+    let models = match env::optional(env::NECTAR_REDIS_URL) {
+        Some(url) => Some(RedisModelStore::connect(&url).await?),
+        None => None,
+    };
+    let history = models.as_ref().map(|m| (m, &config));
     run(service_fn(|event: LambdaEvent<_>| {
-        archive::handler::handle(&store, event)
+        archive::handler::handle_with_history(&store, history, event)
     }))
     .await
 }

@@ -11,11 +11,16 @@ use axum::extract::State;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
 use nectar_model::event::Accepted;
+use nectar_platform::catalog::{handle_items, Catalog, ITEMS_PATH};
 use nectar_platform::collect::{CollectService, COLLECT_PATH};
 use nectar_platform::config::NectarConfig;
 use nectar_platform::error::AppError;
+use nectar_platform::history::HistorySink;
+use nectar_platform::keys::AdminKeys;
 use nectar_platform::kinesis::{KinesisSink, RetryPolicy, SdkKinesis};
 use nectar_platform::local_log::LocalEventLog;
+use nectar_platform::model_store::{AnyModelStore, LocalModelStore, RedisModelStore};
+use nectar_platform::recommend::{RecommendOptions, RecommendService};
 use nectar_platform::sink::{EventSink, SinkError};
 use nectar_platform::store::{AnyStore, LocalStore, S3Store};
 
@@ -38,6 +43,13 @@ pub struct DevArgs {
     /// Keep the event log in this S3 bucket instead of the data dir.
     #[arg(long, env = "NECTAR_BUCKET")]
     pub bucket: Option<String>,
+    /// Serve models from this Redis (`redis://…`, `redis-cluster://h:p,h:p`) instead of the
+    /// data dir's model store.
+    #[arg(long, env = "NECTAR_REDIS_URL")]
+    pub redis: Option<String>,
+    /// Do not log served recommendations as `recommendation_served` events.
+    #[arg(long)]
+    pub no_served_log: bool,
 }
 
 /// The collect sink chosen by the flags.
@@ -57,8 +69,12 @@ impl EventSink for DevSink {
     }
 }
 
+/// The services behind the dev server.
 struct AppState {
-    collect: CollectService<DevSink>,
+    collect: CollectService<HistorySink<Arc<DevSink>, AnyModelStore>>,
+    recommend: RecommendService<AnyModelStore, DevSink>,
+    config: Arc<NectarConfig>,
+    keys: AdminKeys,
 }
 
 /// Bodies above this are refused before reading them whole (the collect limit is 1 MiB).
@@ -74,8 +90,16 @@ async fn route(
         Err(_) => return to_axum(AppError::PayloadTooLarge { limit: 1 << 20 }.into_response()),
     };
     let req = http::Request::from_parts(parts, bytes);
-    let resp = if req.uri().path() == COLLECT_PATH {
+    let path = req.uri().path();
+    let resp = if path == COLLECT_PATH {
         state.collect.handle(&req, nectar_platform::now_ms()).await
+    } else if RecommendService::<AnyModelStore, DevSink>::routes(path) {
+        state
+            .recommend
+            .handle(&req, nectar_platform::now_ms())
+            .await
+    } else if path == ITEMS_PATH {
+        handle_items(&state.config, &state.keys, state.recommend.catalog(), &req)
     } else {
         AppError::NotFound(req.uri().path().to_string()).into_response()
     };
@@ -125,8 +149,38 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             s3 => DevSink::Store(nectar_platform::archive::StoreSink::new(s3, writer_id)),
         },
     };
+    let models = match &args.redis {
+        Some(url) => AnyModelStore::Redis(
+            RedisModelStore::connect(url)
+                .await
+                .with_context(|| "cannot connect to --redis".to_string())?,
+        ),
+        None => AnyModelStore::Local(LocalModelStore::new(&args.data_dir)),
+    };
+    let keys_path = args.data_dir.join("keys.txt");
+    let keys = AdminKeys::load(&keys_path)
+        .with_context(|| format!("cannot read {}", keys_path.display()))?;
+    let catalog = Catalog::open(&args.data_dir)?;
+    let sink = Arc::new(sink);
+    let options = RecommendOptions {
+        log_served: !args.no_served_log,
+        ..RecommendOptions::default()
+    };
     let state = Arc::new(AppState {
-        collect: CollectService::new(config.clone(), sink),
+        collect: CollectService::new(
+            config.clone(),
+            HistorySink::new(sink.clone(), models.clone(), config.clone()),
+        ),
+        recommend: RecommendService::new(
+            config.clone(),
+            models,
+            sink,
+            catalog,
+            keys.clone(),
+            options,
+        ),
+        config: config.clone(),
+        keys,
     });
     let app = axum::Router::new().fallback(route).with_state(state);
     let listener = tokio::net::TcpListener::bind(args.addr)
@@ -145,6 +199,26 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     );
     let first = config.sites.keys().next().cloned().unwrap_or_default();
     println!("  POST http://{}/v1/collect?s={first}", args.addr);
+    for (site, sc) in &config.sites {
+        for (name, ep) in &sc.endpoints {
+            match ep.kind {
+                nectar_platform::config::EndpointKind::User => println!(
+                    "  GET  http://{}/v1/recommend/{name}?s={site}&user_id=USER&n=10",
+                    args.addr
+                ),
+                nectar_platform::config::EndpointKind::Similar => println!(
+                    "  GET  http://{}/v1/similar/{name}?s={site}&item_id=ITEM&n=10",
+                    args.addr
+                ),
+            }
+        }
+    }
+    println!("  PUT  http://{}/v1/items?s={first}  (Authorization: Bearer <key from `nectar key create`>)", args.addr);
+    let models_at = args.redis.as_deref().map_or_else(
+        || format!("{}/models", args.data_dir.display()),
+        |_| "Redis".to_string(),
+    );
+    println!("  models from {models_at}");
     axum::serve(listener, app)
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;

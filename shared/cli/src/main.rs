@@ -3,6 +3,7 @@
 
 use clap::{Parser, Subcommand};
 
+mod demo;
 mod dev;
 mod eval;
 mod import;
@@ -18,19 +19,41 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Serve every HTTP route locally (collect today) on the embedded backends, or on real
+    /// The whole flow on this machine: synthetic broadcaster data through collect, training,
+    /// offline metrics, sample recommendations, then the dev server (`--no-serve` exits).
+    Demo(demo::DemoArgs),
+    /// Serve every HTTP route locally (collect, recommend, similar, items) on the embedded backends, or on real
     /// Kinesis/S3 when --stream/--bucket are given.
     Dev(dev::DevArgs),
-    /// Offline evaluation of an algorithm on train/test CSV files (refeval's protocol).
-    Eval(eval::EvalArgs),
     /// Run training tasks on the local event log into the local model store.
     Train(train::TrainArgs),
     /// Import a MovieLens-style ratings CSV into the event log.
     Import(import::ImportArgs),
+    /// Offline evaluation of an algorithm on train/test CSV files (refeval's protocol).
+    Eval(eval::EvalArgs),
+    /// Admin keys (catalog upserts, key-protected endpoints).
+    Key {
+        #[command(subcommand)]
+        command: KeyCommand,
+    },
     /// Validate a declarative config file.
     Config {
         #[command(subcommand)]
         command: ConfigCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum KeyCommand {
+    /// Create an admin key for a site: printed once, only its SHA-256 is stored
+    /// (`<data-dir>/keys.txt`, read by `nectar dev` at start-up).
+    Create {
+        /// The site the key is bound to.
+        #[arg(long)]
+        site: String,
+        /// Data dir of the embedded backends.
+        #[arg(long, env = "NECTAR_DATA_DIR", default_value = "./.nectar")]
+        data_dir: std::path::PathBuf,
     },
 }
 
@@ -69,9 +92,21 @@ fn main() -> anyhow::Result<()> {
                 .build()?;
             rt.block_on(dev::run(args))
         }
-        Command::Eval(args) => eval::run(&args),
+        Command::Demo(args) => runtime()?.block_on(demo::run(args)),
         Command::Train(args) => runtime()?.block_on(train::run(args)),
         Command::Import(args) => runtime()?.block_on(import::run(args)),
+        Command::Eval(args) => eval::run(&args),
+        Command::Key {
+            command: KeyCommand::Create { site, data_dir },
+        } => {
+            if !nectar_model::event::is_valid_key(&site) {
+                anyhow::bail!("site keys match [a-z0-9_-]{{1,64}}");
+            }
+            let key = nectar_platform::keys::AdminKeys::create(&data_dir.join("keys.txt"), &site)?;
+            println!("{key}");
+            eprintln!("Admin key for site {site}: shown once; only its SHA-256 is stored in {}. Restart nectar dev to load it.", data_dir.join("keys.txt").display());
+            Ok(())
+        }
         Command::Config {
             command: ConfigCommand::Check { file },
         } => {

@@ -102,6 +102,112 @@ pub fn top_k(scores: &[f32], k: usize, exclude: Exclude<'_>) -> Vec<(u32, f32)> 
     out.into_iter().map(|c| (c.item, c.score)).collect()
 }
 
+/// `scores[i] = y_i · x` over row-major factors; written so the compiler vectorises it.
+pub fn dot_scores(factors: &[f32], dim: usize, x: &[f32], scores: &mut [f32]) {
+    for (s, y) in scores.iter_mut().zip(factors.chunks_exact(dim)) {
+        let mut acc = [0f32; 8];
+        let mut yc = y.chunks_exact(8);
+        let mut xc = x.chunks_exact(8);
+        for (a, b) in (&mut yc).zip(&mut xc) {
+            for k in 0..8 {
+                acc[k] += a[k] * b[k];
+            }
+        }
+        let mut t: f32 = acc.iter().sum();
+        for (a, b) in yc.remainder().iter().zip(xc.remainder()) {
+            t += a * b;
+        }
+        *s = t;
+    }
+}
+
+/// Item factors quantised to `i8` per row (symmetric, scale = max |value| / 127), for a
+/// first pass that reads a quarter of the bytes of the `f32` scan; the best candidates are
+/// then re-scored exactly ([`QuantizedFactors::top_k_reranked`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct QuantizedFactors {
+    dim: usize,
+    data: Vec<i8>,
+    scale: Vec<f32>,
+}
+
+fn quantize_row(row: &[f32], out: &mut [i8]) -> f32 {
+    let max = row.iter().fold(0f32, |m, v| m.max(v.abs()));
+    if max == 0.0 {
+        out.iter_mut().for_each(|q| *q = 0);
+        return 0.0;
+    }
+    let inv = 127.0 / max;
+    for (q, v) in out.iter_mut().zip(row) {
+        *q = (v * inv).round().clamp(-127.0, 127.0) as i8;
+    }
+    max / 127.0
+}
+
+impl QuantizedFactors {
+    /// Quantises row-major `factors` of width `dim`.
+    pub fn new(factors: &[f32], dim: usize) -> Self {
+        let rows = factors.len() / dim.max(1);
+        let mut data = vec![0i8; rows * dim];
+        let scale = factors
+            .chunks_exact(dim)
+            .zip(data.chunks_exact_mut(dim))
+            .map(|(r, q)| quantize_row(r, q))
+            .collect();
+        Self { dim, data, scale }
+    }
+
+    /// Approximate `scores[i] ≈ y_i · x`.
+    pub fn approx_scores(&self, x: &[f32], scores: &mut [f32]) {
+        let mut qx = vec![0i8; self.dim];
+        let sx = quantize_row(x, &mut qx);
+        for ((s, q), sc) in scores
+            .iter_mut()
+            .zip(self.data.chunks_exact(self.dim))
+            .zip(&self.scale)
+        {
+            let mut acc = [0i32; 16];
+            let mut qc = q.chunks_exact(16);
+            let mut xc = qx.chunks_exact(16);
+            for (a, b) in (&mut qc).zip(&mut xc) {
+                for k in 0..16 {
+                    acc[k] += a[k] as i32 * b[k] as i32;
+                }
+            }
+            let mut t: i32 = acc.iter().sum();
+            for (a, b) in qc.remainder().iter().zip(xc.remainder()) {
+                t += *a as i32 * *b as i32;
+            }
+            *s = t as f32 * sc * sx;
+        }
+    }
+
+    /// Top-`k` by the quantised scan, then exact re-ranking of the best `candidates` with the
+    /// `f32` factors (the same matrix this was built from).
+    pub fn top_k_reranked(
+        &self,
+        factors: &[f32],
+        x: &[f32],
+        k: usize,
+        candidates: usize,
+        exclude: Exclude<'_>,
+        scores: &mut [f32],
+    ) -> Vec<(u32, f32)> {
+        self.approx_scores(x, scores);
+        let cands = top_k(scores, candidates.max(k), exclude);
+        let mut exact: Vec<(u32, f32)> = cands
+            .into_iter()
+            .map(|(i, _)| {
+                let r = &factors[i as usize * self.dim..(i as usize + 1) * self.dim];
+                (i, r.iter().zip(x).map(|(a, b)| a * b).sum())
+            })
+            .collect();
+        exact.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        exact.truncate(k);
+        exact
+    }
+}
+
 /// Merges two sorted index lists into one sorted, deduplicated list.
 pub fn merge_sorted(a: &[u32], b: &[u32]) -> Vec<u32> {
     let mut out = Vec::with_capacity(a.len() + b.len());
@@ -186,5 +292,43 @@ mod tests {
     fn merge() {
         assert_eq!(merge_sorted(&[1, 3, 5], &[2, 3, 9]), vec![1, 2, 3, 5, 9]);
         assert_eq!(merge_sorted(&[], &[4]), vec![4]);
+    }
+
+    #[test]
+    fn dot_scores_match_naive() {
+        let dim = 13;
+        let rows = 7;
+        let f: Vec<f32> = (0..rows * dim).map(|i| (i as f32 * 0.37).sin()).collect();
+        let x: Vec<f32> = (0..dim).map(|i| (i as f32 * 0.11).cos()).collect();
+        let mut s = vec![0f32; rows];
+        super::dot_scores(&f, dim, &x, &mut s);
+        for r in 0..rows {
+            let naive: f32 = (0..dim).map(|k| f[r * dim + k] * x[k]).sum();
+            assert!((s[r] - naive).abs() < 1e-4);
+        }
+    }
+
+    #[test]
+    fn quantized_rerank_matches_exact_on_clear_winners() {
+        // GIVEN 500 random items and a query, exact top-5
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+        let dim = 16;
+        let f: Vec<f32> = (0..500 * dim)
+            .map(|_| rng.random_range(-1.0..1.0))
+            .collect();
+        let x: Vec<f32> = (0..dim).map(|_| rng.random_range(-1.0..1.0)).collect();
+        let mut s = vec![0f32; 500];
+        super::dot_scores(&f, dim, &x, &mut s);
+        let exact = top_k(&s, 5, Exclude::Sorted(&[3]));
+        // WHEN ranking by the i8 scan with 50 candidates re-scored exactly
+        let q = QuantizedFactors::new(&f, dim);
+        let got = q.top_k_reranked(&f, &x, 5, 50, Exclude::Sorted(&[3]), &mut s);
+        // THEN the same items in the same order, with exact scores
+        let ids = |v: &[(u32, f32)]| v.iter().map(|p| p.0).collect::<Vec<_>>();
+        assert_eq!(ids(&got), ids(&exact));
+        for (a, b) in got.iter().zip(&exact) {
+            assert!((a.1 - b.1).abs() < 1e-4);
+        }
     }
 }

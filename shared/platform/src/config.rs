@@ -83,6 +83,140 @@ pub struct SiteConfig {
     /// Training tasks by name (`[sites.<site>.tasks.<task>]`).
     #[serde(default)]
     pub tasks: BTreeMap<String, TaskConfig>,
+    /// Recommendation endpoints by name (`[sites.<site>.endpoints.<name>]`).
+    #[serde(default)]
+    pub endpoints: BTreeMap<String, EndpointConfig>,
+}
+
+/// What an endpoint recommends.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum EndpointKind {
+    /// Per user (`GET /v1/recommend/{endpoint}`).
+    User,
+    /// Items similar to one item (`GET /v1/similar/{endpoint}`).
+    Similar,
+}
+
+/// One task name or a list of them, tried in order.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    /// One name.
+    One(String),
+    /// Several names, in order.
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    /// The names in order.
+    pub fn names(&self) -> Vec<String> {
+        match self {
+            Self::One(s) => vec![s.clone()],
+            Self::Many(v) => v.clone(),
+        }
+    }
+}
+
+/// A promoted item pinned to a fixed slot.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PinnedItem {
+    /// 1-based position in the answer.
+    pub slot: usize,
+    /// The item.
+    pub item_id: String,
+}
+
+/// Business rules of an endpoint.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RulesConfig {
+    /// Leave out what the user already consumed (training history and recent history).
+    #[serde(default = "yes")]
+    pub exclude_consumed: bool,
+    /// At most this many items of one catalog category (none: no limit).
+    #[serde(default)]
+    pub max_per_category: Option<usize>,
+    /// Leave out items outside their catalog availability window.
+    #[serde(default = "yes")]
+    pub availability: bool,
+    /// Promotions in fixed slots.
+    #[serde(default)]
+    pub pinned: Vec<PinnedItem>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Default for RulesConfig {
+    fn default() -> Self {
+        Self {
+            exclude_consumed: true,
+            max_per_category: None,
+            availability: true,
+            pinned: Vec::new(),
+        }
+    }
+}
+
+/// One arm of an experiment: a model (task) or a strategy.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct VariantConfig {
+    /// The variant's name, reported in answers and served logs.
+    pub name: String,
+    /// Relative weight (> 0); weights need not sum to 1.
+    pub weight: f64,
+    /// The task whose model this variant serves.
+    #[serde(default)]
+    pub model: Option<String>,
+    /// A strategy instead of a model: `"fallback"` serves the endpoint's fallback list.
+    #[serde(default)]
+    pub strategy: Option<String>,
+}
+
+/// An A/B experiment of an endpoint.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ExperimentConfig {
+    /// The experiment's name; part of the assignment hash, so renaming reshuffles users.
+    pub name: String,
+    /// The arms.
+    pub variants: Vec<VariantConfig>,
+}
+
+/// A recommendation endpoint (`[sites.<site>.endpoints.<name>]`).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct EndpointConfig {
+    /// Per user or similar items.
+    pub kind: EndpointKind,
+    /// The task whose model is served.
+    pub model: String,
+    /// List tasks (popular/trending) served when the model cannot answer.
+    #[serde(default)]
+    pub fallback: Option<OneOrMany>,
+    /// Business rules.
+    #[serde(default)]
+    pub rules: RulesConfig,
+    /// An A/B experiment; without one every request gets variant `"default"` and `model`.
+    #[serde(default)]
+    pub experiment: Option<ExperimentConfig>,
+    /// Whether callers need an `Authorization: Bearer` key of the site (server-to-server).
+    #[serde(default)]
+    pub require_key: bool,
+}
+
+impl EndpointConfig {
+    /// The fallback task names, in order.
+    pub fn fallback_tasks(&self) -> Vec<String> {
+        self.fallback
+            .as_ref()
+            .map(OneOrMany::names)
+            .unwrap_or_default()
+    }
 }
 
 /// An event weight as written in the config: a number or `"value"` (`props.value`).
@@ -518,9 +652,156 @@ impl NectarConfig {
                         problem,
                     })?;
             }
+            for (name, ep) in &site.endpoints {
+                let at = format!("sites.{key}.endpoints.{name}");
+                validate_endpoint(name, ep, site, &at).map_err(|(place, problem)| {
+                    ConfigError::Invalid {
+                        source_name: source_name.to_string(),
+                        place,
+                        problem,
+                    }
+                })?;
+            }
         }
         Ok(())
     }
+}
+
+/// Checks an endpoint against its site's tasks; errors are `(place, problem)`.
+fn validate_endpoint(
+    name: &str,
+    ep: &EndpointConfig,
+    site: &SiteConfig,
+    at: &str,
+) -> Result<(), (String, String)> {
+    let err = |field: &str, problem: String| {
+        Err((
+            if field.is_empty() {
+                at.to_string()
+            } else {
+                format!("{at}.{field}")
+            },
+            problem,
+        ))
+    };
+    if !is_valid_key(name) {
+        return err("", "endpoint names must match [a-z0-9_-]{1,64}".into());
+    }
+    let check_model = |field: &str, task: &str| -> Result<(), (String, String)> {
+        let Some(t) = site.tasks.get(task) else {
+            return err(field, format!("no task {task:?} is declared for this site"));
+        };
+        if ep.kind == EndpointKind::Similar
+            && !matches!(
+                t.algorithm,
+                Algorithm::ItemKnn | Algorithm::Als | Algorithm::Mf
+            )
+        {
+            return err(
+                field,
+                format!(
+                    "a similar-items endpoint needs an item_knn, als or mf task; {task:?} is {}",
+                    t.algorithm
+                ),
+            );
+        }
+        Ok(())
+    };
+    check_model("model", &ep.model)?;
+    for (i, f) in ep.fallback_tasks().iter().enumerate() {
+        let field = match &ep.fallback {
+            Some(OneOrMany::Many(_)) => format!("fallback[{i}]"),
+            _ => "fallback".to_string(),
+        };
+        match site.tasks.get(f) {
+            None => return err(&field, format!("no task {f:?} is declared for this site")),
+            Some(t) if !matches!(t.algorithm, Algorithm::Popular | Algorithm::Trending) => {
+                return err(
+                    &field,
+                    format!(
+                        "a fallback is a popular or trending task; {f:?} is {}",
+                        t.algorithm
+                    ),
+                )
+            }
+            _ => {}
+        }
+    }
+    if ep.rules.max_per_category == Some(0) {
+        return err("rules.max_per_category", "must be at least 1".into());
+    }
+    let mut slots = std::collections::BTreeSet::new();
+    for (i, p) in ep.rules.pinned.iter().enumerate() {
+        if !(1..=100).contains(&p.slot) {
+            return err(
+                &format!("rules.pinned[{i}].slot"),
+                "must be between 1 and 100".into(),
+            );
+        }
+        if !slots.insert(p.slot) {
+            return err(
+                &format!("rules.pinned[{i}].slot"),
+                "slot pinned twice".into(),
+            );
+        }
+        if p.item_id.is_empty() || p.item_id.len() > 256 {
+            return err(
+                &format!("rules.pinned[{i}].item_id"),
+                "must be 1 to 256 characters".into(),
+            );
+        }
+    }
+    if let Some(x) = &ep.experiment {
+        if !is_valid_key(&x.name) {
+            return err("experiment.name", "must match [a-z0-9_-]{1,64}".into());
+        }
+        if x.variants.is_empty() {
+            return err(
+                "experiment.variants",
+                "at least one variant is needed".into(),
+            );
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for (i, v) in x.variants.iter().enumerate() {
+            let vat = format!("experiment.variants[{i}]");
+            if !is_valid_key(&v.name) {
+                return err(&format!("{vat}.name"), "must match [a-z0-9_-]{1,64}".into());
+            }
+            if !names.insert(v.name.as_str()) {
+                return err(
+                    &format!("{vat}.name"),
+                    "variant names must be unique".into(),
+                );
+            }
+            if !(v.weight.is_finite() && v.weight > 0.0) {
+                return err(&format!("{vat}.weight"), "must be a number > 0".into());
+            }
+            match (&v.model, &v.strategy) {
+                (Some(m), None) => check_model(&format!("{vat}.model"), m)?,
+                (None, Some(s)) if s == "fallback" => {
+                    if ep.fallback_tasks().is_empty() {
+                        return err(
+                            &format!("{vat}.strategy"),
+                            "strategy \"fallback\" needs the endpoint's fallback".into(),
+                        );
+                    }
+                }
+                (None, Some(_)) => {
+                    return err(
+                        &format!("{vat}.strategy"),
+                        "the only strategy is \"fallback\"".into(),
+                    )
+                }
+                _ => {
+                    return err(
+                        &vat,
+                        "a variant names exactly one of model or strategy".into(),
+                    )
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -696,9 +977,53 @@ mod tests {
             allowed_origins: vec!["https://www.rts.ch".into()],
             event_weights: BTreeMap::new(),
             tasks: BTreeMap::new(),
+            endpoints: BTreeMap::new(),
         };
         assert!(site.allows_origin("https://www.rts.ch"));
         assert!(!site.allows_origin("https://evil.example"));
         assert!(!site.allows_origin("https://www.rts.ch.evil.example"));
+    }
+
+    #[test]
+    fn embedded_default_declares_the_demo_endpoints() {
+        let cfg = NectarConfig::embedded_default();
+        let site = cfg.site("demo").unwrap();
+        let fy = &site.endpoints["for-you"];
+        assert_eq!(fy.kind, EndpointKind::User);
+        assert_eq!(fy.model, "als");
+        assert_eq!(fy.fallback_tasks(), vec!["trending".to_string()]);
+        assert!(fy.rules.exclude_consumed);
+        let mlt = &site.endpoints["more-like-this"];
+        assert_eq!(mlt.kind, EndpointKind::Similar);
+    }
+
+    #[test]
+    fn endpoint_errors_name_the_place() {
+        let base = "[sites.d.tasks.als]\nalgorithm = \"als\"\n[sites.d.tasks.pop]\nalgorithm = \"popular\"\n[sites.d.endpoints.e]\n";
+        let cases = [
+            ("kind = \"user\"\nmodel = \"nope\"", "sites.d.endpoints.e.model"),
+            ("kind = \"users\"\nmodel = \"als\"", "kind"),
+            ("kind = \"similar\"\nmodel = \"pop\"", "sites.d.endpoints.e.model"),
+            ("kind = \"user\"\nmodel = \"als\"\nfallback = \"als\"", "sites.d.endpoints.e.fallback"),
+            ("kind = \"user\"\nmodel = \"als\"\nfallback = [\"pop\", \"x\"]", "sites.d.endpoints.e.fallback[1]"),
+            ("kind = \"user\"\nmodel = \"als\"\nrules = { max_per_category = 0 }", "sites.d.endpoints.e.rules.max_per_category"),
+            ("kind = \"user\"\nmodel = \"als\"\nrules = { pinned = [{ slot = 0, item_id = \"a\" }] }", "sites.d.endpoints.e.rules.pinned[0].slot"),
+            ("kind = \"user\"\nmodel = \"als\"\nexperiment = { name = \"x\", variants = [{ name = \"a\", weight = 0, model = \"als\" }] }", "sites.d.endpoints.e.experiment.variants[0].weight"),
+            ("kind = \"user\"\nmodel = \"als\"\nexperiment = { name = \"x\", variants = [{ name = \"a\", weight = 1 }] }", "sites.d.endpoints.e.experiment.variants[0]"),
+            ("kind = \"user\"\nmodel = \"als\"\nexperiment = { name = \"x\", variants = [{ name = \"a\", weight = 1, strategy = \"fallback\" }] }", "sites.d.endpoints.e.experiment.variants[0].strategy"),
+            ("kind = \"user\"\nmodel = \"als\"\nrules = { exclude_seen = true }", "exclude_seen"),
+        ];
+        for (body, place) in cases {
+            let e = NectarConfig::from_toml(&format!("{base}{body}\n"), "f.toml")
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(place), "{body}: {e}");
+        }
+        let ok = format!("{base}kind = \"user\"\nmodel = \"als\"\nfallback = [\"pop\"]\nrequire_key = true\nrules = {{ max_per_category = 2, pinned = [{{ slot = 1, item_id = \"promo\" }}] }}\nexperiment = {{ name = \"x1\", variants = [{{ name = \"a\", weight = 1, model = \"als\" }}, {{ name = \"b\", weight = 1, strategy = \"fallback\" }}] }}\n");
+        let cfg = NectarConfig::from_toml(&ok, "f.toml").unwrap();
+        let ep = &cfg.site("d").unwrap().endpoints["e"];
+        assert!(ep.require_key);
+        assert_eq!(ep.rules.pinned[0].slot, 1);
+        assert_eq!(ep.experiment.as_ref().unwrap().variants.len(), 2);
     }
 }

@@ -17,6 +17,10 @@ pub const NECTAR_DATA_DIR: &str = "NECTAR_DATA_DIR";
 /// Redis URL of the model store: `redis://…`, `rediss://…`, or `redis-cluster://h:p[,h:p…]`
 /// (`rediss-cluster://` with TLS) for a cluster.
 pub const NECTAR_REDIS_URL: &str = "NECTAR_REDIS_URL";
+/// DynamoDB table of the item catalog (pk `site`, sk `item_id`).
+pub const NECTAR_CATALOG_TABLE: &str = "NECTAR_CATALOG_TABLE";
+/// DynamoDB table of admin key hashes (pk `key_hash`).
+pub const NECTAR_KEYS_TABLE: &str = "NECTAR_KEYS_TABLE";
 /// DynamoDB table of the model registry (pk `pk` = `<site>#<task>`, sk `sk` = version).
 pub const NECTAR_REGISTRY_TABLE: &str = "NECTAR_REGISTRY_TABLE";
 /// Deadline in ms for collect's retries of unacknowledged Kinesis records.

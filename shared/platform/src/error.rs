@@ -45,6 +45,18 @@ pub enum AppError {
     /// Unsupported `Content-Type` or `Content-Encoding`.
     #[error("{0}")]
     UnsupportedMediaType(String),
+    /// The site declares no such endpoint (of this kind).
+    #[error("unknown endpoint {0:?}")]
+    UnknownEndpoint(String),
+    /// No model has been published for the endpoint yet and it has no fallback list.
+    #[error("no model is published for {0} yet and it has no fallback")]
+    NoModel(String),
+    /// An admin key is required (`Authorization: Bearer <key>`).
+    #[error("this route needs Authorization: Bearer <key>")]
+    Unauthorized,
+    /// The key is not a key of this site.
+    #[error("the key is not valid for this site")]
+    Forbidden,
     /// A backend did not accept the data in time; the client may retry.
     #[error("the service is temporarily unavailable; retry later")]
     Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -56,8 +68,10 @@ impl AppError {
         use http::StatusCode as S;
         match self {
             Self::InvalidPayload(_) | Self::InvalidRequest { .. } => S::BAD_REQUEST,
-            Self::UnknownSite(_) | Self::OriginNotAllowed(_) => S::FORBIDDEN,
-            Self::NotFound(_) => S::NOT_FOUND,
+            Self::UnknownSite(_) | Self::OriginNotAllowed(_) | Self::Forbidden => S::FORBIDDEN,
+            Self::NotFound(_) | Self::UnknownEndpoint(_) => S::NOT_FOUND,
+            Self::Unauthorized => S::UNAUTHORIZED,
+            Self::NoModel(_) => S::SERVICE_UNAVAILABLE,
             Self::MethodNotAllowed { .. } => S::METHOD_NOT_ALLOWED,
             Self::PayloadTooLarge { .. } => S::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => S::UNSUPPORTED_MEDIA_TYPE,
@@ -73,6 +87,10 @@ impl AppError {
             Self::UnknownSite(_) => "unknown_site",
             Self::OriginNotAllowed(_) => "origin_not_allowed",
             Self::NotFound(_) => "not_found",
+            Self::UnknownEndpoint(_) => "unknown_endpoint",
+            Self::NoModel(_) => "no_model",
+            Self::Unauthorized => "unauthorized",
+            Self::Forbidden => "forbidden",
             Self::MethodNotAllowed { .. } => "method_not_allowed",
             Self::PayloadTooLarge { .. } => "payload_too_large",
             Self::UnsupportedMediaType(_) => "unsupported_media_type",
@@ -136,6 +154,14 @@ mod tests {
             ),
             (AppError::UnknownSite("x".into()), 403, "unknown_site"),
             (AppError::NotFound("/x".into()), 404, "not_found"),
+            (
+                AppError::UnknownEndpoint("x".into()),
+                404,
+                "unknown_endpoint",
+            ),
+            (AppError::NoModel("demo/x".into()), 503, "no_model"),
+            (AppError::Unauthorized, 401, "unauthorized"),
+            (AppError::Forbidden, 403, "forbidden"),
             (
                 AppError::MethodNotAllowed {
                     method: "GET".into(),

@@ -1,22 +1,27 @@
-//! Nectar's platform crate: the services (collect, archive, train) written against narrow
+//! Nectar's platform crate: the services (collect, archive, train, [`recommend`]) written against narrow
 //! ports (event sink, object store, [`model_store`], [`registry`]), the adapters (Kinesis, S3,
 //! Redis, DynamoDB, and the embedded local twins), the declarative config and the mapping of
 //! errors to HTTP answers.
 #![warn(missing_docs)]
 
 pub mod archive;
+pub mod catalog;
 pub mod collect;
 pub mod config;
+pub mod dynamo_catalog;
 pub mod env;
 pub mod error;
+pub mod history;
 pub mod http_util;
 pub mod jsonl;
+pub mod keys;
 pub mod kinesis;
 pub mod kinesis_consumer;
 pub mod layout;
 pub mod local_log;
 pub mod model_store;
 pub mod reader;
+pub mod recommend;
 pub mod registry;
 pub mod sink;
 pub mod store;

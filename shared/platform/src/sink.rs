@@ -34,3 +34,9 @@ pub trait EventSink: Send + Sync {
     /// Stores the batch; returns only when all of it is durable, or with an error.
     fn put(&self, batch: &Accepted) -> impl Future<Output = Result<(), SinkError>> + Send;
 }
+
+impl<T: EventSink> EventSink for std::sync::Arc<T> {
+    fn put(&self, batch: &Accepted) -> impl Future<Output = Result<(), SinkError>> + Send {
+        (**self).put(batch)
+    }
+}

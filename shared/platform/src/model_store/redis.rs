@@ -39,6 +39,8 @@ const PIPELINE_COMMANDS: usize = 512;
 const ITEM_PIPELINE_COMMANDS: usize = 16;
 /// Pipelines in flight at once.
 const CONCURRENCY: usize = 8;
+/// TTL of a user's recent history, renewed on every append (30 days).
+const HISTORY_TTL_SECS: i64 = 30 * 86_400;
 /// History entries returned by [`ModelStore::user_states`].
 const HISTORY_READ: isize = 100;
 
@@ -734,6 +736,8 @@ impl ModelStore for RedisModelStore {
             p.lpush(&key, chunk).ignore();
         }
         p.ltrim(&key, 0, max_len.max(1) as isize - 1).ignore();
+        // A user who stops coming back stops costing memory.
+        p.expire(&key, HISTORY_TTL_SECS).ignore();
         self.conn
             .query(&p)
             .await

@@ -1,0 +1,5 @@
+//! The recommend Lambda: `GET /v1/recommend/{endpoint}` and `GET /v1/similar/{endpoint}`
+//! from the models in Redis; served recommendations are logged through Kinesis.
+//! `main.rs` wires it up; [`handler`] maps Lambda HTTP events to the recommend service.
+
+pub mod handler;

@@ -1,0 +1,285 @@
+//! The item catalog: availability windows and categories the business rules read.
+//!
+//! Serving reads it from memory on every request. [`Catalog`] is the in-memory view, filled
+//! by `PUT /v1/items` (admin key) and, in `nectar dev`, persisted as JSON lines under
+//! `<data-dir>/catalog/site=<site>/items.jsonl` so that it survives restarts.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use bytes::Bytes;
+use http::{Method, StatusCode};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::config::NectarConfig;
+use crate::error::AppError;
+use crate::http_util::{json_response, site_key_param};
+use crate::keys::AdminKeys;
+
+/// The catalog route.
+pub const ITEMS_PATH: &str = "/v1/items";
+/// Largest catalog upsert body.
+const MAX_ITEMS_BODY: usize = 5 << 20;
+
+/// What the rules know of one item.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ItemMeta {
+    /// The item id.
+    pub id: String,
+    /// Its category (e.g. genre, programme type).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub category: Option<String>,
+    /// Available from this time on (ms UTC).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub available_from: Option<i64>,
+    /// Available until this time (ms UTC, exclusive).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub available_until: Option<i64>,
+    /// A display title.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+}
+
+impl ItemMeta {
+    /// Whether the item can be shown at `now_ms`.
+    pub fn available_at(&self, now_ms: i64) -> bool {
+        self.available_from.is_none_or(|f| now_ms >= f)
+            && self.available_until.is_none_or(|u| now_ms < u)
+    }
+}
+
+/// The in-memory catalog of every site, optionally persisted in a directory.
+#[derive(Debug, Clone, Default)]
+pub struct Catalog {
+    items: Arc<RwLock<HashMap<String, HashMap<String, ItemMeta>>>>,
+    dir: Option<PathBuf>,
+}
+
+/// A catalog failure.
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    /// Reading or writing the local catalog failed.
+    #[error("catalog I/O on {path}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl Catalog {
+    /// An empty in-memory catalog.
+    pub fn in_memory() -> Self {
+        Self::default()
+    }
+
+    /// A catalog persisted under `<data_dir>/catalog/`, loaded now.
+    pub fn open(data_dir: &Path) -> Result<Self, CatalogError> {
+        let dir = data_dir.join("catalog");
+        let cat = Self {
+            items: Arc::default(),
+            dir: Some(dir.clone()),
+        };
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            return Ok(cat);
+        };
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let Some(site) = name.strip_prefix("site=") else {
+                continue;
+            };
+            let path = e.path().join("items.jsonl");
+            let text = match std::fs::read_to_string(&path) {
+                Ok(t) => t,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(source) => {
+                    return Err(CatalogError::Io {
+                        path: path.display().to_string(),
+                        source,
+                    })
+                }
+            };
+            let items: Vec<ItemMeta> = text
+                .lines()
+                .filter_map(|l| serde_json::from_str(l).ok())
+                .collect();
+            cat.insert(site, items);
+        }
+        Ok(cat)
+    }
+
+    fn insert(&self, site: &str, items: Vec<ItemMeta>) {
+        let mut all = self.items.write().expect("catalog lock");
+        let m = all.entry(site.to_string()).or_default();
+        for it in items {
+            m.insert(it.id.clone(), it);
+        }
+    }
+
+    /// Upserts items of a site (and appends them to the local file when persisted).
+    pub fn upsert(&self, site: &str, items: Vec<ItemMeta>) -> Result<(), CatalogError> {
+        if let Some(dir) = &self.dir {
+            let d = dir.join(format!("site={site}"));
+            let path = d.join("items.jsonl");
+            let io = |source| CatalogError::Io {
+                path: path.display().to_string(),
+                source,
+            };
+            std::fs::create_dir_all(&d).map_err(io)?;
+            let mut f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .map_err(io)?;
+            let mut buf = Vec::new();
+            for it in &items {
+                serde_json::to_writer(&mut buf, it).expect("serialisable");
+                buf.push(b'\n');
+            }
+            f.write_all(&buf).map_err(io)?;
+        }
+        self.insert(site, items);
+        Ok(())
+    }
+
+    /// One item's metadata, if known.
+    pub fn get(&self, site: &str, id: &str) -> Option<ItemMeta> {
+        self.items
+            .read()
+            .expect("catalog lock")
+            .get(site)?
+            .get(id)
+            .cloned()
+    }
+
+    /// Number of items of a site.
+    pub fn len(&self, site: &str) -> usize {
+        self.items
+            .read()
+            .expect("catalog lock")
+            .get(site)
+            .map_or(0, HashMap::len)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ItemsBody {
+    items: Vec<ItemMeta>,
+}
+
+/// Checks a `PUT /v1/items?s=SITE` request (route, method, site, `Authorization: Bearer
+/// <admin key of the site>`, body `{"items": [{"id", "category"?, "available_from"?,
+/// "available_until"?, "title"?}]}`) and returns the site and the items to upsert.
+pub fn parse_items_request(
+    config: &NectarConfig,
+    keys: &AdminKeys,
+    req: &http::Request<Bytes>,
+) -> Result<(String, Vec<ItemMeta>), AppError> {
+    if req.uri().path() != ITEMS_PATH {
+        return Err(AppError::NotFound(req.uri().path().to_string()));
+    }
+    if req.method() != Method::PUT {
+        return Err(AppError::MethodNotAllowed {
+            method: req.method().to_string(),
+            allow: "PUT",
+        });
+    }
+    let site = site_key_param(req.uri().query())?;
+    if config.site(&site).is_none() {
+        return Err(AppError::UnknownSite(site));
+    }
+    keys.authorize(req.headers(), &site)?;
+    if req.body().len() > MAX_ITEMS_BODY {
+        return Err(AppError::PayloadTooLarge {
+            limit: MAX_ITEMS_BODY,
+        });
+    }
+    let body: ItemsBody = serde_json::from_slice(req.body())
+        .map_err(|e| AppError::invalid("body", format!("not a valid items document: {e}")))?;
+    for (i, it) in body.items.iter().enumerate() {
+        if it.id.is_empty() || it.id.len() > 256 || it.id.chars().any(char::is_control) {
+            return Err(AppError::invalid(
+                &format!("items[{i}].id"),
+                "ids are 1 to 256 characters with no control characters",
+            ));
+        }
+        if let (Some(f), Some(u)) = (it.available_from, it.available_until) {
+            if u <= f {
+                return Err(AppError::invalid(
+                    &format!("items[{i}].available_until"),
+                    "must be after available_from",
+                ));
+            }
+        }
+    }
+    Ok((site, body.items))
+}
+
+/// The answer to a successful upsert of `n` items.
+pub fn upserted_response(n: usize) -> http::Response<Bytes> {
+    json_response(StatusCode::OK, &json!({ "upserted": n }))
+}
+
+/// `PUT /v1/items` on the local catalog (`nectar dev`).
+pub fn handle_items(
+    config: &NectarConfig,
+    keys: &AdminKeys,
+    catalog: &Catalog,
+    req: &http::Request<Bytes>,
+) -> http::Response<Bytes> {
+    let r = parse_items_request(config, keys, req).and_then(|(site, items)| {
+        let n = items.len();
+        catalog.upsert(&site, items).map_err(|e| {
+            tracing::error!(error = ?e, "Catalog upsert failed.");
+            AppError::Unavailable(Box::new(e))
+        })?;
+        Ok(upserted_response(n))
+    });
+    r.unwrap_or_else(AppError::into_response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn availability_windows() {
+        let m = ItemMeta {
+            id: "a".into(),
+            available_from: Some(10),
+            available_until: Some(20),
+            ..Default::default()
+        };
+        assert!(!m.available_at(9));
+        assert!(m.available_at(10));
+        assert!(!m.available_at(20));
+    }
+
+    #[test]
+    fn persisted_catalog_reloads() {
+        let dir = std::env::temp_dir().join(format!("nectar-cat-{}", std::process::id()));
+        let c = Catalog::open(&dir).unwrap();
+        c.upsert(
+            "demo",
+            vec![ItemMeta {
+                id: "x".into(),
+                category: Some("news".into()),
+                ..Default::default()
+            }],
+        )
+        .unwrap();
+        let again = Catalog::open(&dir).unwrap();
+        assert_eq!(
+            again.get("demo", "x").unwrap().category.as_deref(),
+            Some("news")
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,273 @@
+//! DynamoDB twins of the local catalog file and key file, for the recommend Lambda.
+//!
+//! - Catalog table: pk `site`, sk `item_id`; attributes `category`, `available_from`,
+//!   `available_until` (numbers, ms UTC), `title`. Loaded whole per site at cold start (the
+//!   serving path reads the catalog from memory) and written by `PUT /v1/items`.
+//! - Keys table: pk `key_hash` (hex SHA-256 of the key), attribute `site`. Only hashes are
+//!   stored; the table is scanned at cold start into [`AdminKeys`].
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
+
+use crate::catalog::ItemMeta;
+use crate::keys::AdminKeys;
+
+/// A DynamoDB failure.
+#[derive(Debug, thiserror::Error)]
+#[error("DynamoDB {op} on {table} failed")]
+pub struct DynamoError {
+    op: &'static str,
+    table: String,
+    #[source]
+    source: Box<dyn std::error::Error + Send + Sync>,
+}
+
+/// The catalog table.
+#[derive(Debug, Clone)]
+pub struct DynamoCatalog {
+    client: aws_sdk_dynamodb::Client,
+    table: String,
+}
+
+/// The keys table.
+#[derive(Debug, Clone)]
+pub struct DynamoKeys {
+    client: aws_sdk_dynamodb::Client,
+    table: String,
+}
+
+fn s(v: &str) -> AttributeValue {
+    AttributeValue::S(v.to_string())
+}
+
+fn n(v: i64) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+fn get_s(m: &HashMap<String, AttributeValue>, k: &str) -> Option<String> {
+    m.get(k).and_then(|v| v.as_s().ok()).cloned()
+}
+
+fn get_n(m: &HashMap<String, AttributeValue>, k: &str) -> Option<i64> {
+    m.get(k)
+        .and_then(|v| v.as_n().ok())
+        .and_then(|x| x.parse().ok())
+}
+
+/// Creates a table with a string hash key (and optional string range key), on demand; for
+/// tests and local setups (the SAM template declares the tables in AWS).
+pub async fn create_table(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+    hash: &str,
+    range: Option<&str>,
+) -> Result<(), DynamoError> {
+    use aws_sdk_dynamodb::types::{
+        AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+    };
+    let attr = |n: &str| {
+        AttributeDefinition::builder()
+            .attribute_name(n)
+            .attribute_type(ScalarAttributeType::S)
+            .build()
+            .expect("name and type are set")
+    };
+    let key = |n: &str, t: KeyType| {
+        KeySchemaElement::builder()
+            .attribute_name(n)
+            .key_type(t)
+            .build()
+            .expect("name and type are set")
+    };
+    let mut req = client
+        .create_table()
+        .table_name(table)
+        .attribute_definitions(attr(hash))
+        .key_schema(key(hash, KeyType::Hash))
+        .billing_mode(BillingMode::PayPerRequest);
+    if let Some(r) = range {
+        req = req
+            .attribute_definitions(attr(r))
+            .key_schema(key(r, KeyType::Range));
+    }
+    req.send().await.map_err(|e| DynamoError {
+        op: "CreateTable",
+        table: table.to_string(),
+        source: Box::new(e),
+    })?;
+    Ok(())
+}
+
+impl DynamoCatalog {
+    /// The catalog in `table`.
+    pub fn new(client: aws_sdk_dynamodb::Client, table: impl Into<String>) -> Self {
+        Self {
+            client,
+            table: table.into(),
+        }
+    }
+
+    fn err(
+        &self,
+        op: &'static str,
+        e: impl std::error::Error + Send + Sync + 'static,
+    ) -> DynamoError {
+        DynamoError {
+            op,
+            table: self.table.clone(),
+            source: Box::new(e),
+        }
+    }
+
+    /// Upserts items (batches of 25, unprocessed items retried).
+    pub async fn put_items(&self, site: &str, items: &[ItemMeta]) -> Result<(), DynamoError> {
+        for chunk in items.chunks(25) {
+            let mut writes: Vec<WriteRequest> = chunk
+                .iter()
+                .map(|it| {
+                    let mut m = HashMap::from([
+                        ("site".to_string(), s(site)),
+                        ("item_id".to_string(), s(&it.id)),
+                    ]);
+                    if let Some(c) = &it.category {
+                        m.insert("category".into(), s(c));
+                    }
+                    if let Some(t) = &it.title {
+                        m.insert("title".into(), s(t));
+                    }
+                    if let Some(f) = it.available_from {
+                        m.insert("available_from".into(), n(f));
+                    }
+                    if let Some(u) = it.available_until {
+                        m.insert("available_until".into(), n(u));
+                    }
+                    WriteRequest::builder()
+                        .put_request(
+                            PutRequest::builder()
+                                .set_item(Some(m))
+                                .build()
+                                .expect("item set"),
+                        )
+                        .build()
+                })
+                .collect();
+            for attempt in 0..8 {
+                let out = self
+                    .client
+                    .batch_write_item()
+                    .request_items(&self.table, writes.clone())
+                    .send()
+                    .await
+                    .map_err(|e| self.err("BatchWriteItem", e))?;
+                writes = out
+                    .unprocessed_items
+                    .and_then(|mut u| u.remove(&self.table))
+                    .unwrap_or_default();
+                if writes.is_empty() {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50 << attempt)).await;
+            }
+            if !writes.is_empty() {
+                return Err(DynamoError {
+                    op: "BatchWriteItem",
+                    table: self.table.clone(),
+                    source: format!("{} items still unprocessed after retries", writes.len())
+                        .into(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Every item of a site.
+    pub async fn load_site(&self, site: &str) -> Result<Vec<ItemMeta>, DynamoError> {
+        let mut out = Vec::new();
+        let mut start = None;
+        loop {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("site = :s")
+                .expression_attribute_values(":s", s(site))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| self.err("Query", e))?;
+            for m in page.items() {
+                if let Some(id) = get_s(m, "item_id") {
+                    out.push(ItemMeta {
+                        id,
+                        category: get_s(m, "category"),
+                        available_from: get_n(m, "available_from"),
+                        available_until: get_n(m, "available_until"),
+                        title: get_s(m, "title"),
+                    });
+                }
+            }
+            start = page.last_evaluated_key;
+            if start.is_none() {
+                return Ok(out);
+            }
+        }
+    }
+}
+
+impl DynamoKeys {
+    /// The keys in `table`.
+    pub fn new(client: aws_sdk_dynamodb::Client, table: impl Into<String>) -> Self {
+        Self {
+            client,
+            table: table.into(),
+        }
+    }
+
+    /// Stores a new key's hash for `site` and returns the key (shown once).
+    pub async fn create(&self, site: &str) -> Result<String, DynamoError> {
+        let key = crate::keys::new_key();
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .item("key_hash", s(&hex::encode(crate::keys::key_hash(&key))))
+            .item("site", s(site))
+            .send()
+            .await
+            .map_err(|e| DynamoError {
+                op: "PutItem",
+                table: self.table.clone(),
+                source: Box::new(e),
+            })?;
+        Ok(key)
+    }
+
+    /// Every stored key hash, as [`AdminKeys`].
+    pub async fn load(&self) -> Result<AdminKeys, DynamoError> {
+        let mut keys = AdminKeys::none();
+        let mut start = None;
+        loop {
+            let page = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| DynamoError {
+                    op: "Scan",
+                    table: self.table.clone(),
+                    source: Box::new(e),
+                })?;
+            for m in page.items() {
+                if let (Some(h), Some(site)) = (get_s(m, "key_hash"), get_s(m, "site")) {
+                    keys.add_hash(&h, &site);
+                }
+            }
+            start = page.last_evaluated_key;
+            if start.is_none() {
+                return Ok(keys);
+            }
+        }
+    }
+}

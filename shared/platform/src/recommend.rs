@@ -1,0 +1,882 @@
+//! The recommend service: `GET /v1/recommend/{endpoint}` (per user) and
+//! `GET /v1/similar/{endpoint}` (similar items), as declared in the config's endpoints.
+//!
+//! Serving path: the item side of a model version (ids, factors, lists) is loaded into memory
+//! once per version and swapped whole when the store's pointer moves (checked at most every
+//! `reload_interval`, with jitter); a request holds one loaded version from start to end, so an
+//! answer never mixes versions. Per request there is one store round trip for the user's
+//! vector, precomputed list and recent history. Unknown users with history are folded in
+//! (ALS); without history they get the endpoint's fallback list. When the store is unreachable
+//! the fallback lists already in memory are served, marked `"fallback": true`.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{Method, StatusCode};
+use nectar_model::algo::als::{AlsModel, Confidence};
+use nectar_model::event::{accept_payload, CollectLimits};
+pub use nectar_model::topk::dot_scores;
+use nectar_model::topk::{top_k, Exclude};
+use rand::Rng;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use crate::catalog::Catalog;
+use crate::config::{EndpointConfig, EndpointKind, NectarConfig, VariantConfig};
+use crate::error::AppError;
+use crate::http_util::{json_response, query_param, site_key_param};
+use crate::keys::AdminKeys;
+use crate::model_store::{user_state, ModelItems, ModelStore, ModelStoreError, UserState};
+use crate::sink::EventSink;
+
+/// Prefix of the per-user route.
+pub const RECOMMEND_PREFIX: &str = "/v1/recommend/";
+/// Prefix of the similar-items route.
+pub const SIMILAR_PREFIX: &str = "/v1/similar/";
+/// Largest `n`.
+pub const MAX_N: usize = 100;
+/// Largest number of ids in `exclude`.
+const MAX_EXCLUDE: usize = 500;
+/// Largest id length.
+const MAX_ID_LEN: usize = 256;
+
+/// Tuning of the serving path.
+#[derive(Debug, Clone, Copy)]
+pub struct RecommendOptions {
+    /// How often the pointer is checked at most (plus up to half of it as jitter).
+    pub reload_interval: Duration,
+    /// Deadline of a per-request store call (user state, pointer check).
+    pub request_timeout: Duration,
+    /// Deadline of loading a version's item side.
+    pub load_timeout: Duration,
+    /// Whether answers are logged as `recommendation_served` events.
+    pub log_served: bool,
+}
+
+impl Default for RecommendOptions {
+    fn default() -> Self {
+        Self {
+            reload_interval: Duration::from_secs(5),
+            request_timeout: Duration::from_millis(250),
+            load_timeout: Duration::from_secs(60),
+            log_served: true,
+        }
+    }
+}
+
+/// One model version as served from memory.
+#[derive(Debug)]
+pub struct LoadedModel {
+    /// The task name.
+    pub task: String,
+    /// The item side.
+    pub items: ModelItems,
+    /// Item id → row.
+    pub index: HashMap<String, u32>,
+    /// For fold-in of users unseen at training time (factor models only).
+    fold: Option<AlsModel>,
+}
+
+impl LoadedModel {
+    fn new(task: &str, items: ModelItems) -> Self {
+        let index = items
+            .item_ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| (id.clone(), i as u32))
+            .collect();
+        let fold = items.item_factors.as_ref().and_then(|f| {
+            let p = &items.metadata["params"];
+            let num = |k: &str, d: f64| p[k].as_f64().unwrap_or(d) as f32;
+            let conf = match p["confidence"].as_str() {
+                Some("binary") | None => Confidence::Binary,
+                _ => Confidence::Value,
+            };
+            AlsModel::from_factors(
+                f.dim,
+                Vec::new(),
+                f.data.clone(),
+                num("regularization", 0.01),
+                num("alpha", 1.0),
+                conf,
+            )
+            .ok()
+        });
+        Self {
+            task: task.to_string(),
+            items,
+            index,
+            fold,
+        }
+    }
+
+    /// The version.
+    pub fn version(&self) -> u64 {
+        self.items.version
+    }
+}
+
+#[derive(Debug)]
+struct Slot {
+    loaded: Option<Arc<LoadedModel>>,
+    next_check: Instant,
+    /// Whether the pointer was ever read successfully (else "no model yet" is unknown).
+    checked: bool,
+    /// Held while the pointer is checked and a version loaded.
+    loading: Arc<tokio::sync::Mutex<()>>,
+}
+
+/// Why a model could not be used for a request.
+enum ModelState {
+    Ready(Arc<LoadedModel>),
+    /// The pointer names no version.
+    NoModel,
+    /// The store failed and nothing is in memory.
+    Unreachable,
+}
+
+/// The stable A/B assignment: a uniform number in `[0, 1)` from experiment and id.
+pub fn assignment_point(experiment: &str, id: &str) -> f64 {
+    let mut h = Sha256::new();
+    h.update(experiment.as_bytes());
+    h.update([0u8]);
+    h.update(id.as_bytes());
+    let d = h.finalize();
+    let x = u64::from_be_bytes([d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]]);
+    (x >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// The variant of `id` among weighted variants (stable across calls and instances).
+pub fn assign_variant<'a>(
+    experiment: &str,
+    variants: &'a [VariantConfig],
+    id: &str,
+) -> &'a VariantConfig {
+    let total: f64 = variants.iter().map(|v| v.weight).sum();
+    let x = assignment_point(experiment, id) * total;
+    let mut acc = 0.0;
+    for v in variants {
+        acc += v.weight;
+        if x < acc {
+            return v;
+        }
+    }
+    variants.last().expect("validated: at least one variant")
+}
+
+/// Parsed query of a request.
+struct Query {
+    site: String,
+    endpoint: String,
+    subject: String,
+    user_id: Option<String>,
+    client_id: Option<String>,
+    n: usize,
+    exclude: Vec<String>,
+    context_item: Option<String>,
+}
+
+fn check_id(field: &str, v: &str) -> Result<(), AppError> {
+    if v.is_empty() || v.len() > MAX_ID_LEN || v.chars().any(char::is_control) {
+        return Err(AppError::invalid(
+            field,
+            format!("ids are 1 to {MAX_ID_LEN} characters with no control characters"),
+        ));
+    }
+    Ok(())
+}
+
+/// The recommend service over a model store, a served-log sink, a catalog and admin keys.
+pub struct RecommendService<M, S> {
+    config: Arc<NectarConfig>,
+    models: M,
+    sink: Arc<S>,
+    catalog: Catalog,
+    keys: AdminKeys,
+    options: RecommendOptions,
+    cache: Mutex<HashMap<(String, String), Slot>>,
+    limits: CollectLimits,
+}
+
+impl<M: ModelStore, S: EventSink + 'static> RecommendService<M, S> {
+    /// A service; `sink` receives the `recommendation_served` events.
+    pub fn new(
+        config: Arc<NectarConfig>,
+        models: M,
+        sink: Arc<S>,
+        catalog: Catalog,
+        keys: AdminKeys,
+        options: RecommendOptions,
+    ) -> Self {
+        let limits = config.collect_limits();
+        Self {
+            config,
+            models,
+            sink,
+            catalog,
+            keys,
+            options,
+            cache: Mutex::new(HashMap::new()),
+            limits,
+        }
+    }
+
+    /// The config.
+    pub fn config(&self) -> &NectarConfig {
+        &self.config
+    }
+
+    /// The admin keys.
+    pub fn keys(&self) -> &AdminKeys {
+        &self.keys
+    }
+
+    /// The catalog (shared with the items route).
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    /// Whether a path is served here.
+    pub fn routes(path: &str) -> bool {
+        path.starts_with(RECOMMEND_PREFIX) || path.starts_with(SIMILAR_PREFIX)
+    }
+
+    /// Answers one HTTP request; `now_ms` dates the answer and the availability rules.
+    pub async fn handle(&self, req: &http::Request<Bytes>, now_ms: i64) -> http::Response<Bytes> {
+        let path = req.uri().path();
+        let kind = if let Some(e) = path.strip_prefix(RECOMMEND_PREFIX) {
+            Some((EndpointKind::User, e))
+        } else {
+            path.strip_prefix(SIMILAR_PREFIX)
+                .map(|e| (EndpointKind::Similar, e))
+        };
+        let result = match kind {
+            None => Err(AppError::NotFound(path.to_string())),
+            Some(_) if req.method() != Method::GET && req.method() != Method::HEAD => {
+                Err(AppError::MethodNotAllowed {
+                    method: req.method().to_string(),
+                    allow: "GET",
+                })
+            }
+            Some((kind, endpoint)) => self.answer(req, kind, endpoint, now_ms).await,
+        };
+        let mut resp = result.unwrap_or_else(AppError::into_response);
+        resp.headers_mut().insert(
+            http::header::CACHE_CONTROL,
+            http::HeaderValue::from_static("no-store"),
+        );
+        resp
+    }
+
+    fn parse(
+        &self,
+        req: &http::Request<Bytes>,
+        kind: EndpointKind,
+        endpoint: &str,
+    ) -> Result<Query, AppError> {
+        let q = req.uri().query();
+        let site = site_key_param(q)?;
+        if self.config.site(&site).is_none() {
+            return Err(AppError::UnknownSite(site));
+        }
+        let n = match query_param(q, "n") {
+            None => 10,
+            Some(v) => v
+                .parse::<usize>()
+                .ok()
+                .filter(|n| (1..=MAX_N).contains(n))
+                .ok_or_else(|| {
+                    AppError::invalid("n", format!("must be an integer from 1 to {MAX_N}"))
+                })?,
+        };
+        let mut exclude = Vec::new();
+        if let Some(v) = query_param(q, "exclude") {
+            for id in v.split(',').filter(|s| !s.is_empty()) {
+                check_id("exclude", id)?;
+                exclude.push(id.to_string());
+            }
+            if exclude.len() > MAX_EXCLUDE {
+                return Err(AppError::invalid(
+                    "exclude",
+                    format!("at most {MAX_EXCLUDE} ids"),
+                ));
+            }
+        }
+        let get = |name: &str| -> Result<Option<String>, AppError> {
+            match query_param(q, name) {
+                None => Ok(None),
+                Some(v) => {
+                    check_id(name, &v)?;
+                    Ok(Some(v.into_owned()))
+                }
+            }
+        };
+        let user_id = get("user_id")?;
+        let client_id = get("client_id")?;
+        let context_item = get("context_item")?;
+        let item_id = get("item_id")?;
+        let subject = match kind {
+            EndpointKind::User => user_id
+                .clone()
+                .or_else(|| client_id.clone())
+                .ok_or_else(|| AppError::invalid("user_id", "user_id or client_id is required"))?,
+            EndpointKind::Similar => {
+                item_id.ok_or_else(|| AppError::invalid("item_id", "item_id is required"))?
+            }
+        };
+        Ok(Query {
+            site,
+            endpoint: endpoint.to_string(),
+            subject,
+            user_id,
+            client_id,
+            n,
+            exclude,
+            context_item,
+        })
+    }
+
+    async fn answer(
+        &self,
+        req: &http::Request<Bytes>,
+        kind: EndpointKind,
+        endpoint: &str,
+        now_ms: i64,
+    ) -> Result<http::Response<Bytes>, AppError> {
+        let q = self.parse(req, kind, endpoint)?;
+        let site = self.config.site(&q.site).expect("checked in parse");
+        let ep = site
+            .endpoints
+            .get(&q.endpoint)
+            .filter(|ep| ep.kind == kind)
+            .ok_or_else(|| AppError::UnknownEndpoint(q.endpoint.clone()))?;
+        if ep.require_key {
+            self.keys.authorize(req.headers(), &q.site)?;
+        }
+        let (variant, target) = match &ep.experiment {
+            None => ("default".to_string(), Some(ep.model.clone())),
+            Some(x) => {
+                // Logged-in users keep their variant across devices.
+                let id = q.user_id.as_deref().unwrap_or(&q.subject);
+                let v = assign_variant(&x.name, &x.variants, id);
+                (v.name.clone(), v.model.clone())
+            }
+        };
+        let mut out = Answer::default();
+        if let Some(task) = &target {
+            match self.model(&q.site, task).await {
+                ModelState::Ready(m) => {
+                    out.model = Some((task.clone(), m.version()));
+                    let state = if kind == EndpointKind::User {
+                        self.user(&q.site, &m, &q.subject).await
+                    } else {
+                        Ok(UserState::default())
+                    };
+                    match state {
+                        Ok(state) => {
+                            out.items = self.rank(&m, ep, kind, &q, &state, now_ms);
+                            out.history = state.history;
+                        }
+                        Err(e) => {
+                            tracing::warn!(site = %q.site, model = %task, error = %e, "User state unavailable; serving the fallback.");
+                            out.model = None;
+                        }
+                    }
+                }
+                ModelState::NoModel => {}
+                ModelState::Unreachable => out.unreachable = true,
+            }
+        }
+        let use_fallback = out.items.as_ref().is_none_or(Vec::is_empty);
+        if !use_fallback {
+            // Keep the fallback lists warm in memory: they are what is served when the store
+            // becomes unreachable. Costs nothing between pointer checks.
+            for task in ep.fallback_tasks() {
+                let _ = self.model(&q.site, &task).await;
+            }
+        }
+        let mut fallback_used = false;
+        if use_fallback {
+            let exclude: HashSet<&str> = q
+                .exclude
+                .iter()
+                .map(String::as_str)
+                .chain(
+                    (ep.rules.exclude_consumed && kind == EndpointKind::User)
+                        .then_some(out.history.iter().map(String::as_str))
+                        .into_iter()
+                        .flatten(),
+                )
+                .chain((kind == EndpointKind::Similar).then_some(q.subject.as_str()))
+                .collect();
+            for task in ep.fallback_tasks() {
+                match self.model(&q.site, &task).await {
+                    ModelState::Ready(m) => {
+                        let cands: Vec<(String, f32)> = m
+                            .items
+                            .popular
+                            .iter()
+                            .map(|&(r, s)| (m.items.item_ids[r as usize].clone(), s))
+                            .filter(|(id, _)| !exclude.contains(id.as_str()))
+                            .collect();
+                        out.items = Some(self.apply_rules(&q.site, ep, cands, q.n, now_ms));
+                        out.model = Some((task.clone(), m.version()));
+                        fallback_used = true;
+                        break;
+                    }
+                    ModelState::Unreachable => out.unreachable = true,
+                    ModelState::NoModel => {}
+                }
+            }
+        }
+        let Some(items) = out.items else {
+            return Err(if out.unreachable {
+                AppError::Unavailable(
+                    "the model store is unreachable and no list is in memory".into(),
+                )
+            } else {
+                AppError::NoModel(format!("{}/{}", q.site, q.endpoint))
+            });
+        };
+        if fallback_used && out.unreachable {
+            tracing::warn!(site = %q.site, endpoint = %q.endpoint, "Model store unreachable; served the in-memory fallback.");
+        }
+        let rec_id = new_recommendation_id();
+        let (model_name, version) = out.model.unwrap_or_default();
+        let body = json!({
+            "recommendation_id": rec_id,
+            "endpoint": q.endpoint,
+            "variant": variant,
+            "model": { "name": model_name, "version": version },
+            "items": items.iter().map(|(id, s)| json!({"id": id, "score": s})).collect::<Vec<_>>(),
+            "fallback": fallback_used,
+        });
+        if self.options.log_served {
+            self.log_served(&q, &body, now_ms);
+        }
+        Ok(json_response(StatusCode::OK, &body))
+    }
+
+    /// The served-recommendation log, off the hot path.
+    fn log_served(&self, q: &Query, body: &serde_json::Value, now_ms: i64) {
+        let client = q
+            .client_id
+            .clone()
+            .or_else(|| q.user_id.clone())
+            .unwrap_or_else(|| "nectar-recommend".to_string());
+        let mut payload = json!({
+            "peach_schema_version": "1.0.3",
+            "sent_timestamp": now_ms,
+            "client": { "id": client, "app_id": "nectar-recommend", "device": { "type": "embedded" } },
+            "events": [{
+                "type": "recommendation_served",
+                "id": body["recommendation_id"],
+                "event_timestamp": now_ms,
+                "context": {
+                    "endpoint": body["endpoint"],
+                    "variant": body["variant"],
+                    "model": body["model"],
+                    "fallback": body["fallback"],
+                    "items": body["items"].as_array().map(|a| a.iter().map(|i| i["id"].clone()).collect::<Vec<_>>()),
+                    "context_item": q.context_item,
+                    "subject": if q.user_id.is_none() && q.client_id.is_none() { Some(&q.subject) } else { None },
+                }
+            }]
+        });
+        if let Some(u) = &q.user_id {
+            payload["user_id"] = json!(u);
+        }
+        let text = payload.to_string();
+        let accepted = match accept_payload(text.as_bytes(), &q.site, now_ms, &self.limits) {
+            Ok(a) => a,
+            Err(r) => {
+                tracing::warn!(problem = %r.message(), "Served log event rejected.");
+                return;
+            }
+        };
+        let sink = self.sink.clone();
+        tokio::spawn(async move {
+            if let Err(e) = sink.put(&accepted).await {
+                tracing::warn!(error = %e, "Served log event not stored.");
+            }
+        });
+    }
+
+    async fn user(
+        &self,
+        site: &str,
+        m: &LoadedModel,
+        user: &str,
+    ) -> Result<UserState, ModelStoreError> {
+        match tokio::time::timeout(
+            self.options.request_timeout,
+            user_state(&self.models, site, &m.task, m.version(), user),
+        )
+        .await
+        {
+            Ok(r) => r,
+            Err(_) => Err(ModelStoreError::Corrupt {
+                key: format!("user state of {site}/{}", m.task),
+                problem: "timed out".into(),
+            }),
+        }
+    }
+
+    /// The loaded model of a task, reloading when the pointer moved.
+    async fn model(&self, site: &str, task: &str) -> ModelState {
+        let key = (site.to_string(), task.to_string());
+        let now = Instant::now();
+        let (current, due, lock, checked) = {
+            let mut cache = self.cache.lock().expect("cache lock");
+            let slot = cache.entry(key.clone()).or_insert_with(|| Slot {
+                loaded: None,
+                next_check: now,
+                checked: false,
+                loading: Arc::new(tokio::sync::Mutex::new(())),
+            });
+            let due = now >= slot.next_check;
+            if due {
+                // Other requests keep serving the loaded version while this one checks.
+                slot.next_check = now + self.jittered();
+            }
+            (slot.loaded.clone(), due, slot.loading.clone(), slot.checked)
+        };
+        if !due {
+            if let Some(m) = current {
+                return ModelState::Ready(m);
+            }
+            if checked {
+                return ModelState::NoModel;
+            }
+            // Cold start: wait for the request that is loading the first version.
+            let _first = lock.lock().await;
+            let cache = self.cache.lock().expect("cache lock");
+            return match cache.get(&key) {
+                Some(Slot {
+                    loaded: Some(m), ..
+                }) => ModelState::Ready(m.clone()),
+                Some(Slot { checked: true, .. }) => ModelState::NoModel,
+                _ => ModelState::Unreachable,
+            };
+        }
+        let _loading = lock.lock().await;
+        let pointer = tokio::time::timeout(
+            self.options.request_timeout.max(Duration::from_millis(500)),
+            self.models.current_version(site, task),
+        )
+        .await;
+        let version = match pointer {
+            Ok(Ok(v)) => v,
+            Ok(Err(e)) => {
+                tracing::warn!(%site, %task, error = %e, "Model pointer check failed.");
+                return self.stale(&key, current);
+            }
+            Err(_) => {
+                tracing::warn!(%site, %task, "Model pointer check timed out.");
+                return self.stale(&key, current);
+            }
+        };
+        let Some(version) = version else {
+            self.set_checked(&key, None);
+            return ModelState::NoModel;
+        };
+        if let Some(m) = &current {
+            if m.version() == version {
+                self.set_checked(&key, Some(m.clone()));
+                return ModelState::Ready(m.clone());
+            }
+        }
+        let loaded = tokio::time::timeout(
+            self.options.load_timeout,
+            self.models.load_items(site, task, version),
+        )
+        .await;
+        match loaded {
+            Ok(Ok(Some(items))) => {
+                let m = Arc::new(LoadedModel::new(task, items));
+                tracing::info!(%site, %task, version, items = m.items.item_ids.len(), "Loaded model version.");
+                self.set_checked(&key, Some(m.clone()));
+                ModelState::Ready(m)
+            }
+            Ok(Ok(None)) => {
+                // Superseded between the pointer read and the load: check again next time.
+                self.cache
+                    .lock()
+                    .expect("cache lock")
+                    .entry(key.clone())
+                    .and_modify(|s| s.next_check = Instant::now());
+                self.stale(&key, current)
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(%site, %task, version, error = %e, "Loading model version failed.");
+                self.stale(&key, current)
+            }
+            Err(_) => {
+                tracing::warn!(%site, %task, version, "Loading model version timed out.");
+                self.stale(&key, current)
+            }
+        }
+    }
+
+    fn stale(&self, key: &(String, String), current: Option<Arc<LoadedModel>>) -> ModelState {
+        match current {
+            Some(m) => ModelState::Ready(m),
+            None => {
+                let checked = self
+                    .cache
+                    .lock()
+                    .expect("cache lock")
+                    .get(key)
+                    .is_some_and(|s| s.checked);
+                if checked {
+                    ModelState::NoModel
+                } else {
+                    ModelState::Unreachable
+                }
+            }
+        }
+    }
+
+    fn set_checked(&self, key: &(String, String), m: Option<Arc<LoadedModel>>) {
+        let mut cache = self.cache.lock().expect("cache lock");
+        if let Some(slot) = cache.get_mut(key) {
+            slot.loaded = m;
+            slot.checked = true;
+        }
+    }
+
+    fn jittered(&self) -> Duration {
+        let base = self.options.reload_interval;
+        let jitter = rand::rng().random_range(0.0..0.5);
+        base + base.mul_f64(jitter)
+    }
+
+    /// Ranks candidates from one loaded model; `None` when the model cannot answer this
+    /// subject (the caller falls back).
+    fn rank(
+        &self,
+        m: &LoadedModel,
+        ep: &EndpointConfig,
+        kind: EndpointKind,
+        q: &Query,
+        state: &UserState,
+        now_ms: i64,
+    ) -> Option<Vec<(String, f32)>> {
+        let n_items = m.items.item_ids.len();
+        let mut excluded: Vec<u32> = q
+            .exclude
+            .iter()
+            .filter_map(|id| m.index.get(id).copied())
+            .collect();
+        if kind == EndpointKind::User && ep.rules.exclude_consumed {
+            excluded.extend(
+                state
+                    .history
+                    .iter()
+                    .filter_map(|id| m.index.get(id).copied()),
+            );
+        }
+        let subject_row = m.index.get(&q.subject).copied();
+        if kind == EndpointKind::Similar {
+            excluded.extend(subject_row);
+        }
+        excluded.sort_unstable();
+        excluded.dedup();
+        let catalog_rules = ep.rules.max_per_category.is_some() || ep.rules.availability;
+        let want = if catalog_rules {
+            (q.n * 4 + 20).min(n_items)
+        } else {
+            q.n
+        };
+        let not_excluded = |r: &u32| excluded.binary_search(r).is_err();
+        let rows: Vec<(u32, f32)> = match kind {
+            EndpointKind::Similar => {
+                let row = subject_row?;
+                if let Some(sim) = &m.items.similar {
+                    sim[row as usize]
+                        .iter()
+                        .copied()
+                        .filter(|(r, _)| not_excluded(r))
+                        .collect()
+                } else {
+                    let f = m.items.item_factors.as_ref()?;
+                    let mut scores = vec![0f32; n_items];
+                    dot_scores(&f.data, f.dim, f.row(row as usize), &mut scores);
+                    top_k(&scores, want, Exclude::Sorted(&excluded))
+                }
+            }
+            EndpointKind::User => {
+                if let Some(top) = &state.top {
+                    top.iter()
+                        .copied()
+                        .filter(|(r, _)| not_excluded(r))
+                        .collect()
+                } else if let Some(f) = &m.items.item_factors {
+                    let x = match &state.factors {
+                        Some(x) if x.len() == f.dim => x.clone(),
+                        _ => {
+                            let hist: Vec<(u32, f32)> = state
+                                .history
+                                .iter()
+                                .filter_map(|id| m.index.get(id).map(|&r| (r, 1.0)))
+                                .collect();
+                            if hist.is_empty() {
+                                return None;
+                            }
+                            m.fold.as_ref()?.fold_in(&hist).ok()?
+                        }
+                    };
+                    let mut scores = vec![0f32; n_items];
+                    dot_scores(&f.data, f.dim, &x, &mut scores);
+                    top_k(&scores, want, Exclude::Sorted(&excluded))
+                } else if let Some(sim) = &m.items.similar {
+                    // Item-to-item for a user: sum the similar lists of recent items.
+                    let mut acc: HashMap<u32, f32> = HashMap::new();
+                    let seeds = q
+                        .context_item
+                        .iter()
+                        .chain(state.history.iter().take(20))
+                        .filter_map(|id| m.index.get(id));
+                    for &r in seeds {
+                        for &(o, s) in &sim[r as usize] {
+                            *acc.entry(o).or_default() += s;
+                        }
+                    }
+                    if acc.is_empty() {
+                        return None;
+                    }
+                    let mut v: Vec<(u32, f32)> =
+                        acc.into_iter().filter(|(r, _)| not_excluded(r)).collect();
+                    v.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+                    v
+                } else {
+                    m.items
+                        .popular
+                        .iter()
+                        .copied()
+                        .filter(|(r, _)| not_excluded(r))
+                        .collect()
+                }
+            }
+        };
+        let cands = rows
+            .into_iter()
+            .map(|(r, s)| (m.items.item_ids[r as usize].clone(), s))
+            .collect();
+        Some(self.apply_rules(&q.site, ep, cands, q.n, now_ms))
+    }
+
+    /// Availability, category caps and pinned promotions, over candidates best first.
+    fn apply_rules(
+        &self,
+        site: &str,
+        ep: &EndpointConfig,
+        cands: Vec<(String, f32)>,
+        n: usize,
+        now_ms: i64,
+    ) -> Vec<(String, f32)> {
+        let rules = &ep.rules;
+        let pinned: Vec<_> = rules.pinned.iter().filter(|p| p.slot <= n).collect();
+        let pinned_ids: HashSet<&str> = pinned.iter().map(|p| p.item_id.as_str()).collect();
+        let organic_n = n - pinned.len();
+        let mut per_cat: HashMap<String, usize> = HashMap::new();
+        let mut out = Vec::with_capacity(n);
+        for (id, s) in cands {
+            if out.len() >= organic_n {
+                break;
+            }
+            if pinned_ids.contains(id.as_str()) {
+                continue;
+            }
+            let meta = self.catalog.get(site, &id);
+            if rules.availability {
+                if let Some(m) = &meta {
+                    if !m.available_at(now_ms) {
+                        continue;
+                    }
+                }
+            }
+            if let (Some(max), Some(cat)) = (
+                rules.max_per_category,
+                meta.as_ref().and_then(|m| m.category.clone()),
+            ) {
+                let c = per_cat.entry(cat).or_default();
+                if *c >= max {
+                    continue;
+                }
+                *c += 1;
+            }
+            out.push((id, s));
+        }
+        let mut pinned = pinned;
+        pinned.sort_by_key(|p| p.slot);
+        for p in pinned {
+            let at = (p.slot - 1).min(out.len());
+            out.insert(at, (p.item_id.clone(), f32::NAN));
+        }
+        out
+    }
+}
+
+#[derive(Default)]
+struct Answer {
+    items: Option<Vec<(String, f32)>>,
+    model: Option<(String, u64)>,
+    history: Vec<String>,
+    unreachable: bool,
+}
+
+fn new_recommendation_id() -> String {
+    let x: u128 = rand::rng().random();
+    format!("r-{x:032x}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::VariantConfig;
+
+    #[test]
+    fn ab_split_is_within_one_point_of_the_weights() {
+        // GIVEN three variants weighted 50/30/20
+        let vs: Vec<VariantConfig> = [("a", 5.0), ("b", 3.0), ("c", 2.0)]
+            .iter()
+            .map(|(n, w)| VariantConfig {
+                name: n.to_string(),
+                weight: *w,
+                model: Some("m".into()),
+                strategy: None,
+            })
+            .collect();
+        // WHEN 100k distinct ids are assigned
+        let mut counts = HashMap::new();
+        for i in 0..100_000 {
+            *counts
+                .entry(
+                    assign_variant("exp1", &vs, &format!("user-{i}"))
+                        .name
+                        .clone(),
+                )
+                .or_insert(0usize) += 1;
+        }
+        // THEN each share is within ±1 percentage point of its weight
+        for (n, w) in [("a", 0.5), ("b", 0.3), ("c", 0.2)] {
+            let share = counts[n] as f64 / 100_000.0;
+            assert!((share - w).abs() < 0.01, "{n}: {share}");
+        }
+        // AND assignment is stable, and depends on the experiment
+        assert_eq!(
+            assign_variant("exp1", &vs, "u1").name,
+            assign_variant("exp1", &vs, "u1").name
+        );
+        let moved = (0..1000)
+            .filter(|i| {
+                let id = format!("user-{i}");
+                assign_variant("exp1", &vs, &id).name != assign_variant("exp2", &vs, &id).name
+            })
+            .count();
+        assert!(moved > 300, "{moved}");
+    }
+}

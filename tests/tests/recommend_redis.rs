@@ -1,0 +1,614 @@
+//! The recommend service on a real redis-server: ranking from factors, fold-in, rules,
+//! fallbacks, A/B variants, the served log, hot reload while serving, and Redis stopped
+//! mid-test.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use nectar_model::event::Accepted;
+use nectar_platform::catalog::{Catalog, ItemMeta};
+use nectar_platform::config::NectarConfig;
+use nectar_platform::keys::AdminKeys;
+use nectar_platform::model_store::{
+    Factors, ModelArtifacts, ModelStore, PublishOptions, RedisModelStore,
+};
+use nectar_platform::recommend::{RecommendOptions, RecommendService};
+use nectar_platform::sink::{EventSink, SinkError};
+use serde_json::Value;
+
+#[derive(Default)]
+struct MemorySink(Mutex<Vec<Accepted>>);
+
+impl EventSink for MemorySink {
+    async fn put(&self, batch: &Accepted) -> Result<(), SinkError> {
+        self.0.lock().unwrap().push(batch.clone());
+        Ok(())
+    }
+}
+
+const N_ITEMS: usize = 10;
+
+fn config(site: &str) -> Arc<NectarConfig> {
+    let text = format!(
+        r#"
+[sites.{site}.tasks.als]
+algorithm = "als"
+[sites.{site}.tasks.mf]
+algorithm = "mf"
+[sites.{site}.tasks.trending]
+algorithm = "trending"
+[sites.{site}.tasks.knn]
+algorithm = "item_knn"
+[sites.{site}.endpoints.plain]
+kind = "user"
+model = "als"
+fallback = "trending"
+rules = {{ availability = false }}
+[sites.{site}.endpoints.for-you]
+kind = "user"
+model = "als"
+fallback = "trending"
+rules = {{ max_per_category = 2, pinned = [{{ slot = 2, item_id = "promo" }}] }}
+[sites.{site}.endpoints.nofb]
+kind = "user"
+model = "mf"
+[sites.{site}.endpoints.ab]
+kind = "user"
+model = "als"
+fallback = "trending"
+experiment = {{ name = "exp1", variants = [{{ name = "als", weight = 1, model = "als" }}, {{ name = "pop", weight = 1, strategy = "fallback" }}] }}
+[sites.{site}.endpoints.similar]
+kind = "similar"
+model = "knn"
+fallback = "trending"
+"#
+    );
+    Arc::new(NectarConfig::from_toml(&text, "test").unwrap())
+}
+
+/// Items `i0..i9`; version `sign` +1 scores item k as k for user `u0` (so i9 is best), −1
+/// reverses the order (i0 best).
+fn als(sign: f32) -> ModelArtifacts {
+    let item_ids = (0..N_ITEMS).map(|k| format!("i{k}")).collect();
+    let data = (0..N_ITEMS).flat_map(|k| [sign * k as f32, 1.0]).collect();
+    ModelArtifacts {
+        item_ids,
+        item_factors: Some(Factors { dim: 2, data }),
+        user_ids: vec!["u0".into()],
+        user_factors: Some(Factors {
+            dim: 2,
+            data: vec![1.0, 0.0],
+        }),
+        metadata: serde_json::json!({"params": {"regularization": 0.1, "alpha": 1.0, "confidence": "binary"}}),
+        ..Default::default()
+    }
+}
+
+fn trending() -> ModelArtifacts {
+    ModelArtifacts {
+        item_ids: (0..N_ITEMS).map(|k| format!("i{k}")).collect(),
+        popular: vec![(3, 9.0), (1, 8.0), (2, 7.0), (5, 6.0)],
+        ..Default::default()
+    }
+}
+
+fn knn() -> ModelArtifacts {
+    let mut similar = vec![Vec::new(); N_ITEMS];
+    similar[4] = vec![(5, 0.9), (6, 0.8), (4, 0.7)];
+    ModelArtifacts {
+        item_ids: (0..N_ITEMS).map(|k| format!("i{k}")).collect(),
+        similar: Some(similar),
+        ..Default::default()
+    }
+}
+
+fn opts() -> PublishOptions {
+    PublishOptions::default()
+}
+
+fn site() -> String {
+    format!("rec{:08x}", rand::random::<u32>())
+}
+
+type Svc = RecommendService<RedisModelStore, MemorySink>;
+
+async fn service(
+    url: &str,
+    site: &str,
+    reload: Duration,
+    catalog: Catalog,
+) -> (Svc, Arc<MemorySink>) {
+    let store = RedisModelStore::connect(url).await.unwrap();
+    let sink = Arc::new(MemorySink::default());
+    let svc = RecommendService::new(
+        config(site),
+        store,
+        sink.clone(),
+        catalog,
+        AdminKeys::none(),
+        RecommendOptions {
+            reload_interval: reload,
+            ..RecommendOptions::default()
+        },
+    );
+    (svc, sink)
+}
+
+async fn get(svc: &Svc, uri: &str) -> (u16, Value) {
+    let req = http::Request::get(uri).body(Bytes::new()).unwrap();
+    let resp = svc.handle(&req, nectar_platform::now_ms()).await;
+    let status = resp.status().as_u16();
+    (status, serde_json::from_slice(resp.body()).unwrap())
+}
+
+fn ids(v: &Value) -> Vec<String> {
+    v["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ranking_fold_in_fallbacks_rules_and_errors() {
+    let url = nectar_tests::services().redis_url.clone();
+    let site = site();
+    let store = RedisModelStore::connect(&url).await.unwrap();
+    let catalog = Catalog::in_memory();
+    let (svc, sink) = service(&url, &site, Duration::from_millis(10), catalog.clone()).await;
+
+    // GIVEN nothing published: no model and no fallback list yet → 503 no_model
+    let (s, b) = get(&svc, &format!("/v1/recommend/plain?s={site}&user_id=u0")).await;
+    assert_eq!((s, b["error"]["code"].as_str()), (503, Some("no_model")));
+
+    // GIVEN only the trending list: the ALS endpoint answers with its fallback
+    store
+        .publish(&site, "trending", 1, &trending(), &opts())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    let (s, b) = get(
+        &svc,
+        &format!("/v1/recommend/plain?s={site}&user_id=u0&n=3"),
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["fallback"], true);
+    assert_eq!(b["model"]["name"], "trending");
+    assert_eq!(ids(&b), ["i3", "i1", "i2"]);
+
+    // GIVEN the ALS model: a known user is ranked by the dot product
+    store
+        .publish(&site, "als", 1, &als(1.0), &opts())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    let (s, b) = get(
+        &svc,
+        &format!("/v1/recommend/plain?s={site}&user_id=u0&n=3"),
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["fallback"], false);
+    assert_eq!(b["variant"], "default");
+    assert_eq!(b["model"], serde_json::json!({"name": "als", "version": 1}));
+    assert_eq!(ids(&b), ["i9", "i8", "i7"]);
+    let score0 = b["items"][0]["score"].as_f64().unwrap();
+    assert!((score0 - 9.0).abs() < 1e-5, "{score0}");
+    // AND the answer is logged as a recommendation_served event, off the hot path
+    let rec_id = b["recommendation_id"].as_str().unwrap().to_string();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let logged = sink.0.lock().unwrap().clone();
+    let ev = logged
+        .iter()
+        .flat_map(|a| a.events.iter())
+        .map(|e| serde_json::from_str::<Value>(&e.line).unwrap())
+        .find(|e| e["id"] == rec_id.as_str())
+        .expect("served event logged");
+    assert_eq!(ev["type"], "recommendation_served");
+    assert_eq!(ev["site_key"], site.as_str());
+    assert_eq!(
+        ev["context"]["items"],
+        serde_json::json!(["i9", "i8", "i7"])
+    );
+    assert_eq!(ev["context"]["model"]["version"], 1);
+
+    // WHEN the user consumed i9 recently and asks to exclude i8
+    store
+        .append_history(&site, "u0", &["i9".to_string()], 50)
+        .await
+        .unwrap();
+    let (_, b) = get(
+        &svc,
+        &format!("/v1/recommend/plain?s={site}&user_id=u0&n=3&exclude=i8,nope"),
+    )
+    .await;
+    // THEN both are left out
+    assert_eq!(ids(&b), ["i7", "i6", "i5"]);
+
+    // GIVEN a user unseen at training time with a recent history: folded in
+    store
+        .append_history(&site, "newbie", &["i8".to_string(), "i9".to_string()], 50)
+        .await
+        .unwrap();
+    let (_, b) = get(
+        &svc,
+        &format!("/v1/recommend/plain?s={site}&user_id=newbie&n=2"),
+    )
+    .await;
+    assert_eq!(b["fallback"], false, "{b}");
+    assert_eq!(ids(&b), ["i7", "i6"]);
+    // AND a client with neither factors nor history gets the fallback
+    let (_, b) = get(
+        &svc,
+        &format!("/v1/recommend/plain?s={site}&client_id=c-1&n=2"),
+    )
+    .await;
+    assert_eq!(b["fallback"], true);
+    assert_eq!(ids(&b), ["i3", "i1"]);
+
+    // GIVEN catalog rules: i8 unavailable, i7 i6 i5 in one category (max 2), promo in slot 2
+    let cat = |id: &str, c: &str| ItemMeta {
+        id: id.into(),
+        category: Some(c.into()),
+        ..Default::default()
+    };
+    catalog
+        .upsert(
+            &site,
+            vec![
+                ItemMeta {
+                    id: "i8".into(),
+                    available_until: Some(1),
+                    ..Default::default()
+                },
+                cat("i7", "drama"),
+                cat("i6", "drama"),
+                cat("i5", "drama"),
+                cat("i4", "news"),
+            ],
+        )
+        .unwrap();
+    let (_, b) = get(
+        &svc,
+        &format!("/v1/recommend/for-you?s={site}&user_id=u0&n=4"),
+    )
+    .await;
+    assert_eq!(ids(&b), ["i7", "promo", "i6", "i4"]);
+    assert!(b["items"][1]["score"].is_null());
+
+    // Similar items from the item_knn lists, the item itself excluded
+    store
+        .publish(&site, "knn", 1, &knn(), &opts())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    let (s, b) = get(
+        &svc,
+        &format!("/v1/similar/similar?s={site}&item_id=i4&n=5"),
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(ids(&b), ["i5", "i6"]);
+    assert_eq!(b["fallback"], false);
+    let (_, b) = get(
+        &svc,
+        &format!("/v1/similar/similar?s={site}&item_id=unknown&n=2"),
+    )
+    .await;
+    assert_eq!(b["fallback"], true);
+
+    // A/B: both variants occur, and a user keeps theirs
+    let mut seen = std::collections::HashSet::new();
+    for i in 0..40 {
+        let (s, b) = get(&svc, &format!("/v1/recommend/ab?s={site}&user_id=user{i}")).await;
+        assert_eq!(s, 200);
+        let v = b["variant"].as_str().unwrap().to_string();
+        if v == "pop" {
+            assert_eq!(b["fallback"], true);
+        }
+        let (_, again) = get(&svc, &format!("/v1/recommend/ab?s={site}&user_id=user{i}")).await;
+        assert_eq!(again["variant"], v.as_str());
+        seen.insert(v);
+    }
+    assert_eq!(seen.len(), 2);
+
+    // Client mistakes are 4xx with a code, never 500
+    let cases = [
+        (
+            format!("/v1/recommend/plain?s={site}"),
+            400,
+            "invalid_request",
+        ),
+        (
+            format!("/v1/recommend/plain?s={site}&user_id=u0&n=0"),
+            400,
+            "invalid_request",
+        ),
+        (
+            format!("/v1/recommend/plain?s={site}&user_id=u0&n=101"),
+            400,
+            "invalid_request",
+        ),
+        (
+            format!("/v1/recommend/plain?s={site}&user_id=u0&n=x"),
+            400,
+            "invalid_request",
+        ),
+        (
+            format!("/v1/recommend/plain?s={site}&user_id=u%00"),
+            400,
+            "invalid_request",
+        ),
+        (
+            format!("/v1/similar/similar?s={site}"),
+            400,
+            "invalid_request",
+        ),
+        (
+            "/v1/recommend/plain?s=nosuchsite&user_id=u0".to_string(),
+            403,
+            "unknown_site",
+        ),
+        (
+            "/v1/recommend/plain?user_id=u0".to_string(),
+            400,
+            "invalid_request",
+        ),
+        (
+            format!("/v1/recommend/nope?s={site}&user_id=u0"),
+            404,
+            "unknown_endpoint",
+        ),
+        (
+            format!("/v1/recommend/similar?s={site}&user_id=u0"),
+            404,
+            "unknown_endpoint",
+        ),
+        (
+            format!("/v1/similar/plain?s={site}&item_id=i1"),
+            404,
+            "unknown_endpoint",
+        ),
+        (
+            format!("/v1/recommend/nofb?s={site}&user_id=u0"),
+            503,
+            "no_model",
+        ),
+    ];
+    for (uri, status, code) in cases {
+        let (s, b) = get(&svc, &uri).await;
+        assert_eq!(
+            (s, b["error"]["code"].as_str()),
+            (status, Some(code)),
+            "{uri}: {b}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn hot_reload_switches_versions_without_mixing() {
+    let url = nectar_tests::services().redis_url.clone();
+    let site = site();
+    let store = RedisModelStore::connect(&url).await.unwrap();
+    store
+        .publish(&site, "als", 1, &als(1.0), &opts())
+        .await
+        .unwrap();
+    store
+        .publish(&site, "trending", 1, &trending(), &opts())
+        .await
+        .unwrap();
+    let (svc, _) = service(
+        &url,
+        &site,
+        Duration::from_millis(100),
+        Catalog::in_memory(),
+    )
+    .await;
+    let svc = Arc::new(svc);
+    let v1 = ["i9", "i8", "i7"];
+    let v2 = ["i0", "i1", "i2"];
+    // WHEN readers run while v2 is published
+    let mut readers = Vec::new();
+    for _ in 0..4 {
+        let svc = svc.clone();
+        let site = site.clone();
+        readers.push(tokio::spawn(async move {
+            let mut versions = Vec::new();
+            let deadline = tokio::time::Instant::now() + Duration::from_millis(1500);
+            while tokio::time::Instant::now() < deadline {
+                let (s, b) = get(
+                    &svc,
+                    &format!("/v1/recommend/plain?s={site}&user_id=u0&n=3"),
+                )
+                .await;
+                assert_eq!(s, 200, "{b}");
+                assert_eq!(b["model"]["name"], "als", "{b}");
+                let version = b["model"]["version"].as_u64().unwrap();
+                // THEN every answer is wholly the version it names
+                let expect = if version == 1 { v1 } else { v2 };
+                assert_eq!(ids(&b), expect, "version {version}");
+                assert_eq!(b["fallback"], false);
+                versions.push(version);
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            versions
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    store
+        .publish(&site, "als", 2, &als(-1.0), &opts())
+        .await
+        .unwrap();
+    let mut all = Vec::new();
+    for r in readers {
+        all.extend(r.await.unwrap());
+    }
+    // AND answers switched to v2 without a restart, within the reload interval plus jitter
+    assert!(all.contains(&1) && all.contains(&2), "{all:?}");
+    let (_, b) = get(
+        &svc,
+        &format!("/v1/recommend/plain?s={site}&user_id=u0&n=3"),
+    )
+    .await;
+    assert_eq!(b["model"]["version"], 2);
+    assert_eq!(ids(&b), v2);
+}
+
+/// A private redis-server on its own port, killed mid-test.
+struct PrivateRedis {
+    child: std::process::Child,
+    dir: std::path::PathBuf,
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_stopped_mid_test_serves_the_fallback_not_500() {
+    let port = 20_000 + (rand::random::<u16>() % 20_000);
+    let dir = std::env::temp_dir().join(format!("nectar-redis-{port}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let child = std::process::Command::new("redis-server")
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .arg("--dir")
+        .arg(&dir)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("redis-server (tests/services.sh installs it)");
+    let mut redis = PrivateRedis { child, dir };
+    let url = format!("redis://127.0.0.1:{port}");
+    let mut store = None;
+    for _ in 0..50 {
+        if let Ok(s) = RedisModelStore::connect(&url).await {
+            store = Some(s);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let store = store.expect("private redis-server started");
+    let site = site();
+    store
+        .publish(&site, "als", 1, &als(1.0), &opts())
+        .await
+        .unwrap();
+    store
+        .publish(&site, "trending", 1, &trending(), &opts())
+        .await
+        .unwrap();
+    let (svc, _) = service(&url, &site, Duration::from_millis(50), Catalog::in_memory()).await;
+    let (s, b) = get(
+        &svc,
+        &format!("/v1/recommend/plain?s={site}&user_id=u0&n=3"),
+    )
+    .await;
+    assert_eq!((s, b["fallback"].as_bool()), (200, Some(false)), "{b}");
+
+    // WHEN Redis stops
+    redis.child.kill().unwrap();
+    redis.child.wait().unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    // THEN answers come from the in-memory fallback list, marked, and fast enough
+    for _ in 0..5 {
+        let t = std::time::Instant::now();
+        let (s, b) = get(
+            &svc,
+            &format!("/v1/recommend/plain?s={site}&user_id=u0&n=3"),
+        )
+        .await;
+        assert_eq!(s, 200, "{b}");
+        assert_eq!(b["fallback"], true);
+        assert_eq!(ids(&b), ["i3", "i1", "i2"]);
+        assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    }
+    // AND a fresh instance with nothing in memory answers 503, not 500
+    let (svc2, _) = service_unconnected(&url, &site).await;
+    if let Some(svc2) = svc2 {
+        let (s, b) = get(&svc2, &format!("/v1/recommend/plain?s={site}&user_id=u0")).await;
+        assert_eq!(s, 503, "{b}");
+    }
+}
+
+/// A service for a Redis that may be down: `None` when even connecting fails (that is the
+/// Lambda's cold start failing, not a request).
+async fn service_unconnected(url: &str, site: &str) -> (Option<Svc>, ()) {
+    match RedisModelStore::connect(url).await {
+        Ok(store) => (
+            Some(RecommendService::new(
+                config(site),
+                store,
+                Arc::new(MemorySink::default()),
+                Catalog::in_memory(),
+                AdminKeys::none(),
+                RecommendOptions::default(),
+            )),
+            (),
+        ),
+        Err(_) => (None, ()),
+    }
+}
+
+/// The DynamoDB catalog and keys tables on moto: upsert, load per site, key hashes only.
+#[tokio::test]
+async fn dynamodb_catalog_and_keys_on_moto() {
+    use nectar_platform::dynamo_catalog::{create_table, DynamoCatalog, DynamoKeys};
+    let cfg = nectar_tests::aws_config().await;
+    let client = aws_sdk_dynamodb::Client::new(&cfg);
+    let tag = format!("{:08x}", rand::random::<u32>());
+    let cat_table = format!("nectar-catalog-{tag}");
+    let keys_table = format!("nectar-keys-{tag}");
+    create_table(&client, &cat_table, "site", Some("item_id"))
+        .await
+        .unwrap();
+    create_table(&client, &keys_table, "key_hash", None)
+        .await
+        .unwrap();
+    // GIVEN 60 items of one site (three batches) and one of another
+    let cat = DynamoCatalog::new(client.clone(), &cat_table);
+    let items: Vec<ItemMeta> = (0..60)
+        .map(|i| ItemMeta {
+            id: format!("m-{i}"),
+            category: Some(if i % 2 == 0 { "news" } else { "sport" }.into()),
+            available_from: Some(1_000),
+            available_until: (i == 7).then_some(2_000),
+            title: None,
+        })
+        .collect();
+    cat.put_items("a", &items).await.unwrap();
+    cat.put_items("b", &items[..1]).await.unwrap();
+    // WHEN loading site a
+    let mut loaded = cat.load_site("a").await.unwrap();
+    loaded.sort_by_key(|m| m.id[2..].parse::<u32>().unwrap());
+    // THEN exactly its items come back, fields intact
+    assert_eq!(loaded, items);
+    // AND keys are stored as hashes, bound to their site
+    let keys = DynamoKeys::new(client.clone(), &keys_table);
+    let k = keys.create("a").await.unwrap();
+    let scan = client.scan().table_name(&keys_table).send().await.unwrap();
+    let dump = format!("{:?}", scan.items());
+    assert!(!dump.contains(&k), "clear key stored");
+    let loaded = keys.load().await.unwrap();
+    assert!(loaded.verify(&k, "a"));
+    assert!(!loaded.verify(&k, "b"));
+    for t in [cat_table, keys_table] {
+        client.delete_table().table_name(t).send().await.unwrap();
+    }
+}
