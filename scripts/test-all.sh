@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The one test command: installs what the tests need (redis-server, moto in a venv), starts the
-# services on loopback, checks formatting and lints, runs every test, and stops the services.
+# The one test command: installs what the tests need (redis-server, moto in a venv, the pinned
+# infra tools in .venv-infra), starts the services on loopback, runs the infra checks, checks
+# formatting and lints, runs every test, and stops the services.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -14,6 +15,8 @@ bash tests/services.sh start
 trap 'bash tests/services.sh stop' EXIT
 set -a; source tests/.services/env; set +a
 
+echo "== infra checks (cfn-lint, sam validate --lint, actionlint, schedules vs config, functions vs template)"
+bash infra/check.sh
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
