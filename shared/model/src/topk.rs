@@ -159,15 +159,38 @@ impl QuantizedFactors {
 
     /// Approximate `scores[i] ≈ y_i · x`.
     pub fn approx_scores(&self, x: &[f32], scores: &mut [f32]) {
+        self.scan_blocks(x, scores, |_, _| ());
+    }
+
+    /// The quantised scan in blocks of rows on the rayon pool (the scan is compute-bound per
+    /// core, so the cores of a Lambda or of the dev server each take a share of the items);
+    /// `then(first_row, block_scores)` runs on each block while its scores are in cache.
+    fn scan_blocks<R: Send>(
+        &self,
+        x: &[f32],
+        scores: &mut [f32],
+        then: impl Fn(usize, &mut [f32]) -> R + Sync,
+    ) -> Vec<R> {
+        use rayon::prelude::*;
         let mut qx = vec![0i8; self.dim];
         let sx = quantize_row(x, &mut qx);
-        #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU supports AVX2, checked just above.
-            unsafe { approx_scores_avx2(&self.data, &self.scale, self.dim, &qx, sx, scores) };
-            return;
-        }
-        approx_scores_body(&self.data, &self.scale, self.dim, &qx, sx, scores);
+        let dim = self.dim;
+        scores
+            .par_chunks_mut(SCAN_BLOCK)
+            .zip(self.data.par_chunks(SCAN_BLOCK * dim))
+            .zip(self.scale.par_chunks(SCAN_BLOCK))
+            .enumerate()
+            .map(|(b, ((scores, data), scale))| {
+                #[cfg(target_arch = "x86_64")]
+                if std::arch::is_x86_feature_detected!("avx2") {
+                    // SAFETY: the CPU supports AVX2, checked just above.
+                    unsafe { approx_scores_avx2(data, scale, dim, &qx, sx, scores) };
+                    return then(b * SCAN_BLOCK, scores);
+                }
+                approx_scores_body(data, scale, dim, &qx, sx, scores);
+                then(b * SCAN_BLOCK, scores)
+            })
+            .collect()
     }
 
     /// Top-`k` by the quantised scan, then exact re-ranking of the best `candidates` with the
@@ -181,8 +204,33 @@ impl QuantizedFactors {
         exclude: Exclude<'_>,
         scores: &mut [f32],
     ) -> Vec<(u32, f32)> {
-        self.approx_scores(x, scores);
-        let cands = top_k(scores, candidates.max(k), exclude);
+        let n = candidates.max(k);
+        // Each block keeps its own best `n` (exclusions cut to the block), merged below.
+        let per_block = self.scan_blocks(x, scores, |base, block| {
+            let end = base + block.len();
+            let found = match exclude {
+                Exclude::None => top_k(block, n, Exclude::None),
+                Exclude::Sorted(ex) => {
+                    let lo = ex.partition_point(|&i| (i as usize) < base);
+                    let hi = ex.partition_point(|&i| (i as usize) < end);
+                    let local: Vec<u32> = ex[lo..hi].iter().map(|&i| i - base as u32).collect();
+                    top_k(block, n, Exclude::Sorted(&local))
+                }
+                // SCAN_BLOCK is a multiple of 64, so a block starts on a word boundary.
+                Exclude::Bitset(bits) => top_k(
+                    block,
+                    n,
+                    Exclude::Bitset(bits.get(base / 64..).unwrap_or(&[])),
+                ),
+            };
+            found
+                .into_iter()
+                .map(move |(i, s)| (i + base as u32, s))
+                .collect::<Vec<_>>()
+        });
+        let mut cands: Vec<(u32, f32)> = per_block.into_iter().flatten().collect();
+        cands.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        cands.truncate(n);
         let mut exact: Vec<(u32, f32)> = cands
             .into_iter()
             .map(|(i, _)| {
@@ -195,6 +243,9 @@ impl QuantizedFactors {
         exact
     }
 }
+
+/// Rows per block of the quantised scan (a multiple of 64, for bitset exclusions).
+const SCAN_BLOCK: usize = 16 * 1024;
 
 /// The quantised scan. `i8 × i8` products fit `i16`, which lets the compiler use the
 /// multiply-add of pairs into `i32` (`pmaddwd`) once wider vectors are enabled.
@@ -386,5 +437,36 @@ mod tests {
         for (e, a) in exact.iter().zip(&a) {
             assert!((e - a).abs() < 0.2, "{e} vs {a}");
         }
+    }
+
+    #[test]
+    fn quantised_rerank_spans_blocks_and_respects_exclusions() {
+        // GIVEN 40,000 items (three scan blocks), where items i·1000 + 7 score 1 + i/100 and
+        // the rest score near 0, and exclusions in several blocks
+        let (n, dim) = (40_000usize, 8usize);
+        let mut f = vec![0.01f32; n * dim];
+        let winners: Vec<u32> = (0..40).map(|i| i * 1000 + 7).collect();
+        for (rank, &w) in winners.iter().enumerate() {
+            f[w as usize * dim] = 1.0 + rank as f32 / 100.0;
+        }
+        let x = [1.0f32, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0];
+        let q = QuantizedFactors::new(&f, dim);
+        let excluded = vec![17_007u32, 20_007, 39_007];
+        let mut scores = vec![0f32; n];
+        // WHEN asking for the best 5, excluding three winners (two of them in later blocks)
+        let got = q.top_k_reranked(&f, &x, 5, 50, Exclude::Sorted(&excluded), &mut scores);
+        // THEN the exact answer: the best remaining winners, across blocks
+        let ids: Vec<u32> = got.iter().map(|p| p.0).collect();
+        assert_eq!(ids, vec![38_007, 37_007, 36_007, 35_007, 34_007]);
+        // AND the bitset form agrees
+        let mut bits = vec![0u64; n.div_ceil(64)];
+        for &e in &excluded {
+            bits[e as usize / 64] |= 1 << (e % 64);
+        }
+        let got_bits = q.top_k_reranked(&f, &x, 5, 50, Exclude::Bitset(&bits), &mut scores);
+        assert_eq!(got_bits, got);
+        // AND without exclusions the overall best comes first
+        let all = q.top_k_reranked(&f, &x, 1, 50, Exclude::None, &mut scores);
+        assert_eq!(all[0].0, 39_007);
     }
 }
