@@ -208,39 +208,13 @@ impl DynamoRegistry {
         client: &aws_sdk_dynamodb::Client,
         table: &str,
     ) -> Result<(), RegistryError> {
-        use aws_sdk_dynamodb::types::{
-            AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-        };
-        let attr = |n: &str| {
-            AttributeDefinition::builder()
-                .attribute_name(n)
-                .attribute_type(ScalarAttributeType::S)
-                .build()
-                .expect("name and type are set")
-        };
-        let key = |n: &str, t: KeyType| {
-            KeySchemaElement::builder()
-                .attribute_name(n)
-                .key_type(t)
-                .build()
-                .expect("name and type are set")
-        };
-        client
-            .create_table()
-            .table_name(table)
-            .attribute_definitions(attr("pk"))
-            .attribute_definitions(attr("sk"))
-            .key_schema(key("pk", KeyType::Hash))
-            .key_schema(key("sk", KeyType::Range))
-            .billing_mode(BillingMode::PayPerRequest)
-            .send()
+        crate::dynamo_catalog::create_table(client, table, "pk", Some("sk"))
             .await
             .map_err(|e| RegistryError::Dynamo {
                 op: "CreateTable",
                 table: table.to_string(),
                 source: Box::new(e),
-            })?;
-        Ok(())
+            })
     }
 
     fn err(
