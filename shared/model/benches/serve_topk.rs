@@ -1,6 +1,6 @@
 //! Serving hot path: dot product of one user vector with every item vector, then top-10 with
 //! exclusions (the user's history), over 100k items × 64 factors, one core. Two methods: the
-//! exact `f32` scan, and an `i8` quantised scan (blocks of rows on the rayon pool) with exact
+//! exact `f32` scan, and an `i8` quantised scan (AVX2 / AVX-VNNI multiply-adds, one thread) with exact
 //! re-ranking of the best 100.
 //!
 //! `cargo bench -p nectar-model --bench serve_topk` (criterion), then p50/p99 over 2,000 calls

@@ -44,62 +44,116 @@ impl PartialOrd for Cand {
     }
 }
 
+/// The best `k` candidates seen so far, offered in increasing item order (so an equal
+/// score never displaces a kept one: ties go to the lower index).
+struct Best {
+    heap: BinaryHeap<std::cmp::Reverse<Cand>>,
+    k: usize,
+    /// Once `k` are kept: the worst kept score; a score must beat it to get in.
+    floor: f32,
+}
+
+impl Best {
+    fn new(k: usize) -> Self {
+        Self {
+            heap: BinaryHeap::with_capacity(k + 1),
+            k,
+            floor: f32::NAN,
+        }
+    }
+
+    fn full(&self) -> bool {
+        self.heap.len() == self.k
+    }
+
+    #[inline]
+    fn offer(&mut self, item: usize, s: f32) {
+        if self.full() {
+            // NaN compares false, so it never gets in.
+            if s.partial_cmp(&self.floor) != Some(Ordering::Greater) {
+                return;
+            }
+            self.heap.pop();
+        } else if s.is_nan() || s == f32::NEG_INFINITY {
+            return;
+        }
+        self.heap.push(std::cmp::Reverse(Cand {
+            score: s,
+            item: item as u32,
+        }));
+        if self.full() {
+            self.floor = self.heap.peek().map_or(f32::NAN, |c| c.0.score);
+        }
+    }
+
+    /// Offers `scores[i]` as item `base + i`, skipping runs of 16 that cannot get in.
+    #[inline]
+    fn offer_run(&mut self, base: usize, scores: &[f32]) {
+        for (c, chunk) in scores.chunks(16).enumerate() {
+            if self.full() {
+                // `max` ignores NaN, which is never kept anyway.
+                let m = chunk.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+                if m.partial_cmp(&self.floor) != Some(Ordering::Greater) {
+                    continue;
+                }
+            }
+            let at = base + c * 16;
+            for (j, &s) in chunk.iter().enumerate() {
+                self.offer(at + j, s);
+            }
+        }
+    }
+
+    fn into_sorted(self) -> Vec<(u32, f32)> {
+        let mut out: Vec<Cand> = self.heap.into_iter().map(|r| r.0).collect();
+        out.sort_unstable_by(|a, b| b.cmp(a));
+        out.into_iter().map(|c| (c.item, c.score)).collect()
+    }
+}
+
 /// The `k` best `(item, score)` pairs of `scores`, best first, skipping excluded items and
-/// NaN / `-inf` scores.
+/// NaN / `-inf` scores. Once `k` are kept, runs of scores below the worst kept one are
+/// skipped a vector at a time, so the usual cost is one pass of compares.
 pub fn top_k(scores: &[f32], k: usize, exclude: Exclude<'_>) -> Vec<(u32, f32)> {
     if k == 0 {
         return Vec::new();
     }
-    // Min-heap of the best k so far (Reverse order), so the root is the worst kept.
-    let mut heap: BinaryHeap<std::cmp::Reverse<Cand>> = BinaryHeap::with_capacity(k + 1);
-    let mut offer = |item: usize, s: f32| {
-        if s.is_nan() || s == f32::NEG_INFINITY {
-            return;
-        }
-        let c = Cand {
-            score: s,
-            item: item as u32,
-        };
-        if heap.len() < k {
-            heap.push(std::cmp::Reverse(c));
-        } else if let Some(worst) = heap.peek() {
-            if c > worst.0 {
-                heap.pop();
-                heap.push(std::cmp::Reverse(c));
-            }
-        }
-    };
+    let mut best = Best::new(k);
     match exclude {
-        Exclude::None => {
-            for (i, &s) in scores.iter().enumerate() {
-                offer(i, s);
-            }
-        }
+        Exclude::None => best.offer_run(0, scores),
         Exclude::Sorted(ex) => {
-            let mut e = 0usize;
-            for (i, &s) in scores.iter().enumerate() {
-                while e < ex.len() && (ex[e] as usize) < i {
-                    e += 1;
+            // The runs between excluded items.
+            let mut start = 0usize;
+            for &e in ex {
+                let e = e as usize;
+                if e >= scores.len() {
+                    break;
                 }
-                if e < ex.len() && ex[e] as usize == i {
-                    continue;
+                if e >= start {
+                    best.offer_run(start, &scores[start..e]);
+                    start = e + 1;
                 }
-                offer(i, s);
+            }
+            if start < scores.len() {
+                best.offer_run(start, &scores[start..]);
             }
         }
         Exclude::Bitset(bits) => {
-            for (i, &s) in scores.iter().enumerate() {
-                let w = bits.get(i / 64).copied().unwrap_or(0);
-                if w >> (i % 64) & 1 == 1 {
-                    continue;
+            for (w, chunk) in scores.chunks(64).enumerate() {
+                let word = bits.get(w).copied().unwrap_or(0);
+                if word == 0 {
+                    best.offer_run(w * 64, chunk);
+                } else {
+                    for (j, &s) in chunk.iter().enumerate() {
+                        if word >> j & 1 == 0 {
+                            best.offer(w * 64 + j, s);
+                        }
+                    }
                 }
-                offer(i, s);
             }
         }
     }
-    let mut out: Vec<Cand> = heap.into_iter().map(|r| r.0).collect();
-    out.sort_unstable_by(|a, b| b.cmp(a));
-    out.into_iter().map(|c| (c.item, c.score)).collect()
+    best.into_sorted()
 }
 
 /// `scores[i] = y_i · x` over row-major factors; written so the compiler vectorises it.
@@ -124,16 +178,23 @@ pub fn dot_scores(factors: &[f32], dim: usize, x: &[f32], scores: &mut [f32]) {
 /// Item factors quantised to `i8` per row (symmetric, scale = max |value| / 127), for a
 /// first pass that reads a quarter of the bytes of the `f32` scan; the best candidates are
 /// then re-scored exactly ([`QuantizedFactors::top_k_reranked`]).
+///
+/// Rows are padded with zeros to a multiple of 32 bytes, so the x86 code paths take whole
+/// 256-bit vectors: `|x| (u8) × y·sign(x) (i8)` multiply-adds (`vpmaddubsw`, or `vpdpbusd`
+/// with AVX-VNNI), the sums of eight rows reduced together. Every path computes the same
+/// integer dot products, so the scores are identical whichever runs.
 #[derive(Debug, Clone, PartialEq)]
 pub struct QuantizedFactors {
     dim: usize,
+    /// Bytes per stored row: `dim` rounded up to a multiple of 32.
+    stride: usize,
     data: Vec<i8>,
     scale: Vec<f32>,
 }
 
 fn quantize_row(row: &[f32], out: &mut [i8]) -> f32 {
     let max = row.iter().fold(0f32, |m, v| m.max(v.abs()));
-    if max == 0.0 {
+    if max == 0.0 || !max.is_finite() {
         out.iter_mut().for_each(|q| *q = 0);
         return 0.0;
     }
@@ -144,17 +205,56 @@ fn quantize_row(row: &[f32], out: &mut [i8]) -> f32 {
     max / 127.0
 }
 
+/// The query in the form the scan uses: `|x|` as `u8` and the sign of `x`, padded to the
+/// stride, plus the query's scale.
+struct QueryI8 {
+    abs: Vec<u8>,
+    sign: Vec<i8>,
+    scale: f32,
+}
+
+/// A block of the scan: its number, scores, quantised rows and row scales.
+type ScanBlock<'a> = (usize, ((&'a mut [f32], &'a [i8]), &'a [f32]));
+
+/// Rows per block of the quantised scan (a multiple of 64, for bitset exclusions).
+const SCAN_BLOCK: usize = 16 * 1024;
+/// Below this many rows the scan runs on the calling thread (waking the rayon pool costs
+/// more than it saves, and adds to the latency tail).
+const PARALLEL_MIN_ROWS: usize = 256 * 1024;
+
 impl QuantizedFactors {
     /// Quantises row-major `factors` of width `dim`.
     pub fn new(factors: &[f32], dim: usize) -> Self {
-        let rows = factors.len() / dim.max(1);
-        let mut data = vec![0i8; rows * dim];
+        let dim = dim.max(1);
+        let stride = dim.div_ceil(32) * 32;
+        let rows = factors.len() / dim;
+        let mut data = vec![0i8; rows * stride];
         let scale = factors
             .chunks_exact(dim)
-            .zip(data.chunks_exact_mut(dim))
-            .map(|(r, q)| quantize_row(r, q))
+            .zip(data.chunks_exact_mut(stride))
+            .map(|(r, q)| quantize_row(r, &mut q[..dim]))
             .collect();
-        Self { dim, data, scale }
+        Self {
+            dim,
+            stride,
+            data,
+            scale,
+        }
+    }
+
+    /// Number of rows.
+    pub fn rows(&self) -> usize {
+        self.scale.len()
+    }
+
+    fn query(&self, x: &[f32]) -> QueryI8 {
+        let mut q = vec![0i8; self.stride];
+        let scale = quantize_row(&x[..self.dim.min(x.len())], &mut q[..self.dim]);
+        QueryI8 {
+            abs: q.iter().map(|v| v.unsigned_abs()).collect(),
+            sign: q.iter().map(|v| v.signum()).collect(),
+            scale,
+        }
     }
 
     /// Approximate `scores[i] ≈ y_i · x`.
@@ -162,9 +262,9 @@ impl QuantizedFactors {
         self.scan_blocks(x, scores, |_, _| ());
     }
 
-    /// The quantised scan in blocks of rows on the rayon pool (the scan is compute-bound per
-    /// core, so the cores of a Lambda or of the dev server each take a share of the items);
-    /// `then(first_row, block_scores)` runs on each block while its scores are in cache.
+    /// The quantised scan in blocks of rows; `then(first_row, block_scores)` runs on each
+    /// block while its scores are in cache. Large matrices spread the blocks over the rayon
+    /// pool; smaller ones (100k × 64 takes about 0.15 ms on one core) stay on this thread.
     fn scan_blocks<R: Send>(
         &self,
         x: &[f32],
@@ -172,25 +272,31 @@ impl QuantizedFactors {
         then: impl Fn(usize, &mut [f32]) -> R + Sync,
     ) -> Vec<R> {
         use rayon::prelude::*;
-        let mut qx = vec![0i8; self.dim];
-        let sx = quantize_row(x, &mut qx);
-        let dim = self.dim;
-        scores
-            .par_chunks_mut(SCAN_BLOCK)
-            .zip(self.data.par_chunks(SCAN_BLOCK * dim))
-            .zip(self.scale.par_chunks(SCAN_BLOCK))
-            .enumerate()
-            .map(|(b, ((scores, data), scale))| {
-                #[cfg(target_arch = "x86_64")]
-                if std::arch::is_x86_feature_detected!("avx2") {
-                    // SAFETY: the CPU supports AVX2, checked just above.
-                    unsafe { approx_scores_avx2(data, scale, dim, &qx, sx, scores) };
-                    return then(b * SCAN_BLOCK, scores);
-                }
-                approx_scores_body(data, scale, dim, &qx, sx, scores);
-                then(b * SCAN_BLOCK, scores)
-            })
-            .collect()
+        let q = self.query(x);
+        let rows = self.rows().min(scores.len());
+        let scores = &mut scores[..rows];
+        let block = |(b, ((scores, data), scale)): ScanBlock<'_>| {
+            scan_dispatch(data, scale, self.stride, &q, scores);
+            then(b * SCAN_BLOCK, scores)
+        };
+        let stride = self.stride;
+        if rows >= PARALLEL_MIN_ROWS {
+            scores
+                .par_chunks_mut(SCAN_BLOCK)
+                .zip(self.data.par_chunks(SCAN_BLOCK * stride))
+                .zip(self.scale.par_chunks(SCAN_BLOCK))
+                .enumerate()
+                .map(block)
+                .collect()
+        } else {
+            scores
+                .chunks_mut(SCAN_BLOCK)
+                .zip(self.data.chunks(SCAN_BLOCK * stride))
+                .zip(self.scale.chunks(SCAN_BLOCK))
+                .enumerate()
+                .map(block)
+                .collect()
+        }
     }
 
     /// Top-`k` by the quantised scan, then exact re-ranking of the best `candidates` with the
@@ -205,7 +311,35 @@ impl QuantizedFactors {
         scores: &mut [f32],
     ) -> Vec<(u32, f32)> {
         let n = candidates.max(k);
-        // Each block keeps its own best `n` (exclusions cut to the block), merged below.
+        let rows = self.rows().min(scores.len());
+        let cands = if rows < PARALLEL_MIN_ROWS {
+            // One thread: scan everything, then one selection over the scores (in L2).
+            self.approx_scores(x, &mut scores[..rows]);
+            top_k(&scores[..rows], n, exclude)
+        } else {
+            self.block_candidates(x, n, exclude, scores)
+        };
+        let mut exact: Vec<(u32, f32)> = cands
+            .into_iter()
+            .map(|(i, _)| {
+                let r = &factors[i as usize * self.dim..(i as usize + 1) * self.dim];
+                (i, r.iter().zip(x).map(|(a, b)| a * b).sum())
+            })
+            .collect();
+        exact.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        exact.truncate(k);
+        exact
+    }
+
+    /// The best `n` by the parallel scan: each block keeps its own best `n` (exclusions cut
+    /// to the block) while its scores are in cache; the blocks' lists are merged.
+    fn block_candidates(
+        &self,
+        x: &[f32],
+        n: usize,
+        exclude: Exclude<'_>,
+        scores: &mut [f32],
+    ) -> Vec<(u32, f32)> {
         let per_block = self.scan_blocks(x, scores, |base, block| {
             let end = base + block.len();
             let found = match exclude {
@@ -231,63 +365,132 @@ impl QuantizedFactors {
         let mut cands: Vec<(u32, f32)> = per_block.into_iter().flatten().collect();
         cands.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
         cands.truncate(n);
-        let mut exact: Vec<(u32, f32)> = cands
-            .into_iter()
-            .map(|(i, _)| {
-                let r = &factors[i as usize * self.dim..(i as usize + 1) * self.dim];
-                (i, r.iter().zip(x).map(|(a, b)| a * b).sum())
-            })
-            .collect();
-        exact.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-        exact.truncate(k);
-        exact
+        cands
     }
 }
 
-/// Rows per block of the quantised scan (a multiple of 64, for bitset exclusions).
-const SCAN_BLOCK: usize = 16 * 1024;
+/// Runs the fastest scan this CPU has.
+fn scan_dispatch(data: &[i8], scale: &[f32], stride: usize, q: &QueryI8, scores: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avxvnni") {
+            // SAFETY: the CPU has AVX2 and AVX-VNNI, checked just above.
+            unsafe { x86::scan_avx_vnni(data, scale, stride, q, scores) };
+            return;
+        }
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2, checked just above.
+            unsafe { x86::scan_avx2(data, scale, stride, q, scores) };
+            return;
+        }
+    }
+    scan_portable(data, scale, stride, q, scores)
+}
 
-/// The quantised scan. `i8 × i8` products fit `i16`, which lets the compiler use the
-/// multiply-add of pairs into `i32` (`pmaddwd`) once wider vectors are enabled.
+/// The portable scan: the same integer dot products as the vector paths.
+fn scan_portable(data: &[i8], scale: &[f32], stride: usize, q: &QueryI8, scores: &mut [f32]) {
+    for ((s, y), sc) in scores.iter_mut().zip(data.chunks_exact(stride)).zip(scale) {
+        *s = dot_i8(y, &q.abs, &q.sign) as f32 * (sc * q.scale);
+    }
+}
+
+/// `Σ |x|·(y·sign x)` = `Σ x·y` in `i32`.
 #[inline(always)]
-fn approx_scores_body(
-    data: &[i8],
-    scale: &[f32],
-    dim: usize,
-    qx: &[i8],
-    sx: f32,
-    scores: &mut [f32],
-) {
-    for ((s, q), sc) in scores.iter_mut().zip(data.chunks_exact(dim)).zip(scale) {
-        let mut acc = [0i32; 16];
-        let mut qc = q.chunks_exact(16);
-        let mut xc = qx.chunks_exact(16);
-        for (a, b) in (&mut qc).zip(&mut xc) {
-            for k in 0..16 {
-                acc[k] += i32::from(i16::from(a[k]) * i16::from(b[k]));
-            }
+fn dot_i8(y: &[i8], abs: &[u8], sign: &[i8]) -> i32 {
+    let mut acc = [0i32; 16];
+    for ((yc, ac), sc) in y
+        .chunks_exact(16)
+        .zip(abs.chunks_exact(16))
+        .zip(sign.chunks_exact(16))
+    {
+        for k in 0..16 {
+            acc[k] += i32::from(ac[k]) * i32::from(yc[k]) * i32::from(sc[k]);
         }
-        let mut t: i32 = acc.iter().sum();
-        for (a, b) in qc.remainder().iter().zip(xc.remainder()) {
-            t += i32::from(*a) * i32::from(*b);
-        }
-        *s = t as f32 * sc * sx;
     }
+    acc.iter().sum()
 }
 
-/// [`approx_scores_body`] compiled with AVX2 (chosen at run time: the default x86_64 target
-/// only has SSE2, which makes this scan compute-bound).
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-fn approx_scores_avx2(
-    data: &[i8],
-    scale: &[f32],
-    dim: usize,
-    qx: &[i8],
-    sx: f32,
-    scores: &mut [f32],
-) {
-    approx_scores_body(data, scale, dim, qx, sx, scores)
+mod x86 {
+    use super::{dot_i8, QueryI8};
+    use std::arch::x86_64::*;
+
+    /// One scan function per instruction set: eight rows at a time, each row's
+    /// `Σ |x|·(y·sign x)` in eight `i32` lanes (the multiply-add given as the closure-like
+    /// last argument), the eight rows' sums reduced together, then scaled in one vector.
+    macro_rules! scan_fn {
+        ($name:ident, $features:literal, |$acc:ident, $a:ident, $ys:ident| $madd:expr) => {
+            /// # Safety
+            /// The CPU must support the enabled target features.
+            #[target_feature(enable = $features)]
+            pub(super) unsafe fn $name(
+                data: &[i8],
+                scale: &[f32],
+                stride: usize,
+                q: &QueryI8,
+                scores: &mut [f32],
+            ) {
+                #[inline]
+                #[target_feature(enable = $features)]
+                unsafe fn row_acc(row: *const i8, abs: &[__m256i], sign: &[__m256i]) -> __m256i {
+                    let mut acc = _mm256_setzero_si256();
+                    for (c, (a, s)) in abs.iter().zip(sign).enumerate() {
+                        // SAFETY: the caller guarantees `abs.len() × 32` bytes from `row`.
+                        let y = unsafe { _mm256_loadu_si256(row.add(c * 32).cast()) };
+                        let ys = _mm256_sign_epi8(y, *s);
+                        let ($acc, $a, $ys) = (acc, *a, ys);
+                        acc = $madd;
+                    }
+                    acc
+                }
+                let chunks = stride / 32;
+                // SAFETY: `abs` and `sign` have `stride` bytes.
+                let abs: Vec<__m256i> = (0..chunks)
+                    .map(|c| unsafe { _mm256_loadu_si256(q.abs.as_ptr().add(c * 32).cast()) })
+                    .collect();
+                let sign: Vec<__m256i> = (0..chunks)
+                    .map(|c| unsafe { _mm256_loadu_si256(q.sign.as_ptr().add(c * 32).cast()) })
+                    .collect();
+                let rows = scores.len().min(scale.len()).min(data.len() / stride);
+                let full = rows / 8 * 8;
+                let sx = _mm256_set1_ps(q.scale);
+                let base = data.as_ptr();
+                for r in (0..full).step_by(8) {
+                    // SAFETY: rows r..r+8 are within `data` (r + 8 ≤ rows).
+                    let a: [__m256i; 8] = std::array::from_fn(|i| unsafe {
+                        row_acc(base.add((r + i) * stride), &abs, &sign)
+                    });
+                    let h01 = _mm256_hadd_epi32(a[0], a[1]);
+                    let h23 = _mm256_hadd_epi32(a[2], a[3]);
+                    let h45 = _mm256_hadd_epi32(a[4], a[5]);
+                    let h67 = _mm256_hadd_epi32(a[6], a[7]);
+                    let h0123 = _mm256_hadd_epi32(h01, h23);
+                    let h4567 = _mm256_hadd_epi32(h45, h67);
+                    let lo = _mm256_permute2x128_si256(h0123, h4567, 0x20);
+                    let hi = _mm256_permute2x128_si256(h0123, h4567, 0x31);
+                    let sums = _mm256_cvtepi32_ps(_mm256_add_epi32(lo, hi));
+                    // SAFETY: r + 8 ≤ rows ≤ scale.len(), scores.len().
+                    unsafe {
+                        let sc = _mm256_mul_ps(_mm256_loadu_ps(scale.as_ptr().add(r)), sx);
+                        _mm256_storeu_ps(scores.as_mut_ptr().add(r), _mm256_mul_ps(sums, sc));
+                    }
+                }
+                for r in full..rows {
+                    let y = &data[r * stride..(r + 1) * stride];
+                    scores[r] = dot_i8(y, &q.abs, &q.sign) as f32 * (scale[r] * q.scale);
+                }
+            }
+        };
+    }
+
+    // |x|·|y| ≤ 127·127, so a pair sum of `vpmaddubsw` never saturates i16.
+    scan_fn!(scan_avx2, "avx2", |acc, a, ys| _mm256_add_epi32(
+        acc,
+        _mm256_madd_epi16(_mm256_maddubs_epi16(a, ys), _mm256_set1_epi16(1))
+    ));
+    scan_fn!(scan_avx_vnni, "avx2,avxvnni", |acc, a, ys| {
+        _mm256_dpbusd_avx_epi32(acc, a, ys)
+    });
 }
 
 /// Merges two sorted index lists into one sorted, deduplicated list.
@@ -349,7 +552,7 @@ mod tests {
         use rand::{Rng, SeedableRng};
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
         for _ in 0..50 {
-            let n = rng.random_range(1..300);
+            let n: usize = rng.random_range(1..3000);
             // few distinct values so ties are frequent
             let s: Vec<f32> = (0..n).map(|_| rng.random_range(0..20) as f32).collect();
             let ex: Vec<u32> = (0..n as u32).filter(|_| rng.random_bool(0.2)).collect();
@@ -361,6 +564,11 @@ mod tests {
             all.sort_by(|a, b| b.1.partial_cmp(&a.1).unwrap().then(a.0.cmp(&b.0)));
             all.truncate(k);
             assert_eq!(top_k(&s, k, Exclude::Sorted(&ex)), all);
+            let mut bits = vec![0u64; n.div_ceil(64)];
+            for &e in &ex {
+                bits[e as usize / 64] |= 1 << (e % 64);
+            }
+            assert_eq!(top_k(&s, k, Exclude::Bitset(&bits)), all);
         }
     }
 
@@ -416,26 +624,50 @@ mod tests {
 
     #[test]
     fn quantised_scan_is_the_same_on_every_code_path() {
-        // GIVEN factors whose width is not a multiple of 16 (so the remainder loop runs too)
-        let dim = 37;
-        let f: Vec<f32> = (0..200 * dim)
+        // GIVEN factors whose width is not a multiple of 32 (padded rows) and a row count
+        // that is not a multiple of 8 (so the remainder rows run too)
+        let (rows, dim) = (203usize, 37usize);
+        let f: Vec<f32> = (0..rows * dim)
             .map(|i| ((i * 7919 % 251) as f32 - 125.0) / 50.0)
             .collect();
         let x: Vec<f32> = (0..dim).map(|i| (i as f32 - 18.0) / 9.0).collect();
         let q = QuantizedFactors::new(&f, dim);
-        // WHEN scored by the dispatching entry point and by the portable body
-        let mut a = vec![0f32; 200];
+        let qx = q.query(&x);
+        // WHEN scored by the dispatching entry point and by each code path
+        let mut a = vec![0f32; rows];
         q.approx_scores(&x, &mut a);
-        let mut qx = vec![0i8; dim];
-        let sx = quantize_row(&x, &mut qx);
-        let mut b = vec![0f32; 200];
-        approx_scores_body(&q.data, &q.scale, dim, &qx, sx, &mut b);
+        let mut b = vec![0f32; rows];
+        scan_portable(&q.data, &q.scale, q.stride, &qx, &mut b);
         // THEN integer accumulation makes them identical, and close to the exact scores
         assert_eq!(a, b);
-        let mut exact = vec![0f32; 200];
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx2") {
+                let mut c = vec![0f32; rows];
+                // SAFETY: AVX2 checked above.
+                unsafe { x86::scan_avx2(&q.data, &q.scale, q.stride, &qx, &mut c) };
+                assert_eq!(c, b);
+            }
+            if std::arch::is_x86_feature_detected!("avxvnni") {
+                let mut c = vec![0f32; rows];
+                // SAFETY: AVX2 and AVX-VNNI checked above.
+                unsafe { x86::scan_avx_vnni(&q.data, &q.scale, q.stride, &qx, &mut c) };
+                assert_eq!(c, b);
+            }
+        }
+        let mut exact = vec![0f32; rows];
         dot_scores(&f, dim, &x, &mut exact);
         for (e, a) in exact.iter().zip(&a) {
             assert!((e - a).abs() < 0.2, "{e} vs {a}");
+        }
+        // AND extreme values (±127 everywhere) do not saturate the i16 pair sums
+        let f = vec![-3.0f32; 8 * 64];
+        let x = vec![5.0f32; 64];
+        let q = QuantizedFactors::new(&f, 64);
+        let mut s = vec![0f32; 8];
+        q.approx_scores(&x, &mut s);
+        for v in s {
+            assert!((v - -960.0).abs() < 1e-2, "{v}");
         }
     }
 
@@ -465,6 +697,12 @@ mod tests {
         }
         let got_bits = q.top_k_reranked(&f, &x, 5, 50, Exclude::Bitset(&bits), &mut scores);
         assert_eq!(got_bits, got);
+        // AND the per-block selection (used for matrices too big for one thread) agrees
+        let blocks = q.block_candidates(&x, 50, Exclude::Sorted(&excluded), &mut scores);
+        let ids: Vec<u32> = blocks.iter().take(5).map(|p| p.0).collect();
+        assert_eq!(ids, vec![38_007, 37_007, 36_007, 35_007, 34_007]);
+        let blocks = q.block_candidates(&x, 50, Exclude::Bitset(&bits), &mut scores);
+        assert_eq!(blocks.iter().take(5).map(|p| p.0).collect::<Vec<_>>(), ids);
         // AND without exclusions the overall best comes first
         let all = q.top_k_reranked(&f, &x, 1, 50, Exclude::None, &mut scores);
         assert_eq!(all[0].0, 39_007);
