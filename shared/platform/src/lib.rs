@@ -23,6 +23,7 @@ pub mod model_store;
 pub mod reader;
 pub mod recommend;
 pub mod registry;
+pub mod served_log;
 pub mod sink;
 pub mod store;
 pub mod train;
