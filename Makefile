@@ -3,7 +3,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
 help: ## List the targets
-	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-14s %s\n", $$1, $$2}'
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-18s %s\n", $$1, $$2}'
 
 dev: ## Run the local dev server on the embedded default config
 	cargo run -p nectar-cli -- dev
@@ -26,7 +26,28 @@ test: ## Install what tests need, then run lint and every test (unit, handler, r
 
 pr-check: test ## What CI runs on a pull request
 
+# `sam local invoke` (needs Docker) runs what infra/build.sh built: the built template points
+# at the bootstrap binaries, the source template at crates SAM cannot run. EVENT=events/… overrides
+# the sample event.
+SAM_TEMPLATE ?= .aws-sam/build/template.yaml
+STACK_ENV ?= default
+
+invoke-collect: ## sam local invoke CollectFunction with events/collect-post-json.json (EVENT=… to change)
+	sam local invoke CollectFunction -e $(or $(EVENT),events/collect-post-json.json) -t $(SAM_TEMPLATE)
+
+invoke-recommend: ## sam local invoke RecommendFunction with events/recommend-for-you.json
+	sam local invoke RecommendFunction -e $(or $(EVENT),events/recommend-for-you.json) -t $(SAM_TEMPLATE)
+
+invoke-archive: ## sam local invoke ArchiveFunction with events/archive-kinesis-batch.json
+	sam local invoke ArchiveFunction -e $(or $(EVENT),events/archive-kinesis-batch.json) -t $(SAM_TEMPLATE)
+
+invoke-train: ## sam local invoke TrainFunction with events/train-schedule-input.json
+	sam local invoke TrainFunction -e $(or $(EVENT),events/train-schedule-input.json) -t $(SAM_TEMPLATE)
+
+smoke: ## Smoke test the deployed stack of samconfig.toml's STACK_ENV (default): collect + recommend
+	bash infra/smoke.sh $(STACK_ENV)
+
 bench: ## Criterion benchmarks (release build; not part of `make test`)
 	cargo bench -p nectar-model --bench collect
 
-.PHONY: help dev fmt lint services services-stop test pr-check bench
+.PHONY: help dev fmt lint services services-stop test pr-check invoke-collect invoke-recommend invoke-archive invoke-train smoke bench

@@ -95,6 +95,25 @@ class TemplateTest(unittest.TestCase):
                        .replace("row(", "struct<").replace(")", ">").replace(" ", ":"))
                 self.assertEqual(got, want, c["name"])
 
+    def test_redis_urls_use_the_tls_cluster_client(self):
+        # Serverless and the replication group are both cluster mode, always TLS
+        # (RedisConn::connect in shared/platform/src/model_store/redis.rs).
+        for fn in ("ArchiveFunction", "TrainFunction", "RecommendFunction"):
+            url = R[fn]["Properties"]["Environment"]["Variables"]["NECTAR_REDIS_URL"]
+            branches = url["Fn::If"][1:]
+            self.assertEqual(len(branches), 2, fn)
+            for b in branches:
+                self.assertTrue(b["Fn::Sub"].startswith("rediss-cluster://"), (fn, b))
+
+    def test_redis_access_string_is_least_privilege(self):
+        rules = R["RedisDefaultUser"]["Properties"]["AccessString"].split()
+        self.assertEqual(rules[:3], ["on", "~nectar:*", "-@all"])
+        # Only single commands are added back: no category (+@...), no key pattern beyond nectar:*.
+        for r in rules[3:]:
+            self.assertRegex(r, r"^\+[a-z]+(\|[a-z]+)?$", r)
+        for forbidden in ("keys", "flushall", "flushdb", "info", "config", "eval", "cluster"):
+            self.assertNotIn(f"+{forbidden}", rules, forbidden)
+
     def test_samples_exist_for_every_function(self):
         names = {p.name for p in (ROOT / "events").glob("*.json")}
         for prefix in ("collect-", "archive-", "train-", "recommend-", "similar-", "items-"):

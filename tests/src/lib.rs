@@ -63,6 +63,60 @@ pub fn services() -> &'static Services {
     })
 }
 
+/// The TLS + AUTH Redis servers started by `tests/services.sh` (the deployed shape: `rediss`,
+/// a certificate from a throwaway CA, a `default` user with the template's access string).
+#[derive(Debug, Clone)]
+pub struct TlsRedis {
+    /// `rediss://127.0.0.1:PORT`: one node.
+    pub url: String,
+    /// `rediss-cluster://127.0.0.1:P1,…`: a 3-master cluster.
+    pub cluster_url: String,
+    /// PEM file of the CA that signed the servers' certificate.
+    pub ca_file: String,
+    /// The ACL user.
+    pub user: String,
+    /// Its password.
+    pub password: String,
+}
+
+/// The TLS servers: from `NECTAR_TEST_REDIS_TLS_URL`, `…_TLS_CLUSTER_URL`, `…_TLS_CA_FILE`,
+/// `…_TLS_USER` and `…_TLS_PASSWORD`, else from what `tests/services.sh start` wrote.
+pub fn tls_redis() -> &'static TlsRedis {
+    static TLS: OnceLock<TlsRedis> = OnceLock::new();
+    TLS.get_or_init(|| {
+        let vars = [
+            "NECTAR_TEST_REDIS_TLS_URL",
+            "NECTAR_TEST_REDIS_TLS_CLUSTER_URL",
+            "NECTAR_TEST_REDIS_TLS_CA_FILE",
+            "NECTAR_TEST_REDIS_TLS_USER",
+            "NECTAR_TEST_REDIS_TLS_PASSWORD",
+        ];
+        let from_env: Option<Vec<String>> = vars.iter().map(|k| std::env::var(k).ok()).collect();
+        let values = from_env.unwrap_or_else(|| {
+            services();
+            let text = std::fs::read_to_string(repo_root().join("tests/.services/env"))
+                .expect("tests/services.sh start wrote no tests/.services/env");
+            vars.iter()
+                .map(|k| {
+                    text.lines()
+                        .find_map(|l| l.strip_prefix(&format!("{k}=")))
+                        .unwrap_or_else(|| panic!("{k} missing from tests/.services/env"))
+                        .to_string()
+                })
+                .collect()
+        });
+        let [url, cluster_url, ca_file, user, password] =
+            <[String; 5]>::try_from(values).expect("five values");
+        TlsRedis {
+            url,
+            cluster_url,
+            ca_file,
+            user,
+            password,
+        }
+    })
+}
+
 /// SDK config for moto: test credentials, us-east-1, the moto endpoint.
 pub async fn aws_config() -> aws_config::SdkConfig {
     let s = services();

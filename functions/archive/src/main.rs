@@ -2,7 +2,7 @@
 
 use lambda_runtime::{run, service_fn, Error, LambdaEvent};
 use nectar_platform::env;
-use nectar_platform::model_store::RedisModelStore;
+use nectar_platform::redis_env;
 use nectar_platform::store::S3Store;
 
 #[tokio::main]
@@ -13,10 +13,7 @@ async fn main() -> Result<(), Error> {
     let store = S3Store::new(aws_sdk_s3::Client::new(&aws), bucket);
     // With a model store, users' recent histories are kept fresh in Redis too.
     let config = env::config()?;
-    let models = match env::optional(env::NECTAR_REDIS_URL) {
-        Some(url) => Some(RedisModelStore::connect(&url).await?),
-        None => None,
-    };
+    let models = redis_env::model_store_from_env(&aws).await?;
     let history = models.as_ref().map(|m| (m, &config));
     run(service_fn(|event: LambdaEvent<_>| {
         archive::handler::handle_with_history(&store, history, event)

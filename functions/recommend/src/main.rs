@@ -6,21 +6,20 @@ use nectar_platform::dynamo_catalog::{DynamoCatalog, DynamoKeys};
 use nectar_platform::env;
 use nectar_platform::keys::AdminKeys;
 use nectar_platform::kinesis::{KinesisSink, RetryPolicy, SdkKinesis};
-use nectar_platform::model_store::RedisModelStore;
 use nectar_platform::recommend::{RecommendOptions, RecommendService};
+use nectar_platform::redis_env;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     lambda_http::tracing::init_default_subscriber();
     let config = Arc::new(env::config()?);
-    let redis_url = env::required(env::NECTAR_REDIS_URL)?;
     let stream = env::required(env::NECTAR_STREAM_NAME)?;
     let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let sink = KinesisSink::new(
         SdkKinesis::new(aws_sdk_kinesis::Client::new(&aws), stream),
         RetryPolicy::default(),
     );
-    let models = RedisModelStore::connect(&redis_url).await?;
+    let models = redis_env::required_model_store_from_env(&aws).await?;
     let dynamo = aws_sdk_dynamodb::Client::new(&aws);
     // Catalog and keys are read whole at cold start (serving reads them from memory).
     let catalog = Catalog::in_memory();

@@ -2,7 +2,7 @@
 
 use lambda_runtime::{run, service_fn, Error, LambdaEvent};
 use nectar_platform::env;
-use nectar_platform::model_store::RedisModelStore;
+use nectar_platform::redis_env;
 use nectar_platform::registry::DynamoRegistry;
 use nectar_platform::store::S3Store;
 use nectar_platform::train::TrainDeps;
@@ -13,11 +13,10 @@ async fn main() -> Result<(), Error> {
     lambda_runtime::tracing::init_default_subscriber();
     let cfg = env::config()?;
     let bucket = env::required(env::NECTAR_BUCKET)?;
-    let redis_url = env::required(env::NECTAR_REDIS_URL)?;
     let table = env::required(env::NECTAR_REGISTRY_TABLE)?;
     let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let events = S3Store::new(aws_sdk_s3::Client::new(&aws), bucket);
-    let models = RedisModelStore::connect(&redis_url).await?;
+    let models = redis_env::required_model_store_from_env(&aws).await?;
     let registry = DynamoRegistry::new(aws_sdk_dynamodb::Client::new(&aws), table);
     let trainer = ModelTrainer;
     run(service_fn(|event: LambdaEvent<serde_json::Value>| {

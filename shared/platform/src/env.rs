@@ -15,8 +15,14 @@ pub const NECTAR_BUCKET: &str = "NECTAR_BUCKET";
 /// Local data dir of the embedded backends.
 pub const NECTAR_DATA_DIR: &str = "NECTAR_DATA_DIR";
 /// Redis URL of the model store: `redis://…`, `rediss://…`, or `redis-cluster://h:p[,h:p…]`
-/// (`rediss-cluster://` with TLS) for a cluster.
+/// (`rediss-cluster://` with TLS) for a cluster (ElastiCache, Serverless included, is a cluster).
 pub const NECTAR_REDIS_URL: &str = "NECTAR_REDIS_URL";
+/// ARN of the Secrets Manager secret with the Redis AUTH credentials: JSON
+/// `{"username": "...", "password": "..."}` or the bare password (optional).
+pub const NECTAR_REDIS_SECRET_ARN: &str = "NECTAR_REDIS_SECRET_ARN";
+/// PEM file of CA certificates trusted for `rediss://` instead of the system roots (self-hosted
+/// Redis, tests; optional).
+pub const NECTAR_REDIS_CA_FILE: &str = "NECTAR_REDIS_CA_FILE";
 /// DynamoDB table of the item catalog (pk `site`, sk `item_id`).
 pub const NECTAR_CATALOG_TABLE: &str = "NECTAR_CATALOG_TABLE";
 /// DynamoDB table of admin key hashes (pk `key_hash`).

@@ -22,6 +22,7 @@ pub mod local_log;
 pub mod model_store;
 pub mod reader;
 pub mod recommend;
+pub mod redis_env;
 pub mod registry;
 pub mod served_log;
 pub mod sink;

@@ -22,7 +22,7 @@ pub mod redis;
 pub mod contract;
 
 pub use self::local::LocalModelStore;
-pub use self::redis::RedisModelStore;
+pub use self::redis::{RedisAuth, RedisModelStore, RedisOptions};
 
 /// A dense row-major `f32` matrix: row `r` is `data[r*dim .. (r+1)*dim]`.
 #[derive(Debug, Clone, PartialEq)]

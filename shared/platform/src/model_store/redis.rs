@@ -62,11 +62,50 @@ impl std::fmt::Debug for RedisConn {
     }
 }
 
+/// Redis AUTH credentials (ACL user and password). `Debug` never shows the password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RedisAuth {
+    /// ACL user name; `None` sends `AUTH <password>` (the `default` user).
+    pub username: Option<String>,
+    /// The password.
+    pub password: String,
+}
+
+impl std::fmt::Debug for RedisAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisAuth")
+            .field("username", &self.username)
+            .field("password", &"<redacted>")
+            .finish()
+    }
+}
+
+/// How to connect besides the URL: credentials and the CA certificates to trust.
+#[derive(Debug, Clone, Default)]
+pub struct RedisOptions {
+    /// AUTH credentials; they replace any user/password in the URL.
+    pub auth: Option<RedisAuth>,
+    /// PEM CA certificates trusted for `rediss://` **instead of** the system roots (self-hosted
+    /// Redis, tests). `None`: the system roots, which include the Amazon CAs of ElastiCache.
+    pub ca_pem: Option<Vec<u8>>,
+}
+
 impl RedisConn {
     /// Connects. `url` is `redis://…` / `rediss://…` for one node;
     /// `redis-cluster://host:port[,host:port…]` (or `rediss-cluster://`) or a comma-separated
     /// list of node URLs for a cluster.
     pub async fn connect(url: &str) -> Result<Self, redis::RedisError> {
+        Self::connect_with(url, &RedisOptions::default()).await
+    }
+
+    /// Connects with credentials and/or CA certificates (see [`RedisConn::connect`] for the URL
+    /// forms). `rediss` URLs use TLS and verify the server's certificate and host name.
+    pub async fn connect_with(
+        url: &str,
+        options: &RedisOptions,
+    ) -> Result<Self, redis::RedisError> {
+        use redis::IntoConnectionInfo;
+
         let cluster_nodes: Option<Vec<String>> =
             if let Some(rest) = url.strip_prefix("redis-cluster://") {
                 Some(rest.split(',').map(|n| format!("redis://{n}")).collect())
@@ -77,13 +116,52 @@ impl RedisConn {
             } else {
                 None
             };
+        if options.ca_pem.is_some() && !url.starts_with("rediss") {
+            return Err(redis::RedisError::from((
+                redis::ErrorKind::InvalidClientConfig,
+                "CA certificates were given for a URL without TLS (use rediss:// or rediss-cluster://)",
+            )));
+        }
+        let certs = options.ca_pem.as_ref().map(|pem| redis::TlsCertificates {
+            client_tls: None,
+            root_cert: Some(pem.clone()),
+        });
         match cluster_nodes {
             Some(nodes) => {
-                let client = redis::cluster::ClusterClient::new(nodes)?;
-                Ok(Self::Cluster(client.get_async_connection().await?))
+                let mut builder = redis::cluster::ClusterClientBuilder::new(nodes);
+                if let Some(auth) = &options.auth {
+                    builder = builder.password(&auth.password);
+                    if let Some(user) = &auth.username {
+                        builder = builder.username(user);
+                    }
+                }
+                if let Some(certs) = certs {
+                    builder = builder.certs(certs);
+                }
+                Ok(Self::Cluster(
+                    builder.build()?.get_async_connection().await?,
+                ))
             }
             None => {
-                let client = redis::Client::open(url)?;
+                let mut info = url.into_connection_info()?;
+                if let Some(auth) = &options.auth {
+                    let mut settings = info.redis_settings().clone().set_password(&auth.password);
+                    if let Some(user) = &auth.username {
+                        settings = settings.set_username(user);
+                    }
+                    info = info.set_redis_settings(settings);
+                }
+                let client = match &certs {
+                    Some(certs) => redis::Client::build_with_tls(info, certs.clone())?,
+                    None => redis::Client::open(info)?,
+                };
+                // One attempt and a PING first: the connection manager retries for seconds
+                // (too long for a cold start) and a server that wants AUTH refuses only the
+                // first command, so wrong or missing credentials fail here, fast, and not on a
+                // request (the cluster client checks its nodes the same way).
+                let mut probe = client.get_multiplexed_async_connection().await?;
+                redis::cmd("PING").query_async::<()>(&mut probe).await?;
+                drop(probe);
                 Ok(Self::Single(ConnectionManager::new(client).await?))
             }
         }
@@ -205,8 +283,14 @@ impl RedisModelStore {
 
     /// Connects (see [`RedisConn::connect`] for the URL forms).
     pub async fn connect(url: &str) -> Result<Self, ModelStoreError> {
+        Self::connect_with(url, &RedisOptions::default()).await
+    }
+
+    /// Connects with credentials and/or CA certificates (see [`RedisConn::connect_with`]); the
+    /// Lambdas get their options from [`crate::redis_env::redis_options_from_env`].
+    pub async fn connect_with(url: &str, options: &RedisOptions) -> Result<Self, ModelStoreError> {
         Ok(Self::new(
-            RedisConn::connect(url)
+            RedisConn::connect_with(url, options)
                 .await
                 .map_err(redis_err("connect"))?,
         ))
