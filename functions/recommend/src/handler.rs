@@ -113,7 +113,10 @@ mod tests {
             Arc::new(LocalEventLog::start(&dir, "test").unwrap()),
             Catalog::in_memory(),
             AdminKeys::none(),
-            RecommendOptions::default(),
+            RecommendOptions {
+                served_flush: nectar_platform::served_log::FlushMode::Deferred,
+                ..RecommendOptions::default()
+            },
         );
         // WHEN the sample per-user request comes in (no ALS model yet; m-2044 excluded)
         let (status, body) =
@@ -137,6 +140,11 @@ mod tests {
         .await;
         assert_eq!(status, 200, "{body}");
         assert_eq!(body["fallback"], true);
+        // AND both answers wait in the served log (the Lambda's extension flushes it after
+        // the response), and a flush writes them to the event log
+        assert_eq!(svc.served_log().pending(), 2);
+        assert_eq!(svc.served_log().flush().await.written, 2);
+        assert_eq!(svc.served_log().pending(), 0);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

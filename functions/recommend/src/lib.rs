@@ -2,4 +2,5 @@
 //! from the models in Redis; served recommendations are logged through Kinesis.
 //! `main.rs` wires it up; [`handler`] maps Lambda HTTP events to the recommend service.
 
+pub mod flush;
 pub mod handler;

@@ -1,13 +1,18 @@
 use std::sync::Arc;
+use std::time::Duration;
 
 use lambda_http::{run, service_fn, Error};
 use nectar_platform::catalog::Catalog;
-use nectar_platform::dynamo_catalog::{DynamoCatalog, DynamoKeys};
+use nectar_platform::dynamo_catalog::{spawn_refresh, DynamoCatalog, DynamoKeys};
 use nectar_platform::env;
 use nectar_platform::keys::AdminKeys;
 use nectar_platform::kinesis::{KinesisSink, RetryPolicy, SdkKinesis};
 use nectar_platform::recommend::{RecommendOptions, RecommendService};
 use nectar_platform::redis_env;
+use nectar_platform::served_log::FlushMode;
+
+/// How often catalog and keys are reloaded from DynamoDB.
+const RELOAD_TABLES_EVERY: Duration = Duration::from_secs(60);
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -21,7 +26,7 @@ async fn main() -> Result<(), Error> {
     );
     let models = redis_env::required_model_store_from_env(&aws).await?;
     let dynamo = aws_sdk_dynamodb::Client::new(&aws);
-    // Catalog and keys are read whole at cold start (serving reads them from memory).
+    // Catalog and keys are read whole at cold start, then reloaded in the background.
     let catalog = Catalog::in_memory();
     let catalog_table =
         env::optional(env::NECTAR_CATALOG_TABLE).map(|t| DynamoCatalog::new(dynamo.clone(), t));
@@ -30,21 +35,39 @@ async fn main() -> Result<(), Error> {
             catalog.upsert(site, table.load_site(site).await?)?;
         }
     }
-    let keys = match env::optional(env::NECTAR_KEYS_TABLE) {
-        Some(t) => DynamoKeys::new(dynamo, t).load().await?,
+    let keys_table = env::optional(env::NECTAR_KEYS_TABLE).map(|t| DynamoKeys::new(dynamo, t));
+    let keys = match &keys_table {
+        Some(t) => t.load().await?,
         None => AdminKeys::none(),
     };
-    let svc = RecommendService::new(
-        config,
-        models,
-        Arc::new(sink),
-        catalog,
-        keys,
-        RecommendOptions::default(),
+    spawn_refresh(
+        config.sites.keys().cloned().collect(),
+        (catalog.clone(), catalog_table.clone()),
+        (keys.clone(), keys_table),
+        RELOAD_TABLES_EVERY,
     );
+    let options = RecommendOptions {
+        served_flush: FlushMode::Deferred,
+        ..RecommendOptions::default()
+    };
+    let svc = RecommendService::new(config, models, Arc::new(sink), catalog, keys, options);
+    let (answered, extension) =
+        recommend::flush::register(svc.served_log().clone(), Duration::from_millis(200)).await;
     let table = catalog_table.as_ref();
-    run(service_fn(|req| {
-        recommend::handler::handle(&svc, table, req)
-    }))
-    .await
+    let handler = run(service_fn(|req| {
+        let answered = answered.clone();
+        let svc = &svc;
+        async move {
+            let resp = recommend::handler::handle(svc, table, req).await;
+            answered.signal();
+            resp
+        }
+    }));
+    match extension {
+        Some(ext) => {
+            tokio::try_join!(handler, ext)?;
+        }
+        None => handler.await?,
+    }
+    Ok(())
 }

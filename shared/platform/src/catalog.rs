@@ -166,6 +166,17 @@ impl Catalog {
             .get(site)
             .map_or(0, HashMap::len)
     }
+
+    /// Replaces a site's items in memory with a fresh full read of the source of truth
+    /// (the Lambda's periodic reload of the DynamoDB table; deletions take effect too).
+    pub fn replace_site(&self, site: &str, items: Vec<ItemMeta>) {
+        let fresh: HashMap<String, ItemMeta> =
+            items.into_iter().map(|it| (it.id.clone(), it)).collect();
+        self.items
+            .write()
+            .expect("catalog lock")
+            .insert(site.to_string(), fresh);
+    }
 }
 
 #[derive(Deserialize)]

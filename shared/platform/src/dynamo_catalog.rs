@@ -271,3 +271,35 @@ impl DynamoKeys {
         }
     }
 }
+
+/// Keeps a Lambda's in-memory catalog and admin keys fresh: reloads both tables every `every`
+/// (catalog upserts made through other instances, and key revocations, reach this one within
+/// that time). A failed reload keeps what is in memory and is logged.
+pub fn spawn_refresh(
+    sites: Vec<String>,
+    catalog: (crate::catalog::Catalog, Option<DynamoCatalog>),
+    keys: (AdminKeys, Option<DynamoKeys>),
+    every: std::time::Duration,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(every).await;
+            if let Some(table) = &catalog.1 {
+                for site in &sites {
+                    match table.load_site(site).await {
+                        Ok(items) => catalog.0.replace_site(site, items),
+                        Err(e) => {
+                            tracing::warn!(%site, error = %e, "Catalog reload failed; keeping the loaded one.")
+                        }
+                    }
+                }
+            }
+            if let Some(table) = &keys.1 {
+                match table.load().await {
+                    Ok(fresh) => keys.0.replace_with(&fresh),
+                    Err(e) => tracing::warn!(error = %e, "Keys reload failed; keeping the loaded ones."),
+                }
+            }
+        }
+    })
+}

@@ -12,11 +12,15 @@ use subtle::ConstantTimeEq;
 
 use crate::error::AppError;
 
-/// The stored form of the keys: `(sha256 of the key, site)`.
+/// The stored form of the keys: `(sha256 of the key, site)`. Clones share the same set, so
+/// a reload ([`AdminKeys::replace_with`]) reaches every holder (revocations take effect).
 #[derive(Debug, Clone, Default)]
 pub struct AdminKeys {
-    hashes: Vec<([u8; 32], String)>,
+    hashes: std::sync::Arc<std::sync::RwLock<Vec<StoredKey>>>,
 }
+
+/// A stored key: its SHA-256 and its site.
+type StoredKey = ([u8; 32], String);
 
 /// SHA-256 of a key.
 pub fn key_hash(key: &str) -> [u8; 32] {
@@ -46,11 +50,7 @@ impl AdminKeys {
         for line in text.lines() {
             let mut parts = line.split_whitespace();
             if let (Some(h), Some(site)) = (parts.next(), parts.next()) {
-                if let Ok(bytes) = hex::decode(h) {
-                    if let Ok(arr) = <[u8; 32]>::try_from(bytes.as_slice()) {
-                        keys.hashes.push((arr, site.to_string()));
-                    }
-                }
+                keys.add_hash(h, site);
             }
         }
         Ok(keys)
@@ -76,21 +76,41 @@ impl AdminKeys {
     pub fn add_hash(&mut self, hash_hex: &str, site: &str) {
         if let Ok(bytes) = hex::decode(hash_hex) {
             if let Ok(arr) = <[u8; 32]>::try_from(bytes.as_slice()) {
-                self.hashes.push((arr, site.to_string()));
+                self.write().push((arr, site.to_string()));
             }
         }
     }
 
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Vec<StoredKey>> {
+        self.hashes.write().expect("keys lock")
+    }
+
+    /// Replaces the set (every clone sees it) with the keys of `fresh`.
+    pub fn replace_with(&self, fresh: &AdminKeys) {
+        let new = fresh.hashes.read().expect("keys lock").clone();
+        *self.write() = new;
+    }
+
+    /// Number of keys.
+    pub fn len(&self) -> usize {
+        self.hashes.read().expect("keys lock").len()
+    }
+
+    /// Whether there are no keys.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// Adds a key in memory (tests, and keys created at start-up).
     pub fn add(&mut self, key: &str, site: &str) {
-        self.hashes.push((key_hash(key), site.to_string()));
+        self.write().push((key_hash(key), site.to_string()));
     }
 
     /// Whether `key` is a key of `site`; every stored hash is compared in constant time.
     pub fn verify(&self, key: &str, site: &str) -> bool {
         let h = key_hash(key);
         let mut ok = subtle::Choice::from(0);
-        for (stored, s) in &self.hashes {
+        for (stored, s) in self.hashes.read().expect("keys lock").iter() {
             let same_site = subtle::Choice::from((s == site) as u8);
             ok |= stored.ct_eq(&h) & same_site;
         }
