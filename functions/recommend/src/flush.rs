@@ -65,12 +65,18 @@ pub async fn register<S: EventSink + 'static>(
                         .saturating_sub(nectar_platform::now_ms().max(0) as u64),
                 );
                 let wait = left.min(MAX_WAIT);
-                if tokio::time::timeout(wait, rx.lock().await.recv()).await.is_err() {
+                if tokio::time::timeout(wait, rx.lock().await.recv())
+                    .await
+                    .is_err()
+                {
                     tracing::warn!(request_id = %inv.request_id, "No answer signalled; flushing the served log anyway.");
                 }
                 let r = log.flush().await;
                 if r.requeued > 0 {
-                    tracing::warn!(requeued = r.requeued, "Served log kept for the next invocation.");
+                    tracing::warn!(
+                        requeued = r.requeued,
+                        "Served log kept for the next invocation."
+                    );
                 }
             }
             Ok::<(), lambda_extension::Error>(())

@@ -297,7 +297,9 @@ pub fn spawn_refresh(
             if let Some(table) = &keys.1 {
                 match table.load().await {
                     Ok(fresh) => keys.0.replace_with(&fresh),
-                    Err(e) => tracing::warn!(error = %e, "Keys reload failed; keeping the loaded ones."),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "Keys reload failed; keeping the loaded ones.")
+                    }
                 }
             }
         }

@@ -11,7 +11,7 @@ use nectar_model::event::Accepted;
 use nectar_model::mapping::map_event_line;
 
 use crate::config::NectarConfig;
-use crate::model_store::{ModelStore, ModelStoreError};
+use crate::model_store::{ModelStore, ModelStoreError, HOUR_MS};
 use crate::sink::{EventSink, SinkError};
 
 /// Items kept per user.
@@ -50,17 +50,62 @@ pub fn history_updates<'a>(
         .collect()
 }
 
-/// Appends the users' new items to their histories; returns the number of users updated.
+/// Per site: `(hour start ms, item, count)` of the interaction events, each distinct
+/// (user, item, hour) counted once, as the trending algorithm counts (user, item) cells.
+pub fn count_updates<'a>(
+    config: &NectarConfig,
+    lines: impl IntoIterator<Item = &'a str>,
+) -> BTreeMap<String, Vec<(i64, String, u64)>> {
+    let mut weights = BTreeMap::new();
+    let mut cells: BTreeMap<String, std::collections::BTreeSet<(i64, String, String)>> =
+        BTreeMap::new();
+    for line in lines {
+        let Some(site) = serde_json::from_str::<serde_json::Value>(line)
+            .ok()
+            .and_then(|v| v["site_key"].as_str().map(str::to_string))
+        else {
+            continue;
+        };
+        let Some(sc) = config.site(&site) else {
+            continue;
+        };
+        let w = weights.entry(site.clone()).or_insert_with(|| sc.weights());
+        if let Ok(i) = map_event_line(line, w) {
+            let hour = i.timestamp_ms.div_euclid(HOUR_MS) * HOUR_MS;
+            cells
+                .entry(site)
+                .or_default()
+                .insert((hour, i.item, i.user));
+        }
+    }
+    cells
+        .into_iter()
+        .map(|(site, cells)| {
+            let mut counts: BTreeMap<(i64, String), u64> = BTreeMap::new();
+            for (hour, item, _) in cells {
+                *counts.entry((hour, item)).or_default() += 1;
+            }
+            let v = counts.into_iter().map(|((h, i), n)| (h, i, n)).collect();
+            (site, v)
+        })
+        .collect()
+}
+
+/// Appends the users' new items to their histories and adds the hourly item counts;
+/// returns the number of users updated.
 pub async fn record_history<'a, M: ModelStore>(
     models: &M,
     config: &NectarConfig,
-    lines: impl IntoIterator<Item = &'a str>,
+    lines: impl IntoIterator<Item = &'a str> + Clone,
 ) -> Result<usize, ModelStoreError> {
-    let updates = history_updates(config, lines);
+    let updates = history_updates(config, lines.clone());
     for ((site, user), items) in &updates {
         models
             .append_history(site, user, items, HISTORY_LEN)
             .await?;
+    }
+    for (site, counts) in count_updates(config, lines) {
+        models.add_item_counts(&site, &counts).await?;
     }
     Ok(updates.len())
 }
@@ -131,5 +176,19 @@ mod tests {
             Some(&vec!["m1".to_string(), "m2".to_string()])
         );
         assert_eq!(h.len(), 1);
+        // AND each (user, item, hour) counts once in its hourly bucket
+        let c = count_updates(&cfg, a.events.iter().map(|e| e.line.as_str()));
+        let hour = (T - 2_000).div_euclid(HOUR_MS) * HOUR_MS;
+        let mut got = c["demo"].clone();
+        got.sort();
+        let want_hour = |t: i64| t.div_euclid(HOUR_MS) * HOUR_MS;
+        assert_eq!(want_hour(T - 1_000), want_hour(T - 2_000).max(hour));
+        assert_eq!(
+            got,
+            vec![
+                (want_hour(T - 2_000), "m1".to_string(), 1),
+                (want_hour(T - 1_000), "m2".to_string(), 1)
+            ]
+        );
     }
 }

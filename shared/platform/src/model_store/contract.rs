@@ -161,6 +161,28 @@ pub async fn model_store_contract<S: ModelStore>(store: &S, model: &str) {
     );
     let st = user_state(store, site, model, 2, "u1").await.unwrap();
     assert!(st.history.is_empty());
+
+    // hourly interaction counts: increments add up per bucket, unknown buckets are empty
+    const H: i64 = 1_763_600_400_000;
+    store
+        .add_item_counts(site, &[(H, "a".into(), 2), (H, "b".into(), 1)])
+        .await
+        .unwrap();
+    store
+        .add_item_counts(
+            site,
+            &[(H, "a".into(), 3), (H + super::HOUR_MS, "c".into(), 1)],
+        )
+        .await
+        .unwrap();
+    let c = store
+        .item_counts(site, &[H, H + super::HOUR_MS, H - super::HOUR_MS])
+        .await
+        .unwrap();
+    assert_eq!(c.len(), 3);
+    assert_eq!((c[0]["a"], c[0]["b"], c[0].len()), (5, 1, 2));
+    assert_eq!((c[1]["c"], c[1].len()), (1, 1));
+    assert!(c[2].is_empty());
 }
 
 /// Readers resolve the pointer and load that version while versions `1..=rounds` are

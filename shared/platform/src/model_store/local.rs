@@ -4,6 +4,13 @@
 //! A version is written into a temporary directory that is renamed to `v<version>` when every
 //! file is in place; the pointer is then replaced atomically (temp file + rename). Superseded
 //! versions stay on disk until more than `keep_versions` exist (no TTLs on files).
+//!
+//! Recent histories are served from memory: each site's is read once from
+//! `<data-dir>/models/site=<site>/history.json` (a snapshot) plus `history.jsonl` (one line per
+//! update, holding the user's whole new list, so replaying is idempotent); an update appends
+//! one line, and the log is folded into the snapshot when it grows. Hourly interaction counts
+//! (real-time trending) live in memory only: a restart of `nectar dev` forgets them, and the
+//! trained trending list is served alone until new events arrive.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -11,7 +18,8 @@ use std::sync::{Arc, Mutex};
 
 use super::{
     f32s_to_le, le_to_f32s, Factors, ModelArtifacts, ModelItems, ModelStore, ModelStoreError,
-    PublishOptions, Scored, UserState, VersionMeta, ITEM_CHUNK_ROWS, USER_CHUNK_ROWS,
+    PublishOptions, Scored, UserState, VersionMeta, COUNTS_TTL_SECS, HOUR_MS, ITEM_CHUNK_ROWS,
+    USER_CHUNK_ROWS,
 };
 
 /// Per-user data of one version, loaded once per version.
@@ -25,12 +33,24 @@ struct UserIndex {
 /// Per-user indexes by (site, model, version).
 type UserCache = HashMap<(String, String, u64), Arc<UserIndex>>;
 
+/// Recent histories of one site, as loaded: user → items, newest first.
+#[derive(Debug, Default)]
+struct SiteHistory {
+    users: HashMap<String, Vec<String>>,
+    /// Lines in `history.jsonl` (folded into the snapshot when it outgrows the users).
+    log_lines: usize,
+}
+
+/// Hourly counts per site: hour start → item → count.
+type SiteCounts = HashMap<String, std::collections::BTreeMap<i64, HashMap<String, u64>>>;
+
 /// Models as files under `<data-dir>/models/`.
 #[derive(Debug, Clone)]
 pub struct LocalModelStore {
     root: PathBuf,
     users: Arc<Mutex<UserCache>>,
-    history_lock: Arc<tokio::sync::Mutex<()>>,
+    history: Arc<Mutex<HashMap<String, SiteHistory>>>,
+    counts: Arc<Mutex<SiteCounts>>,
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ModelStoreError + '_ {
@@ -83,7 +103,8 @@ impl LocalModelStore {
         Self {
             root: data_dir.as_ref().join("models"),
             users: Arc::default(),
-            history_lock: Arc::default(),
+            history: Arc::default(),
+            counts: Arc::default(),
         }
     }
 
@@ -105,6 +126,41 @@ impl LocalModelStore {
 
     fn history_path(&self, site: &str) -> PathBuf {
         self.root.join(format!("site={site}")).join("history.json")
+    }
+
+    fn history_log_path(&self, site: &str) -> PathBuf {
+        self.root.join(format!("site={site}")).join("history.jsonl")
+    }
+
+    /// Runs `f` on a site's histories, loading them from disk on first use.
+    fn with_history<R>(
+        &self,
+        site: &str,
+        f: impl FnOnce(&mut SiteHistory) -> Result<R, ModelStoreError>,
+    ) -> Result<R, ModelStoreError> {
+        let mut all = self.history.lock().expect("history lock");
+        if !all.contains_key(site) {
+            let loaded = self.load_history(site)?;
+            all.insert(site.to_string(), loaded);
+        }
+        f(all.get_mut(site).expect("inserted above"))
+    }
+
+    fn load_history(&self, site: &str) -> Result<SiteHistory, ModelStoreError> {
+        let mut h = SiteHistory {
+            users: json_opt(&self.history_path(site))?.unwrap_or_default(),
+            log_lines: 0,
+        };
+        if let Some(bytes) = read_opt(&self.history_log_path(site))? {
+            for line in bytes.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+                // A torn last line (crash mid-append) is skipped.
+                if let Ok((user, items)) = serde_json::from_slice::<(String, Vec<String>)>(line) {
+                    h.users.insert(user, items);
+                    h.log_lines += 1;
+                }
+            }
+        }
+        Ok(h)
     }
 
     /// The versions on disk, newest first.
@@ -317,10 +373,6 @@ impl LocalModelStore {
         cache.insert(key, ix.clone());
         Ok(Some(ix))
     }
-
-    fn read_history(&self, site: &str) -> Result<HashMap<String, Vec<String>>, ModelStoreError> {
-        Ok(json_opt(&self.history_path(site))?.unwrap_or_default())
-    }
 }
 
 impl ModelStore for LocalModelStore {
@@ -366,10 +418,16 @@ impl ModelStore for LocalModelStore {
         users: &[String],
     ) -> Result<Vec<UserState>, ModelStoreError> {
         let ix = self.user_index(site, model, version)?;
-        let history = self.read_history(site)?;
+        let histories: Vec<Vec<String>> = self.with_history(site, |h| {
+            Ok(users
+                .iter()
+                .map(|u| h.users.get(u).cloned().unwrap_or_default())
+                .collect())
+        })?;
         Ok(users
             .iter()
-            .map(|u| {
+            .zip(histories)
+            .map(|(u, history)| {
                 let row = ix.as_ref().and_then(|ix| ix.rows.get(u).copied());
                 UserState {
                     factors: row.and_then(|r| {
@@ -377,7 +435,7 @@ impl ModelStore for LocalModelStore {
                         Some(f.row(r).to_vec())
                     }),
                     top: row.and_then(|r| ix.as_ref()?.top.as_ref()?.get(r).cloned()),
-                    history: history.get(u).cloned().unwrap_or_default(),
+                    history,
                 }
             })
             .collect())
@@ -408,17 +466,80 @@ impl ModelStore for LocalModelStore {
         items: &[String],
         max_len: usize,
     ) -> Result<(), ModelStoreError> {
-        let _guard = self.history_lock.lock().await;
-        let mut all = self.read_history(site)?;
-        let h = all.entry(user.to_string()).or_default();
-        let mut new: Vec<String> = items.iter().rev().cloned().collect();
-        new.append(h);
-        new.truncate(max_len);
-        *h = new;
-        let p = self.history_path(site);
-        let dir = p.parent().expect("history has a parent");
-        std::fs::create_dir_all(dir).map_err(io(dir))?;
-        write_atomic(&p, &to_json(&all))
+        if items.is_empty() {
+            return Ok(());
+        }
+        self.with_history(site, |h| {
+            let mut new: Vec<String> = items.iter().rev().cloned().collect();
+            if let Some(old) = h.users.get(user) {
+                new.extend(old.iter().cloned());
+            }
+            new.truncate(max_len.max(1));
+            let p = self.history_log_path(site);
+            let dir = p.parent().expect("history has a parent");
+            std::fs::create_dir_all(dir).map_err(io(dir))?;
+            let mut line = to_json(&(user, &new));
+            line.push(b'\n');
+            {
+                use std::io::Write;
+                let mut f = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&p)
+                    .map_err(io(&p))?;
+                f.write_all(&line).map_err(io(&p))?;
+            }
+            h.users.insert(user.to_string(), new);
+            h.log_lines += 1;
+            if h.log_lines > 2 * h.users.len() + 1000 {
+                // Fold the log into the snapshot: snapshot first, then drop the log (a crash
+                // in between only replays lines the snapshot already has).
+                write_atomic(&self.history_path(site), &to_json(&h.users))?;
+                std::fs::remove_file(&p).map_err(io(&p))?;
+                h.log_lines = 0;
+            }
+            Ok(())
+        })
+    }
+
+    async fn add_item_counts(
+        &self,
+        site: &str,
+        counts: &[(i64, String, u64)],
+    ) -> Result<(), ModelStoreError> {
+        let mut all = self.counts.lock().expect("counts lock");
+        let site_counts = all.entry(site.to_string()).or_default();
+        for (hour, item, n) in counts {
+            *site_counts
+                .entry(*hour)
+                .or_default()
+                .entry(item.clone())
+                .or_default() += n;
+        }
+        // Buckets older than the TTL (after the newest) are dropped, as Redis expires them.
+        if let Some(&newest) = site_counts.keys().next_back() {
+            let keep_from = newest - COUNTS_TTL_SECS * 1000 + HOUR_MS;
+            site_counts.retain(|&h, _| h >= keep_from);
+        }
+        Ok(())
+    }
+
+    async fn item_counts(
+        &self,
+        site: &str,
+        hours: &[i64],
+    ) -> Result<Vec<HashMap<String, u64>>, ModelStoreError> {
+        let all = self.counts.lock().expect("counts lock");
+        let site_counts = all.get(site);
+        Ok(hours
+            .iter()
+            .map(|h| {
+                site_counts
+                    .and_then(|c| c.get(h))
+                    .cloned()
+                    .unwrap_or_default()
+            })
+            .collect())
     }
 }
 

@@ -10,6 +10,7 @@
 //! [`local::LocalModelStore`] (the embedded twin under `<data-dir>/models/`), with
 //! [`AnyModelStore`] to choose at run time.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::time::Duration;
 
@@ -274,7 +275,28 @@ pub trait ModelStore: Send + Sync {
         items: &[String],
         max_len: usize,
     ) -> impl Future<Output = Result<(), ModelStoreError>> + Send;
+
+    /// Adds interaction counts to a site's hourly buckets (real-time trending):
+    /// `(hour start in ms, item, count)`. Buckets expire after [`COUNTS_TTL_SECS`].
+    fn add_item_counts(
+        &self,
+        site: &str,
+        counts: &[(i64, String, u64)],
+    ) -> impl Future<Output = Result<(), ModelStoreError>> + Send;
+
+    /// The counts of the given hourly buckets (hour starts in ms), item → count, in the order
+    /// given (one round trip).
+    fn item_counts(
+        &self,
+        site: &str,
+        hours: &[i64],
+    ) -> impl Future<Output = Result<Vec<HashMap<String, u64>>, ModelStoreError>> + Send;
 }
+
+/// How long hourly interaction counts are kept (8 days: a week of trending and a margin).
+pub const COUNTS_TTL_SECS: i64 = 8 * 86_400;
+/// One hourly bucket.
+pub const HOUR_MS: i64 = 3_600_000;
 
 /// One user's state: factor vector, top-N and recent history in one round trip.
 pub async fn user_state<S: ModelStore>(
@@ -418,6 +440,26 @@ impl ModelStore for AnyModelStore {
         match self {
             Self::Local(s) => s.append_history(site, user, items, max_len).await,
             Self::Redis(s) => s.append_history(site, user, items, max_len).await,
+        }
+    }
+    async fn add_item_counts(
+        &self,
+        site: &str,
+        counts: &[(i64, String, u64)],
+    ) -> Result<(), ModelStoreError> {
+        match self {
+            Self::Local(s) => s.add_item_counts(site, counts).await,
+            Self::Redis(s) => s.add_item_counts(site, counts).await,
+        }
+    }
+    async fn item_counts(
+        &self,
+        site: &str,
+        hours: &[i64],
+    ) -> Result<Vec<HashMap<String, u64>>, ModelStoreError> {
+        match self {
+            Self::Local(s) => s.item_counts(site, hours).await,
+            Self::Redis(s) => s.item_counts(site, hours).await,
         }
     }
 }

@@ -21,7 +21,7 @@
 //! grouped by slot (a cluster pipeline must stay in one slot); every command has far fewer than
 //! 3,999 arguments. Only superseded versions get a TTL.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use futures::{StreamExt, TryStreamExt};
 use redis::aio::ConnectionManager;
@@ -30,7 +30,8 @@ use redis::{Pipeline, Value};
 
 use super::{
     f32s_to_le, le_to_f32s, Factors, ModelArtifacts, ModelItems, ModelStore, ModelStoreError,
-    PublishOptions, Scored, UserState, VersionMeta, ITEM_CHUNK_ROWS, USER_CHUNK_ROWS,
+    PublishOptions, Scored, UserState, VersionMeta, COUNTS_TTL_SECS, ITEM_CHUNK_ROWS,
+    USER_CHUNK_ROWS,
 };
 
 /// Commands per pipeline round trip (values can be large: keep pipelines bounded).
@@ -331,6 +332,12 @@ impl RedisModelStore {
 
     fn history_key(site: &str, user: &str) -> String {
         format!("{}:hist", Self::user_base(site, user))
+    }
+
+    /// `nectar:{<site>:cnt}:<hour start ms>`: a hash item → interaction count. Every bucket
+    /// of a site is in one slot, so reading a window is one pipelined round trip.
+    pub fn counts_key(site: &str, hour_ms: i64) -> String {
+        format!("nectar:{{{site}:cnt}}:{hour_ms}")
     }
 
     /// Runs single-key commands, grouped by slot on a cluster and in bounded pipelines,
@@ -827,6 +834,61 @@ impl ModelStore for RedisModelStore {
             .await
             .map_err(redis_err("LPUSH history"))?;
         Ok(())
+    }
+
+    async fn add_item_counts(
+        &self,
+        site: &str,
+        counts: &[(i64, String, u64)],
+    ) -> Result<(), ModelStoreError> {
+        if counts.is_empty() {
+            return Ok(());
+        }
+        let mut p = redis::pipe();
+        let mut hours = std::collections::BTreeSet::new();
+        for (hour, item, n) in counts {
+            p.hincr(Self::counts_key(site, *hour), item, *n).ignore();
+            hours.insert(*hour);
+        }
+        for hour in hours {
+            p.expire(Self::counts_key(site, hour), COUNTS_TTL_SECS)
+                .ignore();
+        }
+        self.conn
+            .query(&p)
+            .await
+            .map_err(redis_err("HINCRBY counts"))?;
+        Ok(())
+    }
+
+    async fn item_counts(
+        &self,
+        site: &str,
+        hours: &[i64],
+    ) -> Result<Vec<HashMap<String, u64>>, ModelStoreError> {
+        if hours.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut p = redis::pipe();
+        for &h in hours {
+            p.hgetall(Self::counts_key(site, h));
+        }
+        let replies = self
+            .conn
+            .query(&p)
+            .await
+            .map_err(redis_err("HGETALL counts"))?;
+        replies
+            .into_iter()
+            .map(|v| {
+                redis::from_redis_value::<HashMap<String, u64>>(v).map_err(|e| {
+                    ModelStoreError::Corrupt {
+                        key: format!("counts of {site}"),
+                        problem: e.to_string(),
+                    }
+                })
+            })
+            .collect()
     }
 }
 
