@@ -50,4 +50,7 @@ smoke: ## Smoke test the deployed stack of samconfig.toml's STACK_ENV (default):
 bench: ## Criterion benchmarks (release build; not part of `make test`)
 	cargo bench -p nectar-model --bench collect
 
-.PHONY: help dev fmt lint services services-stop test pr-check invoke-collect invoke-recommend invoke-archive invoke-train smoke bench
+bench-cold-start: ## Cold start of the recommend Lambda binary (release if built) via a Runtime API emulator
+	bash scripts/bench/cold-start.sh
+
+.PHONY: help dev fmt lint services services-stop test pr-check invoke-collect invoke-recommend invoke-archive invoke-train smoke bench bench-cold-start
