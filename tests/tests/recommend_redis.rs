@@ -199,7 +199,7 @@ async fn ranking_fold_in_fallbacks_rules_and_errors() {
     assert!((score0 - 9.0).abs() < 1e-5, "{score0}");
     // AND the answer is logged as a recommendation_served event, off the hot path
     let rec_id = b["recommendation_id"].as_str().unwrap().to_string();
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    svc.served_log().flush().await;
     let logged = sink.0.lock().unwrap().clone();
     let ev = logged
         .iter()
@@ -611,4 +611,68 @@ async fn dynamodb_catalog_and_keys_on_moto() {
     for t in [cat_table, keys_table] {
         client.delete_table().table_name(t).send().await.unwrap();
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fresh_trending_counts_reach_the_fallback_between_trainings() {
+    use nectar_model::event::{accept_payload, CollectLimits};
+    let url = nectar_tests::services().redis_url.clone();
+    let site = site();
+    let store = RedisModelStore::connect(&url).await.unwrap();
+    let now = nectar_platform::now_ms();
+    // GIVEN a trending list trained on data up to two hours ago, where i3 leads
+    let mut t = trending();
+    t.metadata = serde_json::json!({
+        "algorithm": "trending",
+        "params": {"half_life_hours": 24},
+        "window": {"until_ms": now - 2 * 3_600_000},
+    });
+    store
+        .publish(&site, "trending", 1, &t, &opts())
+        .await
+        .unwrap();
+    let (svc, _) = service(&url, &site, Duration::from_millis(10), Catalog::in_memory()).await;
+    let uri = format!("/v1/recommend/plain?s={site}&user_id=nobody&n=3");
+    let (s, b) = get(&svc, &uri).await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(ids(&b), ["i3", "i1", "i2"]);
+    // WHEN 20 users play a brand-new item now, recorded as the archive function records
+    // each archived batch (recent histories and hourly counts in Redis)
+    let lines: Vec<String> = (0..20)
+        .flat_map(|u| {
+            let body = serde_json::json!({
+                "peach_schema_version": "1.0.3", "sent_timestamp": now, "user_id": format!("v{u}"),
+                "client": {"id": format!("c{u}"), "app_id": "a", "device": {"type": "phone"}},
+                "events": [{"type": "media_play", "id": "brand-new", "event_timestamp": now - 1000}]
+            })
+            .to_string();
+            accept_payload(body.as_bytes(), &site, now, &CollectLimits::default())
+                .unwrap()
+                .events
+                .into_iter()
+                .map(|e| e.line)
+        })
+        .collect();
+    nectar_platform::history::record_history(
+        &store,
+        &config(&site),
+        lines.iter().map(String::as_str),
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(40)).await;
+    // THEN the fallback list, brought up to date, leads with the new item (20 fresh plays
+    // outweigh i3's 9 trained points decayed by two hours), without a new training
+    let (s, b) = get(&svc, &uri).await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["fallback"], true);
+    assert_eq!(b["model"]["version"], 1);
+    assert_eq!(ids(&b), ["brand-new", "i3", "i1"]);
+    // AND the player's own history excludes it for them
+    let (_, b) = get(
+        &svc,
+        &format!("/v1/recommend/plain?s={site}&user_id=v0&n=3"),
+    )
+    .await;
+    assert_eq!(ids(&b), ["i3", "i1", "i2"]);
 }

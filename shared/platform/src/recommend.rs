@@ -28,7 +28,9 @@ use crate::config::{EndpointConfig, EndpointKind, NectarConfig, VariantConfig};
 use crate::error::AppError;
 use crate::http_util::{json_response, query_param, site_key_param};
 use crate::keys::AdminKeys;
-use crate::model_store::{user_state, Factors, ModelItems, ModelStore, ModelStoreError, UserState};
+use crate::model_store::{
+    user_state, Factors, ModelItems, ModelStore, ModelStoreError, UserState, HOUR_MS,
+};
 use crate::served_log::{FlushMode, ServedLog};
 use crate::sink::EventSink;
 
@@ -85,6 +87,8 @@ pub struct LoadedModel {
     fold: Option<AlsModel>,
     /// The item factors quantised to `i8`, for large catalogues (exact re-ranking after).
     quant: Option<QuantizedFactors>,
+    /// The model-wide list with item ids (what a fallback serves).
+    list: Arc<Vec<(String, f32)>>,
 }
 
 /// From this many items on, factor scans use the quantised first pass (below it the exact
@@ -126,12 +130,20 @@ impl LoadedModel {
             .as_ref()
             .filter(|f| f.rows() >= QUANTIZE_MIN_ITEMS)
             .map(|f| QuantizedFactors::new(&f.data, f.dim));
+        let list = Arc::new(
+            items
+                .popular
+                .iter()
+                .map(|&(r, s)| (items.item_ids[r as usize].clone(), s))
+                .collect(),
+        );
         Self {
             task: task.to_string(),
             items,
             index,
             fold,
             quant,
+            list,
         }
     }
 
@@ -242,8 +254,22 @@ pub struct RecommendService<M, S> {
     keys: AdminKeys,
     options: RecommendOptions,
     cache: Mutex<HashMap<(String, String), Slot>>,
+    fresh: Mutex<HashMap<(String, String), FreshList>>,
     limits: CollectLimits,
 }
+
+/// A trending list brought up to date with the hourly counts recorded since training.
+#[derive(Debug)]
+struct FreshList {
+    version: u64,
+    next_refresh: Instant,
+    list: Arc<Vec<(String, f32)>>,
+}
+
+/// Hourly buckets read at most for a fresh trending list (older training: the newest 48).
+const FRESH_MAX_HOURS: usize = 48;
+/// Length of a fresh trending list.
+const FRESH_LIST_LEN: usize = 500;
 
 impl<M: ModelStore, S: EventSink + 'static> RecommendService<M, S> {
     /// A service; `sink` receives the `recommendation_served` events.
@@ -264,6 +290,7 @@ impl<M: ModelStore, S: EventSink + 'static> RecommendService<M, S> {
             keys,
             options,
             cache: Mutex::new(HashMap::new()),
+            fresh: Mutex::new(HashMap::new()),
             limits,
         }
     }
@@ -428,6 +455,7 @@ impl<M: ModelStore, S: EventSink + 'static> RecommendService<M, S> {
                         Ok(state) => {
                             out.items = self.rank(&m, ep, kind, &q, &state, now_ms);
                             out.history = state.history;
+                            out.history_fetched = kind == EndpointKind::User;
                         }
                         Err(e) => {
                             tracing::warn!(site = %q.site, model = %task, error = %e, "User state unavailable; serving the fallback.");
@@ -448,6 +476,22 @@ impl<M: ModelStore, S: EventSink + 'static> RecommendService<M, S> {
             }
         }
         let mut fallback_used = false;
+        if use_fallback
+            && kind == EndpointKind::User
+            && ep.rules.exclude_consumed
+            && !out.history_fetched
+            && !out.unreachable
+        {
+            // No model answered (none yet, or unknown user): the fallback still leaves out
+            // what the user consumed. History does not depend on a model version.
+            let task = target.as_deref().unwrap_or(&ep.model);
+            match self.user_at(&q.site, task, 0, &q.subject).await {
+                Ok(state) => out.history = state.history,
+                Err(e) => {
+                    tracing::warn!(site = %q.site, error = %e, "Recent history unavailable for the fallback.")
+                }
+            }
+        }
         if use_fallback {
             let exclude: HashSet<&str> = q
                 .exclude
@@ -464,12 +508,11 @@ impl<M: ModelStore, S: EventSink + 'static> RecommendService<M, S> {
             for task in ep.fallback_tasks() {
                 match self.model(&q.site, &task).await {
                     ModelState::Ready(m) => {
-                        let cands: Vec<(String, f32)> = m
-                            .items
-                            .popular
+                        let list = self.fallback_list(&q.site, &m, now_ms).await;
+                        let cands: Vec<(String, f32)> = list
                             .iter()
-                            .map(|&(r, s)| (m.items.item_ids[r as usize].clone(), s))
                             .filter(|(id, _)| !exclude.contains(id.as_str()))
+                            .cloned()
                             .collect();
                         out.items = Some(self.apply_rules(&q.site, ep, cands, q.n, now_ms));
                         out.model = Some((task.clone(), m.version()));
@@ -555,15 +598,27 @@ impl<M: ModelStore, S: EventSink + 'static> RecommendService<M, S> {
         m: &LoadedModel,
         user: &str,
     ) -> Result<UserState, ModelStoreError> {
+        self.user_at(site, &m.task, m.version(), user).await
+    }
+
+    /// A user's state in `version` of `task` (version 0: history only), within the request
+    /// timeout.
+    async fn user_at(
+        &self,
+        site: &str,
+        task: &str,
+        version: u64,
+        user: &str,
+    ) -> Result<UserState, ModelStoreError> {
         match tokio::time::timeout(
             self.options.request_timeout,
-            user_state(&self.models, site, &m.task, m.version(), user),
+            user_state(&self.models, site, task, version, user),
         )
         .await
         {
             Ok(r) => r,
             Err(_) => Err(ModelStoreError::Corrupt {
-                key: format!("user state of {site}/{}", m.task),
+                key: format!("user state of {site}/{task}"),
                 problem: "timed out".into(),
             }),
         }
@@ -663,6 +718,84 @@ impl<M: ModelStore, S: EventSink + 'static> RecommendService<M, S> {
                 self.stale(&key, current)
             }
         }
+    }
+
+    /// The list a fallback task serves: its published list, and for a trending task that
+    /// list brought up to date with the hourly counts recorded since its training window
+    /// ended (the archive function keeps them), so new and rising items show up between
+    /// trainings. Recomputed at most every reload interval; the last good list is kept while
+    /// the store is unreachable.
+    async fn fallback_list(
+        &self,
+        site: &str,
+        m: &Arc<LoadedModel>,
+        now_ms: i64,
+    ) -> Arc<Vec<(String, f32)>> {
+        if m.items.metadata["algorithm"].as_str() != Some("trending") {
+            return m.list.clone();
+        }
+        let key = (site.to_string(), m.task.clone());
+        let now = Instant::now();
+        let cached = {
+            let fresh = self.fresh.lock().expect("fresh lock");
+            match fresh.get(&key) {
+                Some(f) if f.version == m.version() && now < f.next_refresh => {
+                    return f.list.clone()
+                }
+                Some(f) if f.version == m.version() => Some(f.list.clone()),
+                _ => None,
+            }
+        };
+        // Claim the refresh so concurrent requests keep serving the cached list.
+        {
+            let mut fresh = self.fresh.lock().expect("fresh lock");
+            let list = cached.clone().unwrap_or_else(|| m.list.clone());
+            fresh.insert(
+                key.clone(),
+                FreshList {
+                    version: m.version(),
+                    next_refresh: now + self.jittered(),
+                    list,
+                },
+            );
+        }
+        let meta = &m.items.metadata;
+        let half_life_ms = meta["params"]["half_life_hours"].as_f64().unwrap_or(24.0) * 3.6e6;
+        let until = meta["window"]["until_ms"]
+            .as_i64()
+            .or_else(|| meta["trained_ms"].as_i64())
+            .unwrap_or(now_ms);
+        let hours = fresh_hours(until, now_ms);
+        let counts = tokio::time::timeout(
+            self.options.request_timeout,
+            self.models.item_counts(site, &hours),
+        )
+        .await;
+        let counts = match counts {
+            Ok(Ok(c)) => c,
+            Ok(Err(e)) => {
+                tracing::warn!(%site, task = %m.task, error = %e, "Trending counts unavailable; serving the trained list.");
+                return cached.unwrap_or_else(|| m.list.clone());
+            }
+            Err(_) => {
+                tracing::warn!(%site, task = %m.task, "Trending counts timed out; serving the trained list.");
+                return cached.unwrap_or_else(|| m.list.clone());
+            }
+        };
+        let list = Arc::new(fresh_trending(
+            &m.list,
+            until,
+            &hours,
+            &counts,
+            half_life_ms,
+            now_ms,
+        ));
+        if let Some(f) = self.fresh.lock().expect("fresh lock").get_mut(&key) {
+            if f.version == m.version() {
+                f.list = list.clone();
+            }
+        }
+        list
     }
 
     fn stale(&self, key: &(String, String), current: Option<Arc<LoadedModel>>) -> ModelState {
@@ -866,7 +999,63 @@ struct Answer {
     items: Option<Vec<(String, f32)>>,
     model: Option<(String, u64)>,
     history: Vec<String>,
+    /// Whether `history` was read (a model's user state includes it).
+    history_fetched: bool,
     unreachable: bool,
+}
+
+/// The hourly buckets (starts, ms) from the one holding `until_ms` to the current one, at
+/// most the newest [`FRESH_MAX_HOURS`].
+fn fresh_hours(until_ms: i64, now_ms: i64) -> Vec<i64> {
+    let first = until_ms.div_euclid(HOUR_MS) * HOUR_MS;
+    let last = now_ms.div_euclid(HOUR_MS) * HOUR_MS;
+    let mut hours: Vec<i64> = (0..)
+        .map(|i| last - i * HOUR_MS)
+        .take_while(|&h| h >= first)
+        .take(FRESH_MAX_HOURS)
+        .collect();
+    hours.reverse();
+    hours
+}
+
+/// Trending at `now_ms`: the trained scores (decayed counts at `until_ms`) decayed further to
+/// now, plus each later hour's counts decayed from the middle of their hour, as the trending
+/// algorithm decays each (user, item) cell. The hour holding `until_ms` counts only for its
+/// part after `until_ms` (its earlier part is in the trained scores).
+fn fresh_trending(
+    trained: &[(String, f32)],
+    until_ms: i64,
+    hours: &[i64],
+    counts: &[HashMap<String, u64>],
+    half_life_ms: f64,
+    now_ms: i64,
+) -> Vec<(String, f32)> {
+    let decay = |age_ms: f64| 0.5f64.powf(age_ms.max(0.0) / half_life_ms);
+    let mut acc: HashMap<&str, f64> = HashMap::with_capacity(trained.len());
+    let d0 = decay((now_ms - until_ms) as f64);
+    for (id, s) in trained {
+        *acc.entry(id.as_str()).or_default() += f64::from(*s) * d0;
+    }
+    for (&h, c) in hours.iter().zip(counts) {
+        let end = h + HOUR_MS;
+        let from = h.max(until_ms);
+        if from >= end {
+            continue;
+        }
+        let part = (end - from) as f64 / HOUR_MS as f64;
+        let mid = (from + end.min(now_ms.max(from))) as f64 / 2.0;
+        let w = part * decay(now_ms as f64 - mid);
+        for (id, &n) in c {
+            *acc.entry(id.as_str()).or_default() += n as f64 * w;
+        }
+    }
+    let mut v: Vec<(String, f32)> = acc
+        .into_iter()
+        .map(|(id, s)| (id.to_string(), s as f32))
+        .collect();
+    v.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    v.truncate(FRESH_LIST_LEN.max(trained.len()));
+    v
 }
 
 fn new_recommendation_id() -> String {
@@ -878,6 +1067,35 @@ fn new_recommendation_id() -> String {
 mod tests {
     use super::*;
     use crate::config::VariantConfig;
+
+    #[test]
+    fn fresh_trending_adds_the_hours_since_training() {
+        const H: i64 = HOUR_MS;
+        // GIVEN a trained list ending at 10:30 (half-life 1 h) and counts for 10:00 and 11:00
+        let until = 10 * H + H / 2;
+        let now = 12 * H;
+        let trained = vec![("old".to_string(), 8.0f32), ("mid".to_string(), 2.0)];
+        let hours = fresh_hours(until, now);
+        assert_eq!(hours, vec![10 * H, 11 * H, 12 * H]);
+        let counts = vec![
+            HashMap::from([("mid".to_string(), 4u64)]),
+            HashMap::from([("new".to_string(), 10u64)]),
+            HashMap::new(),
+        ];
+        // WHEN brought up to now
+        let v = fresh_trending(&trained, until, &hours, &counts, H as f64, now);
+        // THEN trained scores decay by the 1.5 h since training, the 10:00 bucket counts for
+        // its half after 10:30 (mid 10:45), the 11:00 bucket from its middle (11:30)
+        let d = |age_h: f64| 0.5f64.powf(age_h);
+        let score = |id: &str| v.iter().find(|p| p.0 == id).unwrap().1 as f64;
+        assert!((score("old") - 8.0 * d(1.5)).abs() < 1e-4);
+        assert!((score("mid") - (2.0 * d(1.5) + 4.0 * 0.5 * d(1.25))).abs() < 1e-4);
+        assert!((score("new") - 10.0 * d(0.5)).abs() < 1e-4);
+        // AND the new, rising item leads
+        assert_eq!(v[0].0, "new");
+        // AND at most 48 hours are read after a long gap
+        assert_eq!(fresh_hours(0, 1000 * H).len(), FRESH_MAX_HOURS);
+    }
 
     #[test]
     fn ab_split_is_within_one_point_of_the_weights() {
