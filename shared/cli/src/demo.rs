@@ -179,7 +179,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     drop(collect);
 
     // 3. Train every default task (progress bar and offline metrics per task, gated against
-    //    the current version; trending is the popularity baseline).
+    //    the current version, beside the popularity baseline fit on the same split).
     println!("\nTraining the default tasks (ndcg@10 on the newest 10% of each window):");
     crate::train::run(crate::train::TrainArgs {
         data_dir: args.data_dir.clone(),
@@ -276,12 +276,14 @@ fn print_metrics(data_dir: &std::path::Path) {
         let m = &v["metrics"];
         if let (Some(task), Some(obj)) = (v["task"].as_str(), m.as_object()) {
             let get = |k: &str| obj.get(k).and_then(|x| x.as_f64());
+            let base = |k: &str| v["baseline_metrics"][k].as_f64();
             rows.push((
                 task.to_string(),
                 get("precision@10"),
                 get("recall@10"),
                 get("ndcg@10"),
                 get("coverage@10"),
+                (base("precision@10"), base("ndcg@10")),
             ));
         }
     }
@@ -291,11 +293,19 @@ fn print_metrics(data_dir: &std::path::Path) {
     rows.sort_by(|a, b| a.0.cmp(&b.0));
     let f = |x: Option<f64>| x.map_or("-".to_string(), |x| format!("{x:.4}"));
     println!(
-        "\n  {:<10} {:>8} {:>8} {:>8} {:>8}",
-        "task", "P@10", "R@10", "nDCG@10", "cov@10"
+        "\n  {:<10} {:>8} {:>8} {:>8} {:>8}   popularity baseline on the same split: {:>8} {:>8}",
+        "task", "P@10", "R@10", "nDCG@10", "cov@10", "P@10", "nDCG@10"
     );
-    for (t, p, r, n, c) in rows {
-        println!("  {t:<10} {:>8} {:>8} {:>8} {:>8}", f(p), f(r), f(n), f(c));
+    for (t, p, r, n, c, (bp, bn)) in rows {
+        println!(
+            "  {t:<10} {:>8} {:>8} {:>8} {:>8}   {:>47} {:>8}",
+            f(p),
+            f(r),
+            f(n),
+            f(c),
+            f(bp),
+            f(bn)
+        );
     }
 }
 

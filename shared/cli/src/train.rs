@@ -190,7 +190,7 @@ pub async fn run(args: TrainArgs) -> anyhow::Result<()> {
                         .map_or("-".to_string(), |v| format!("{v:.4}"))
                 };
                 println!(
-                    "{site}/{task}: {} v{} ({} interactions, {} users, {} items; ndcg@10 {} vs current {}; {} ms){}",
+                    "{site}/{task}: {} v{} ({} interactions, {} users, {} items; ndcg@10 {} vs current {}, popularity baseline {}; {} ms){}",
                     run.status.as_str(),
                     run.version,
                     run.counts.interactions,
@@ -198,6 +198,7 @@ pub async fn run(args: TrainArgs) -> anyhow::Result<()> {
                     run.counts.items,
                     metric(Some(&run.metrics)),
                     metric(run.current_metrics.as_ref()),
+                    metric(run.baseline_metrics.as_ref()),
                     run.durations_ms.get("total").copied().unwrap_or(0),
                     run.reason.map(|r| format!(": {r}")).unwrap_or_default()
                 );

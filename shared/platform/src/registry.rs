@@ -105,6 +105,10 @@ pub struct RunRecord {
     /// What the gate compared, or why it was skipped.
     #[serde(default)]
     pub gate: Option<String>,
+    /// The popularity baseline (most interacted items of the same training part) on the same
+    /// holdout: the lift of the candidate over "most popular".
+    #[serde(default)]
+    pub baseline_metrics: Option<BTreeMap<String, f64>>,
     /// Stage durations in ms (`read`, `split`, `fit`, `evaluate`, `refit`, `publish`, `total`).
     pub durations_ms: BTreeMap<String, u64>,
     /// Outcome.
@@ -492,6 +496,7 @@ pub mod contract {
             current_metrics: None,
             gate_metrics: None,
             gate: None,
+            baseline_metrics: None,
             durations_ms: BTreeMap::from([("fit".to_string(), 12)]),
             status,
             reason: (status != RunStatus::Published).then(|| format!("reason {version}")),

@@ -592,6 +592,7 @@ where
         current_metrics: None,
         gate_metrics: None,
         gate: None,
+        baseline_metrics: None,
         durations_ms: BTreeMap::new(),
         status: RunStatus::Failed,
         reason: None,
@@ -729,6 +730,23 @@ where
         observer.stage("evaluate");
         let t = Instant::now();
         run.metrics = run_cpu(|| holdout.evaluate(&holdout.scorer(&cand)));
+        if task.algorithm != crate::config::Algorithm::Popular {
+            // The popularity baseline on the same split (cheap: one count per item).
+            let pop_task = crate::config::TaskConfig {
+                algorithm: crate::config::Algorithm::Popular,
+                params: BTreeMap::new(),
+                ..task.clone()
+            };
+            let baseline = run_cpu(|| {
+                deps.trainer
+                    .fit(&pop_task, train, &|_| {})
+                    .map(|pop| holdout.evaluate(&holdout.scorer(&pop)))
+            });
+            match baseline {
+                Ok(m) => run.baseline_metrics = Some(m),
+                Err(e) => tracing::warn!(error = %e, "Popularity baseline not evaluated."),
+            }
+        }
         // 4. The current version, scored on the held-out events it was not trained on (its
         //    own window ends at `metadata.window.until_ms`; it has seen anything older, and
         //    scoring it there would favour it), and the candidate on the same events.
