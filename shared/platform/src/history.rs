@@ -398,7 +398,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_sink_merges_metadata_into_the_shared_catalog() {
+    async fn collect_through_the_dev_sink_merges_metadata_into_the_shared_catalog() {
         use crate::model_store::LocalModelStore;
         // GIVEN a history sink over a catalog that already knows m1's window
         let dir = std::env::temp_dir().join(format!("nectar-hist-cat-{}", std::process::id()));
@@ -419,13 +419,28 @@ mod tests {
             std::sync::Arc::new(NectarConfig::embedded_default()),
         )
         .with_catalog(catalog.clone());
-        // WHEN a batch with m1's category is put
-        let a = accepted(serde_json::json!([
-            {"type": "media_play", "id": "m1", "event_timestamp": T - 1_000,
-             "metadata": {"category": "news"}}
-        ]));
-        sink.put(&a).await.unwrap();
-        // THEN the same catalog instance sees the category, and the window is kept
+        let collect = crate::collect::CollectService::new(
+            std::sync::Arc::new(NectarConfig::embedded_default()),
+            sink,
+        );
+        // WHEN a payload with m1's category is collected (as `nectar dev` wires it)
+        let body = serde_json::json!({
+            "peach_schema_version": "1.0.3", "sent_timestamp": T,
+            "client": {"id": "c1", "app_id": "a", "device": {"type": "phone"}},
+            "events": [{"type": "media_play", "id": "m1", "event_timestamp": T - 1_000,
+                        "metadata": {"category": "news"}}]
+        })
+        .to_string();
+        let req = http::Request::builder()
+            .method("POST")
+            .uri("/v1/collect?s=demo")
+            .header("content-type", "application/json")
+            .body(bytes::Bytes::from(body))
+            .unwrap();
+        let resp = collect.handle(&req, T).await;
+        assert_eq!(resp.status(), http::StatusCode::ACCEPTED);
+        // THEN the same catalog instance (the one the recommend service reads) sees the
+        // category at once, and the window is kept
         let m1 = catalog.get("demo", "m1").unwrap();
         assert_eq!(m1.category.as_deref(), Some("news"));
         assert_eq!(m1.available_until, Some(T + 1));
