@@ -111,10 +111,7 @@ async fn items_csv_import_then_event_metadata_merge_into_dynamodb() {
         &store,
         None,
         Some((&cat, &config)),
-        lambda_runtime::LambdaEvent::new(
-            kinesis_event(&lines),
-            lambda_runtime::Context::default(),
-        ),
+        lambda_runtime::LambdaEvent::new(kinesis_event(&lines), lambda_runtime::Context::default()),
     )
     .await
     .unwrap();
@@ -163,10 +160,7 @@ async fn a_missing_catalog_table_does_not_fail_the_archive_batch() {
         &store,
         None,
         Some((&cat, &config)),
-        lambda_runtime::LambdaEvent::new(
-            kinesis_event(&lines),
-            lambda_runtime::Context::default(),
-        ),
+        lambda_runtime::LambdaEvent::new(kinesis_event(&lines), lambda_runtime::Context::default()),
     )
     .await
     .unwrap();

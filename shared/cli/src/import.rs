@@ -29,12 +29,13 @@ use sha2::{Digest, Sha256};
 
 /// Flags of `nectar import`: `--csv` (ratings), `--items` (catalog), or both.
 #[derive(Debug, clap::Args)]
+#[command(group(clap::ArgGroup::new("input").required(true).multiple(true).args(["csv", "items"])))]
 pub struct ImportArgs {
     /// Site the events and items belong to (must be in the config).
     #[arg(long)]
     pub site: String,
     /// Ratings CSV: `user_id,item_id,rating,timestamp` (seconds), with or without a header.
-    #[arg(long, required_unless_present = "items")]
+    #[arg(long)]
     pub csv: Option<PathBuf>,
     /// Items CSV with a header: `item_id` (or `id`), `title`, `category`, `genres`
     /// (`|`-separated; the first is the category when there is none), `available_from`,

@@ -41,7 +41,7 @@ pub enum ImportItemsError {
         source: std::io::Error,
     },
     /// A row (or the header) is invalid; nothing was written.
-    #[error("{path}: {source}")]
+    #[error("{path} is invalid (nothing was imported)")]
     Invalid {
         /// The file.
         path: String,
@@ -132,9 +132,14 @@ struct Columns {
 fn columns(header: &csv::StringRecord) -> Result<Columns, ItemsCsvError> {
     let mut at: HashMap<String, usize> = HashMap::new();
     for (i, name) in header.iter().enumerate() {
-        let name = name.trim().trim_start_matches('\u{feff}').to_ascii_lowercase();
+        let name = name
+            .trim()
+            .trim_start_matches('\u{feff}')
+            .to_ascii_lowercase();
         if at.insert(name.clone(), i).is_some() {
-            return Err(ItemsCsvError::Header(format!("column {name} appears twice")));
+            return Err(ItemsCsvError::Header(format!(
+                "column {name} appears twice"
+            )));
         }
     }
     let id = match (at.get("item_id"), at.get("id")) {
@@ -169,7 +174,11 @@ pub fn parse_time_ms(cell: &str) -> Result<i64, String> {
     if let Ok(d) = DateTime::parse_from_rfc3339(t) {
         return Ok(d.timestamp_millis());
     }
-    for f in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M"] {
+    for f in [
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M",
+    ] {
         if let Ok(d) = NaiveDateTime::parse_from_str(t, f) {
             return Ok(d.and_utc().timestamp_millis());
         }
@@ -193,10 +202,9 @@ pub fn parse_items_csv<R: Read>(input: R) -> Result<Vec<ItemMeta>, ItemsCsvError
         .has_headers(true)
         .trim(csv::Trim::All)
         .from_reader(input);
-    let header = rdr.headers().map_err(|source| ItemsCsvError::Csv {
-        line: 1,
-        source,
-    })?;
+    let header = rdr
+        .headers()
+        .map_err(|source| ItemsCsvError::Csv { line: 1, source })?;
     let cols = columns(header)?;
     let names: Vec<String> = header.iter().map(|h| h.trim().to_string()).collect();
     let mut out = Vec::new();
@@ -322,33 +330,50 @@ mod tests {
         let target = ItemsTarget::Local(Catalog::open(&dir).unwrap());
         // GIVEN a file whose last row is bad
         let bad = dir.join("bad.csv");
-        std::fs::write(&bad, "id,category,available_from
+        std::fs::write(
+            &bad,
+            "id,category,available_from
 a,x,1
 b,y,soon
-").unwrap();
+",
+        )
+        .unwrap();
         // WHEN imported
         let e = import_items_file(&bad, "demo", &target).await.unwrap_err();
         // THEN the error names the file, line and column, and nothing was written
         assert!(
             e.to_string()
-                .ends_with("bad.csv: line 3, column available_from: \"soon\" is neither ms since the epoch nor an ISO-8601 date or date-time"),
+                .ends_with("bad.csv is invalid (nothing was imported)"),
             "{e}"
+        );
+        let cause = std::error::Error::source(&e).unwrap().to_string();
+        assert_eq!(
+            cause,
+            "line 3, column available_from: \"soon\" is neither ms since the epoch nor an \
+             ISO-8601 date or date-time"
         );
         assert_eq!(Catalog::open(&dir).unwrap().len("demo"), 0);
         // GIVEN a good file with a repeated id
         let good = dir.join("good.csv");
-        std::fs::write(&good, "id,category
+        std::fs::write(
+            &good,
+            "id,category
 a,x
 b,y
 a,z
-").unwrap();
+",
+        )
+        .unwrap();
         // WHEN imported
         let n = import_items_file(&good, "demo", &target).await.unwrap();
         // THEN the distinct items are counted and persisted, the last row winning
         assert_eq!(n, 2);
         let again = Catalog::open(&dir).unwrap();
         assert_eq!(again.len("demo"), 2);
-        assert_eq!(again.get("demo", "a").unwrap().category.as_deref(), Some("z"));
+        assert_eq!(
+            again.get("demo", "a").unwrap().category.as_deref(),
+            Some("z")
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
