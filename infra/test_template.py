@@ -34,7 +34,8 @@ R = T["Resources"]
 # The env vars each function's Config::from_env reads (the lead's contract).
 ENV = {
     "CollectFunction": {"NECTAR_CONFIG", "NECTAR_STREAM_NAME", "NECTAR_PUT_DEADLINE_MS"},
-    "ArchiveFunction": {"NECTAR_CONFIG", "NECTAR_BUCKET", "NECTAR_REDIS_URL", "NECTAR_REDIS_SECRET_ARN"},
+    "ArchiveFunction": {"NECTAR_CONFIG", "NECTAR_BUCKET", "NECTAR_REDIS_URL", "NECTAR_REDIS_SECRET_ARN",
+                        "NECTAR_CATALOG_TABLE"},
     "TrainFunction": {"NECTAR_CONFIG", "NECTAR_BUCKET", "NECTAR_REGISTRY_TABLE", "NECTAR_REDIS_URL",
                       "NECTAR_REDIS_SECRET_ARN"},
     "RecommendFunction": {"NECTAR_CONFIG", "NECTAR_STREAM_NAME", "NECTAR_REGISTRY_TABLE", "NECTAR_CATALOG_TABLE",

@@ -5,8 +5,9 @@ use aws_lambda_events::event::streams::KinesisEventResponse;
 use bytes::Bytes;
 use lambda_runtime::LambdaEvent;
 use nectar_platform::archive::{archive_batch, ArchiveRecord};
+use nectar_platform::catalog::{Catalog, CatalogWriter};
 use nectar_platform::config::NectarConfig;
-use nectar_platform::history::record_history;
+use nectar_platform::history::{record_catalog, record_history};
 use nectar_platform::model_store::{ModelStore, RedisModelStore};
 use nectar_platform::store::ObjectStore;
 
@@ -48,6 +49,29 @@ pub async fn handle_with_history<O: ObjectStore, M: ModelStore>(
     history: Option<(&M, &NectarConfig)>,
     event: LambdaEvent<KinesisEvent>,
 ) -> Result<KinesisEventResponse, lambda_runtime::Error> {
+    handle_with_catalog::<O, M, Catalog>(store, history, None, event).await
+}
+
+/// The flat event lines of the records.
+fn lines(records: &[ArchiveRecord]) -> impl Iterator<Item = &str> {
+    records
+        .iter()
+        .filter_map(|r| std::str::from_utf8(&r.data).ok())
+        .flat_map(|t| t.split('\n'))
+        .map(str::trim_end)
+        .filter(|l| !l.is_empty())
+}
+
+/// [`handle_with_history`], then, when `catalog` is given (`NECTAR_CATALOG_TABLE`), the
+/// items' fields from the events' `metadata` merged into the catalog
+/// ([`nectar_platform::history::catalog_updates`]). Best effort as well: a catalog failure is
+/// logged and never fails the batch.
+pub async fn handle_with_catalog<O: ObjectStore, M: ModelStore, C: CatalogWriter>(
+    store: &O,
+    history: Option<(&M, &NectarConfig)>,
+    catalog: Option<(&C, &NectarConfig)>,
+    event: LambdaEvent<KinesisEvent>,
+) -> Result<KinesisEventResponse, lambda_runtime::Error> {
     let records = records(&event.payload);
     let outcome = archive_batch(store, &records, nectar_platform::now_ms()).await;
     tracing::info!(
@@ -59,14 +83,13 @@ pub async fn handle_with_history<O: ObjectStore, M: ModelStore>(
         "Archived batch."
     );
     if let Some((models, config)) = history {
-        let lines = records
-            .iter()
-            .filter_map(|r| std::str::from_utf8(&r.data).ok())
-            .flat_map(|t| t.split('\n'))
-            .map(str::trim_end)
-            .filter(|l| !l.is_empty());
-        if let Err(e) = record_history(models, config, lines).await {
+        if let Err(e) = record_history(models, config, lines(&records)).await {
             tracing::warn!(error = %e, "Recent histories not updated.");
+        }
+    }
+    if let Some((catalog, config)) = catalog {
+        if let Err(e) = record_catalog(catalog, config, lines(&records)).await {
+            tracing::warn!(error = %e, "Catalog not updated from event metadata.");
         }
     }
     let mut resp = KinesisEventResponse::default();
@@ -104,6 +127,75 @@ mod tests {
                 .all(|k| k.contains("/shardId-") && k.ends_with(".jsonl.gz")),
             "{keys:?}"
         );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// A catalog that always fails, to show the batch does not.
+    struct BrokenCatalog;
+
+    impl CatalogWriter for BrokenCatalog {
+        type Error = std::io::Error;
+
+        async fn merge_items(
+            &self,
+            _: &str,
+            _: &[nectar_platform::catalog::ItemMeta],
+        ) -> Result<(), std::io::Error> {
+            Err(std::io::Error::other("catalog down"))
+        }
+    }
+
+    fn batch_with_metadata() -> KinesisEvent {
+        let mut event: KinesisEvent =
+            serde_json::from_str(include_str!("../../../events/archive-kinesis-batch.json"))
+                .unwrap();
+        let line = serde_json::json!({
+            "event_id": "0123456789abcdef0123456789abcdef", "site_key": "demo",
+            "type": "media_play", "id": "m-cat", "event_timestamp": 1_763_000_000_000_i64,
+            "collect_timestamp": 1_763_000_000_000_i64, "sent_timestamp": 1_763_000_000_000_i64,
+            "peach_schema_version": "1.0.3", "client": {"id": "c1", "app_id": "a"},
+            "metadata": {"title": "Evening news", "genres": ["news", "politics"]}
+        })
+        .to_string();
+        event.records[0].kinesis.data.0 = line.into_bytes();
+        event
+    }
+
+    #[tokio::test]
+    async fn metadata_reaches_the_catalog_and_a_catalog_failure_does_not_fail_the_batch() {
+        let config = NectarConfig::embedded_default();
+        let dir =
+            std::env::temp_dir().join(format!("nectar-archive-catalog-{}", std::process::id()));
+        let store = LocalStore::new(&dir);
+        // GIVEN a batch whose first record is a media_play with metadata
+        // WHEN it is archived with a catalog
+        let catalog = Catalog::in_memory();
+        let resp = handle_with_catalog::<_, RedisModelStore, _>(
+            &store,
+            None,
+            Some((&catalog, &config)),
+            LambdaEvent::new(batch_with_metadata(), Context::default()),
+        )
+        .await
+        .unwrap();
+        // THEN the batch succeeds and the item has the title and the first genre
+        assert!(resp.batch_item_failures.is_empty());
+        let m = catalog.get("demo", "m-cat").unwrap();
+        assert_eq!(
+            (m.title.as_deref(), m.category.as_deref()),
+            (Some("Evening news"), Some("news"))
+        );
+        // WHEN the catalog fails
+        let resp = handle_with_catalog::<_, RedisModelStore, _>(
+            &store,
+            None,
+            Some((&BrokenCatalog, &config)),
+            LambdaEvent::new(batch_with_metadata(), Context::default()),
+        )
+        .await
+        .unwrap();
+        // THEN the batch still succeeds
+        assert!(resp.batch_item_failures.is_empty());
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -1,6 +1,7 @@
 #![recursion_limit = "256"]
 
 use lambda_runtime::{run, service_fn, Error, LambdaEvent};
+use nectar_platform::dynamo_catalog::DynamoCatalog;
 use nectar_platform::env;
 use nectar_platform::redis_env;
 use nectar_platform::store::S3Store;
@@ -15,8 +16,12 @@ async fn main() -> Result<(), Error> {
     let config = env::config()?;
     let models = redis_env::model_store_from_env(&aws).await?;
     let history = models.as_ref().map(|m| (m, &config));
+    // With a catalog table, items' metadata from the events is merged into the catalog.
+    let catalog = env::optional(env::NECTAR_CATALOG_TABLE)
+        .map(|t| DynamoCatalog::new(aws_sdk_dynamodb::Client::new(&aws), t));
+    let catalog = catalog.as_ref().map(|c| (c, &config));
     run(service_fn(|event: LambdaEvent<_>| {
-        archive::handler::handle_with_history(&store, history, event)
+        archive::handler::handle_with_catalog(&store, history, catalog, event)
     }))
     .await
 }

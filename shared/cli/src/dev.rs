@@ -169,7 +169,9 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let state = Arc::new(AppState {
         collect: CollectService::new(
             config.clone(),
-            HistorySink::new(sink.clone(), models.clone(), config.clone()),
+            // Collected events' metadata merges into the catalog the rules read.
+            HistorySink::new(sink.clone(), models.clone(), config.clone())
+                .with_catalog(catalog.clone()),
         ),
         recommend: RecommendService::new(
             config.clone(),

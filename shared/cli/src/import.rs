@@ -1,6 +1,8 @@
 //! `nectar import`: a MovieLens-style CSV (`user_id,item_id,rating,timestamp`, seconds) → flat
 //! `rating` events in the event log (data dir or S3), so a site can start from its history
-//! (collect refuses old timestamps on purpose).
+//! (collect refuses old timestamps on purpose); and/or (`--items FILE`) an items CSV → the
+//! item catalog (data dir, or the DynamoDB table with `--catalog-table`), see
+//! [`nectar_platform::catalog_csv`].
 //!
 //! Events get deterministic ids (the collect formula over site, user, `rating`, item and time)
 //! and each hour partition a file named after its content, so importing the same file twice
@@ -16,26 +18,42 @@ use anyhow::{bail, Context};
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use nectar_model::event::{event_id, is_valid_key};
+use nectar_platform::catalog::Catalog;
+use nectar_platform::catalog_csv::{import_items_file, ItemsTarget};
+use nectar_platform::config::NectarConfig;
+use nectar_platform::dynamo_catalog::DynamoCatalog;
 use nectar_platform::jsonl::gzip_lines;
 use nectar_platform::layout::{event_object_key, Hour};
 use nectar_platform::store::{AnyStore, LocalStore, ObjectStore, S3Store};
 use sha2::{Digest, Sha256};
 
-/// Flags of `nectar import`.
+/// Flags of `nectar import`: `--csv` (ratings), `--items` (catalog), or both.
 #[derive(Debug, clap::Args)]
+#[command(group(clap::ArgGroup::new("input").required(true).multiple(true).args(["csv", "items"])))]
 pub struct ImportArgs {
-    /// Site the events belong to.
+    /// Site the events and items belong to (must be in the config).
     #[arg(long)]
     pub site: String,
-    /// The CSV: `user_id,item_id,rating,timestamp` (seconds), with or without a header.
+    /// Ratings CSV: `user_id,item_id,rating,timestamp` (seconds), with or without a header.
     #[arg(long)]
-    pub csv: PathBuf,
-    /// Data dir of the local event log.
+    pub csv: Option<PathBuf>,
+    /// Items CSV with a header: `item_id` (or `id`), `title`, `category`, `genres`
+    /// (`|`-separated; the first is the category when there is none), `available_from`,
+    /// `available_until` (ms UTC or ISO-8601); other columns are ignored.
+    #[arg(long)]
+    pub items: Option<PathBuf>,
+    /// Data dir of the local event log and catalog.
     #[arg(long, env = "NECTAR_DATA_DIR", default_value = "./.nectar")]
     pub data_dir: PathBuf,
-    /// Write to this S3 bucket instead of the data dir.
+    /// Write the ratings to this S3 bucket instead of the data dir.
     #[arg(long, env = "NECTAR_BUCKET")]
     pub bucket: Option<String>,
+    /// Write the items to this DynamoDB catalog table instead of the data dir.
+    #[arg(long, env = "NECTAR_CATALOG_TABLE")]
+    pub catalog_table: Option<String>,
+    /// Declarative config file (the site must be in it); the embedded default when omitted.
+    #[arg(long, env = "NECTAR_CONFIG")]
+    pub config: Option<PathBuf>,
 }
 
 /// A parsed CSV row: `(user, item, rating, event time in ms)`; `None` for a header.
@@ -104,26 +122,72 @@ impl Ids {
 /// Hour files built and written per batch, to bound memory on large imports.
 const BATCH_EVENTS: usize = 500_000;
 
-/// Runs the import.
+/// Runs the import: the items first (every row is checked before any is written), then the
+/// ratings.
 pub async fn run(args: ImportArgs) -> anyhow::Result<()> {
     if !is_valid_key(&args.site) {
         bail!("site keys must match [a-z0-9_-]{{1,64}}");
     }
+    let config = NectarConfig::load(args.config.as_deref())?;
+    if config.site(&args.site).is_none() {
+        bail!(
+            "site {} is not in the config (sites: {})",
+            args.site,
+            config.sites.keys().cloned().collect::<Vec<_>>().join(", ")
+        );
+    }
+    if let Some(items) = &args.items {
+        import_items(&args, items).await?;
+    }
+    if let Some(csv) = &args.csv {
+        import_ratings(&args, csv).await?;
+    }
+    Ok(())
+}
+
+async fn import_items(args: &ImportArgs, path: &std::path::Path) -> anyhow::Result<()> {
     let started = Instant::now();
-    let file = std::fs::File::open(&args.csv)
-        .with_context(|| format!("cannot read {}", args.csv.display()))?;
+    let (target, name) = match &args.catalog_table {
+        Some(t) => {
+            let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+            let client = aws_sdk_dynamodb::Client::new(&aws);
+            (
+                ItemsTarget::Dynamo(DynamoCatalog::new(client, t)),
+                format!("DynamoDB table {t}"),
+            )
+        }
+        None => (
+            ItemsTarget::Local(Catalog::open(&args.data_dir)?),
+            args.data_dir.join("catalog").display().to_string(),
+        ),
+    };
+    let n = import_items_file(path, &args.site, &target).await?;
+    println!(
+        "imported {n} items for site {} into {name}, {:.2} s",
+        args.site,
+        started.elapsed().as_secs_f64()
+    );
+    if args.catalog_table.is_none() {
+        eprintln!("A running nectar dev loads the catalog at start-up: restart it to see them.");
+    }
+    Ok(())
+}
+
+async fn import_ratings(args: &ImportArgs, csv: &std::path::Path) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let file =
+        std::fs::File::open(csv).with_context(|| format!("cannot read {}", csv.display()))?;
     let (mut users, mut items) = (Ids::default(), Ids::default());
     let mut recs: Vec<Rec> = Vec::new();
     for (n, line) in std::io::BufReader::with_capacity(1 << 20, file)
         .lines()
         .enumerate()
     {
-        let line = line.with_context(|| format!("cannot read {}", args.csv.display()))?;
+        let line = line.with_context(|| format!("cannot read {}", csv.display()))?;
         if line.trim().is_empty() {
             continue;
         }
-        let parsed =
-            parse_row(&line).with_context(|| format!("{}:{}", args.csv.display(), n + 1))?;
+        let parsed = parse_row(&line).with_context(|| format!("{}:{}", csv.display(), n + 1))?;
         if let Some((user, item, value, ts_ms)) = parsed {
             recs.push(Rec {
                 ts_ms,
@@ -247,6 +311,47 @@ mod tests {
         assert!(parse_row("1,2,x,3").is_err());
         assert!(parse_row("1,2").is_err());
         assert!(parse_row(",2,1,3").is_err());
+    }
+
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: ImportArgs,
+    }
+
+    fn parse(argv: &[&str]) -> Result<ImportArgs, clap::Error> {
+        use clap::Parser;
+        Cli::try_parse_from(["import"].iter().chain(argv)).map(|c| c.args)
+    }
+
+    #[test]
+    fn items_and_ratings_flags_work_alone_or_together() {
+        // GIVEN the flag sets of an items import, a ratings import, and both
+        // WHEN parsed
+        let a = parse(&["--site", "demo", "--items", "i.csv"]).unwrap();
+        let b = parse(&["--site", "demo", "--csv", "r.csv"]).unwrap();
+        let c = parse(&["--site", "demo", "--csv", "r.csv", "--items", "i.csv"]).unwrap();
+        // THEN each names what it imports, and neither is an error
+        assert_eq!(
+            (a.items.as_deref(), a.csv.as_deref()),
+            (Some(std::path::Path::new("i.csv")), None)
+        );
+        assert_eq!(
+            (b.items.as_deref(), b.csv.as_deref()),
+            (None, Some(std::path::Path::new("r.csv")))
+        );
+        assert!(c.items.is_some() && c.csv.is_some());
+        assert!(parse(&["--site", "demo"]).is_err());
+    }
+
+    #[tokio::test]
+    async fn a_site_missing_from_the_config_is_refused() {
+        // GIVEN a valid site key that the embedded config does not know
+        let args = parse(&["--site", "nope", "--items", "/nonexistent.csv"]).unwrap();
+        // WHEN imported
+        let e = run(args).await.unwrap_err().to_string();
+        // THEN the error says so before any file is read
+        assert!(e.contains("site nope is not in the config"), "{e}");
     }
 
     #[test]

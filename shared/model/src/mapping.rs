@@ -152,6 +152,21 @@ struct ValueProps {
 /// The event types that never name an item.
 const NON_ITEM_TYPES: [&str; 2] = ["recommendation_loaded", "recommendation_displayed"];
 
+/// Whether an event's `id` names the item it is about: yes for `media_*` (the media),
+/// `article_*` (the article), `page_view` (the page), `rating`, and any other type the site
+/// weighs; never for `recommendation_*` (there `id` names the recommendation, and a hit's item
+/// is in `context`). The catalog reads an event's `metadata` as the item's only when this holds.
+pub fn id_names_item(event_type: &str, weights: &EventWeights) -> bool {
+    if event_type.starts_with("recommendation_") {
+        return false;
+    }
+    event_type.starts_with("media_")
+        || event_type.starts_with("article_")
+        || event_type == "page_view"
+        || event_type == "rating"
+        || weights.rule(event_type).is_some()
+}
+
 /// Maps one flat event (a JSON line of the event log) to an interaction.
 pub fn map_event_line(line: &str, weights: &EventWeights) -> Result<Interaction, Skip> {
     let ev: LineView<'_> =
@@ -167,8 +182,10 @@ pub fn map_event_line(line: &str, weights: &EventWeights) -> Result<Interaction,
     };
     let item = if ev.event_type == "recommendation_hit" {
         hit_item(ev.context).ok_or(Skip::NoHitItem)?
-    } else {
+    } else if id_names_item(ev.event_type, weights) {
         ev.id.into_owned()
+    } else {
+        return Err(Skip::NotAnInteraction);
     };
     if item.is_empty() {
         return Err(Skip::Malformed("empty item id".into()));
@@ -511,6 +528,34 @@ mod tests {
             map_event_line("{not json", &w),
             Err(Skip::Malformed(_))
         ));
+    }
+
+    #[test]
+    fn id_names_the_item_except_for_recommendation_events() {
+        // GIVEN the default weights and one custom weighted type
+        let mut w = EventWeights::default();
+        w.set("podcast_subscribe", WeightRule::Fixed(1.0));
+        // WHEN asked which ids name items
+        // THEN media, article, page and rating ids do, even unweighted ones (media_pause)
+        for t in [
+            "media_play",
+            "media_pause",
+            "article_end",
+            "page_view",
+            "rating",
+        ] {
+            assert!(id_names_item(t, &w), "{t}");
+        }
+        // and weighted custom types do; recommendation ids and unknown types do not
+        assert!(id_names_item("podcast_subscribe", &w));
+        for t in [
+            "recommendation_hit",
+            "recommendation_displayed",
+            "recommendation_served",
+            "app_open",
+        ] {
+            assert!(!id_names_item(t, &w), "{t}");
+        }
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! The item catalog: availability windows and categories the business rules read.
 //!
 //! Serving reads it from memory on every request. [`Catalog`] is the in-memory view, filled
-//! by `PUT /v1/items` (admin key) and, in `nectar dev`, persisted as JSON lines under
+//! by `PUT /v1/items` (admin key), `nectar import --items FILE` and the `metadata` of collected
+//! events (see [`crate::history::catalog_updates`]) and, in `nectar dev`, persisted as JSON lines under
 //! `<data-dir>/catalog/site=<site>/items.jsonl` so that it survives restarts.
 
 use std::collections::HashMap;
@@ -45,11 +46,47 @@ pub struct ItemMeta {
 }
 
 impl ItemMeta {
+    /// Overwrites the fields `other` sets and keeps the others (the id is not changed).
+    pub fn merge(&mut self, other: &ItemMeta) {
+        if other.category.is_some() {
+            self.category.clone_from(&other.category);
+        }
+        if other.available_from.is_some() {
+            self.available_from = other.available_from;
+        }
+        if other.available_until.is_some() {
+            self.available_until = other.available_until;
+        }
+        if other.title.is_some() {
+            self.title.clone_from(&other.title);
+        }
+    }
+
     /// Whether the item can be shown at `now_ms`.
     pub fn available_at(&self, now_ms: i64) -> bool {
         self.available_from.is_none_or(|f| now_ms >= f)
             && self.available_until.is_none_or(|u| now_ms < u)
     }
+}
+
+/// Whether `id` is an acceptable item id: 1 to 256 characters, no control characters.
+pub fn valid_item_id(id: &str) -> bool {
+    !id.is_empty() && id.chars().count() <= 256 && !id.chars().any(char::is_control)
+}
+
+/// The port through which collected events' metadata reaches a catalog: merge (field by
+/// field) rather than replace, so an event never erases what it does not mention.
+pub trait CatalogWriter {
+    /// The adapter's failure.
+    type Error: std::error::Error + Send + Sync + 'static;
+
+    /// Merges items of a site into the catalog: the fields each item sets replace the stored
+    /// ones, the others are kept; unknown items are created.
+    fn merge_items(
+        &self,
+        site: &str,
+        items: &[ItemMeta],
+    ) -> impl std::future::Future<Output = Result<(), Self::Error>> + Send;
 }
 
 /// The in-memory catalog of every site, optionally persisted in a directory.
@@ -124,6 +161,42 @@ impl Catalog {
 
     /// Upserts items of a site (and appends them to the local file when persisted).
     pub fn upsert(&self, site: &str, items: Vec<ItemMeta>) -> Result<(), CatalogError> {
+        self.append(site, &items)?;
+        self.insert(site, items);
+        Ok(())
+    }
+
+    /// Merges items of a site field by field (see [`ItemMeta::merge`]); when persisted, the
+    /// merged items are appended, so a reload gives the same result.
+    pub fn merge(&self, site: &str, items: &[ItemMeta]) -> Result<(), CatalogError> {
+        // One write lock over read-merge-append-insert, so concurrent merges do not lose fields.
+        let mut all = self.items.write().expect("catalog lock");
+        let m = all.entry(site.to_string()).or_default();
+        // Merged copies first (a repeated id merges onto its earlier copy), so that a failed
+        // append leaves memory untouched.
+        let mut merged: Vec<ItemMeta> = Vec::with_capacity(items.len());
+        let mut at: HashMap<&str, usize> = HashMap::new();
+        for it in items {
+            if let Some(&i) = at.get(it.id.as_str()) {
+                merged[i].merge(it);
+                continue;
+            }
+            let mut cur = m.get(&it.id).cloned().unwrap_or_else(|| ItemMeta {
+                id: it.id.clone(),
+                ..ItemMeta::default()
+            });
+            cur.merge(it);
+            at.insert(&it.id, merged.len());
+            merged.push(cur);
+        }
+        self.append(site, &merged)?;
+        for it in merged {
+            m.insert(it.id.clone(), it);
+        }
+        Ok(())
+    }
+
+    fn append(&self, site: &str, items: &[ItemMeta]) -> Result<(), CatalogError> {
         if let Some(dir) = &self.dir {
             let d = dir.join(format!("site={site}"));
             let path = d.join("items.jsonl");
@@ -138,13 +211,12 @@ impl Catalog {
                 .open(&path)
                 .map_err(io)?;
             let mut buf = Vec::new();
-            for it in &items {
+            for it in items {
                 serde_json::to_writer(&mut buf, it).expect("serialisable");
                 buf.push(b'\n');
             }
             f.write_all(&buf).map_err(io)?;
         }
-        self.insert(site, items);
         Ok(())
     }
 
@@ -176,6 +248,18 @@ impl Catalog {
             .write()
             .expect("catalog lock")
             .insert(site.to_string(), fresh);
+    }
+}
+
+impl CatalogWriter for Catalog {
+    type Error = CatalogError;
+
+    fn merge_items(
+        &self,
+        site: &str,
+        items: &[ItemMeta],
+    ) -> impl std::future::Future<Output = Result<(), CatalogError>> + Send {
+        std::future::ready(self.merge(site, items))
     }
 }
 
@@ -215,7 +299,7 @@ pub fn parse_items_request(
     let body: ItemsBody = serde_json::from_slice(req.body())
         .map_err(|e| AppError::invalid("body", format!("not a valid items document: {e}")))?;
     for (i, it) in body.items.iter().enumerate() {
-        if it.id.is_empty() || it.id.len() > 256 || it.id.chars().any(char::is_control) {
+        if !valid_item_id(&it.id) {
             return Err(AppError::invalid(
                 &format!("items[{i}].id"),
                 "ids are 1 to 256 characters with no control characters",
@@ -290,6 +374,56 @@ mod tests {
         assert_eq!(
             again.get("demo", "x").unwrap().category.as_deref(),
             Some("news")
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn merge_keeps_fields_the_update_does_not_set_and_survives_a_reload() {
+        let dir = std::env::temp_dir().join(format!("nectar-cat-merge-{}", std::process::id()));
+        // GIVEN a persisted item with a category and a window
+        let c = Catalog::open(&dir).unwrap();
+        c.upsert(
+            "demo",
+            vec![ItemMeta {
+                id: "x".into(),
+                category: Some("news".into()),
+                available_from: Some(10),
+                ..Default::default()
+            }],
+        )
+        .unwrap();
+        // WHEN an update sets only the title, and another creates a new item
+        c.merge(
+            "demo",
+            &[
+                ItemMeta {
+                    id: "x".into(),
+                    title: Some("Evening news".into()),
+                    ..Default::default()
+                },
+                ItemMeta {
+                    id: "y".into(),
+                    category: Some("sport".into()),
+                    ..Default::default()
+                },
+            ],
+        )
+        .unwrap();
+        // THEN the old fields stay, the new one is added, in memory and after a reload
+        let want = ItemMeta {
+            id: "x".into(),
+            category: Some("news".into()),
+            available_from: Some(10),
+            title: Some("Evening news".into()),
+            ..Default::default()
+        };
+        assert_eq!(c.get("demo", "x").unwrap(), want);
+        let again = Catalog::open(&dir).unwrap();
+        assert_eq!(again.get("demo", "x").unwrap(), want);
+        assert_eq!(
+            again.get("demo", "y").unwrap().category.as_deref(),
+            Some("sport")
         );
         std::fs::remove_dir_all(&dir).unwrap();
     }

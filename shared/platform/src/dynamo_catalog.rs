@@ -2,7 +2,9 @@
 //!
 //! - Catalog table: pk `site`, sk `item_id`; attributes `category`, `available_from`,
 //!   `available_until` (numbers, ms UTC), `title`. Loaded whole per site at cold start (the
-//!   serving path reads the catalog from memory) and written by `PUT /v1/items`.
+//!   serving path reads the catalog from memory); written whole by `PUT /v1/items` and
+//!   `nectar import --items` ([`DynamoCatalog::put_items`]) and merged field by field from
+//!   collected events' metadata by the archive function ([`DynamoCatalog::merge_items`]).
 //! - Keys table: pk `key_hash` (hex SHA-256 of the key), attribute `site`. Only hashes are
 //!   stored; the table is scanned at cold start into [`AdminKeys`].
 
@@ -181,6 +183,46 @@ impl DynamoCatalog {
         Ok(())
     }
 
+    /// Merges items field by field, one `UpdateItem` (`SET` of the fields each item sets) per
+    /// item, a few at a time: unlike [`Self::put_items`], fields an item does not set are kept.
+    pub async fn merge_items(&self, site: &str, items: &[ItemMeta]) -> Result<(), DynamoError> {
+        for chunk in items.chunks(8) {
+            futures::future::try_join_all(chunk.iter().map(|it| self.update_item(site, it)))
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn update_item(&self, site: &str, it: &ItemMeta) -> Result<(), DynamoError> {
+        let fields = [
+            ("category", it.category.as_deref().map(s)),
+            ("title", it.title.as_deref().map(s)),
+            ("available_from", it.available_from.map(n)),
+            ("available_until", it.available_until.map(n)),
+        ];
+        let mut req = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("site", s(site))
+            .key("item_id", s(&it.id));
+        let mut sets = Vec::new();
+        for (name, value) in fields {
+            if let Some(v) = value {
+                sets.push(format!("#{name} = :{name}"));
+                req = req
+                    .expression_attribute_names(format!("#{name}"), name)
+                    .expression_attribute_values(format!(":{name}"), v);
+            }
+        }
+        // With nothing to set, the key alone still creates an absent item.
+        if !sets.is_empty() {
+            req = req.update_expression(format!("SET {}", sets.join(", ")));
+        }
+        req.send().await.map_err(|e| self.err("UpdateItem", e))?;
+        Ok(())
+    }
+
     /// Every item of a site.
     pub async fn load_site(&self, site: &str) -> Result<Vec<ItemMeta>, DynamoError> {
         let mut out = Vec::new();
@@ -212,6 +254,18 @@ impl DynamoCatalog {
                 return Ok(out);
             }
         }
+    }
+}
+
+impl crate::catalog::CatalogWriter for DynamoCatalog {
+    type Error = DynamoError;
+
+    fn merge_items(
+        &self,
+        site: &str,
+        items: &[ItemMeta],
+    ) -> impl std::future::Future<Output = Result<(), DynamoError>> + Send {
+        DynamoCatalog::merge_items(self, site, items)
     }
 }
 

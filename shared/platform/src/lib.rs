@@ -6,6 +6,7 @@
 
 pub mod archive;
 pub mod catalog;
+pub mod catalog_csv;
 pub mod collect;
 pub mod config;
 pub mod dynamo_catalog;
