@@ -184,7 +184,9 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         config: config.clone(),
         keys,
     });
-    let app = axum::Router::new().fallback(route).with_state(state);
+    let app = axum::Router::new()
+        .fallback(route)
+        .with_state(state.clone());
     let listener = tokio::net::TcpListener::bind(args.addr)
         .await
         .with_context(|| format!("cannot listen on {}", args.addr))?;
@@ -222,11 +224,40 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     );
     println!("  models from {models_at}");
     axum::serve(listener, app)
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
+        .with_graceful_shutdown(shutdown_signal())
         .await?;
+    // Answers still queued in the served log are written before exit.
+    let r = state.recommend.served_log().flush().await;
+    if r.requeued > 0 {
+        eprintln!(
+            "nectar dev: {} served events could not be written at shutdown",
+            r.requeued
+        );
+    }
     // Let in-flight commits finish before exit.
     tokio::time::sleep(Duration::from_millis(50)).await;
     Ok(())
+}
+
+/// Ctrl-C or SIGTERM (what `kill` and service managers send).
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(t) => t,
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
