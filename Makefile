@@ -49,8 +49,14 @@ smoke: ## Smoke test the deployed stack of samconfig.toml's STACK_ENV (default):
 
 bench: ## Criterion benchmarks (release build; not part of `make test`)
 	cargo bench -p nectar-model --bench collect
+	cargo bench -p nectar-model --bench serve_topk
+
+bench-serve: ## nectar dev with the ml-100k ALS model under wrk (release build)
+	cargo build --release -p nectar-cli
+	bash scripts/bench/serve.sh target/release/nectar 10 16
+	bash scripts/bench/serve.sh target/release/nectar 10 16 --redis
 
 bench-cold-start: ## Cold start of the recommend Lambda binary (release if built) via a Runtime API emulator
 	bash scripts/bench/cold-start.sh
 
-.PHONY: help dev fmt lint services services-stop test pr-check invoke-collect invoke-recommend invoke-archive invoke-train smoke bench bench-cold-start
+.PHONY: help dev fmt lint services services-stop test pr-check invoke-collect invoke-recommend invoke-archive invoke-train smoke bench bench-serve bench-cold-start
