@@ -1069,6 +1069,39 @@ mod tests {
     use crate::config::VariantConfig;
 
     #[test]
+    fn large_catalogues_scan_quantised_and_agree_with_the_exact_ranking() {
+        // GIVEN a factor model of 20,000 items (above the quantisation threshold) and a vector
+        let (n, dim) = (20_000usize, 16usize);
+        let data: Vec<f32> = (0..n * dim)
+            .map(|i| ((i * 2_654_435_761usize % 1000) as f32 / 1000.0 - 0.5) * 0.6)
+            .collect();
+        let items = ModelItems {
+            version: 1,
+            item_ids: (0..n).map(|i| format!("i{i}")).collect(),
+            item_factors: Some(Factors { dim, data }),
+            popular: Vec::new(),
+            similar: None,
+            metadata: json!({}),
+        };
+        let m = LoadedModel::new("als", items);
+        assert!(m.quant.is_some());
+        let f = m.items.item_factors.as_ref().unwrap();
+        let x: Vec<f32> = (0..dim).map(|i| (i as f32 / dim as f32) - 0.5).collect();
+        // WHEN the serving scan asks for 10, excluding the exact winner
+        let mut scores = vec![0f32; n];
+        dot_scores(&f.data, dim, &x, &mut scores);
+        let best = top_k(&scores, 1, Exclude::None)[0].0;
+        let got = m.scan(f, &x, 10, &[best]);
+        // THEN it is the exact top-10 without the excluded item, with exact scores
+        let exact = top_k(&scores, 10, Exclude::Sorted(&[best]));
+        let ids = |v: &[(u32, f32)]| v.iter().map(|p| p.0).collect::<Vec<_>>();
+        assert_eq!(ids(&got), ids(&exact));
+        for (a, b) in got.iter().zip(&exact) {
+            assert!((a.1 - b.1).abs() < 1e-5, "{a:?} vs {b:?}");
+        }
+    }
+
+    #[test]
     fn fresh_trending_adds_the_hours_since_training() {
         const H: i64 = HOUR_MS;
         // GIVEN a trained list ending at 10:30 (half-life 1 h) and counts for 10:00 and 11:00
