@@ -3,7 +3,7 @@
 # infra/venv.sh) and runs every check, reporting each, failing if any failed.
 #   cfn-lint (errors and warnings; any ignore is explained in the template's Metadata)
 #   sam validate --lint
-#   actionlint (with shellcheck) on .github/workflows/, shellcheck on infra/*.sh
+#   actionlint (with shellcheck) on .github/workflows/, shellcheck on every project script
 #   python3 infra/gen_schedules.py --check   (template schedules == config/nectar.toml)
 #   infra/test_gen_schedules.py               (the generator itself, on temporary copies)
 #   infra/test_template.py                    (env vars, routes, IAM actions, Athena view vs table)
@@ -30,7 +30,7 @@ run cfn-lint cfn-lint -- infra/template.yaml
 # sam validate wants a region even though --lint works offline; any region does.
 run sam-validate sam validate --lint --template-file infra/template.yaml --region "${AWS_REGION:-us-east-1}"
 run actionlint actionlint .github/workflows/*.yml
-run shellcheck shellcheck infra/*.sh
+run shellcheck shellcheck infra/*.sh scripts/*.sh scripts/bench/*.sh tests/*.sh
 run schedules python3 infra/gen_schedules.py --check
 run schedules-generator-tests python3 infra/test_gen_schedules.py
 run template-tests python3 infra/test_template.py

@@ -13,7 +13,10 @@ rustup component add rustfmt clippy >/dev/null 2>&1 || true
 
 bash tests/services.sh start
 trap 'bash tests/services.sh stop' EXIT
-set -a; source tests/.services/env; set +a
+set -a
+# shellcheck source=/dev/null
+source tests/.services/env
+set +a
 
 echo "== infra checks (cfn-lint, sam validate --lint, actionlint, schedules vs config, functions vs template)"
 bash infra/check.sh

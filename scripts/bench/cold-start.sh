@@ -54,7 +54,10 @@ bash tests/services.sh start
 if [ -n "$STARTED" ] && [ -z "${KEEP_SERVICES:-}" ]; then
   trap 'bash tests/services.sh stop' EXIT
 fi
-set -a; source tests/.services/env; set +a
+set -a
+# shellcheck source=/dev/null
+source tests/.services/env
+set +a
 # A Redis database of its own (the tests use 0), holding the model published below.
 REDIS_DB=${COLD_START_REDIS_DB:-9}
 REDIS_URL=$NECTAR_TEST_REDIS_URL/$REDIS_DB
