@@ -12,7 +12,8 @@ async fn main() -> Result<(), Error> {
     let bucket = env::required(env::NECTAR_BUCKET)?;
     let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let store = S3Store::new(aws_sdk_s3::Client::new(&aws), bucket);
-    // With a model store, users' recent histories are kept fresh in Redis too.
+    // With a model store, users' recent histories and hourly item counts (real-time
+    // trending) are kept fresh in Redis too.
     let config = env::config()?;
     let models = redis_env::model_store_from_env(&aws).await?;
     let history = models.as_ref().map(|m| (m, &config));
