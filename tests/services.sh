@@ -67,7 +67,7 @@ start_cluster() {
   for p in $CLUSTER_PORTS; do
     for _ in $(seq 1 50); do redis-cli -p "$p" ping >/dev/null 2>&1 && break; sleep 0.1; done
   done
-  redis-cli --cluster create "${hosts[@]}" --cluster-replicas 0 --cluster-yes >"$STATE/cluster-create.log" 2>&1
+  redis-cli --cluster create "${hosts[@]}" --cluster-replicas 0 --cluster-yes >"$STATE/cluster-create.log" 2>&1 || true
   for _ in $(seq 1 100); do cluster_up && return 0; sleep 0.1; done
   log "the Redis Cluster did not come up; see $STATE/cluster-create.log"
   return 1
@@ -112,6 +112,16 @@ tls_cli() {  # tls_cli PORT USER ARGS...: redis-cli over TLS as USER
   REDISCLI_AUTH=$pw redis-cli --tls --cacert "$TLS/ca.crt" -h 127.0.0.1 -p "$port" --user "$user" "$@" 2>/dev/null
 }
 tls_up() { [ "$(tls_cli "$TLS_PORT" default ping)" = PONG ]; }
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+# A TLS port that answers but not to this checkout's CA and passwords belongs to another
+# checkout's services: say so instead of failing obscurely.
+tls_port_free_or_ours() {
+  local p=$1
+  if port_open "$p" && [ "$(tls_cli "$p" admin ping)" != PONG ]; then
+    log "port $p is in use by a process this checkout did not start (another checkout's tests/services.sh? run \"bash tests/services.sh stop\" there)"
+    return 1
+  fi
+}
 tls_cluster_up() { tls_cli "$TLS_CLUSTER_PORT" admin cluster info | grep -q '^cluster_state:ok'; }
 
 start_tls() {
@@ -122,6 +132,7 @@ start_tls() {
     sleep 0.3
   fi
   mv "$TLS/access-string.new" "$TLS/access-string"
+  for p in $TLS_PORT $TLS_CLUSTER_PORTS; do tls_port_free_or_ours "$p" || return 1; done
   if ! tls_up; then
     mkdir -p "$TLS/node-$TLS_PORT"
     tls_node_args "$TLS_PORT" "$TLS/node-$TLS_PORT"
@@ -142,7 +153,7 @@ start_tls() {
       for _ in $(seq 1 50); do [ "$(tls_cli "$p" admin ping)" = PONG ] && break; sleep 0.1; done
     done
     REDISCLI_AUTH=$(cat "$TLS/admin-password") redis-cli --tls --cacert "$TLS/ca.crt" --user admin \
-      --cluster create "${hosts[@]}" --cluster-replicas 0 --cluster-yes >"$TLS/cluster-create.log" 2>&1
+      --cluster create "${hosts[@]}" --cluster-replicas 0 --cluster-yes >"$TLS/cluster-create.log" 2>&1 || true
     for _ in $(seq 1 100); do tls_cluster_up && break; sleep 0.1; done
     tls_cluster_up || { log "the TLS Redis Cluster did not come up; see $TLS/cluster-create.log"; return 1; }
   fi
