@@ -24,28 +24,31 @@ where
 }
 use nectar_platform::served_log::ServedLog;
 use nectar_platform::sink::EventSink;
-use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
-use tokio::sync::Mutex;
+use tokio::sync::{watch, Mutex};
 
-/// The handler's side: one signal per answered invocation.
+/// The handler's side: counts answered invocations.
 #[derive(Debug, Clone)]
-pub struct Answered(Option<UnboundedSender<()>>);
+pub struct Answered(Option<Arc<watch::Sender<u64>>>);
 
 impl Answered {
-    /// Tells the extension that this invocation's answer (and its served event) is ready.
+    /// Tells the extension that one more invocation's answer (and its served event) is ready.
     pub fn signal(&self) {
         if let Some(tx) = &self.0 {
-            let _ = tx.send(());
+            tx.send_modify(|n| *n += 1);
         }
     }
 }
 
-/// Longest wait for the handler's signal (the invocation's deadline bounds it too): an event
-/// the runtime could not hand to the handler never signals.
+/// Longest wait for the handler's answer when the invocation's deadline does not bound it (an
+/// event the runtime could not hand to the handler never answers).
 const MAX_WAIT: Duration = Duration::from_secs(10);
 
 /// Registers the flushing extension; call before the runtime starts. On failure (no
 /// Extensions API) falls back to flushing every `fallback_every` from a background task.
+///
+/// The k-th INVOKE event waits until k answers were counted, then flushes. If an invocation
+/// never answers (the runtime refused its event), the wait ends at the deadline and the count
+/// is resynchronised, so later invocations are not thrown off by one.
 pub async fn register<S: EventSink + 'static>(
     log: Arc<ServedLog<S>>,
     fallback_every: Duration,
@@ -53,24 +56,31 @@ pub async fn register<S: EventSink + 'static>(
     Answered,
     Option<impl std::future::Future<Output = Result<(), lambda_extension::Error>>>,
 ) {
-    let (tx, rx) = unbounded_channel::<()>();
-    let rx: Arc<Mutex<UnboundedReceiver<()>>> = Arc::new(Mutex::new(rx));
+    let (tx, rx) = watch::channel(0u64);
+    let invokes = Arc::new(Mutex::new(0u64));
     let ext_log = log.clone();
     let processor = service_fn(move |event: LambdaEvent| {
-        let (log, rx) = (ext_log.clone(), rx.clone());
+        let (log, mut rx, invokes) = (ext_log.clone(), rx.clone(), invokes.clone());
         async move {
             if let NextEvent::Invoke(inv) = event.next {
-                let left = Duration::from_millis(
-                    inv.deadline_ms
-                        .saturating_sub(nectar_platform::now_ms().max(0) as u64),
-                );
-                let wait = left.min(MAX_WAIT);
-                if tokio::time::timeout(wait, rx.lock().await.recv())
+                let mut seen = invokes.lock().await;
+                *seen += 1;
+                let target = *seen;
+                let now = nectar_platform::now_ms().max(0) as u64;
+                // A deadline in the past (some emulators send none) falls back to MAX_WAIT.
+                let wait = match inv.deadline_ms.checked_sub(now) {
+                    Some(left) if left > 0 => Duration::from_millis(left).min(MAX_WAIT),
+                    _ => MAX_WAIT,
+                };
+                let answered = tokio::time::timeout(wait, rx.wait_for(|&n| n >= target))
                     .await
-                    .is_err()
-                {
-                    tracing::warn!(request_id = %inv.request_id, "No answer signalled; flushing the served log anyway.");
+                    .is_ok_and(|r| r.is_ok());
+                if !answered {
+                    let n = *rx.borrow();
+                    tracing::warn!(request_id = %inv.request_id, deadline_ms = inv.deadline_ms, answered = n, expected = target, "No answer counted for this invocation; flushing the served log anyway.");
+                    *seen = n;
                 }
+                drop(seen);
                 let r = log.flush().await;
                 if r.requeued > 0 {
                     tracing::warn!(
@@ -89,7 +99,7 @@ pub async fn register<S: EventSink + 'static>(
         .register()
         .await;
     match registered {
-        Ok(ext) => (Answered(Some(tx)), Some(run(ext))),
+        Ok(ext) => (Answered(Some(Arc::new(tx))), Some(run(ext))),
         Err(e) => {
             tracing::warn!(error = %e, "Extensions API unavailable; the served log is flushed on a timer.");
             tokio::spawn(async move {
