@@ -170,3 +170,69 @@ async fn a_missing_catalog_table_does_not_fail_the_archive_batch() {
     assert_eq!(store.list("events/").await.unwrap().len(), 1);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[tokio::test]
+async fn warm_instances_reload_catalog_and_keys_from_dynamodb() {
+    use nectar_platform::catalog::Catalog;
+    use nectar_platform::dynamo_catalog::{spawn_refresh, DynamoKeys};
+    use nectar_platform::keys::AdminKeys;
+    // GIVEN a catalog table with one item and a keys table with one key, loaded as at a
+    // cold start
+    let (client, _table, cat) = fresh_catalog().await;
+    let keys_table = nectar_tests::unique("nectar-keys");
+    create_table(&client, &keys_table, "key_hash", None)
+        .await
+        .unwrap();
+    let keys_db = DynamoKeys::new(client.clone(), &keys_table);
+    let key = keys_db.create("demo").await.unwrap();
+    let item = |id: &str, cat: &str| ItemMeta {
+        id: id.into(),
+        category: Some(cat.into()),
+        ..ItemMeta::default()
+    };
+    cat.put_items("demo", &[item("a", "news")]).await.unwrap();
+    let catalog = Catalog::in_memory();
+    catalog
+        .upsert("demo", cat.load_site("demo").await.unwrap())
+        .unwrap();
+    let keys = keys_db.load().await.unwrap();
+    assert!(keys.verify(&key, "demo"));
+    let held_by_service: AdminKeys = keys.clone();
+    // WHEN another instance upserts an item, the key is revoked, and the reload runs
+    let task = spawn_refresh(
+        vec!["demo".into()],
+        (catalog.clone(), Some(cat.clone())),
+        (keys.clone(), Some(keys_db.clone())),
+        std::time::Duration::from_millis(50),
+    );
+    cat.put_items("demo", &[item("b", "sport")]).await.unwrap();
+    client
+        .delete_item()
+        .table_name(&keys_table)
+        .key(
+            "key_hash",
+            aws_sdk_dynamodb::types::AttributeValue::S(hex::encode(
+                nectar_platform::keys::key_hash(&key),
+            )),
+        )
+        .send()
+        .await
+        .unwrap();
+    let mut ok = false;
+    for _ in 0..100 {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        if catalog.get("demo", "b").is_some() && !held_by_service.verify(&key, "demo") {
+            ok = true;
+            break;
+        }
+    }
+    task.abort();
+    // THEN the warm instance sees the new item, and every holder of the keys refuses the
+    // revoked one
+    assert!(ok, "reload did not reach the in-memory catalog and keys");
+    assert_eq!(
+        catalog.get("demo", "b").unwrap().category.as_deref(),
+        Some("sport")
+    );
+    assert!(keys.is_empty());
+}
