@@ -18,12 +18,15 @@ use anyhow::{bail, Context};
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use nectar_model::event::{event_id, is_valid_key};
+use nectar_model::mapping::WeightRule;
 use nectar_platform::catalog::Catalog;
 use nectar_platform::catalog_csv::{import_items_file, ItemsTarget};
 use nectar_platform::config::NectarConfig;
 use nectar_platform::dynamo_catalog::DynamoCatalog;
+use nectar_platform::history::HISTORY_LEN;
 use nectar_platform::jsonl::gzip_lines;
 use nectar_platform::layout::{event_object_key, Hour};
+use nectar_platform::model_store::{AnyModelStore, LocalModelStore, ModelStore, RedisModelStore};
 use nectar_platform::store::{AnyStore, LocalStore, ObjectStore, S3Store};
 use sha2::{Digest, Sha256};
 
@@ -54,6 +57,10 @@ pub struct ImportArgs {
     /// Declarative config file (the site must be in it); the embedded default when omitted.
     #[arg(long, env = "NECTAR_CONFIG")]
     pub config: Option<PathBuf>,
+    /// Record users' recent histories in this Redis (`redis://…`, `rediss-cluster://…`)
+    /// instead of the data dir's model store.
+    #[arg(long, env = "NECTAR_REDIS_URL")]
+    pub redis: Option<String>,
 }
 
 /// A parsed CSV row: `(user, item, rating, event time in ms)`; `None` for a header.
@@ -140,9 +147,76 @@ pub async fn run(args: ImportArgs) -> anyhow::Result<()> {
         import_items(&args, items).await?;
     }
     if let Some(csv) = &args.csv {
-        import_ratings(&args, csv).await?;
+        import_ratings(&args, &config, csv).await?;
     }
     Ok(())
+}
+
+/// Per user (row in the interned ids): the newest [`HISTORY_LEN`] items, newest first, of
+/// time-sorted rows — what the archive function keeps for streamed events.
+fn recent_histories(recs: &[Rec], n_users: usize) -> Vec<Vec<u32>> {
+    let mut out = vec![Vec::new(); n_users];
+    for r in recs.iter().rev() {
+        let h: &mut Vec<u32> = &mut out[r.user as usize];
+        if h.len() < HISTORY_LEN {
+            h.push(r.item);
+        }
+    }
+    out
+}
+
+/// Records the imported users' recent histories in the model store (so `exclude_consumed`
+/// knows what they rated), when `rating` events are interactions for the site. Returns the
+/// number of users recorded.
+async fn record_histories(
+    args: &ImportArgs,
+    config: &NectarConfig,
+    recs: &[Rec],
+    names: &(Vec<String>, Vec<String>),
+) -> anyhow::Result<Option<usize>> {
+    let weights = config.site(&args.site).map(|s| s.weights());
+    let counts = match weights.as_ref().and_then(|w| w.rule("rating")) {
+        Some(WeightRule::Fixed(w)) => w > 0.0,
+        Some(WeightRule::PropsValue) => true,
+        None => false,
+    };
+    if !counts {
+        return Ok(None);
+    }
+    let models = match (&args.redis, &args.bucket) {
+        (Some(url), _) => AnyModelStore::Redis(
+            RedisModelStore::connect(url)
+                .await
+                .context("cannot connect to --redis")?,
+        ),
+        (None, None) => AnyModelStore::Local(LocalModelStore::new(&args.data_dir)),
+        // An S3 import without --redis has no model store to feed.
+        (None, Some(_)) => return Ok(None),
+    };
+    let histories = recent_histories(recs, names.0.len());
+    let n = histories.iter().filter(|h| !h.is_empty()).count();
+    futures::stream::iter(histories.into_iter().enumerate())
+        .filter(|(_, h)| std::future::ready(!h.is_empty()))
+        .map(|(u, h)| {
+            let models = &models;
+            // Oldest first, as append_history expects.
+            let items: Vec<String> = h
+                .iter()
+                .rev()
+                .map(|&i| names.1[i as usize].clone())
+                .collect();
+            let user = &names.0[u];
+            async move {
+                models
+                    .append_history(&args.site, user, &items, HISTORY_LEN)
+                    .await
+            }
+        })
+        .buffer_unordered(32)
+        .try_collect::<Vec<()>>()
+        .await
+        .context("cannot record the users' recent histories")?;
+    Ok(Some(n))
 }
 
 async fn import_items(args: &ImportArgs, path: &std::path::Path) -> anyhow::Result<()> {
@@ -173,7 +247,11 @@ async fn import_items(args: &ImportArgs, path: &std::path::Path) -> anyhow::Resu
     Ok(())
 }
 
-async fn import_ratings(args: &ImportArgs, csv: &std::path::Path) -> anyhow::Result<()> {
+async fn import_ratings(
+    args: &ImportArgs,
+    config: &NectarConfig,
+    csv: &std::path::Path,
+) -> anyhow::Result<()> {
     let started = Instant::now();
     let file =
         std::fs::File::open(csv).with_context(|| format!("cannot read {}", csv.display()))?;
@@ -244,6 +322,15 @@ async fn import_ratings(args: &ImportArgs, csv: &std::path::Path) -> anyhow::Res
         bytes as f64 / 1e6,
         started.elapsed().as_secs_f64()
     );
+    if let Some(n) = record_histories(args, config, &recs, &names).await? {
+        println!(
+            "recorded the recent histories of {n} users (newest {HISTORY_LEN} items each) in {}",
+            args.redis.as_deref().map_or_else(
+                || "the data dir's model store".to_string(),
+                |_| "Redis".to_string()
+            )
+        );
+    }
     Ok(())
 }
 
@@ -352,6 +439,57 @@ mod tests {
         let e = run(args).await.unwrap_err().to_string();
         // THEN the error says so before any file is read
         assert!(e.contains("site nope is not in the config"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn imported_ratings_become_the_users_recent_histories() {
+        // GIVEN a ratings CSV (out of time order) and an empty data dir
+        let dir = std::env::temp_dir().join(format!("nectar-import-hist-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let csv = dir.join("r.csv");
+        std::fs::write(
+            &csv,
+            "user_id,item_id,rating,timestamp\n1,a,4,1000\n1,c,5,3000\n2,a,3,1500\n1,b,2,2000\n",
+        )
+        .unwrap();
+        let args = parse(&[
+            "--site",
+            "demo",
+            "--csv",
+            csv.to_str().unwrap(),
+            "--data-dir",
+            dir.to_str().unwrap(),
+        ])
+        .unwrap();
+        // WHEN imported
+        run(args).await.unwrap();
+        // THEN each user's history holds their items, newest first, in the model store
+        let store = LocalModelStore::new(&dir);
+        let st = store
+            .user_states("demo", "als", 0, &["1".into(), "2".into(), "3".into()])
+            .await
+            .unwrap();
+        assert_eq!(st[0].history, ["c", "b", "a"]);
+        assert_eq!(st[1].history, ["a"]);
+        assert!(st[2].history.is_empty());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn recent_histories_keep_the_newest_items() {
+        let recs: Vec<Rec> = (0..150)
+            .map(|i| Rec {
+                ts_ms: i,
+                value: 1.0,
+                user: 0,
+                item: i as u32,
+            })
+            .collect();
+        let h = recent_histories(&recs, 2);
+        assert_eq!(h[0].len(), HISTORY_LEN);
+        assert_eq!(h[0][0], 149);
+        assert_eq!(h[0][HISTORY_LEN - 1], 50);
+        assert!(h[1].is_empty());
     }
 
     #[test]
