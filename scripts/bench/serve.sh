@@ -52,7 +52,7 @@ if [ "$MODE" = "--redis" ]; then
   REDIS_FLAG=(--redis "${NECTAR_TEST_REDIS_URL%/}/7")
 fi
 "$BIN" import --site demo --config "$WORK/nectar.toml" --csv "$DATA/ml-100k/ml-100k.csv" \
-  --items "$DATA/ml-100k/items.csv" --data-dir "$WORK/data" >/dev/null
+  --items "$DATA/ml-100k/items.csv" --data-dir "$WORK/data" "${REDIS_FLAG[@]}" 2>/dev/null
 "$BIN" train --site demo --config "$WORK/nectar.toml" --data-dir "$WORK/data" "${REDIS_FLAG[@]}" | grep -v '^ '
 
 # Random known users (ml-100k user ids are 1..943).
