@@ -13,15 +13,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use lambda_extension::{service_fn, Extension, LambdaEvent, NextEvent, RegisteredExtension};
-
-async fn run<E>(ext: RegisteredExtension<E>) -> Result<(), lambda_extension::Error>
-where
-    E: lambda_extension::Service<LambdaEvent>,
-    E::Future: std::future::Future<Output = Result<(), E::Error>>,
-    E::Error: Into<lambda_extension::Error> + std::fmt::Display + std::fmt::Debug,
-{
-    ext.run().await
-}
 use nectar_platform::served_log::ServedLog;
 use nectar_platform::sink::EventSink;
 use tokio::sync::{watch, Mutex};
@@ -111,4 +102,14 @@ pub async fn register<S: EventSink + 'static>(
             (Answered(None), None)
         }
     }
+}
+
+/// Runs the registered extension (its INVOKE loop) until the environment shuts down.
+async fn run<E>(ext: RegisteredExtension<E>) -> Result<(), lambda_extension::Error>
+where
+    E: lambda_extension::Service<LambdaEvent>,
+    E::Future: std::future::Future<Output = Result<(), E::Error>>,
+    E::Error: Into<lambda_extension::Error> + std::fmt::Display + std::fmt::Debug,
+{
+    ext.run().await
 }
