@@ -10,10 +10,10 @@
 //! sent by the apps reach the business rules without a separate catalog feed.
 
 use std::borrow::Cow;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use nectar_model::event::Accepted;
-use nectar_model::mapping::{id_names_item, map_event_line};
+use nectar_model::mapping::{id_names_item, map_event_line, Interaction};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::Value;
@@ -26,14 +26,14 @@ use crate::sink::{EventSink, SinkError};
 /// Items kept per user.
 pub const HISTORY_LEN: usize = 100;
 
-/// Per `(site, user)`: the items of their interaction events, oldest first (the order
-/// [`ModelStore::append_history`] expects). Events with no weight for the site are skipped.
-pub fn history_updates<'a>(
+/// The interaction events of `lines` with their site; lines of unknown sites and events with
+/// no weight for their site are skipped. Each line is mapped once for every use below.
+fn site_interactions<'a>(
     config: &NectarConfig,
     lines: impl IntoIterator<Item = &'a str>,
-) -> BTreeMap<(String, String), Vec<String>> {
+) -> Vec<(String, Interaction)> {
     let mut weights = BTreeMap::new();
-    let mut out: BTreeMap<(String, String), Vec<(i64, String)>> = BTreeMap::new();
+    let mut out = Vec::new();
     for line in lines {
         let Some(site) = serde_json::from_str::<serde_json::Value>(line)
             .ok()
@@ -46,10 +46,27 @@ pub fn history_updates<'a>(
         };
         let w = weights.entry(site.clone()).or_insert_with(|| sc.weights());
         if let Ok(i) = map_event_line(line, w) {
-            out.entry((site, i.user))
-                .or_default()
-                .push((i.timestamp_ms, i.item));
+            out.push((site, i));
         }
+    }
+    out
+}
+
+/// Per `(site, user)`: the items of their interaction events, oldest first (the order
+/// [`ModelStore::append_history`] expects). Events with no weight for the site are skipped.
+pub fn history_updates<'a>(
+    config: &NectarConfig,
+    lines: impl IntoIterator<Item = &'a str>,
+) -> BTreeMap<(String, String), Vec<String>> {
+    histories_of(&site_interactions(config, lines))
+}
+
+fn histories_of(interactions: &[(String, Interaction)]) -> BTreeMap<(String, String), Vec<String>> {
+    let mut out: BTreeMap<(String, String), Vec<(i64, String)>> = BTreeMap::new();
+    for (site, i) in interactions {
+        out.entry((site.clone(), i.user.clone()))
+            .or_default()
+            .push((i.timestamp_ms, i.item.clone()));
     }
     out.into_iter()
         .map(|(k, mut v)| {
@@ -65,37 +82,30 @@ pub fn count_updates<'a>(
     config: &NectarConfig,
     lines: impl IntoIterator<Item = &'a str>,
 ) -> BTreeMap<String, Vec<(i64, String, u64)>> {
-    let mut weights = BTreeMap::new();
-    let mut cells: BTreeMap<String, std::collections::BTreeSet<(i64, String, String)>> =
-        BTreeMap::new();
-    for line in lines {
-        let Some(site) = serde_json::from_str::<serde_json::Value>(line)
-            .ok()
-            .and_then(|v| v["site_key"].as_str().map(str::to_string))
-        else {
-            continue;
-        };
-        let Some(sc) = config.site(&site) else {
-            continue;
-        };
-        let w = weights.entry(site.clone()).or_insert_with(|| sc.weights());
-        if let Ok(i) = map_event_line(line, w) {
-            let hour = i.timestamp_ms.div_euclid(HOUR_MS) * HOUR_MS;
-            cells
-                .entry(site)
-                .or_default()
-                .insert((hour, i.item, i.user));
-        }
+    counts_of(&site_interactions(config, lines))
+}
+
+fn counts_of(interactions: &[(String, Interaction)]) -> BTreeMap<String, Vec<(i64, String, u64)>> {
+    let mut cells: BTreeMap<&str, BTreeSet<(i64, &str, &str)>> = BTreeMap::new();
+    for (site, i) in interactions {
+        let hour = i.timestamp_ms.div_euclid(HOUR_MS) * HOUR_MS;
+        cells
+            .entry(site.as_str())
+            .or_default()
+            .insert((hour, i.item.as_str(), i.user.as_str()));
     }
     cells
         .into_iter()
         .map(|(site, cells)| {
-            let mut counts: BTreeMap<(i64, String), u64> = BTreeMap::new();
+            let mut counts: BTreeMap<(i64, &str), u64> = BTreeMap::new();
             for (hour, item, _) in cells {
                 *counts.entry((hour, item)).or_default() += 1;
             }
-            let v = counts.into_iter().map(|((h, i), n)| (h, i, n)).collect();
-            (site, v)
+            let v = counts
+                .into_iter()
+                .map(|((h, i), n)| (h, i.to_string(), n))
+                .collect();
+            (site.to_string(), v)
         })
         .collect()
 }
@@ -107,14 +117,14 @@ pub async fn record_history<'a, M: ModelStore>(
     config: &NectarConfig,
     lines: impl IntoIterator<Item = &'a str>,
 ) -> Result<usize, ModelStoreError> {
-    let lines: Vec<&str> = lines.into_iter().collect();
-    let updates = history_updates(config, lines.iter().copied());
+    let interactions = site_interactions(config, lines);
+    let updates = histories_of(&interactions);
     for ((site, user), items) in &updates {
         models
             .append_history(site, user, items, HISTORY_LEN)
             .await?;
     }
-    for (site, counts) in count_updates(config, lines.iter().copied()) {
+    for (site, counts) in counts_of(&interactions) {
         models.add_item_counts(&site, &counts).await?;
     }
     Ok(updates.len())
