@@ -93,12 +93,7 @@ pub async fn register<S: EventSink + 'static>(
         Ok(ext) => (Answered(Some(Arc::new(tx))), Some(run(ext))),
         Err(e) => {
             tracing::warn!(error = %e, "Extensions API unavailable; the served log is flushed on a timer.");
-            tokio::spawn(async move {
-                loop {
-                    tokio::time::sleep(fallback_every).await;
-                    log.flush().await;
-                }
-            });
+            log.spawn_flusher(fallback_every);
             (Answered(None), None)
         }
     }

@@ -447,7 +447,8 @@ impl<M: ModelStore, S: EventSink + 'static> RecommendService<M, S> {
                 ModelState::Ready(m) => {
                     out.model = Some((task.clone(), m.version()));
                     let state = if kind == EndpointKind::User {
-                        self.user(&q.site, &m, &q.subject).await
+                        self.user_at(&q.site, &m.task, m.version(), &q.subject)
+                            .await
                     } else {
                         Ok(UserState::default())
                     };
@@ -590,15 +591,6 @@ impl<M: ModelStore, S: EventSink + 'static> RecommendService<M, S> {
             }
         };
         self.served.push(accepted);
-    }
-
-    async fn user(
-        &self,
-        site: &str,
-        m: &LoadedModel,
-        user: &str,
-    ) -> Result<UserState, ModelStoreError> {
-        self.user_at(site, &m.task, m.version(), user).await
     }
 
     /// A user's state in `version` of `task` (version 0: history only), within the request

@@ -73,9 +73,16 @@ impl<S: EventSink + 'static> ServedLog<S> {
             mode,
         });
         if let FlushMode::Background { every } = mode {
-            tokio::spawn(flusher(Arc::downgrade(&log), every));
+            log.spawn_flusher(every);
         }
         log
+    }
+
+    /// Starts the background flusher (every `every`, or at once when [`FLUSH_AT`] events are
+    /// queued); it stops when the log is dropped. Background mode starts it in [`Self::new`];
+    /// a deferred log whose caller cannot flush (no Extensions API) starts it here.
+    pub fn spawn_flusher(self: &Arc<Self>, every: Duration) {
+        tokio::spawn(flusher(Arc::downgrade(self), every));
     }
 
     /// The flush mode.
