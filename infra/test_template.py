@@ -153,7 +153,6 @@ class TemplateTest(unittest.TestCase):
             "EventBucket": ["BucketEncryption"], "AthenaWorkGroup": ["WorkGroupConfiguration"],
             "EventStream": ["StreamEncryption"], "ArchiveDlq": ["KmsMasterKeyId"], "TrainDlq": ["KmsMasterKeyId"],
             "AlarmTopic": ["KmsMasterKeyId"], "RedisAuthSecret": ["KmsKeyId"],
-            "ServerlessCacheCluster": ["KmsKeyId"], "NodeCacheCluster": ["KmsKeyId"],
         }
         where.update({lid: ["SSESpecification"] for lid, r in R.items() if r["Type"] == "AWS::DynamoDB::Table"})
         where.update({lid: ["KmsKeyId"] for lid, r in R.items() if r["Type"] == "AWS::Logs::LogGroup"})
