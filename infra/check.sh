@@ -3,6 +3,7 @@
 # infra/venv.sh) and runs every check, reporting each, failing if any failed.
 #   cfn-lint (errors and warnings; any ignore is explained in the template's Metadata)
 #   sam validate --lint
+#   checkov (no failed check; each skip has its reason next to the resource, see below)
 #   actionlint (with shellcheck) on .github/workflows/, shellcheck on every project script
 #   python3 infra/gen_schedules.py --check   (template schedules == config/nectar.toml)
 #   infra/test_gen_schedules.py               (the generator itself, on temporary copies)
@@ -12,7 +13,7 @@
 #   events/*.json parse
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 2
-. infra/venv.sh || exit 1
+. infra/venv.sh && nectar_venv_checkov || exit 1
 
 passed=0 failed=0 failures=()
 run() {  # run <name> <command...>
@@ -29,6 +30,32 @@ run() {  # run <name> <command...>
 run cfn-lint cfn-lint -- infra/template.yaml
 # sam validate wants a region even though --lint works offline; any region does.
 run sam-validate sam validate --lint --template-file infra/template.yaml --region "${AWS_REGION:-us-east-1}"
+# checkov fails on any finding that has neither a fix nor a `Metadata: checkov: skip:` entry with
+# a comment next to the resource (infra/test_template.py requires the comment). The JSON report
+# is read as well, so that a template checkov could not parse (0 checks run) fails too.
+# --skip-download: no calls to the vendor's platform (offline; no API key).
+checkov_template() {
+  local out rc=0
+  out="$(mktemp -d)" || return 1
+  checkov --file infra/template.yaml --framework cloudformation --skip-download --compact --quiet \
+    --output cli --output json --output-file-path "console,$out/results_json.json" || rc=1
+  python3 - "$out/results_json.json" <<'PY' || rc=1
+import json, sys
+try:
+    report = json.load(open(sys.argv[1]))
+except (OSError, ValueError) as e:
+    sys.exit(f"checkov: no JSON report ({e})")
+reports = report if isinstance(report, list) else [report]
+s = {k: sum(r.get("summary", {}).get(k, 0) for r in reports) for k in ("passed", "failed", "skipped", "parsing_errors")}
+print(f"checkov: {s['passed']} passed, {s['failed']} failed, {s['skipped']} skipped with a reason, "
+      f"{s['parsing_errors']} parsing errors")
+sys.exit(0 if s["passed"] > 0 and s["failed"] == 0 and s["parsing_errors"] == 0 else 1)
+PY
+  rm -rf "$out"
+  return "$rc"
+}
+
+run checkov checkov_template
 run actionlint actionlint .github/workflows/*.yml
 run shellcheck shellcheck infra/*.sh scripts/*.sh scripts/bench/*.sh tests/*.sh
 run schedules python3 infra/gen_schedules.py --check

@@ -7,7 +7,8 @@ it live between marker lines in the template and are rewritten by this script:
 * ``sites``: the site keys, used by the Glue table's partition projection (an enum of sites);
 * ``schedules``: one EventBridge Scheduler schedule per training task that declares a
   ``schedule`` (``[sites.<site>.tasks.<task>] schedule = "rate(1 hour)" | "cron(...)"``), whose
-  target is the train function with the constant input ``{"task": "<task>", "site": "<site>"}``.
+  target is the train function with the constant input ``{"task": "<task>", "site": "<site>"}``,
+  a retry policy and the dead-letter queue ``TrainDlq``.
   A task without ``schedule`` is run by hand only.
 
 Usage: ``python3 infra/gen_schedules.py [--config FILE] [--template FILE] [--check]``.
@@ -34,6 +35,10 @@ NAME_RE = re.compile(r"^[a-z0-9_-]{1,64}$")
 RATE_RE = re.compile(r"^rate\((?P<n>[1-9][0-9]*) (?P<unit>minute|minutes|hour|hours|day|days)\)$")
 CRON_RE = re.compile(r"^cron\((?P<fields>[^()]+)\)$")
 MARKER = "# {edge} GENERATED {name}"
+# Each schedule's RetryPolicy: how often and how long Scheduler retries an invocation that Lambda
+# refused before sending it to the dead-letter queue (TrainDlq).
+RETRY_ATTEMPTS = 3
+RETRY_MAX_AGE_S = 900
 
 
 class ConfigError(Exception):
@@ -135,9 +140,16 @@ def render_schedules(tasks: list[tuple[str, str, str]], indent: str) -> list[str
             f"{indent}      Arn: !GetAtt TrainFunction.Arn",
             f"{indent}      RoleArn: !GetAtt SchedulerRole.Arn",
             f"{indent}      Input: '{payload}'",
+            # Scheduler's retries and DLQ are about starting a run: train is invoked
+            # asynchronously, so the invocation succeeds once Lambda has queued the event, and a run
+            # that fails goes to train's on-failure destination instead (TrainFunction's
+            # EventInvokeConfig). An invocation Lambda refused (throttled, function or permission
+            # missing) is retried for up to 15 minutes, then goes to TrainDlq, which is alarmed on.
             f"{indent}      RetryPolicy:",
-            # A failed run leaves the current model in place; the next run retrains anyway.
-            f"{indent}        MaximumRetryAttempts: 0",
+            f"{indent}        MaximumRetryAttempts: {RETRY_ATTEMPTS}",
+            f"{indent}        MaximumEventAgeInSeconds: {RETRY_MAX_AGE_S}",
+            f"{indent}      DeadLetterConfig:",
+            f"{indent}        Arn: !GetAtt TrainDlq.Arn",
         ]
     return out
 

@@ -42,6 +42,10 @@ class GenSchedulesTest(unittest.TestCase):
         self.assertIn("ScheduleExpression: cron(15 * * * ? *)", text)
         self.assertIn('Input: \'{"task":"item_knn","site":"radio-one"}\'', text)
         self.assertIn("Values: demo,radio-one", text)
+        # every schedule retries a refused invocation, then leaves it in the dead-letter queue
+        block = text.split("TrainScheduleRadioOneItemKnn:")[1].split("# END GENERATED schedules")[0]
+        self.assertIn("RetryPolicy:\n          MaximumRetryAttempts: 3\n          MaximumEventAgeInSeconds: 900", block)
+        self.assertIn("DeadLetterConfig:\n          Arn: !GetAtt TrainDlq.Arn", block)
         self.assertNotIn("Manual", text)  # no schedule, no resource
 
     def test_invalid_schedules_name_the_place(self):
