@@ -132,7 +132,7 @@ impl Progress {
             let bar = indicatif::ProgressBar::new(total as u64).with_message("collect");
             bar.set_style(
                 indicatif::ProgressStyle::with_template(
-                    "{msg:>8} [{bar:40}] {pos}/{len} users, {per_sec} ({eta} left)",
+                    "{msg:>8} [{bar:40}] {pos}/{len} users ({eta} left)",
                 )
                 .expect("template")
                 .progress_chars("=> "),
