@@ -124,6 +124,8 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         }
         _ => AnyStore::Local(LocalStore::new(&args.data_dir)),
     };
+    // The banner reads the newest events from wherever the log is kept.
+    let banner_events = store.clone();
     let writer_id = format!("dev-{}-{}", std::process::id(), nectar_platform::now_ms());
     let sink = match (&args.stream, &aws) {
         (Some(stream), Some(aws)) => {
@@ -197,27 +199,13 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         (None, Some(b)) => format!("S3 bucket {b}"),
         (None, None) => format!("local event log in {}", args.data_dir.display()),
     };
-    println!(
-        "nectar dev listening on http://{}  (sites: {sites}; events: {backend})",
-        args.addr
-    );
-    let first = config.sites.keys().next().cloned().unwrap_or_default();
-    println!("  POST http://{}/v1/collect?s={first}", args.addr);
-    for (site, sc) in &config.sites {
-        for (name, ep) in &sc.endpoints {
-            match ep.kind {
-                nectar_platform::config::EndpointKind::User => println!(
-                    "  GET  http://{}/v1/recommend/{name}?s={site}&user_id=USER&n=10",
-                    args.addr
-                ),
-                nectar_platform::config::EndpointKind::Similar => println!(
-                    "  GET  http://{}/v1/similar/{name}?s={site}&item_id=ITEM&n=10",
-                    args.addr
-                ),
-            }
-        }
+    // The bound address (`--addr` may say port 0), and ids from the data.
+    let bound = listener.local_addr()?;
+    println!("nectar dev listening on http://{bound}  (sites: {sites}; events: {backend})");
+    let samples = crate::banner::samples(&banner_events, &config).await;
+    for line in crate::banner::request_lines(bound, &config, &samples, &args.data_dir) {
+        println!("{line}");
     }
-    println!("  PUT  http://{}/v1/items?s={first}  (Authorization: Bearer <key from `nectar key create`>)", args.addr);
     let models_at = args.redis.as_deref().map_or_else(
         || format!("{}/models", args.data_dir.display()),
         |_| "Redis".to_string(),

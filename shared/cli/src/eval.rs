@@ -17,7 +17,7 @@ use anyhow::{bail, Context};
 use nectar_model::algo::spec::ALGORITHMS;
 use nectar_model::algo::AlgoSpec;
 use nectar_model::evaluation::{offline_eval, OfflineReport};
-use nectar_model::interactions::{parse_ratings_csv, RatingRow};
+use nectar_model::interactions::{parse_ratings_csv, RatingRow, ValueMode};
 use serde_json::{json, Map, Value};
 
 /// Flags of `nectar eval`.
@@ -70,6 +70,15 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
     }
     let train = read_rows(&args.train)?;
     let test = read_rows(&args.test)?;
+    for w in [
+        duplicate_warning(&args.train, &train, Side::Train, &spec),
+        duplicate_warning(&args.test, &test, Side::Test, &spec),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        eprintln!("{w}");
+    }
     let report = offline_eval(&spec, &train, &test, args.k)?;
 
     if let Some(path) = &args.recs_out {
@@ -85,6 +94,64 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
         print_table(args, &report);
     }
     Ok(())
+}
+
+/// Which file a row set came from: duplicates combine differently in each.
+#[derive(Clone, Copy)]
+enum Side {
+    Train,
+    Test,
+}
+
+/// Rows that repeat an earlier row's (user, item) pair, and how many pairs are repeated.
+fn duplicate_pairs(rows: &[RatingRow]) -> (usize, usize) {
+    let mut seen: std::collections::HashMap<(&str, &str), usize> =
+        std::collections::HashMap::with_capacity(rows.len());
+    for r in rows {
+        *seen.entry((&r.user_id, &r.item_id)).or_default() += 1;
+    }
+    let pairs = seen.values().filter(|&&n| n > 1).count();
+    (rows.len() - seen.len(), pairs)
+}
+
+/// A warning when a file repeats (user, item) pairs, saying what the evaluation does with them
+/// (the matrix builder and the warm test set combine them; see `from_rating_rows` and
+/// `WarmTest`), since that changes what the metrics measure.
+fn duplicate_warning(
+    path: &Path,
+    rows: &[RatingRow],
+    side: Side,
+    spec: &AlgoSpec,
+) -> Option<String> {
+    let (extra, pairs) = duplicate_pairs(rows);
+    if extra == 0 {
+        return None;
+    }
+    let how = match side {
+        Side::Train => match spec.value_mode() {
+            ValueMode::Binary => {
+                "they are combined into one train cell of value 1 (the pair counts once, \
+                 ratings ignored) with the newest timestamp"
+            }
+            ValueMode::Sum if spec.predicts_ratings() => {
+                "their ratings are summed into one train cell with the newest timestamp (a pair \
+                 rated 4 and then 5 trains as a rating of 9): keep one row per pair for a \
+                 rating model"
+            }
+            ValueMode::Sum => {
+                "their ratings are summed into one train cell (its confidence) with the newest \
+                 timestamp"
+            }
+        },
+        Side::Test if spec.predicts_ratings() => {
+            "the pair counts once in the ranking metrics; RMSE/MAE score every row"
+        }
+        Side::Test => "the pair counts once in the ranking metrics",
+    };
+    Some(format!(
+        "warning: {}: {extra} row(s) repeat an earlier (user, item) pair ({pairs} pair(s)); {how}.",
+        path.display()
+    ))
 }
 
 fn summary_json(args: &EvalArgs, r: &OfflineReport) -> Value {
@@ -186,6 +253,79 @@ fn write_preds(path: &Path, test: &[RatingRow], r: &OfflineReport) -> anyhow::Re
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn rows(pairs: &[(&str, &str, f32)]) -> Vec<RatingRow> {
+        pairs
+            .iter()
+            .enumerate()
+            .map(|(t, &(u, i, r))| RatingRow {
+                user_id: u.into(),
+                item_id: i.into(),
+                rating: r,
+                timestamp: t as i64,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn duplicate_pairs_are_reported_with_how_they_combine() {
+        // GIVEN a train file where u1 rated i1 three times and u2 rated i2 twice
+        let train = rows(&[
+            ("u1", "i1", 4.0),
+            ("u1", "i1", 5.0),
+            ("u1", "i1", 3.0),
+            ("u2", "i2", 1.0),
+            ("u2", "i2", 2.0),
+            ("u2", "i3", 2.0),
+        ]);
+        let path = Path::new("train.csv");
+        let spec = |algo: &str, params: &[(&str, &str)]| {
+            let p: Vec<(String, String)> = params
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            AlgoSpec::parse(algo, &p).unwrap()
+        };
+        // WHEN the warning is built for a binary ranking model
+        let w = duplicate_warning(path, &train, Side::Train, &spec("als", &[])).unwrap();
+        // THEN it counts the repeated rows and pairs and says the pair counts once
+        assert!(
+            w.starts_with(
+                "warning: train.csv: 3 row(s) repeat an earlier (user, item) pair (2 pair(s));"
+            ),
+            "{w}"
+        );
+        assert!(w.contains("value 1"), "{w}");
+        // AND for the rating model it says the ratings are summed
+        let w = duplicate_warning(path, &train, Side::Train, &spec("mf", &[])).unwrap();
+        assert!(w.contains("summed"), "{w}");
+        let w = duplicate_warning(
+            path,
+            &train,
+            Side::Train,
+            &spec("als", &[("confidence", "rating")]),
+        )
+        .unwrap();
+        assert!(w.contains("summed") && w.contains("confidence"), "{w}");
+        // AND a test file's repeats count once in the ranking metrics
+        let w = duplicate_warning(path, &train, Side::Test, &spec("popular", &[])).unwrap();
+        assert!(w.contains("counts once in the ranking metrics"), "{w}");
+        // AND a file without repeats gives no warning
+        assert!(duplicate_warning(path, &train[4..], Side::Train, &spec("als", &[])).is_none());
+    }
+
+    #[test]
+    fn summing_duplicates_is_what_the_matrix_does() {
+        // GIVEN a pair rated twice (the behaviour the warning describes)
+        let train = rows(&[("u1", "i1", 4.0), ("u1", "i1", 5.0), ("u2", "i1", 1.0)]);
+        // WHEN the matrix is built as for mf and for a binary model
+        let sum = nectar_model::interactions::from_rating_rows(&train, ValueMode::Sum).unwrap();
+        let bin = nectar_model::interactions::from_rating_rows(&train, ValueMode::Binary).unwrap();
+        // THEN the cell holds 9 and 1
+        let u = sum.user_index("u1").unwrap();
+        assert_eq!(sum.user_row(u).1, &[9.0]);
+        assert_eq!(bin.user_row(bin.user_index("u1").unwrap()).1, &[1.0]);
+    }
 
     #[test]
     fn params_parse() {

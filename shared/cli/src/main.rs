@@ -3,6 +3,8 @@
 
 use clap::{Parser, Subcommand};
 
+mod banner;
+mod bench;
 mod demo;
 mod dev;
 mod eval;
@@ -36,6 +38,12 @@ enum Command {
         #[command(subcommand)]
         command: KeyCommand,
     },
+    /// Benchmarks of the hot paths on synthetic data (collect parsing, the recommend scan);
+    /// each prints one JSON object.
+    Bench {
+        #[command(subcommand)]
+        command: bench::BenchCommand,
+    },
     /// Validate a declarative config file.
     Config {
         #[command(subcommand)]
@@ -66,12 +74,24 @@ enum ConfigCommand {
     },
 }
 
-fn init_tracing() {
+/// Logs go to stderr (stdout carries what a command prints: tables, JSON, keys), coloured only
+/// on a terminal and without `NO_COLOR`. `quiet` lists the modules whose INFO lines repeat
+/// what the command prints itself; `RUST_LOG` overrides all of it.
+fn init_tracing(quiet: &[&str]) {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new("info,aws_config=warn,aws_smithy_runtime=warn")
+        let mut directives = "info,aws_config=warn,aws_smithy_runtime=warn".to_string();
+        for module in quiet {
+            directives.push_str(&format!(",{module}=warn"));
+        }
+        tracing_subscriber::EnvFilter::new(directives)
     });
+    let colour = std::io::stderr().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(colour)
         .with_target(false)
         .init();
 }
@@ -84,7 +104,13 @@ fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    init_tracing();
+    // `nectar train` prints each run's outcome, and the demo also each answer's model version.
+    let quiet: &[&str] = match cli.command {
+        Command::Train(_) => &["nectar_platform::train"],
+        Command::Demo(_) => &["nectar_platform::train", "nectar_platform::recommend"],
+        _ => &[],
+    };
+    init_tracing(quiet);
     match cli.command {
         Command::Dev(args) => {
             let rt = tokio::runtime::Builder::new_multi_thread()
@@ -96,6 +122,7 @@ fn main() -> anyhow::Result<()> {
         Command::Train(args) => runtime()?.block_on(train::run(args)),
         Command::Import(args) => runtime()?.block_on(import::run(args)),
         Command::Eval(args) => eval::run(&args),
+        Command::Bench { command } => bench::run(&command),
         Command::Key {
             command: KeyCommand::Create { site, data_dir },
         } => {

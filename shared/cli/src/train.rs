@@ -13,7 +13,9 @@ use nectar_platform::model_store::{AnyModelStore, LocalModelStore, RedisModelSto
 use nectar_platform::reader::TimeWindow;
 use nectar_platform::registry::{AnyRegistry, DynamoRegistry, LocalRegistry, RunStatus};
 use nectar_platform::store::{AnyStore, LocalStore, S3Store};
-use nectar_platform::train::{run_task, TrainDeps, TrainObserver, TrainRequest, WindowChoice};
+use nectar_platform::train::{
+    run_task, TrainDeps, TrainError, TrainObserver, TrainRequest, WindowChoice,
+};
 use nectar_platform::trainers::ModelTrainer;
 
 /// Flags of `nectar train`.
@@ -213,7 +215,11 @@ pub async fn run(args: TrainArgs) -> anyhow::Result<()> {
             }
             Err(e) => {
                 failed += 1;
+                let hint = no_data_hint(&e);
                 eprintln!("{site}/{task}: failed: {:#}", anyhow::Error::new(e));
+                if let Some(hint) = hint {
+                    eprintln!("  {hint}");
+                }
             }
         }
     }
@@ -221,6 +227,24 @@ pub async fn run(args: TrainArgs) -> anyhow::Result<()> {
         bail!("{failed} task(s) failed; the current models stay in place");
     }
     Ok(())
+}
+
+/// What to try when a window held nothing: most often the history is older than the window
+/// (an import of past ratings), or nothing was collected yet.
+fn no_data_hint(e: &TrainError) -> Option<&'static str> {
+    match e {
+        TrainError::NoData { window: None, .. } => Some(
+            "hint: the site has no events yet: send some to POST /v1/collect (nectar dev) or \
+             import a history (nectar import --csv FILE)",
+        ),
+        TrainError::NoData { .. } => Some(
+            "hint: pick the window with --since/--until (dates, e.g. --since 1997-09-01 \
+             --until 1998-05-01), or, for imported history, anchor the task's window at its \
+             newest event: window = { days = N, anchor = \"latest\" } in a config file \
+             (--config)",
+        ),
+        _ => None,
+    }
 }
 
 #[cfg(test)]

@@ -539,13 +539,34 @@ pub struct NectarConfig {
     pub sites: BTreeMap<String, SiteConfig>,
 }
 
+/// `sites.demo.tasks.als.bogus: unknown field `bogus`, expected … (line 3, column 1)`: the
+/// dotted path of the key, the parser's message, and where the key is.
+fn schema_error_message(text: &str, e: &serde_path_to_error::Error<toml::de::Error>) -> String {
+    let inner = e.inner();
+    let mut msg = format!("{}: {}", e.path(), inner.message().trim_end());
+    if let Some(span) = inner.span() {
+        let before = text.get(..span.start).unwrap_or(text);
+        let line = before.matches('\n').count() + 1;
+        let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        msg.push_str(&format!(" (line {line}, column {column})"));
+    }
+    msg
+}
+
 impl NectarConfig {
     /// Parses and validates a config text; `source_name` is used in error messages.
     pub fn from_toml(text: &str, source_name: &str) -> Result<Self, ConfigError> {
-        let cfg: NectarConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+        let parse_error = |message: String| ConfigError::Parse {
             source_name: source_name.to_string(),
-            message: e.to_string().trim_end().to_string(),
-        })?;
+            message,
+        };
+        // TOML syntax errors: the parser's own message shows the line and a caret.
+        let de = toml::Deserializer::parse(text)
+            .map_err(|e| parse_error(e.to_string().trim_end().to_string()))?;
+        // Schema errors (unknown key, wrong type): the parser says neither which table the key
+        // is in nor, for unknown keys, its full path, so the path is tracked on the way down.
+        let cfg: NectarConfig = serde_path_to_error::deserialize(de)
+            .map_err(|e| parse_error(schema_error_message(text, &e)))?;
         cfg.validate(source_name)?;
         Ok(cfg)
     }
@@ -846,6 +867,48 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.contains("collect.clock_skew_threshold_ms"), "{e}");
+    }
+
+    #[test]
+    fn unknown_keys_are_named_by_dotted_path_and_line() {
+        // GIVEN a task table with a key the schema does not know, on line 4
+        let text = "[sites.demo]\nname = \"Demo\"\n[sites.demo.tasks.als]\nbogus = 1\nalgorithm = \"als\"\n";
+        // WHEN it is loaded
+        let e = NectarConfig::from_toml(text, "f.toml")
+            .unwrap_err()
+            .to_string();
+        // THEN the error names the key by its full dotted path, and its line
+        assert!(
+            e.starts_with("f.toml: sites.demo.tasks.als.bogus: unknown field `bogus`"),
+            "{e}"
+        );
+        assert!(e.contains("(line 4, column 1)"), "{e}");
+        // AND an unknown key in an inline table and an array element are named the same way
+        let e = NectarConfig::from_toml(
+            "[sites.demo.tasks.als]\nalgorithm = \"als\"\nwindow = { days = 3, anker = \"now\" }\n",
+            "f.toml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("sites.demo.tasks.als.window.anker") && e.contains("line 3"),
+            "{e}"
+        );
+        let e = NectarConfig::from_toml(
+            "[sites.demo.endpoints.e]\nkind = \"user\"\nmodel = \"m\"\n[sites.demo.endpoints.e.rules]\npinned = [{ slot = 1, item = \"x\" }]\n",
+            "f.toml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("sites.demo.endpoints.e.rules.pinned[0].item") && e.contains("line 5"),
+            "{e}"
+        );
+        // AND a syntax error keeps the parser's own position
+        let e = NectarConfig::from_toml("[sites.demo\n", "f.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("line 1"), "{e}");
     }
 
     #[test]

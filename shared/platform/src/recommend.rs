@@ -101,7 +101,9 @@ thread_local! {
 }
 
 impl LoadedModel {
-    fn new(task: &str, items: ModelItems) -> Self {
+    /// Prepares a version for serving (id index, fold-in model, quantised factors); public so
+    /// that `nectar bench topk` times the very scan the server runs.
+    pub fn new(task: &str, items: ModelItems) -> Self {
         let index = items
             .item_ids
             .iter()

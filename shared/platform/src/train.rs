@@ -497,10 +497,13 @@ pub enum TrainError {
         task: String,
     },
     /// The window holds no interactions.
-    #[error("no interactions in the window ({events} event lines read)")]
+    #[error("{}", no_data_message(*events, window.as_ref()))]
     NoData {
         /// Lines read.
         events: u64,
+        /// The window read; `None` when it is anchored at the newest event and the site has
+        /// none.
+        window: Option<WindowRecord>,
     },
     /// Reading the event log failed.
     #[error(transparent)]
@@ -514,6 +517,30 @@ pub enum TrainError {
     /// The algorithm failed.
     #[error(transparent)]
     Trainer(#[from] TrainerError),
+}
+
+/// Names the window in dates, so that an empty run says where it looked.
+fn no_data_message(events: u64, window: Option<&WindowRecord>) -> String {
+    let Some(w) = window else {
+        return "no events for the site in the event log (the window is anchored at the newest \
+                event)"
+            .to_string();
+    };
+    let at = |ms: i64| {
+        chrono::DateTime::from_timestamp_millis(ms).map_or_else(
+            || ms.to_string(),
+            |t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        )
+    };
+    let how = match w.anchor.as_str() {
+        "explicit" => "--since/--until".to_string(),
+        a => format!("{} days back from {a}", w.days),
+    };
+    format!(
+        "no interactions in the window [{}, {}) ({how}; {events} event lines read)",
+        at(w.since_ms),
+        at(w.until_ms)
+    )
 }
 
 impl TrainError {
@@ -670,7 +697,10 @@ where
                 Anchor::Latest => (
                     latest_event_end_ms(deps.events, &req.site, READ_CONCURRENCY)
                         .await?
-                        .ok_or(TrainError::NoData { events: 0 })?,
+                        .ok_or(TrainError::NoData {
+                            events: 0,
+                            window: None,
+                        })?,
                     "latest",
                 ),
             };
@@ -703,6 +733,7 @@ where
     if all.is_empty() {
         return Err(TrainError::NoData {
             events: read.stats.lines,
+            window: Some(run.window.clone()),
         });
     }
 
@@ -1160,12 +1191,39 @@ pub mod contract {
             site: "empty-site".into(),
             ..req.clone()
         };
+        let e = run_task(&empty_cfg, &empty, deps, &LogObserver, now)
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), "NoData");
+        // (anchored at the newest event, and there is none: it says so)
+        assert!(e.to_string().contains("no events for the site"), "{e}");
+        // AND with an explicit window the message names it in dates
+        let w = TimeWindow {
+            since_ms: T0 - 2 * DAY_MS,
+            until_ms: T0 - DAY_MS,
+        };
+        let deps = TrainDeps {
+            events,
+            models,
+            registry,
+            trainer: &BuiltinTrainer,
+        };
+        let e = run_task(
+            &empty_cfg,
+            &TrainRequest {
+                window: WindowChoice::Explicit(w),
+                ..empty
+            },
+            deps,
+            &LogObserver,
+            now,
+        )
+        .await
+        .unwrap_err();
         assert_eq!(
-            run_task(&empty_cfg, &empty, deps, &LogObserver, now)
-                .await
-                .unwrap_err()
-                .code(),
-            "NoData"
+            e.to_string(),
+            "no interactions in the window [2026-11-18T00:00:00Z, 2026-11-19T00:00:00Z) \
+             (--since/--until; 0 event lines read)"
         );
     }
 }

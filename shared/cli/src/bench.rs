@@ -1,0 +1,207 @@
+//! `nectar bench`: benchmarks of the hot paths that anyone can run from the CLI, each printing
+//! one JSON object with its figures (a subcommand per benchmark).
+//!
+//! They time the code the services run, on synthetic data: `collect` the parse + validate +
+//! flatten of a collect payload, `topk` the recommend scan (dot products and top-N with
+//! exclusions, quantised from 16,384 items on). Figures from a debug build are flagged: the
+//! model crate is optimised in every profile, the rest is not.
+
+use std::time::Instant;
+
+use anyhow::{bail, ensure};
+use nectar_model::event::{accept_payload, CollectLimits};
+use nectar_platform::model_store::{Factors, ModelItems};
+use nectar_platform::recommend::{LoadedModel, QUANTIZE_MIN_ITEMS};
+use rand::{Rng, SeedableRng};
+use serde_json::{json, Value};
+
+/// The benchmarks.
+#[derive(Debug, clap::Subcommand)]
+pub enum BenchCommand {
+    /// Collect: parse, validate and flatten one generated payload of demo events (what every
+    /// `POST /v1/collect` does before the sink), repeatedly.
+    Collect(CollectArgs),
+    /// Recommend: a user vector against every item's factors, then the top N with exclusions,
+    /// through the scan the server runs, for many user vectors.
+    Topk(TopkArgs),
+}
+
+/// Flags of `nectar bench collect`.
+#[derive(Debug, clap::Args)]
+pub struct CollectArgs {
+    /// Events in the payload (at most the collect limit, 1000).
+    #[arg(long, default_value_t = 1000)]
+    pub events: usize,
+    /// Timed repetitions.
+    #[arg(long, default_value_t = 200)]
+    pub iterations: usize,
+}
+
+/// Flags of `nectar bench topk`.
+#[derive(Debug, clap::Args)]
+pub struct TopkArgs {
+    /// Items in the catalogue.
+    #[arg(long, default_value_t = 100_000)]
+    pub items: usize,
+    /// Latent factors per item.
+    #[arg(long, default_value_t = 64)]
+    pub dim: usize,
+    /// Items excluded from every answer (the user's history).
+    #[arg(long, default_value_t = 100)]
+    pub exclude: usize,
+    /// List length.
+    #[arg(long, default_value_t = 10)]
+    pub n: usize,
+    /// Timed queries (one user vector each).
+    #[arg(long, default_value_t = 2000)]
+    pub queries: usize,
+}
+
+/// Runs a benchmark and prints its JSON.
+pub fn run(cmd: &BenchCommand) -> anyhow::Result<()> {
+    let out = match cmd {
+        BenchCommand::Collect(a) => collect(a)?,
+        BenchCommand::Topk(a) => topk(a)?,
+    };
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(())
+}
+
+fn profile() -> &'static str {
+    if cfg!(debug_assertions) {
+        "debug"
+    } else {
+        "release"
+    }
+}
+
+/// p50, p99, max and mean of `samples` (µs), rounded to 0.1 µs.
+fn latency(mut samples: Vec<f64>) -> Value {
+    samples.sort_by(f64::total_cmp);
+    let at = |p: f64| samples[((samples.len() as f64 * p) as usize).min(samples.len() - 1)];
+    let r = |x: f64| (x * 10.0).round() / 10.0;
+    let mean = samples.iter().sum::<f64>() / samples.len() as f64;
+    json!({
+        "p50": r(at(0.5)),
+        "p99": r(at(0.99)),
+        "max": r(samples[samples.len() - 1]),
+        "mean": r(mean),
+    })
+}
+
+fn collect(a: &CollectArgs) -> anyhow::Result<Value> {
+    let limits = CollectLimits::default();
+    if a.events == 0 || a.events > limits.max_events {
+        bail!("--events must be 1–{}", limits.max_events);
+    }
+    ensure!(a.iterations > 0, "--iterations must be at least 1");
+    let now = nectar_platform::now_ms();
+    let body = crate::demo::synthetic_payload(a.events, now, 7);
+    let mut times = Vec::with_capacity(a.iterations);
+    for _ in 0..a.iterations {
+        let t = Instant::now();
+        let accepted = accept_payload(&body, "demo", now, &limits)
+            .map_err(|r| anyhow::anyhow!("the generated payload was refused: {r:?}"))?;
+        times.push(t.elapsed().as_secs_f64() * 1e6);
+        ensure!(
+            accepted.events.len() == a.events,
+            "events lost in flattening"
+        );
+        std::hint::black_box(accepted);
+    }
+    let mean_s = times.iter().sum::<f64>() / times.len() as f64 / 1e6;
+    Ok(json!({
+        "bench": "collect",
+        "what": "parse + validate + flatten one payload (accept_payload)",
+        "profile": profile(),
+        "events": a.events,
+        "payload_bytes": body.len(),
+        "iterations": a.iterations,
+        "latency_us": latency(times),
+        "events_per_second": (a.events as f64 / mean_s).round(),
+        "mib_per_second": ((body.len() as f64 / mean_s / 1_048_576.0) * 10.0).round() / 10.0,
+    }))
+}
+
+fn topk(a: &TopkArgs) -> anyhow::Result<Value> {
+    ensure!(
+        a.items > 0 && a.dim > 0,
+        "--items and --dim must be at least 1"
+    );
+    ensure!(a.queries > 0, "--queries must be at least 1");
+    ensure!(
+        (1..=100).contains(&a.n),
+        "--n must be 1–100 (the API's range)"
+    );
+    ensure!(a.exclude < a.items, "--exclude must be below --items");
+    // Factors with no structure are the worst case for the quantised first pass (no clear
+    // winners), so the figures are an upper bound for trained models.
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+    let data: Vec<f32> = (0..a.items * a.dim)
+        .map(|_| rng.random_range(-1.0..1.0f32) * 0.3)
+        .collect();
+    let factors = Factors { dim: a.dim, data };
+    let t = Instant::now();
+    let model = LoadedModel::new(
+        "bench",
+        ModelItems {
+            version: 1,
+            item_ids: (0..a.items).map(|i| format!("item-{i}")).collect(),
+            item_factors: Some(factors.clone()),
+            popular: Vec::new(),
+            similar: None,
+            metadata: json!({"params": {}}),
+        },
+    );
+    let load_ms = t.elapsed().as_secs_f64() * 1e3;
+    let mut excluded: Vec<u32> = Vec::with_capacity(a.exclude);
+    while excluded.len() < a.exclude {
+        excluded.push(rng.random_range(0..a.items as u32));
+        excluded.sort_unstable();
+        excluded.dedup();
+    }
+    let users: Vec<Vec<f32>> = (0..a.queries)
+        .map(|_| (0..a.dim).map(|_| rng.random_range(-1.0..1.0)).collect())
+        .collect();
+    let mut times = Vec::with_capacity(a.queries);
+    for x in &users {
+        let t = Instant::now();
+        let top = model.scan(&factors, x, a.n, &excluded);
+        times.push(t.elapsed().as_secs_f64() * 1e6);
+        ensure!(top.len() == a.n.min(a.items - excluded.len()), "short list");
+        std::hint::black_box(top);
+    }
+    let method = if a.items >= QUANTIZE_MIN_ITEMS {
+        "i8 scan, best candidates re-scored exactly"
+    } else {
+        "exact f32 scan"
+    };
+    Ok(json!({
+        "bench": "topk",
+        "what": "user vector · item factors, top N without the excluded items (the server's scan)",
+        "profile": profile(),
+        "items": a.items,
+        "dim": a.dim,
+        "exclude": excluded.len(),
+        "n": a.n,
+        "queries": a.queries,
+        "method": method,
+        "prepare_ms": (load_ms * 10.0).round() / 10.0,
+        "latency_us": latency(times),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn latency_percentiles() {
+        // GIVEN 100 samples 1..=100 µs WHEN summarised THEN p50 is the 51st, p99 the 100th
+        let v = latency((1..=100).map(f64::from).collect());
+        assert_eq!(v["p50"], 51.0);
+        assert_eq!(v["p99"], 100.0);
+        assert_eq!(v["max"], 100.0);
+        assert_eq!(v["mean"], 50.5);
+    }
+}
