@@ -48,8 +48,9 @@ pub enum AppError {
     /// The site declares no such endpoint (of this kind).
     #[error("unknown endpoint {0:?}")]
     UnknownEndpoint(String),
-    /// No model has been published for the endpoint yet and it has no fallback list.
-    #[error("no model is published for {0} yet and it has no fallback")]
+    /// Neither the endpoint's model nor its fallback can answer yet; the message says which
+    /// task to train.
+    #[error("{0}")]
     NoModel(String),
     /// An admin key is required (`Authorization: Bearer <key>`).
     #[error("this route needs Authorization: Bearer <key>")]
