@@ -42,6 +42,12 @@ pub enum AppError {
         /// The limit in bytes.
         limit: usize,
     },
+    /// The request body did not arrive within the server's body-read timeout.
+    #[error("the request body did not arrive within {seconds} s")]
+    RequestTimeout {
+        /// The timeout in seconds.
+        seconds: u64,
+    },
     /// Unsupported `Content-Type` or `Content-Encoding`.
     #[error("{0}")]
     UnsupportedMediaType(String),
@@ -75,6 +81,7 @@ impl AppError {
             Self::NoModel(_) => S::SERVICE_UNAVAILABLE,
             Self::MethodNotAllowed { .. } => S::METHOD_NOT_ALLOWED,
             Self::PayloadTooLarge { .. } => S::PAYLOAD_TOO_LARGE,
+            Self::RequestTimeout { .. } => S::REQUEST_TIMEOUT,
             Self::UnsupportedMediaType(_) => S::UNSUPPORTED_MEDIA_TYPE,
             Self::Unavailable(_) => S::SERVICE_UNAVAILABLE,
         }
@@ -94,6 +101,7 @@ impl AppError {
             Self::Forbidden => "forbidden",
             Self::MethodNotAllowed { .. } => "method_not_allowed",
             Self::PayloadTooLarge { .. } => "payload_too_large",
+            Self::RequestTimeout { .. } => "request_timeout",
             Self::UnsupportedMediaType(_) => "unsupported_media_type",
             Self::Unavailable(_) => "unavailable",
         }
@@ -175,6 +183,11 @@ mod tests {
                 AppError::PayloadTooLarge { limit: 1 },
                 413,
                 "payload_too_large",
+            ),
+            (
+                AppError::RequestTimeout { seconds: 10 },
+                408,
+                "request_timeout",
             ),
             (
                 AppError::UnsupportedMediaType("x".into()),
