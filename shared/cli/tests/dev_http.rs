@@ -281,10 +281,26 @@ fn repeated_query_parameters_are_refused_on_every_route() {
     let (dev, _) = start("query", false);
     let p = dev.port;
     for (request, name) in [
-        (format!("POST /v1/collect?s=demo&s=demo HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}"), "s"),
-        ("GET /v1/recommend/for-you?s=demo&user_id=a&user_id=b HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".to_string(), "user_id"),
-        ("GET /v1/similar/more-like-this?s=demo&item_id=a&n=2&n=3 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".to_string(), "n"),
-        ("PUT /v1/items?s=demo&s=other HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_string(), "s"),
+        (
+            "POST /v1/collect?s=demo&s=demo HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+             Content-Length: 2\r\nConnection: close\r\n\r\n{}",
+            "s",
+        ),
+        (
+            "GET /v1/recommend/for-you?s=demo&user_id=a&user_id=b HTTP/1.1\r\nHost: x\r\n\
+             Connection: close\r\n\r\n",
+            "user_id",
+        ),
+        (
+            "GET /v1/similar/more-like-this?s=demo&item_id=a&n=2&n=3 HTTP/1.1\r\nHost: x\r\n\
+             Connection: close\r\n\r\n",
+            "n",
+        ),
+        (
+            "PUT /v1/items?s=demo&s=other HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\
+             Connection: close\r\n\r\n",
+            "s",
+        ),
     ] {
         let (status, body) = raw(p, request.as_bytes(), false);
         assert_eq!(status, 400, "{request}: {body}");

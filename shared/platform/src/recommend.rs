@@ -6,8 +6,10 @@
 //! `reload_interval`, with jitter); a request holds one loaded version from start to end, so an
 //! answer never mixes versions. Per request there is one store round trip for the user's
 //! vector, precomputed list and recent history. Unknown users with history are folded in
-//! (ALS); without history they get the endpoint's fallback list. When the store is unreachable
-//! the fallback lists already in memory are served, marked `"fallback": true`.
+//! (ALS); without history they get the endpoint's fallback list, or, while no fallback task
+//! has a version, the model's own popularity list. When the store is unreachable the fallback
+//! lists already in memory are served, marked `"fallback": true`. [`HEALTH_PATH`] reports,
+//! per endpoint, what it would serve.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
