@@ -108,6 +108,19 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_repeated_site_key_is_refused_naming_it() {
+        // GIVEN the sample payload with `s` given twice in the raw query
+        let mut ev: serde_json::Value =
+            serde_json::from_str(include_str!("../../../events/collect-post-json.json")).unwrap();
+        ev["rawQueryString"] = "s=demo&s=other".into();
+        // WHEN handled THEN 400 invalid_request naming `s`, and nothing is stored
+        let (status, body, _, stored) = run(&ev.to_string()).await;
+        assert_eq!((status, stored), (400, 0), "{body}");
+        assert_eq!(body["error"]["code"], "invalid_request");
+        assert_eq!(body["error"]["details"][0]["path"], "s");
+    }
+
+    #[tokio::test]
     async fn preflight_is_answered() {
         let (status, _, headers, _) = run(include_str!(
             "../../../events/collect-options-preflight.json"

@@ -87,6 +87,124 @@ mod tests {
         (status, body)
     }
 
+    fn service(
+        dir: &std::path::Path,
+        keys: AdminKeys,
+    ) -> RecommendService<AnyModelStore, LocalEventLog> {
+        RecommendService::new(
+            Arc::new(NectarConfig::embedded_default()),
+            AnyModelStore::Local(LocalModelStore::new(dir)),
+            Arc::new(LocalEventLog::start(dir, "test").unwrap()),
+            Catalog::in_memory(),
+            keys,
+            RecommendOptions {
+                served_flush: nectar_platform::served_log::FlushMode::Deferred,
+                ..RecommendOptions::default()
+            },
+        )
+    }
+
+    /// A sample event with its raw query string (what lambda_http builds the URI from) and,
+    /// when given, its body and authorization header replaced.
+    fn event(fixture: &str, query: &str, body: Option<&str>, auth: Option<&str>) -> Request {
+        let mut ev: serde_json::Value = serde_json::from_str(fixture).unwrap();
+        ev["rawQueryString"] = query.into();
+        if let Some(b) = body {
+            ev["body"] = b.into();
+            ev["headers"]["content-length"] = b.len().to_string().into();
+        }
+        if let Some(a) = auth {
+            ev["headers"]["authorization"] = a.into();
+        }
+        lambda_http::request::from_str(&ev.to_string()).unwrap()
+    }
+
+    async fn answer(
+        svc: &RecommendService<AnyModelStore, LocalEventLog>,
+        table: Option<&DynamoCatalog>,
+        req: Request,
+    ) -> (u16, serde_json::Value) {
+        let resp = handle(svc, table, req).await.unwrap();
+        let body = match resp.body() {
+            Body::Text(t) => serde_json::from_str(t).unwrap(),
+            _ => panic!("text body expected"),
+        };
+        (resp.status().as_u16(), body)
+    }
+
+    #[tokio::test]
+    async fn repeated_query_parameters_are_refused_naming_them() {
+        let dir = std::env::temp_dir().join(format!("nectar-reco-repeat-{}", std::process::id()));
+        let svc = service(&dir, AdminKeys::none());
+        // GIVEN API Gateway events whose raw query repeats a singular parameter
+        for (fixture, query, name) in [
+            (
+                include_str!("../../../events/recommend-for-you.json"),
+                "s=demo&user_id=a&user_id=b",
+                "user_id",
+            ),
+            (
+                include_str!("../../../events/recommend-for-you.json"),
+                "s=demo&s=other&user_id=a",
+                "s",
+            ),
+            (
+                include_str!("../../../events/similar-more-like-this.json"),
+                "s=demo&item_id=a&item_id=b",
+                "item_id",
+            ),
+        ] {
+            // WHEN handled THEN 400 invalid_request naming the parameter
+            let (status, body) = answer(&svc, None, event(fixture, query, None, None)).await;
+            assert_eq!(status, 400, "{query}: {body}");
+            assert_eq!(body["error"]["code"], "invalid_request");
+            assert_eq!(body["error"]["details"][0]["path"], name, "{query}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn items_upsert_checks_the_key_before_the_body() {
+        let dir = std::env::temp_dir().join(format!("nectar-reco-items-{}", std::process::id()));
+        let mut keys = AdminKeys::none();
+        keys.add("right-key", "demo");
+        let svc = service(&dir, keys);
+        // A table nobody answers at: nothing here may reach it.
+        let conf = aws_sdk_dynamodb::Config::builder()
+            .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
+            .region(aws_sdk_dynamodb::config::Region::new("us-east-1"))
+            .endpoint_url("http://127.0.0.1:9")
+            .build();
+        let table = DynamoCatalog::new(aws_sdk_dynamodb::Client::from_conf(conf), "catalog");
+        let fixture = include_str!("../../../events/items-put.json");
+        let oversized = "x".repeat(6 << 20);
+        // GIVEN a wrong key with an oversized or broken body THEN 403, not 413 or 400
+        for body in [oversized.as_str(), "{not json"] {
+            let req = event(fixture, "s=demo", Some(body), Some("Bearer wrong-key"));
+            let (status, b) = answer(&svc, Some(&table), req).await;
+            assert_eq!(
+                (status, b["error"]["code"].as_str()),
+                (403, Some("forbidden"))
+            );
+        }
+        // GIVEN the right key THEN the body's own problems are reported
+        let req = event(
+            fixture,
+            "s=demo",
+            Some(&oversized),
+            Some("Bearer right-key"),
+        );
+        assert_eq!(answer(&svc, Some(&table), req).await.0, 413);
+        let req = event(
+            fixture,
+            "s=demo",
+            Some("{not json"),
+            Some("Bearer right-key"),
+        );
+        assert_eq!(answer(&svc, Some(&table), req).await.0, 400);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
     #[tokio::test]
     async fn sample_requests_are_answered() {
         // GIVEN the default config and a published trending list only

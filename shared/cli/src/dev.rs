@@ -6,23 +6,30 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use axum::body::Body;
-use axum::extract::State;
 use bytes::Bytes;
-use http_body_util::{BodyExt, Limited};
+use http::{Method, StatusCode};
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use hyper::body::{Body as _, Incoming};
 use nectar_model::event::Accepted;
-use nectar_platform::catalog::{handle_items, Catalog, ITEMS_PATH};
+use nectar_platform::catalog::{
+    authorize_items_request, handle_items, Catalog, ITEMS_PATH, MAX_ITEMS_BODY,
+};
 use nectar_platform::collect::{CollectService, COLLECT_PATH};
 use nectar_platform::config::NectarConfig;
 use nectar_platform::error::AppError;
 use nectar_platform::history::HistorySink;
+use nectar_platform::http_util::json_response;
 use nectar_platform::keys::AdminKeys;
 use nectar_platform::kinesis::{KinesisSink, RetryPolicy, SdkKinesis};
 use nectar_platform::local_log::LocalEventLog;
 use nectar_platform::model_store::{AnyModelStore, LocalModelStore, RedisModelStore};
-use nectar_platform::recommend::{RecommendOptions, RecommendService};
+use nectar_platform::recommend::{RecommendOptions, RecommendService, HEALTH_PATH};
 use nectar_platform::sink::{EventSink, SinkError};
 use nectar_platform::store::{AnyStore, LocalStore, S3Store};
+
+mod conn;
+
+use conn::BODY_READ_TIMEOUT;
 
 /// Flags of `nectar dev`; each has an env twin with the same NECTAR_* naming.
 #[derive(Debug, clap::Args)]
@@ -75,39 +82,160 @@ struct AppState {
     recommend: RecommendService<AnyModelStore, DevSink>,
     config: Arc<NectarConfig>,
     keys: AdminKeys,
+    /// The collect limit, also applied to the bodies of the routes that take none.
+    max_body_bytes: usize,
 }
 
-/// Bodies above this are refused before reading them whole (the collect limit is 1 MiB).
-const MAX_REQUEST_BYTES: usize = (1 << 20) + 1;
-
+/// Answers one request. Bodies are read here, after every check that needs none, within
+/// [`BODY_READ_TIMEOUT`] and the route's size limit.
 async fn route(
-    State(state): State<Arc<AppState>>,
-    req: axum::extract::Request,
-) -> axum::response::Response {
+    state: Arc<AppState>,
+    req: http::Request<Incoming>,
+    ambiguous_length: bool,
+) -> conn::DevResponse {
     let (parts, body) = req.into_parts();
-    let bytes: Bytes = match Limited::new(body, MAX_REQUEST_BYTES).collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(_) => return to_axum(AppError::PayloadTooLarge { limit: 1 << 20 }.into_response()),
-    };
-    let req = http::Request::from_parts(parts, bytes);
-    let path = req.uri().path();
-    let resp = if path == COLLECT_PATH {
-        state.collect.handle(&req, nectar_platform::now_ms()).await
-    } else if RecommendService::<AnyModelStore, DevSink>::routes(path) {
-        state
-            .recommend
-            .handle(&req, nectar_platform::now_ms())
-            .await
-    } else if path == ITEMS_PATH {
-        handle_items(&state.config, &state.keys, state.recommend.catalog(), &req)
+    let path = parts.uri.path().to_string();
+    let resp = if ambiguous_length {
+        // hyper would read it as chunked; a client and a proxy may disagree on where it ends.
+        close(AppError::invalid(
+            "Content-Length",
+            "a request with both Content-Length and Transfer-Encoding is ambiguous; send one",
+        ))
+    } else if path == "/" || path == HEALTH_PATH {
+        if parts.method != Method::GET && parts.method != Method::HEAD {
+            AppError::MethodNotAllowed {
+                method: parts.method.to_string(),
+                allow: "GET, HEAD",
+            }
+            .into_response()
+        } else if path == "/" {
+            index(&state.config)
+        } else {
+            state
+                .recommend
+                .health_response(nectar_platform::now_ms())
+                .await
+        }
     } else {
-        AppError::NotFound(req.uri().path().to_string()).into_response()
+        let limit = if path == ITEMS_PATH {
+            // The key before the body: a caller without one cannot make the server read
+            // (or wait for) a body, nor learn from its problems.
+            if let Err(e) = authorize_items_request(
+                &state.config,
+                &state.keys,
+                &parts.method,
+                &parts.uri,
+                &parts.headers,
+            ) {
+                return full(close(e));
+            }
+            MAX_ITEMS_BODY
+        } else {
+            state.max_body_bytes
+        };
+        match read_body(body, limit).await {
+            Err(e) => close(e),
+            Ok(bytes) => {
+                let req = http::Request::from_parts(parts, bytes);
+                if path == COLLECT_PATH {
+                    state.collect.handle(&req, nectar_platform::now_ms()).await
+                } else if RecommendService::<AnyModelStore, DevSink>::routes(&path) {
+                    state
+                        .recommend
+                        .handle(&req, nectar_platform::now_ms())
+                        .await
+                } else if path == ITEMS_PATH {
+                    handle_items(&state.config, &state.keys, state.recommend.catalog(), &req)
+                } else {
+                    AppError::NotFound(path).into_response()
+                }
+            }
+        }
     };
-    to_axum(resp)
+    full(resp)
 }
 
-fn to_axum(resp: http::Response<Bytes>) -> axum::response::Response {
-    resp.map(Body::from)
+/// The body, whole: `413 payload_too_large` over `limit`, `408 request_timeout` after
+/// [`BODY_READ_TIMEOUT`], and `400 invalid_request` when it cannot be read (a
+/// `Content-Length` longer than what arrives, broken chunked framing).
+async fn read_body(body: Incoming, limit: usize) -> Result<Bytes, AppError> {
+    // A declared length over the limit is refused before reading a byte of it.
+    if body.size_hint().lower() > limit as u64 {
+        return Err(AppError::PayloadTooLarge { limit });
+    }
+    let read = tokio::time::timeout(BODY_READ_TIMEOUT, Limited::new(body, limit).collect());
+    match read.await {
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => {
+            Err(AppError::PayloadTooLarge { limit })
+        }
+        Ok(Err(e)) => {
+            tracing::debug!(error = %e, "Request body could not be read.");
+            Err(AppError::invalid(
+                "body",
+                "the request body could not be read",
+            ))
+        }
+        Err(_) => Err(AppError::RequestTimeout {
+            seconds: BODY_READ_TIMEOUT.as_secs(),
+        }),
+    }
+}
+
+/// An error answer after which the connection is closed: the rest of the body is unread (or
+/// unreadable), so the stream is no longer at the start of a request.
+fn close(e: AppError) -> http::Response<Bytes> {
+    let mut resp = e.into_response();
+    resp.headers_mut().insert(
+        http::header::CONNECTION,
+        http::HeaderValue::from_static("close"),
+    );
+    resp
+}
+
+fn full(resp: http::Response<Bytes>) -> conn::DevResponse {
+    resp.map(Full::new)
+}
+
+/// `GET /`: where things are.
+fn index(config: &NectarConfig) -> http::Response<Bytes> {
+    let sites: serde_json::Map<String, serde_json::Value> = config
+        .sites
+        .iter()
+        .map(|(site, sc)| {
+            let endpoints: serde_json::Map<String, serde_json::Value> = sc
+                .endpoints
+                .iter()
+                .map(|(name, ep)| {
+                    let route = match ep.kind {
+                        nectar_platform::config::EndpointKind::User => {
+                            format!("GET /v1/recommend/{name}?s={site}&user_id=USER&n=10")
+                        }
+                        nectar_platform::config::EndpointKind::Similar => {
+                            format!("GET /v1/similar/{name}?s={site}&item_id=ITEM&n=10")
+                        }
+                    };
+                    (name.clone(), serde_json::json!(route))
+                })
+                .collect();
+            (site.clone(), serde_json::json!({ "endpoints": endpoints }))
+        })
+        .collect();
+    json_response(
+        StatusCode::OK,
+        &serde_json::json!({
+            "service": "nectar dev",
+            "health": HEALTH_PATH,
+            "routes": {
+                "collect": "POST /v1/collect?s=SITE",
+                "recommend": "GET /v1/recommend/{endpoint}?s=SITE&user_id=USER&n=10",
+                "similar": "GET /v1/similar/{endpoint}?s=SITE&item_id=ITEM&n=10",
+                "items": "PUT /v1/items?s=SITE (Authorization: Bearer KEY)",
+                "health": "GET /healthz",
+            },
+            "sites": sites,
+        }),
+    )
 }
 
 /// Runs the dev server until Ctrl-C.
@@ -185,10 +313,8 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         ),
         config: config.clone(),
         keys,
+        max_body_bytes: config.collect_limits().max_body_bytes,
     });
-    let app = axum::Router::new()
-        .fallback(route)
-        .with_state(state.clone());
     let listener = tokio::net::TcpListener::bind(args.addr)
         .await
         .with_context(|| format!("cannot listen on {}", args.addr))?;
@@ -211,9 +337,13 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         |_| "Redis".to_string(),
     );
     println!("  models from {models_at}");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    let app = state.clone();
+    conn::serve(
+        listener,
+        move |req, ambiguous| route(app.clone(), req, ambiguous),
+        shutdown_signal(),
+    )
+    .await?;
     // Answers still queued in the served log are written before exit.
     let r = state.recommend.served_log().flush().await;
     if r.requeued > 0 {

@@ -23,7 +23,7 @@ use crate::keys::AdminKeys;
 /// The catalog route.
 pub const ITEMS_PATH: &str = "/v1/items";
 /// Largest catalog upsert body.
-const MAX_ITEMS_BODY: usize = 5 << 20;
+pub const MAX_ITEMS_BODY: usize = 5 << 20;
 
 /// What the rules know of one item.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -277,20 +277,7 @@ pub fn parse_items_request(
     keys: &AdminKeys,
     req: &http::Request<Bytes>,
 ) -> Result<(String, Vec<ItemMeta>), AppError> {
-    if req.uri().path() != ITEMS_PATH {
-        return Err(AppError::NotFound(req.uri().path().to_string()));
-    }
-    if req.method() != Method::PUT {
-        return Err(AppError::MethodNotAllowed {
-            method: req.method().to_string(),
-            allow: "PUT",
-        });
-    }
-    let site = site_key_param(req.uri().query())?;
-    if config.site(&site).is_none() {
-        return Err(AppError::UnknownSite(site));
-    }
-    keys.authorize(req.headers(), &site)?;
+    let site = authorize_items_request(config, keys, req.method(), req.uri(), req.headers())?;
     if req.body().len() > MAX_ITEMS_BODY {
         return Err(AppError::PayloadTooLarge {
             limit: MAX_ITEMS_BODY,
@@ -315,6 +302,33 @@ pub fn parse_items_request(
         }
     }
     Ok((site, body.items))
+}
+
+/// The checks of `PUT /v1/items` that need no body (route, method, site, the site's admin
+/// key); returns the site. A server reading the body itself runs them first, so that a caller
+/// without a key can neither make it read a body nor learn anything from the body's problems.
+pub fn authorize_items_request(
+    config: &NectarConfig,
+    keys: &AdminKeys,
+    method: &Method,
+    uri: &http::Uri,
+    headers: &http::HeaderMap,
+) -> Result<String, AppError> {
+    if uri.path() != ITEMS_PATH {
+        return Err(AppError::NotFound(uri.path().to_string()));
+    }
+    if method != Method::PUT {
+        return Err(AppError::MethodNotAllowed {
+            method: method.to_string(),
+            allow: "PUT",
+        });
+    }
+    let site = site_key_param(uri.query())?;
+    if config.site(&site).is_none() {
+        return Err(AppError::UnknownSite(site));
+    }
+    keys.authorize(headers, &site)?;
+    Ok(site)
 }
 
 /// The answer to a successful upsert of `n` items.

@@ -42,14 +42,21 @@ pub enum AppError {
         /// The limit in bytes.
         limit: usize,
     },
+    /// The request body did not arrive within the server's body-read timeout.
+    #[error("the request body did not arrive within {seconds} s")]
+    RequestTimeout {
+        /// The timeout in seconds.
+        seconds: u64,
+    },
     /// Unsupported `Content-Type` or `Content-Encoding`.
     #[error("{0}")]
     UnsupportedMediaType(String),
     /// The site declares no such endpoint (of this kind).
     #[error("unknown endpoint {0:?}")]
     UnknownEndpoint(String),
-    /// No model has been published for the endpoint yet and it has no fallback list.
-    #[error("no model is published for {0} yet and it has no fallback")]
+    /// Neither the endpoint's model nor its fallback can answer yet; the message says which
+    /// task to train.
+    #[error("{0}")]
     NoModel(String),
     /// An admin key is required (`Authorization: Bearer <key>`).
     #[error("this route needs Authorization: Bearer <key>")]
@@ -74,6 +81,7 @@ impl AppError {
             Self::NoModel(_) => S::SERVICE_UNAVAILABLE,
             Self::MethodNotAllowed { .. } => S::METHOD_NOT_ALLOWED,
             Self::PayloadTooLarge { .. } => S::PAYLOAD_TOO_LARGE,
+            Self::RequestTimeout { .. } => S::REQUEST_TIMEOUT,
             Self::UnsupportedMediaType(_) => S::UNSUPPORTED_MEDIA_TYPE,
             Self::Unavailable(_) => S::SERVICE_UNAVAILABLE,
         }
@@ -93,6 +101,7 @@ impl AppError {
             Self::Forbidden => "forbidden",
             Self::MethodNotAllowed { .. } => "method_not_allowed",
             Self::PayloadTooLarge { .. } => "payload_too_large",
+            Self::RequestTimeout { .. } => "request_timeout",
             Self::UnsupportedMediaType(_) => "unsupported_media_type",
             Self::Unavailable(_) => "unavailable",
         }
@@ -174,6 +183,11 @@ mod tests {
                 AppError::PayloadTooLarge { limit: 1 },
                 413,
                 "payload_too_large",
+            ),
+            (
+                AppError::RequestTimeout { seconds: 10 },
+                408,
+                "request_timeout",
             ),
             (
                 AppError::UnsupportedMediaType("x".into()),

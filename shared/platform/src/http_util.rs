@@ -20,16 +20,46 @@ pub fn json_response(status: StatusCode, body: &serde_json::Value) -> http::Resp
     resp
 }
 
-/// The value of query parameter `name` (the first one), percent-decoded.
-pub fn query_param<'a>(query: Option<&'a str>, name: &str) -> Option<Cow<'a, str>> {
-    form_urlencoded::parse(query?.as_bytes())
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v)
+/// The value of the singular query parameter `name`, percent-decoded. Every route reads its
+/// parameters through this, so a repeated one (`s=a&s=b`) is refused naming it, the same way
+/// on every route: letting the first (or last) win would answer for a site or user the caller
+/// may not have meant.
+pub fn query_param<'a>(
+    query: Option<&'a str>,
+    name: &str,
+) -> Result<Option<Cow<'a, str>>, AppError> {
+    let Some(query) = query else {
+        return Ok(None);
+    };
+    let mut values = form_urlencoded::parse(query.as_bytes()).filter(|(k, _)| k == name);
+    let first = values.next().map(|(_, v)| v);
+    let repeats = values.count();
+    if repeats > 0 {
+        return Err(AppError::invalid(
+            name,
+            format!(
+                "the query parameter is given {} times; give it once",
+                repeats + 1
+            ),
+        ));
+    }
+    Ok(first)
+}
+
+/// Every value of the list query parameter `name`, in order (`exclude=a,b&exclude=c` gives
+/// `["a,b", "c"]`): lists may be split over repeats.
+pub fn query_param_all<'a>(query: Option<&'a str>, name: &str) -> Vec<Cow<'a, str>> {
+    query.map_or_else(Vec::new, |q| {
+        form_urlencoded::parse(q.as_bytes())
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v)
+            .collect()
+    })
 }
 
 /// The site key from `?s=`, checked against `[a-z0-9_-]{1,64}`.
 pub fn site_key_param(query: Option<&str>) -> Result<String, AppError> {
-    let s = query_param(query, "s")
+    let s = query_param(query, "s")?
         .ok_or_else(|| AppError::invalid("s", "the site key query parameter is required"))?;
     if !nectar_model::event::is_valid_key(&s) {
         return Err(AppError::invalid("s", "site keys match [a-z0-9_-]{1,64}"));
@@ -89,9 +119,12 @@ mod tests {
 
     #[test]
     fn query_params_are_decoded() {
-        assert_eq!(query_param(Some("a=1&s=de%2Dmo"), "s").unwrap(), "de-mo");
-        assert!(query_param(Some("a=1"), "s").is_none());
-        assert!(query_param(None, "s").is_none());
+        assert_eq!(
+            query_param(Some("a=1&s=de%2Dmo"), "s").unwrap().unwrap(),
+            "de-mo"
+        );
+        assert!(query_param(Some("a=1"), "s").unwrap().is_none());
+        assert!(query_param(None, "s").unwrap().is_none());
         assert!(matches!(
             site_key_param(Some("s=Demo")),
             Err(AppError::InvalidRequest { .. })
@@ -101,6 +134,39 @@ mod tests {
             Err(AppError::InvalidRequest { .. })
         ));
         assert_eq!(site_key_param(Some("s=demo")).unwrap(), "demo");
+    }
+
+    #[test]
+    fn repeated_singular_parameters_are_refused_naming_the_parameter() {
+        // GIVEN queries repeating a singular parameter, also with different spellings of the
+        // same decoded name and with equal values
+        for (query, name) in [
+            ("s=a&s=b", "s"),
+            ("s=demo&user_id=1&user_id=2", "user_id"),
+            ("n=1&x=2&n=1", "n"),
+            ("%73=demo&s=demo", "s"),
+        ] {
+            // WHEN the parameter is read THEN the error names it and says it was repeated
+            let err = query_param(Some(query), name).unwrap_err();
+            let body = err.body();
+            assert_eq!(body["error"]["code"], "invalid_request", "{query}");
+            assert_eq!(body["error"]["details"][0]["path"], name, "{query}");
+            assert!(err.to_string().contains("2 times"), "{err}");
+        }
+        // AND the site key helper refuses `s=a&s=b` the same way on every route
+        let err = site_key_param(Some("s=demo&s=other")).unwrap_err();
+        assert_eq!(err.body()["error"]["details"][0]["path"], "s");
+        // AND other parameters may repeat without touching this one
+        assert_eq!(
+            query_param(Some("s=demo&x=1&x=2"), "s").unwrap().unwrap(),
+            "demo"
+        );
+        // AND list parameters collect every repeat in order
+        assert_eq!(
+            query_param_all(Some("exclude=a,b&s=demo&exclude=c"), "exclude"),
+            ["a,b", "c"]
+        );
+        assert!(query_param_all(None, "exclude").is_empty());
     }
 
     #[test]

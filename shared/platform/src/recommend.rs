@@ -6,8 +6,10 @@
 //! `reload_interval`, with jitter); a request holds one loaded version from start to end, so an
 //! answer never mixes versions. Per request there is one store round trip for the user's
 //! vector, precomputed list and recent history. Unknown users with history are folded in
-//! (ALS); without history they get the endpoint's fallback list. When the store is unreachable
-//! the fallback lists already in memory are served, marked `"fallback": true`.
+//! (ALS); without history they get the endpoint's fallback list, or, while no fallback task
+//! has a version, the model's own popularity list. When the store is unreachable the fallback
+//! lists already in memory are served, marked `"fallback": true`. [`HEALTH_PATH`] reports,
+//! per endpoint, what it would serve.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -26,13 +28,19 @@ use sha2::{Digest, Sha256};
 use crate::catalog::Catalog;
 use crate::config::{EndpointConfig, EndpointKind, NectarConfig, VariantConfig};
 use crate::error::AppError;
-use crate::http_util::{json_response, query_param, site_key_param};
+use crate::http_util::{json_response, query_param, query_param_all, site_key_param};
 use crate::keys::AdminKeys;
 use crate::model_store::{
     user_state, Factors, ModelItems, ModelStore, ModelStoreError, UserState, HOUR_MS,
 };
 use crate::served_log::{FlushMode, ServedLog};
 use crate::sink::EventSink;
+
+mod health;
+#[cfg(test)]
+mod serving_tests;
+
+pub use health::HEALTH_PATH;
 
 /// Prefix of the per-user route.
 pub const RECOMMEND_PREFIX: &str = "/v1/recommend/";
@@ -360,7 +368,7 @@ impl<M: ModelStore, S: EventSink + 'static> RecommendService<M, S> {
         if self.config.site(&site).is_none() {
             return Err(AppError::UnknownSite(site));
         }
-        let n = match query_param(q, "n") {
+        let n = match query_param(q, "n")? {
             None => 10,
             Some(v) => v
                 .parse::<usize>()
@@ -370,21 +378,22 @@ impl<M: ModelStore, S: EventSink + 'static> RecommendService<M, S> {
                     AppError::invalid("n", format!("must be an integer from 1 to {MAX_N}"))
                 })?,
         };
+        // `exclude` is a list: repeats add to it (`exclude=a&exclude=b` is `exclude=a,b`).
         let mut exclude = Vec::new();
-        if let Some(v) = query_param(q, "exclude") {
+        for v in query_param_all(q, "exclude") {
             for id in v.split(',').filter(|s| !s.is_empty()) {
                 check_id("exclude", id)?;
                 exclude.push(id.to_string());
             }
-            if exclude.len() > MAX_EXCLUDE {
-                return Err(AppError::invalid(
-                    "exclude",
-                    format!("at most {MAX_EXCLUDE} ids"),
-                ));
-            }
+        }
+        if exclude.len() > MAX_EXCLUDE {
+            return Err(AppError::invalid(
+                "exclude",
+                format!("at most {MAX_EXCLUDE} ids"),
+            ));
         }
         let get = |name: &str| -> Result<Option<String>, AppError> {
-            match query_param(q, name) {
+            match query_param(q, name)? {
                 None => Ok(None),
                 Some(v) => {
                     check_id(name, &v)?;
@@ -448,6 +457,7 @@ impl<M: ModelStore, S: EventSink + 'static> RecommendService<M, S> {
             match self.model(&q.site, task).await {
                 ModelState::Ready(m) => {
                     out.model = Some((task.clone(), m.version()));
+                    out.own = Some(m.clone());
                     let state = if kind == EndpointKind::User {
                         self.user_at(&q.site, &m.task, m.version(), &q.subject)
                             .await
@@ -495,6 +505,7 @@ impl<M: ModelStore, S: EventSink + 'static> RecommendService<M, S> {
                 }
             }
         }
+        let mut fallback_tasks_missing = false;
         if use_fallback {
             let exclude: HashSet<&str> = q
                 .exclude
@@ -523,7 +534,22 @@ impl<M: ModelStore, S: EventSink + 'static> RecommendService<M, S> {
                         break;
                     }
                     ModelState::Unreachable => out.unreachable = true,
-                    ModelState::NoModel => {}
+                    ModelState::NoModel => fallback_tasks_missing = true,
+                }
+            }
+            if !fallback_used {
+                // The model is published but cannot answer this subject (unknown user with no
+                // history, unknown item) and no fallback task has a version: the model's own
+                // popularity list (every published model carries one) beats a 503.
+                if let Some(m) = out.own.as_ref().filter(|m| !m.list.is_empty()) {
+                    let cands: Vec<(String, f32)> = m
+                        .list
+                        .iter()
+                        .filter(|(id, _)| !exclude.contains(id.as_str()))
+                        .cloned()
+                        .collect();
+                    out.items = Some(self.apply_rules(&q.site, ep, cands, q.n, now_ms));
+                    fallback_used = true;
                 }
             }
         }
@@ -533,7 +559,14 @@ impl<M: ModelStore, S: EventSink + 'static> RecommendService<M, S> {
                     "the model store is unreachable and no list is in memory".into(),
                 )
             } else {
-                AppError::NoModel(format!("{}/{}", q.site, q.endpoint))
+                AppError::NoModel(no_model_message(
+                    &q.site,
+                    &q.endpoint,
+                    target.as_deref(),
+                    out.own.is_some(),
+                    &ep.fallback_tasks(),
+                    fallback_tasks_missing,
+                ))
             });
         };
         if fallback_used && out.unreachable {
@@ -992,6 +1025,8 @@ impl<M: ModelStore, S: EventSink + 'static> RecommendService<M, S> {
 struct Answer {
     items: Option<Vec<(String, f32)>>,
     model: Option<(String, u64)>,
+    /// The endpoint's (or variant's) own model, when one is loaded.
+    own: Option<Arc<LoadedModel>>,
     history: Vec<String>,
     /// Whether `history` was read (a model's user state includes it).
     history_fetched: bool,
@@ -1050,6 +1085,60 @@ fn fresh_trending(
     v.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
     v.truncate(FRESH_LIST_LEN.max(trained.len()));
     v
+}
+
+/// Why an endpoint has nothing to serve, and the command that fixes it: the first run of
+/// `nectar dev` meets this before any training, so the answer says which task to train.
+fn no_model_message(
+    site: &str,
+    endpoint: &str,
+    model: Option<&str>,
+    model_published: bool,
+    fallbacks: &[String],
+    fallbacks_unpublished: bool,
+) -> String {
+    let train = |task: &str| {
+        format!(
+            "`nectar train --task {task} --site {site}` (deployed: the train function with \
+             {{\"site\":\"{site}\",\"task\":\"{task}\"}})"
+        )
+    };
+    let quoted = fallbacks
+        .iter()
+        .map(|t| format!("{t:?}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let model_part = match (model, model_published) {
+        (Some(t), false) => format!("task {t:?} has no published model"),
+        (Some(t), true) => format!("the model of task {t:?} has nothing for this request"),
+        (None, _) => "this variant serves the fallback".to_string(),
+    };
+    match fallbacks.first() {
+        None => {
+            let task = model.unwrap_or_default();
+            format!(
+                "{site}/{endpoint} cannot answer: {model_part} and the endpoint declares no \
+                 fallback; train it with {}",
+                train(task)
+            )
+        }
+        Some(first) if fallbacks_unpublished => {
+            let (noun, verb) = if fallbacks.len() == 1 {
+                ("fallback task", "was")
+            } else {
+                ("fallback tasks", "were")
+            };
+            format!(
+                "{site}/{endpoint} cannot answer: {model_part}, and its {noun} {quoted} {verb} \
+                 never trained (no published version); train it with {}",
+                train(first)
+            )
+        }
+        Some(_) => format!(
+            "{site}/{endpoint} cannot answer: {model_part}, and its fallback {quoted} has no \
+             list for it"
+        ),
+    }
 }
 
 fn new_recommendation_id() -> String {

@@ -1,0 +1,280 @@
+//! The recommend service end to end on the local model store: repeated query parameters,
+//! the model's own popularity list when its fallback was never trained, the 503 that names
+//! the task to train, and readiness.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use nectar_model::event::Accepted;
+use serde_json::Value;
+
+use super::*;
+use crate::model_store::{LocalModelStore, ModelArtifacts, PublishOptions};
+use crate::served_log::FlushMode;
+use crate::sink::SinkError;
+
+struct NoSink;
+
+impl EventSink for NoSink {
+    async fn put(&self, _: &Accepted) -> Result<(), SinkError> {
+        Ok(())
+    }
+}
+
+const CONFIG: &str = r#"
+[sites.demo.tasks.knn]
+algorithm = "item_knn"
+[sites.demo.tasks.trending]
+algorithm = "trending"
+[sites.demo.endpoints.for-you]
+kind = "user"
+model = "knn"
+fallback = "trending"
+rules = { availability = false }
+[sites.demo.endpoints.more]
+kind = "similar"
+model = "knn"
+fallback = "trending"
+"#;
+
+struct Fixture {
+    dir: std::path::PathBuf,
+    store: LocalModelStore,
+    svc: RecommendService<LocalModelStore, NoSink>,
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn fixture(name: &str, config: &str) -> Fixture {
+    let dir = std::env::temp_dir().join(format!("nectar-serve-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let store = LocalModelStore::new(&dir);
+    let svc = RecommendService::new(
+        Arc::new(NectarConfig::from_toml(config, "test").unwrap()),
+        store.clone(),
+        Arc::new(NoSink),
+        Catalog::in_memory(),
+        AdminKeys::none(),
+        RecommendOptions {
+            // Every request re-reads the pointer, so a publish is seen at once.
+            reload_interval: Duration::ZERO,
+            log_served: false,
+            served_flush: FlushMode::Deferred,
+            ..RecommendOptions::default()
+        },
+    );
+    Fixture { dir, store, svc }
+}
+
+/// Items a, b, c; a's neighbour is b; the counts list is c then a.
+fn knn() -> ModelArtifacts {
+    ModelArtifacts {
+        item_ids: vec!["a".into(), "b".into(), "c".into()],
+        popular: vec![(2, 5.0), (0, 3.0)],
+        similar: Some(vec![vec![(1, 0.9)], vec![], vec![]]),
+        metadata: json!({ "algorithm": "item_knn", "trained_ms": 1_000_000 }),
+        ..Default::default()
+    }
+}
+
+async fn get(svc: &RecommendService<LocalModelStore, NoSink>, uri: &str) -> (u16, Value) {
+    let req = http::Request::get(uri).body(Bytes::new()).unwrap();
+    let resp = svc.handle(&req, 4_000_000).await;
+    let body = serde_json::from_slice(resp.body()).unwrap();
+    (resp.status().as_u16(), body)
+}
+
+fn ids(body: &Value) -> Vec<&str> {
+    body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["id"].as_str().unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn repeated_singular_parameters_are_refused_and_exclude_repeats_add_up() {
+    let f = fixture("repeat", CONFIG);
+    f.store
+        .publish("demo", "knn", 1, &knn(), &PublishOptions::default())
+        .await
+        .unwrap();
+    // GIVEN each singular parameter given twice, WHEN asked THEN 400 naming it
+    for (uri, name) in [
+        ("/v1/recommend/for-you?s=demo&s=demo&user_id=u", "s"),
+        (
+            "/v1/recommend/for-you?s=demo&user_id=u&user_id=v",
+            "user_id",
+        ),
+        (
+            "/v1/recommend/for-you?s=demo&client_id=u&client_id=v",
+            "client_id",
+        ),
+        ("/v1/recommend/for-you?s=demo&user_id=u&n=1&n=2", "n"),
+        (
+            "/v1/recommend/for-you?s=demo&user_id=u&context_item=a&context_item=b",
+            "context_item",
+        ),
+        ("/v1/similar/more?s=demo&item_id=a&item_id=b", "item_id"),
+    ] {
+        let (status, body) = get(&f.svc, uri).await;
+        assert_eq!(status, 400, "{uri}: {body}");
+        assert_eq!(body["error"]["code"], "invalid_request", "{uri}");
+        assert_eq!(body["error"]["details"][0]["path"], name, "{uri}");
+    }
+    // AND `exclude` is a list: repeats add up (c and a both left out)
+    let (status, body) = get(
+        &f.svc,
+        "/v1/recommend/for-you?s=demo&user_id=new&exclude=c&exclude=a",
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(ids(&body).is_empty(), "{body}");
+}
+
+#[tokio::test]
+async fn an_untrained_fallback_is_named_and_the_models_own_list_answers_unknown_users() {
+    let f = fixture("own-list", CONFIG);
+    // GIVEN nothing trained WHEN an unknown user asks THEN 503 no_model, naming both tasks
+    // and the command that trains the fallback
+    let (status, body) = get(&f.svc, "/v1/recommend/for-you?s=demo&user_id=new").await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (503, Some("no_model"))
+    );
+    let msg = body["error"]["message"].as_str().unwrap();
+    assert!(
+        msg.contains(r#"task "knn" has no published model"#),
+        "{msg}"
+    );
+    assert!(
+        msg.contains(r#"fallback task "trending" was never trained"#),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("nectar train --task trending --site demo"),
+        "{msg}"
+    );
+    // GIVEN the model published but not its fallback
+    f.store
+        .publish("demo", "knn", 7, &knn(), &PublishOptions::default())
+        .await
+        .unwrap();
+    // WHEN an unknown user (no history) asks THEN the model's own popularity list answers,
+    // marked as a fallback, from the model's version
+    let (status, body) = get(&f.svc, "/v1/recommend/for-you?s=demo&user_id=new&n=5").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(ids(&body), ["c", "a"]);
+    assert_eq!(body["fallback"], true);
+    assert_eq!(body["model"], json!({ "name": "knn", "version": 7 }));
+    // AND an unknown item on the similar endpoint gets the same list
+    let (status, body) = get(&f.svc, "/v1/similar/more?s=demo&item_id=zzz").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["fallback"], true);
+    // AND a known item still gets its neighbours from the model
+    let (_, body) = get(&f.svc, "/v1/similar/more?s=demo&item_id=a").await;
+    assert_eq!((ids(&body), &body["fallback"]), (vec!["b"], &json!(false)));
+}
+
+#[tokio::test]
+async fn an_endpoint_without_fallback_names_its_own_task() {
+    let f = fixture(
+        "nofb",
+        "[sites.demo.tasks.knn]\nalgorithm = \"item_knn\"\n[sites.demo.endpoints.for-you]\nkind = \"user\"\nmodel = \"knn\"\n",
+    );
+    let (status, body) = get(&f.svc, "/v1/recommend/for-you?s=demo&user_id=new").await;
+    assert_eq!(status, 503, "{body}");
+    let msg = body["error"]["message"].as_str().unwrap();
+    assert!(msg.contains("declares no fallback"), "{msg}");
+    assert!(msg.contains("nectar train --task knn --site demo"), "{msg}");
+}
+
+#[tokio::test]
+async fn readiness_reports_versions_ages_and_reasons() {
+    let f = fixture("health", CONFIG);
+    // GIVEN nothing trained WHEN readiness is asked THEN 503 not_ready, each endpoint with the
+    // reason and the command
+    let resp = f.svc.health_response(4_000_000).await;
+    assert_eq!(resp.status().as_u16(), 503);
+    let body: Value = serde_json::from_slice(resp.body()).unwrap();
+    assert_eq!(body["status"], "not_ready");
+    let ep = &body["sites"]["demo"]["endpoints"]["for-you"];
+    assert_eq!(ep["ready"], false);
+    assert_eq!(ep["kind"], "user");
+    assert_eq!(ep["model"], Value::Null);
+    assert!(
+        ep["reason"]
+            .as_str()
+            .unwrap()
+            .contains("nectar train --task trending"),
+        "{ep}"
+    );
+    // GIVEN the model only (trained at 1,000 s, now 4,000 s) THEN ready: its own list
+    // answers unknown users; no fallback is loaded
+    f.store
+        .publish("demo", "knn", 3, &knn(), &PublishOptions::default())
+        .await
+        .unwrap();
+    let (ready, body) = f.svc.health(4_000_000).await;
+    assert!(ready, "{body}");
+    let ep = &body["sites"]["demo"]["endpoints"]["more"];
+    assert_eq!(
+        ep["model"],
+        json!({ "task": "knn", "version": 3, "age_seconds": 3000 })
+    );
+    assert_eq!(ep["fallback"], Value::Null);
+    assert!(ep.get("reason").is_none());
+    // GIVEN the fallback published too THEN it is reported (age unknown without trained_ms)
+    let trending = ModelArtifacts {
+        item_ids: vec!["a".into()],
+        popular: vec![(0, 1.0)],
+        ..Default::default()
+    };
+    f.store
+        .publish("demo", "trending", 1, &trending, &PublishOptions::default())
+        .await
+        .unwrap();
+    let resp = f.svc.health_response(4_000_000).await;
+    assert_eq!(resp.status().as_u16(), 200);
+    let body: Value = serde_json::from_slice(resp.body()).unwrap();
+    assert_eq!(body["status"], "ready");
+    assert_eq!(
+        body["sites"]["demo"]["endpoints"]["for-you"]["fallback"],
+        json!({ "task": "trending", "version": 1, "age_seconds": null })
+    );
+}
+
+#[tokio::test]
+async fn readiness_checks_every_experiment_variant() {
+    // GIVEN an experiment whose second arm serves the fallback, and only the model trained
+    let f = fixture(
+        "health-ab",
+        &format!(
+            "{CONFIG}[sites.demo.endpoints.ab]\nkind = \"user\"\nmodel = \"knn\"\nfallback = \"trending\"\n\
+             experiment = {{ name = \"x\", variants = [{{ name = \"m\", weight = 1, model = \"knn\" }}, \
+             {{ name = \"fb\", weight = 1, strategy = \"fallback\" }}] }}\n"
+        ),
+    );
+    f.store
+        .publish("demo", "knn", 1, &knn(), &PublishOptions::default())
+        .await
+        .unwrap();
+    // WHEN readiness is asked THEN the endpoint is not ready: the fallback arm has no list
+    let (ready, body) = f.svc.health(4_000_000).await;
+    assert!(!ready);
+    let ep = &body["sites"]["demo"]["endpoints"]["ab"];
+    assert_eq!(ep["ready"], false);
+    assert_eq!(ep["variants"]["m"]["ready"], true);
+    assert_eq!(ep["variants"]["fb"]["ready"], false);
+    assert!(ep["reason"]
+        .as_str()
+        .unwrap()
+        .contains("serves the fallback"));
+    // AND the endpoints without the experiment are ready
+    assert_eq!(body["sites"]["demo"]["endpoints"]["for-you"]["ready"], true);
+}
