@@ -22,6 +22,7 @@ pub mod layout;
 pub mod local_log;
 pub mod model_store;
 pub mod reader;
+pub mod record_file;
 pub mod recommend;
 pub mod redis_env;
 pub mod registry;
