@@ -28,7 +28,7 @@ use serde::Serialize;
 pub const TORN_SUFFIX: &str = ".torn";
 
 /// How a complete line of a file is told from a damaged one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy)]
 pub enum LineFormat {
     /// One JSON value per line.
     Json,
