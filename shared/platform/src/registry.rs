@@ -75,6 +75,10 @@ pub struct DataCounts {
     pub holdout_interactions: u64,
     /// Holdout users scored (warm users with warm items).
     pub holdout_users_scored: u64,
+    /// Unreadable gzip members skipped in the event log (torn by a writer that crashed
+    /// mid-append; their events were never acknowledged).
+    #[serde(default)]
+    pub torn_members: u64,
 }
 
 /// One training run.
