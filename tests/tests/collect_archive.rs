@@ -166,7 +166,7 @@ async fn ids_in_log(store: &S3Store) -> Vec<String> {
         assert!(key.starts_with("events/site=demo/date="), "{key}");
         assert!(key.ends_with(".jsonl.gz"), "{key}");
         let got = gunzip_text(&store.get(&key).await.unwrap().unwrap());
-        let (text, clean) = (got.text, got.is_clean());
+        let (clean, text) = (got.is_clean(), got.text);
         assert!(clean, "{key} is not a clean gzip file");
         for line in text.lines() {
             let v: serde_json::Value = serde_json::from_str(line).unwrap();
