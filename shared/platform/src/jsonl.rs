@@ -126,7 +126,10 @@ mod tests {
         // WHEN read
         let got = gunzip_text(&file);
         // THEN both valid members' lines are read, nothing of the torn one, one torn counted
-        assert_eq!(got.text, lines(0, 3).join("\n") + "\n" + &lines(300, 2).join("\n") + "\n");
+        assert_eq!(
+            got.text,
+            lines(0, 3).join("\n") + "\n" + &lines(300, 2).join("\n") + "\n"
+        );
         assert_eq!((got.members, got.torn_members), (2, 1));
         assert_eq!(got.complete_len, file.len());
     }
@@ -138,7 +141,10 @@ mod tests {
         let torn = member(10, 50);
         file.extend_from_slice(&torn[..torn.len() - 3]);
         let got = gunzip_text(&file);
-        assert_eq!((got.members, got.torn_members, got.complete_len), (1, 1, end));
+        assert_eq!(
+            (got.members, got.torn_members, got.complete_len),
+            (1, 1, end)
+        );
         assert_eq!(got.text.lines().count(), 2);
         // bytes that are no member at all, between two members and at the end
         let mut file = member(0, 1);

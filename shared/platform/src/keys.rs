@@ -188,7 +188,7 @@ mod tests {
         // THEN every line is a whole key line, both keys load, the fragment is in the sidecar
         let text = std::fs::read_to_string(&path).unwrap();
         assert_eq!(text.lines().count(), 2);
-        assert!(text.lines().all(|l| key_line_ok(l)));
+        assert!(text.lines().all(key_line_ok));
         let keys = AdminKeys::load(&path).unwrap();
         assert!(keys.verify(&first, "demo") && keys.verify(&second, "other"));
         assert_eq!(keys.len(), 2);

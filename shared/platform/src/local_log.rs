@@ -273,7 +273,10 @@ mod tests {
         let ids: Vec<&str> = got.text.lines().collect();
         assert_eq!(ids.len(), 5);
         assert_eq!(ids[4], "{\"event_id\":\"4\"}");
-        assert_eq!(std::fs::read(dir.join(format!("{key}.torn"))).unwrap(), torn);
+        assert_eq!(
+            std::fs::read(dir.join(format!("{key}.torn"))).unwrap(),
+            torn
+        );
         assert!(std::fs::metadata(&path).unwrap().len() > whole);
         std::fs::remove_dir_all(dir).unwrap();
     }

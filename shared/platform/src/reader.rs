@@ -90,8 +90,9 @@ pub async fn list_window<O: ObjectStore>(
         .flatten()
         .filter(|k| {
             k.ends_with(LOG_FILE_SUFFIX)
-                && partition_start_ms(k)
-                .is_some_and(|start| start < window.until_ms && start + HOUR_MS > window.since_ms)
+                && partition_start_ms(k).is_some_and(|start| {
+                    start < window.until_ms && start + HOUR_MS > window.since_ms
+                })
         })
         .collect();
     keys.sort();
@@ -320,10 +321,7 @@ pub mod contract {
         )
         .as_str()]));
         let torn_key = event_object_key(site, Hour::of(h(2, 1, 0)), "w3", "1");
-        store
-            .put(&torn_key, Bytes::from(torn))
-            .await
-            .unwrap();
+        store.put(&torn_key, Bytes::from(torn)).await.unwrap();
         store
             .put(
                 &format!("{torn_key}.torn"),

@@ -297,10 +297,7 @@ impl RecordFile {
         file.lock_shared()?;
         let mut bytes = Vec::new();
         (&file).read_to_end(&mut bytes)?;
-        let complete = bytes
-            .iter()
-            .rposition(|&b| b == b'\n')
-            .map_or(0, |p| p + 1);
+        let complete = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1);
         if complete < bytes.len() {
             out.skipped += 1;
         }
@@ -413,7 +410,11 @@ mod tests {
         let dir = temp_dir();
         let path = dir.join("history.jsonl");
         // GIVEN a fragment that a record was glued onto (the damage of the old appender)
-        std::fs::write(&path, "{\"id\":\"a\",\"n\":1}\n{\"id\":\"b{\"id\":\"c\",\"n\":3}\n").unwrap();
+        std::fs::write(
+            &path,
+            "{\"id\":\"a\",\"n\":1}\n{\"id\":\"b{\"id\":\"c\",\"n\":3}\n",
+        )
+        .unwrap();
         let f = RecordFile::new(&path, LineFormat::Json, Durability::Sync);
         // WHEN read: the damaged line is skipped and counted, the file unchanged
         let got = f.read::<Rec>().unwrap();
@@ -421,10 +422,13 @@ mod tests {
         // WHEN recovered: the damaged line goes to the sidecar; again: nothing to cut
         assert_eq!(f.recover().unwrap(), 25);
         assert_eq!(f.recover().unwrap(), 0);
-        assert_eq!(std::fs::read_to_string(&path).unwrap(), "{\"id\":\"a\",\"n\":1}\n");
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "{\"id\":\"a\",\"n\":1}\n"
+        );
         // a missing file is not an error and has no records
-        let none = RecordFile::open(dir.join("nope.jsonl"), LineFormat::Json, Durability::Sync)
-            .unwrap();
+        let none =
+            RecordFile::open(dir.join("nope.jsonl"), LineFormat::Json, Durability::Sync).unwrap();
         assert!(none.read::<Rec>().unwrap().records.is_empty());
         assert!(!dir.join("nope.jsonl").exists());
         std::fs::remove_dir_all(dir).unwrap();

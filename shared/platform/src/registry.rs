@@ -628,7 +628,10 @@ mod tests {
             .collect();
         assert_eq!(versions, vec![2, 4]);
         let runs = reg.runs("demo", "als", 10).await.unwrap();
-        assert_eq!(runs.iter().map(|r| r.version).collect::<Vec<_>>(), [4, 2, 1]);
+        assert_eq!(
+            runs.iter().map(|r| r.version).collect::<Vec<_>>(),
+            [4, 2, 1]
+        );
         assert_eq!(runs[0], new);
         assert_eq!(runs[2], old);
         assert!(task_dir.join("runs.jsonl.torn").exists());

@@ -1334,7 +1334,8 @@ mod tests {
         let key = events.list("events/site=demo/").await.unwrap()[0].clone();
         let mut body = events.get(&key).await.unwrap().unwrap().to_vec();
         let extra = event_line("demo", "media_play", "i0", "u39", T0 - DAY_MS);
-        let torn = gzip_lines([event_line("demo", "media_play", "lost", "u1", T0 - DAY_MS).as_str()]);
+        let torn =
+            gzip_lines([event_line("demo", "media_play", "lost", "u1", T0 - DAY_MS).as_str()]);
         body.extend_from_slice(&torn[..torn.len() / 2]);
         body.extend(gzip_lines([extra.as_str()]));
         events.put(&key, Bytes::from(body)).await.unwrap();

@@ -161,7 +161,12 @@ impl LocalModelStore {
             log,
             log_lines: 0,
         };
-        for (user, items) in h.log.read::<(String, Vec<String>)>().map_err(io(&p))?.records {
+        for (user, items) in h
+            .log
+            .read::<(String, Vec<String>)>()
+            .map_err(io(&p))?
+            .records
+        {
             h.users.insert(user, items);
             h.log_lines += 1;
         }
