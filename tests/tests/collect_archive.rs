@@ -165,7 +165,8 @@ async fn ids_in_log(store: &S3Store) -> Vec<String> {
     for key in store.list("events/").await.unwrap() {
         assert!(key.starts_with("events/site=demo/date="), "{key}");
         assert!(key.ends_with(".jsonl.gz"), "{key}");
-        let (text, clean) = gunzip_text(&store.get(&key).await.unwrap().unwrap());
+        let got = gunzip_text(&store.get(&key).await.unwrap().unwrap());
+        let (clean, text) = (got.is_clean(), got.text);
         assert!(clean, "{key} is not a clean gzip file");
         for line in text.lines() {
             let v: serde_json::Value = serde_json::from_str(line).unwrap();
@@ -389,7 +390,7 @@ async fn dev_twin_consumer_archives_what_collect_sends() {
         tokio::time::sleep(Duration::from_millis(250)).await;
         found.clear();
         for key in local.list("events/").await.unwrap() {
-            let (text, _) = gunzip_text(&local.get(&key).await.unwrap().unwrap());
+            let text = gunzip_text(&local.get(&key).await.unwrap().unwrap()).text;
             for line in text.lines() {
                 let v: serde_json::Value = serde_json::from_str(line).unwrap();
                 found.insert(v["event_id"].as_str().unwrap().to_string());

@@ -37,7 +37,7 @@ pub async fn newest_interaction<O: ObjectStore>(
         let Ok(Some(body)) = events.get(key).await else {
             continue;
         };
-        let (text, _) = gunzip_text(&body);
+        let text = gunzip_text(&body).text;
         if let Some(i) = text
             .lines()
             .rev()

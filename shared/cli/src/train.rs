@@ -204,6 +204,13 @@ pub async fn run(args: TrainArgs) -> anyhow::Result<()> {
                     run.durations_ms.get("total").copied().unwrap_or(0),
                     run.reason.map(|r| format!(": {r}")).unwrap_or_default()
                 );
+                if run.counts.torn_members > 0 {
+                    println!(
+                        "  {} torn member{} skipped in the event log (a writer crashed mid-append; see the warnings for the files)",
+                        run.counts.torn_members,
+                        if run.counts.torn_members == 1 { "" } else { "s" }
+                    );
+                }
                 if let (RunStatus::Published, AnyModelStore::Local(m)) = (run.status, &models) {
                     println!(
                         "  model: {}",

@@ -266,7 +266,7 @@ mod tests {
     async fn all_ids(store: &LocalStore, prefix: &str) -> Vec<String> {
         let mut ids = Vec::new();
         for k in store.list(prefix).await.unwrap() {
-            let (text, _) = gunzip_text(&store.get(&k).await.unwrap().unwrap());
+            let text = gunzip_text(&store.get(&k).await.unwrap().unwrap()).text;
             for l in text.lines() {
                 let v: serde_json::Value = serde_json::from_str(l).unwrap();
                 ids.push(v["event_id"].as_str().unwrap().to_string());

@@ -3,10 +3,10 @@
 //! Serving reads it from memory on every request. [`Catalog`] is the in-memory view, filled
 //! by `PUT /v1/items` (admin key), `nectar import --items FILE` and the `metadata` of collected
 //! events (see [`crate::history::catalog_updates`]) and, in `nectar dev`, persisted as JSON lines under
-//! `<data-dir>/catalog/site=<site>/items.jsonl` so that it survives restarts.
+//! `<data-dir>/catalog/site=<site>/items.jsonl` (a [`crate::record_file::RecordFile`]: torn
+//! tails are cut, upserts fsynced) so that it survives restarts.
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
@@ -19,6 +19,7 @@ use crate::config::NectarConfig;
 use crate::error::AppError;
 use crate::http_util::{json_response, site_key_param};
 use crate::keys::AdminKeys;
+use crate::record_file::{Durability, LineFormat, RecordFile};
 
 /// The catalog route.
 pub const ITEMS_PATH: &str = "/v1/items";
@@ -132,20 +133,15 @@ impl Catalog {
                 continue;
             };
             let path = e.path().join("items.jsonl");
-            let text = match std::fs::read_to_string(&path) {
-                Ok(t) => t,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(source) => {
-                    return Err(CatalogError::Io {
-                        path: path.display().to_string(),
-                        source,
-                    })
-                }
+            let io = |source| CatalogError::Io {
+                path: path.display().to_string(),
+                source,
             };
-            let items: Vec<ItemMeta> = text
-                .lines()
-                .filter_map(|l| serde_json::from_str(l).ok())
-                .collect();
+            // Opening cuts a torn tail (a crash mid-append) before anything is appended.
+            let items = RecordFile::open(&path, LineFormat::Json, Durability::Sync)
+                .and_then(|f| f.read::<ItemMeta>())
+                .map_err(io)?
+                .records;
             cat.insert(site, items);
         }
         Ok(cat)
@@ -198,24 +194,13 @@ impl Catalog {
 
     fn append(&self, site: &str, items: &[ItemMeta]) -> Result<(), CatalogError> {
         if let Some(dir) = &self.dir {
-            let d = dir.join(format!("site={site}"));
-            let path = d.join("items.jsonl");
-            let io = |source| CatalogError::Io {
-                path: path.display().to_string(),
-                source,
-            };
-            std::fs::create_dir_all(&d).map_err(io)?;
-            let mut f = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&path)
-                .map_err(io)?;
-            let mut buf = Vec::new();
-            for it in items {
-                serde_json::to_writer(&mut buf, it).expect("serialisable");
-                buf.push(b'\n');
-            }
-            f.write_all(&buf).map_err(io)?;
+            let path = dir.join(format!("site={site}")).join("items.jsonl");
+            RecordFile::new(&path, LineFormat::Json, Durability::Sync)
+                .append_all(items)
+                .map_err(|source| CatalogError::Io {
+                    path: path.display().to_string(),
+                    source,
+                })?;
         }
         Ok(())
     }
@@ -389,6 +374,43 @@ mod tests {
             again.get("demo", "x").unwrap().category.as_deref(),
             Some("news")
         );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_torn_catalog_tail_is_cut_on_reopen_and_the_next_upsert_is_intact() {
+        let dir = std::env::temp_dir().join(format!("nectar-cat-torn-{}", rand::random::<u64>()));
+        let item = |id: &str, cat: &str| ItemMeta {
+            id: id.into(),
+            category: Some(cat.into()),
+            ..Default::default()
+        };
+        // GIVEN two upserts, the second torn mid-line by a crash
+        let c = Catalog::open(&dir).unwrap();
+        c.upsert("demo", vec![item("a", "news")]).unwrap();
+        c.upsert("demo", vec![item("b", "sport")]).unwrap();
+        let path = dir.join("catalog/site=demo/items.jsonl");
+        let len = std::fs::metadata(&path).unwrap().len();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(len - 6)
+            .unwrap();
+        // WHEN nectar dev restarts and an item is upserted
+        let again = Catalog::open(&dir).unwrap();
+        again.upsert("demo", vec![item("c", "film")]).unwrap();
+        // THEN every line parses, the new item is intact, the fragment is in the sidecar
+        let text = std::fs::read_to_string(&path).unwrap();
+        let ids: Vec<String> = text
+            .lines()
+            .map(|l| serde_json::from_str::<ItemMeta>(l).unwrap().id)
+            .collect();
+        assert_eq!(ids, vec!["a", "c"]);
+        let third = Catalog::open(&dir).unwrap();
+        assert_eq!(third.get("demo", "c").unwrap(), item("c", "film"));
+        assert!(third.get("demo", "b").is_none());
+        assert!(dir.join("catalog/site=demo/items.jsonl.torn").exists());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -2,7 +2,7 @@
 
 use std::io::{Read, Write};
 
-use flate2::{read::MultiGzDecoder, write::GzEncoder, Compression};
+use flate2::{bufread::GzDecoder, write::GzEncoder, Compression};
 
 /// Compresses lines (each without its newline) into one gzip member of JSON Lines.
 pub fn gzip_lines<'a>(lines: impl IntoIterator<Item = &'a str>) -> Vec<u8> {
@@ -15,45 +15,148 @@ pub fn gzip_lines<'a>(lines: impl IntoIterator<Item = &'a str>) -> Vec<u8> {
     enc.finish().expect("writing to a Vec cannot fail")
 }
 
-/// Decompresses a (possibly multi-member) gzip file into its text.
-///
-/// Returns the text decoded so far and whether the file ended cleanly: a writer that crashed
-/// mid-append leaves a torn last member, whose events were never acknowledged.
-pub fn gunzip_text(data: &[u8]) -> (String, bool) {
-    let mut out = Vec::with_capacity(data.len() * 6);
-    let mut dec = MultiGzDecoder::new(data);
-    let mut buf = [0u8; 64 * 1024];
-    let clean = loop {
-        match dec.read(&mut buf) {
-            Ok(0) => break true,
-            Ok(n) => out.extend_from_slice(&buf[..n]),
-            Err(_) => break false,
-        }
-    };
-    if !clean {
-        // Keep only whole lines from a torn tail.
-        let keep = out.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1);
-        out.truncate(keep);
+/// What [`gunzip_text`] read from a file.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Gunzipped {
+    /// The text of every readable member, in file order.
+    pub text: String,
+    /// Members read.
+    pub members: u64,
+    /// Unreadable stretches skipped: a member torn by a writer that crashed mid-append (its
+    /// events were never acknowledged), or bytes that are no gzip member. Each stretch counts
+    /// once, however many bytes it spans.
+    pub torn_members: u64,
+    /// Where the last readable member ends: bytes after it are a torn tail.
+    pub complete_len: usize,
+}
+
+impl Gunzipped {
+    /// Whether every byte belonged to a readable member.
+    pub fn is_clean(&self) -> bool {
+        self.torn_members == 0
     }
-    (String::from_utf8_lossy(&out).into_owned(), clean)
+}
+
+/// The start of the next plausible gzip member header (magic, deflate, no reserved flags) at
+/// or after `from`.
+fn next_member_start(data: &[u8], from: usize) -> Option<usize> {
+    data.get(from..)?
+        .windows(4)
+        .position(|w| w[0] == 0x1f && w[1] == 0x8b && w[2] == 8 && w[3] & 0xe0 == 0)
+        .map(|i| from + i)
+}
+
+/// Decompresses a multi-member gzip file member by member: the one decoder of the event log.
+///
+/// A member that cannot be read (torn by a crash, then possibly followed by members a
+/// restarted writer appended) is skipped whole, and reading resumes at the next member
+/// header, so one torn member never hides the members after it. Skipped stretches are
+/// counted; callers report them.
+pub fn gunzip_text(data: &[u8]) -> Gunzipped {
+    let mut out = Vec::with_capacity(data.len().saturating_mul(6));
+    let mut got = Gunzipped::default();
+    let mut dec = GzDecoder::new(&data[..0]);
+    let (mut pos, mut in_torn) = (0usize, false);
+    while pos < data.len() {
+        dec.reset(&data[pos..]);
+        let before = out.len();
+        match dec.read_to_end(&mut out) {
+            Ok(_) => {
+                let consumed = data.len() - pos - dec.get_ref().len();
+                if consumed == 0 {
+                    break;
+                }
+                pos += consumed;
+                got.members += 1;
+                got.complete_len = pos;
+                in_torn = false;
+            }
+            Err(_) => {
+                // A torn member's text is cut somewhere, and what follows the cut is
+                // the next member read as deflate data: none of it is kept.
+                out.truncate(before);
+                if !in_torn {
+                    got.torn_members += 1;
+                    in_torn = true;
+                }
+                match next_member_start(data, pos + 1) {
+                    Some(next) => pos = next,
+                    None => break,
+                }
+            }
+        }
+    }
+    got.text = String::from_utf8_lossy(&out).into_owned();
+    got
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn lines(from: u32, n: u32) -> Vec<String> {
+        (from..from + n).map(|i| format!("{{\"a\":{i}}}")).collect()
+    }
+
+    fn member(from: u32, n: u32) -> Vec<u8> {
+        let l = lines(from, n);
+        gzip_lines(l.iter().map(String::as_str))
+    }
+
     #[test]
-    fn multi_member_files_decode_and_torn_tails_are_cut() {
-        let mut file = gzip_lines(["{\"a\":1}", "{\"a\":2}"]);
-        file.extend(gzip_lines(["{\"a\":3}"]));
-        let (text, clean) = gunzip_text(&file);
-        assert!(clean);
-        assert_eq!(text.lines().count(), 3);
-        let torn = gzip_lines(["{\"a\":4}"; 50]);
+    fn multi_member_files_decode_whole() {
+        let mut file = member(0, 2);
+        file.extend(member(2, 1));
+        let got = gunzip_text(&file);
+        assert!(got.is_clean());
+        assert_eq!((got.members, got.complete_len), (2, file.len()));
+        assert_eq!(got.text, lines(0, 3).join("\n") + "\n");
+        assert_eq!(gunzip_text(&[]), Gunzipped::default());
+    }
+
+    #[test]
+    fn a_torn_member_between_valid_ones_is_skipped_and_counted() {
+        // GIVEN valid, torn (a crash mid-append), valid (the restarted writer's append)
+        let first = member(0, 3);
+        let torn = member(100, 200);
+        let last = member(300, 2);
+        let mut file = first.clone();
         file.extend_from_slice(&torn[..torn.len() / 2]);
-        let (text, clean) = gunzip_text(&file);
-        assert!(!clean);
-        assert!(text.lines().count() >= 3);
-        assert!(text.ends_with('\n'));
+        file.extend_from_slice(&last);
+        // WHEN read
+        let got = gunzip_text(&file);
+        // THEN both valid members' lines are read, nothing of the torn one, one torn counted
+        assert_eq!(
+            got.text,
+            lines(0, 3).join("\n") + "\n" + &lines(300, 2).join("\n") + "\n"
+        );
+        assert_eq!((got.members, got.torn_members), (2, 1));
+        assert_eq!(got.complete_len, file.len());
+    }
+
+    #[test]
+    fn a_torn_tail_ends_the_complete_part_and_garbage_counts_as_torn() {
+        let mut file = member(0, 2);
+        let end = file.len();
+        let torn = member(10, 50);
+        file.extend_from_slice(&torn[..torn.len() - 3]);
+        let got = gunzip_text(&file);
+        assert_eq!(
+            (got.members, got.torn_members, got.complete_len),
+            (1, 1, end)
+        );
+        assert_eq!(got.text.lines().count(), 2);
+        // bytes that are no member at all, between two members and at the end
+        let mut file = member(0, 1);
+        file.extend_from_slice(b"\0\0\0garbage");
+        file.extend(member(1, 1));
+        file.extend_from_slice(b"\0\0");
+        let got = gunzip_text(&file);
+        assert_eq!((got.members, got.torn_members), (2, 2));
+        assert_eq!(got.text, "{\"a\":0}\n{\"a\":1}\n");
+        assert_eq!(got.complete_len, file.len() - 2);
+        // a file that is all garbage
+        let got = gunzip_text(b"not gzip");
+        assert_eq!((got.members, got.torn_members, got.complete_len), (0, 1, 0));
     }
 }

@@ -1,8 +1,8 @@
 //! Admin keys: random bearer tokens, shown once, stored only as SHA-256 hashes, each bound to
 //! one site, compared in constant time.
 //!
-//! The local key file (`<data-dir>/keys.txt`, one `sha256hex site` per line) is the twin of
-//! the DynamoDB keys table (pk `key_hash`).
+//! The local key file (`<data-dir>/keys.txt`, one `sha256hex site` per line, a
+//! [`RecordFile`]) is the twin of the DynamoDB keys table (pk `key_hash`).
 
 use std::path::Path;
 
@@ -11,6 +11,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::error::AppError;
+use crate::record_file::{Durability, LineFormat, RecordFile};
 
 /// The stored form of the keys: `(sha256 of the key, site)`. Clones share the same set, so
 /// a reload ([`AdminKeys::replace_with`]) reaches every holder (revocations take effect).
@@ -33,21 +34,35 @@ pub fn new_key() -> String {
     format!("nk_{}", hex::encode(raw))
 }
 
+/// Whether a line of the key file is whole: `<64 hex digits> <site key>`.
+fn key_line_ok(line: &str) -> bool {
+    let mut parts = line.split_whitespace();
+    matches!(
+        (parts.next(), parts.next(), parts.next()),
+        (Some(h), Some(site), None)
+            if h.len() == 64
+                && h.bytes().all(|b| b.is_ascii_hexdigit())
+                && nectar_model::event::is_valid_key(site)
+    )
+}
+
+const KEY_LINE: LineFormat = LineFormat::Text(key_line_ok);
+
+fn key_file(path: &Path) -> RecordFile {
+    RecordFile::new(path, KEY_LINE, Durability::Sync)
+}
+
 impl AdminKeys {
     /// No keys: every admin request is refused.
     pub fn none() -> Self {
         Self::default()
     }
 
-    /// Reads a key file (missing file: no keys).
+    /// Reads a key file (missing file: no keys; a torn last line, left by a crash of
+    /// `nectar key create`, is skipped).
     pub fn load(path: &Path) -> std::io::Result<Self> {
-        let text = match std::fs::read_to_string(path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Self::none()),
-            Err(e) => return Err(e),
-        };
         let mut keys = Self::none();
-        for line in text.lines() {
+        for line in key_file(path).read_lines()?.records {
             let mut parts = line.split_whitespace();
             if let (Some(h), Some(site)) = (parts.next(), parts.next()) {
                 keys.add_hash(h, site);
@@ -56,19 +71,12 @@ impl AdminKeys {
         Ok(keys)
     }
 
-    /// Creates a key for `site`, appends its hash to the key file, and returns the key (the
-    /// only time it exists in clear).
+    /// Creates a key for `site`, appends its hash to the key file (fsynced, after cutting a
+    /// torn tail), and returns the key (the only time it exists in clear).
     pub fn create(path: &Path, site: &str) -> std::io::Result<String> {
-        use std::io::Write;
         let key = new_key();
-        if let Some(d) = path.parent() {
-            std::fs::create_dir_all(d)?;
-        }
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)?;
-        writeln!(f, "{} {site}", hex::encode(key_hash(&key)))?;
+        let file = RecordFile::open(path, KEY_LINE, Durability::Sync)?;
+        file.append_lines(&[format!("{} {site}", hex::encode(key_hash(&key)))])?;
         Ok(key)
     }
 
@@ -136,6 +144,7 @@ impl AdminKeys {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write;
 
     #[test]
     fn keys_are_bound_to_one_site_and_stored_hashed() {
@@ -159,5 +168,32 @@ mod tests {
             Err(AppError::Forbidden)
         ));
         std::fs::remove_file(&path).unwrap();
+    }
+
+    #[test]
+    fn a_key_created_after_a_torn_line_is_whole_and_loads() {
+        let dir = std::env::temp_dir().join(format!("nectar-keys-{}", rand::random::<u64>()));
+        let path = dir.join("keys.txt");
+        // GIVEN a key file whose second line was torn by a crash (the site not yet written)
+        let first = AdminKeys::create(&path, "demo").unwrap();
+        let torn = format!("{} ", hex::encode(key_hash("nk_lost")));
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap()
+            .write_all(torn.as_bytes())
+            .unwrap();
+        // WHEN another key is created (the next `nectar key create`)
+        let second = AdminKeys::create(&path, "other").unwrap();
+        // THEN every line is a whole key line, both keys load, the fragment is in the sidecar
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text.lines().count(), 2);
+        assert!(text.lines().all(key_line_ok));
+        let keys = AdminKeys::load(&path).unwrap();
+        assert!(keys.verify(&first, "demo") && keys.verify(&second, "other"));
+        assert_eq!(keys.len(), 2);
+        let side = std::fs::read_to_string(dir.join("keys.txt.torn")).unwrap();
+        assert_eq!(side.trim_end(), torn.trim_end());
+        std::fs::remove_dir_all(dir).unwrap();
     }
 }

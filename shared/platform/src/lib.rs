@@ -23,6 +23,7 @@ pub mod local_log;
 pub mod model_store;
 pub mod reader;
 pub mod recommend;
+pub mod record_file;
 pub mod redis_env;
 pub mod registry;
 pub mod served_log;

@@ -5,17 +5,24 @@
 //! is written (one gzip member per touched partition file), then each touched file is fsynced
 //! once, then all those requests are acknowledged. `put` returns only after the fsync, so a
 //! `202` means the events are on disk.
+//!
+//! A file this writer did not just write itself (one left by an earlier process with the same
+//! writer id, or one a failed write touched) is checked when it is opened: a torn last member
+//! (a crash mid-append; its events were never acknowledged) is cut off into `<file>.torn`
+//! before a new member is appended, so the file stays a sequence of whole members.
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use nectar_model::event::Accepted;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::jsonl::gzip_lines;
+use crate::jsonl::{gunzip_text, gzip_lines};
 use crate::layout::{event_object_key, Hour};
+use crate::record_file::cut_tail;
 use crate::sink::{EventSink, SinkError};
 
 /// Files are rolled over past this size.
@@ -56,6 +63,16 @@ struct Writer {
     next_seq: u64,
     files: HashMap<(String, Hour), OpenFile>,
     commits: u64,
+}
+
+/// Cuts a torn last gzip member (and any bytes after the last whole member) off an event-log
+/// file, keeping them in its `.torn` sidecar; returns the length kept.
+fn cut_torn_member(path: &Path, file: &File, len: u64) -> std::io::Result<u64> {
+    let mut data = vec![0u8; len as usize];
+    file.read_exact_at(&mut data, 0)?;
+    let keep = gunzip_text(&data).complete_len as u64;
+    cut_tail(path, file, keep, false)?;
+    Ok(keep)
 }
 
 impl Writer {
@@ -102,9 +119,16 @@ impl Writer {
                 std::fs::create_dir_all(dir)?;
                 let file = OpenOptions::new()
                     .create(true)
+                    .read(true)
                     .append(true)
                     .open(&entry.path)?;
-                if new_dir || entry.size == 0 {
+                let len = file.metadata()?.len();
+                if len != entry.size {
+                    // Bytes this writer has not written (an earlier process's file) or a
+                    // write that failed: a torn last member must not get members after it.
+                    entry.size = cut_torn_member(&entry.path, &file, len)?;
+                }
+                if new_dir || len == 0 {
                     // Make the new directory entries durable too.
                     if let Ok(d) = File::open(dir) {
                         d.sync_all()?;
@@ -155,8 +179,11 @@ impl LocalEventLog {
                 let result = writer.commit(&batch);
                 if let Err(e) = &result {
                     tracing::error!(error = %e, requests = batch.len(), "Event log commit failed; requests answered with an error.");
-                    // Drop handles so the next commit reopens cleanly.
-                    writer.files.clear();
+                    // Close the handles: the next commit reopens each file and first cuts
+                    // what a failed write left (see `cut_torn_member`).
+                    for f in writer.files.values_mut() {
+                        f.file = None;
+                    }
                 }
                 for req in batch {
                     let r = match &result {
@@ -201,8 +228,58 @@ impl EventSink for LocalEventLog {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::jsonl::gunzip_text;
     use nectar_model::event::EncodedEvent;
+
+    fn batch(ids: std::ops::Range<u32>, ts: i64) -> Accepted {
+        Accepted {
+            site_key: "demo".into(),
+            events: ids
+                .map(|i| EncodedEvent {
+                    event_id: i.to_string(),
+                    event_timestamp: ts,
+                    line: format!("{{\"event_id\":\"{i}\"}}"),
+                })
+                .collect(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_torn_member_left_by_a_crash_is_cut_before_the_restarted_writer_appends() {
+        let dir = std::env::temp_dir().join(format!("nectar-log-{}", rand::random::<u64>()));
+        let ts = 1_795_305_000_000i64;
+        // GIVEN a file whose last member was torn by a crash (kill -9 mid-append)
+        let log = LocalEventLog::start(&dir, "demo-42").unwrap();
+        log.put(&batch(0..3, ts)).await.unwrap();
+        drop(log);
+        let key = crate::layout::event_object_key("demo", Hour::of(ts), "demo-42", "000000000000");
+        let path = dir.join(&key);
+        let whole = std::fs::metadata(&path).unwrap().len();
+        let member = gzip_lines(["{\"event_id\":\"never acknowledged\"}"; 40]);
+        let torn = &member[..member.len() / 2];
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap()
+            .write_all(torn)
+            .unwrap();
+        // WHEN a writer with the same id restarts and appends to the same file
+        let log = LocalEventLog::start(&dir, "demo-42").unwrap();
+        log.put(&batch(3..5, ts)).await.unwrap();
+        // THEN the file is whole members only, with every acknowledged event, and the torn
+        // bytes are in the sidecar
+        let got = gunzip_text(&std::fs::read(&path).unwrap());
+        assert!(got.is_clean(), "{got:?}");
+        assert_eq!(got.members, 2);
+        let ids: Vec<&str> = got.text.lines().collect();
+        assert_eq!(ids.len(), 5);
+        assert_eq!(ids[4], "{\"event_id\":\"4\"}");
+        assert_eq!(
+            std::fs::read(dir.join(format!("{key}.torn"))).unwrap(),
+            torn
+        );
+        assert!(std::fs::metadata(&path).unwrap().len() > whole);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
 
     #[tokio::test]
     async fn concurrent_puts_land_in_the_layout_and_share_commits() {
@@ -240,9 +317,9 @@ mod tests {
         assert!(keys[1].starts_with("events/site=demo/date=2026-11-22/hour=00/test-"));
         let mut lines = 0;
         for k in keys {
-            let (text, clean) = gunzip_text(&std::fs::read(dir.join(k)).unwrap());
-            assert!(clean);
-            lines += text.lines().count();
+            let got = gunzip_text(&std::fs::read(dir.join(k)).unwrap());
+            assert!(got.is_clean());
+            lines += got.text.lines().count();
         }
         assert_eq!(lines, 1000);
         std::fs::remove_dir_all(dir).unwrap();

@@ -32,14 +32,18 @@ pub struct ReadOutcome {
     pub files: u64,
     /// Compressed bytes read.
     pub bytes: u64,
-    /// Files whose last gzip member was torn (a crashed writer; those events were never
-    /// acknowledged).
-    pub torn_files: u64,
+    /// Unreadable gzip members skipped (torn by a writer that crashed mid-append: those
+    /// events were never acknowledged); the rest of each file is read.
+    pub torn_members: u64,
     /// Interactions in the partitions read but outside the window (boundary hours).
     pub out_of_window: u64,
 }
 
 const HOUR_MS: i64 = 3_600_000;
+
+/// The suffix of event-log files; anything else under `events/` (such as the `.torn` sidecar
+/// of a local file whose tail was cut) is not read.
+const LOG_FILE_SUFFIX: &str = ".jsonl.gz";
 
 /// The start (ms UTC) of the hour partition an event-log key belongs to.
 pub fn partition_start_ms(key: &str) -> Option<i64> {
@@ -85,8 +89,10 @@ pub async fn list_window<O: ObjectStore>(
         .into_iter()
         .flatten()
         .filter(|k| {
-            partition_start_ms(k)
-                .is_some_and(|start| start < window.until_ms && start + HOUR_MS > window.since_ms)
+            k.ends_with(LOG_FILE_SUFFIX)
+                && partition_start_ms(k).is_some_and(|start| {
+                    start < window.until_ms && start + HOUR_MS > window.since_ms
+                })
         })
         .collect();
     keys.sort();
@@ -98,14 +104,22 @@ struct FileResult {
     interactions: Vec<(u128, Interaction)>,
     stats: MapStats,
     bytes: u64,
-    torn: bool,
+    torn_members: u64,
 }
 
-fn decode_file(data: &[u8], weights: &EventWeights) -> FileResult {
-    let (text, clean) = gunzip_text(data);
+fn decode_file(key: &str, data: &[u8], weights: &EventWeights) -> FileResult {
+    let file = gunzip_text(data);
+    if !file.is_clean() {
+        tracing::warn!(
+            %key,
+            torn_members = file.torn_members,
+            members_read = file.members,
+            "Skipped unreadable gzip members (a writer crashed mid-append); the rest of the file was read."
+        );
+    }
     let mut stats = MapStats::default();
     let mut interactions = Vec::new();
-    for line in text.lines() {
+    for line in file.text.lines() {
         if line.trim().is_empty() {
             continue;
         }
@@ -124,7 +138,7 @@ fn decode_file(data: &[u8], weights: &EventWeights) -> FileResult {
         interactions,
         stats,
         bytes: data.len() as u64,
-        torn: !clean,
+        torn_members: file.torn_members,
     }
 }
 
@@ -143,8 +157,8 @@ pub async fn read_files<O: ObjectStore>(
                 // Listed then gone (lifecycle rule): nothing to read.
                 return Ok(None);
             };
-            let w = weights.clone();
-            let r = tokio::task::spawn_blocking(move || decode_file(&body, &w))
+            let (w, key) = (weights.clone(), key.clone());
+            let r = tokio::task::spawn_blocking(move || decode_file(&key, &body, &w))
                 .await
                 .expect("decoder task panicked");
             Ok::<_, StoreError>(Some(r))
@@ -159,7 +173,7 @@ pub async fn read_files<O: ObjectStore>(
         let Some(f) = f else { continue };
         out.files += 1;
         out.bytes += f.bytes;
-        out.torn_files += u64::from(f.torn);
+        out.torn_members += f.torn_members;
         out.stats.add(&f.stats);
         for (key, i) in f.interactions {
             if !dedupe.first_time_key(key) {
@@ -196,6 +210,10 @@ pub async fn latest_event_end_ms<O: ObjectStore>(
     concurrency: usize,
 ) -> Result<Option<i64>, StoreError> {
     let keys = store.list(&format!("{EVENTS_PREFIX}site={site}/")).await?;
+    let keys: Vec<String> = keys
+        .into_iter()
+        .filter(|k| k.ends_with(LOG_FILE_SUFFIX))
+        .collect();
     let Some(newest) = keys.iter().filter_map(|k| partition_start_ms(k)).max() else {
         return Ok(None);
     };
@@ -209,8 +227,8 @@ pub async fn latest_event_end_ms<O: ObjectStore>(
         .buffer_unordered(concurrency.max(1))
         .try_fold(None::<i64>, |acc, body| async move {
             let Some(body) = body else { return Ok(acc) };
-            let (text, _) = gunzip_text(&body);
-            let m = text
+            let m = gunzip_text(&body)
+                .text
                 .lines()
                 .filter_map(|l| {
                     serde_json::from_str::<TsOnly>(l)
@@ -288,14 +306,26 @@ pub mod contract {
             vec![event_line(site, "media_end", "b", "u2", h(1, 5, 1))],
         )
         .await;
-        // day 2: a torn file (the second member cut in half) and an event after the window end
+        // day 2: a file with a torn member (cut in half by a crash) between two valid ones (a
+        // restarted writer appended), the `.torn` sidecar of a cut local file (never read),
+        // and an event after the window end
         let mut torn = gzip_lines([event_line(site, "media_play", "c", "u3", h(2, 1, 0)).as_str()]);
         let tail = gzip_lines([event_line(site, "media_play", "lost", "u3", h(2, 1, 1)).as_str()]);
         torn.extend_from_slice(&tail[..tail.len() / 2]);
+        torn.extend(gzip_lines([event_line(
+            site,
+            "media_play",
+            "e",
+            "u3",
+            h(2, 1, 2),
+        )
+        .as_str()]));
+        let torn_key = event_object_key(site, Hour::of(h(2, 1, 0)), "w3", "1");
+        store.put(&torn_key, Bytes::from(torn)).await.unwrap();
         store
             .put(
-                &event_object_key(site, Hour::of(h(2, 1, 0)), "w3", "1"),
-                Bytes::from(torn),
+                &format!("{torn_key}.torn"),
+                Bytes::from(tail[..tail.len() / 2].to_vec()),
             )
             .await
             .unwrap();
@@ -339,14 +369,14 @@ pub mod contract {
             .iter()
             .map(|r| log.items[r.item as usize].as_str())
             .collect();
-        assert_eq!(items, vec!["a", "b", "c", "d"]);
+        assert_eq!(items, vec!["a", "b", "c", "e", "d"]);
         assert_eq!(out.files, 5);
         assert_eq!(out.stats.duplicates, 2);
         assert_eq!(out.stats.malformed, 1);
         assert_eq!(out.stats.skipped, 1);
         assert_eq!(out.out_of_window, 2);
-        assert_eq!(out.torn_files, 1);
-        assert_eq!(out.stats.interactions, 4);
+        assert_eq!(out.torn_members, 1);
+        assert_eq!(out.stats.interactions, 5);
         assert_eq!(log.rows[1].weight, 3.0);
         assert_eq!(log.users[log.rows[1].user as usize], "u2");
         // the newest event ends the `latest` window

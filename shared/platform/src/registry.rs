@@ -3,7 +3,7 @@
 //!
 //! Adapters: [`DynamoRegistry`] (table with partition key `pk` = `<site>#<task>` (S) and sort
 //! key `sk` = the version zero-padded to 20 digits (S), so a query returns runs in version
-//! order) and [`LocalRegistry`] (`<data-dir>/registry/site=<site>/task=<task>/<sk>.json`).
+//! order) and [`LocalRegistry`] (`<data-dir>/registry/site=<site>/task=<task>/runs.jsonl`).
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use serde::{Deserialize, Serialize};
+
+use crate::record_file::{Durability, LineFormat, RecordFile};
 
 /// How a run ended.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -73,6 +75,10 @@ pub struct DataCounts {
     pub holdout_interactions: u64,
     /// Holdout users scored (warm users with warm items).
     pub holdout_users_scored: u64,
+    /// Unreadable gzip members skipped in the event log (torn by a writer that crashed
+    /// mid-append; their events were never acknowledged).
+    #[serde(default)]
+    pub torn_members: u64,
 }
 
 /// One training run.
@@ -331,7 +337,10 @@ impl Registry for DynamoRegistry {
     }
 }
 
-/// Runs as JSON files under `<data-dir>/registry/site=<site>/task=<task>/<sk>.json`.
+/// Runs as JSON lines in `<data-dir>/registry/site=<site>/task=<task>/runs.jsonl`, a
+/// [`RecordFile`] (a line torn by a crash is cut before the next run is recorded; records are
+/// fsynced); a later line of the same version replaces an earlier one. Runs recorded by
+/// older versions of Nectar as one `<sk>.json` file each are still read.
 #[derive(Debug, Clone)]
 pub struct LocalRegistry {
     root: PathBuf,
@@ -351,11 +360,41 @@ impl LocalRegistry {
             .join(format!("task={task}"))
     }
 
+    fn runs_path(&self, site: &str, task: &str) -> PathBuf {
+        self.dir(site, task).join("runs.jsonl")
+    }
+
     fn io(path: &Path) -> impl FnOnce(std::io::Error) -> RegistryError + '_ {
         move |source| RegistryError::Io {
             path: path.display().to_string(),
             source,
         }
+    }
+
+    /// Runs stored one file each (`<sk>.json`) by older versions, by version.
+    fn legacy_runs(&self, site: &str, task: &str) -> Result<Vec<RunRecord>, RegistryError> {
+        let dir = self.dir(site, task);
+        let names: Vec<String> = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries
+                .filter_map(|e| e.ok())
+                .filter_map(|e| e.file_name().into_string().ok())
+                .filter(|n| n.ends_with(".json"))
+                .collect(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(Self::io(&dir)(e)),
+        };
+        let mut out = Vec::with_capacity(names.len());
+        for n in names {
+            let p = dir.join(&n);
+            let text = std::fs::read_to_string(&p).map_err(Self::io(&p))?;
+            out.push(
+                serde_json::from_str(&text).map_err(|e| RegistryError::Corrupt {
+                    key: p.display().to_string(),
+                    problem: e.to_string(),
+                })?,
+            );
+        }
+        Ok(out)
     }
 
     fn list(
@@ -365,46 +404,31 @@ impl LocalRegistry {
         limit: usize,
         only_published: bool,
     ) -> Result<Vec<RunRecord>, RegistryError> {
-        let dir = self.dir(site, task);
-        let mut names: Vec<String> = match std::fs::read_dir(&dir) {
-            Ok(entries) => entries
-                .filter_map(|e| e.ok())
-                .filter_map(|e| e.file_name().into_string().ok())
-                .filter(|n| n.ends_with(".json"))
-                .collect(),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-            Err(e) => return Err(Self::io(&dir)(e)),
-        };
-        names.sort_unstable_by(|a, b| b.cmp(a));
-        let mut out = Vec::new();
-        for n in names {
-            let p = dir.join(&n);
-            let text = std::fs::read_to_string(&p).map_err(Self::io(&p))?;
-            let run: RunRecord =
-                serde_json::from_str(&text).map_err(|e| RegistryError::Corrupt {
-                    key: p.display().to_string(),
-                    problem: e.to_string(),
-                })?;
-            if !only_published || run.status == RunStatus::Published {
-                out.push(run);
-                if out.len() >= limit {
-                    break;
-                }
-            }
+        let p = self.runs_path(site, task);
+        let mut by_version = BTreeMap::new();
+        let logged = RecordFile::new(&p, LineFormat::Json, Durability::Sync)
+            .read::<RunRecord>()
+            .map_err(Self::io(&p))?
+            .records;
+        // The log is newer than any legacy file, and its later lines replace earlier ones.
+        for run in self.legacy_runs(site, task)?.into_iter().chain(logged) {
+            by_version.insert(run.version, run);
         }
-        Ok(out)
+        Ok(by_version
+            .into_values()
+            .rev()
+            .filter(|run| !only_published || run.status == RunStatus::Published)
+            .take(limit)
+            .collect())
     }
 }
 
 impl Registry for LocalRegistry {
     async fn record(&self, run: &RunRecord) -> Result<(), RegistryError> {
-        let dir = self.dir(&run.site, &run.task);
-        std::fs::create_dir_all(&dir).map_err(Self::io(&dir))?;
-        let p = dir.join(format!("{}.json", version_sort_key(run.version)));
-        let tmp = p.with_extension(format!("tmp-{}", rand::random::<u64>()));
-        let text = serde_json::to_string_pretty(run).expect("a run record serialises");
-        std::fs::write(&tmp, text).map_err(Self::io(&tmp))?;
-        std::fs::rename(&tmp, &p).map_err(Self::io(&p))
+        let p = self.runs_path(&run.site, &run.task);
+        RecordFile::open(&p, LineFormat::Json, Durability::Sync)
+            .and_then(|f| f.append(run))
+            .map_err(Self::io(&p))
     }
 
     async fn runs(
@@ -561,6 +585,56 @@ mod tests {
     async fn local_registry_passes_the_contract() {
         let dir = std::env::temp_dir().join(format!("nectar-reg-{}", rand::random::<u64>()));
         contract::registry_contract(&LocalRegistry::new(&dir)).await;
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_torn_run_record_is_cut_before_the_next_run_and_legacy_files_still_read() {
+        let dir = std::env::temp_dir().join(format!("nectar-reg-{}", rand::random::<u64>()));
+        let reg = LocalRegistry::new(&dir);
+        // GIVEN a run recorded by an older Nectar (one file), one in the log, and a third
+        // torn mid-line by a crash
+        let task_dir = dir.join("registry/site=demo/task=als");
+        std::fs::create_dir_all(&task_dir).unwrap();
+        let old = contract::run("demo", "als", 1, RunStatus::Published);
+        std::fs::write(
+            task_dir.join(format!("{}.json", version_sort_key(1))),
+            serde_json::to_string_pretty(&old).unwrap(),
+        )
+        .unwrap();
+        reg.record(&contract::run("demo", "als", 2, RunStatus::Published))
+            .await
+            .unwrap();
+        reg.record(&contract::run("demo", "als", 3, RunStatus::Refused))
+            .await
+            .unwrap();
+        let path = task_dir.join("runs.jsonl");
+        let len = std::fs::metadata(&path).unwrap().len();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(len - 40)
+            .unwrap();
+        // WHEN the next run is recorded (a new process)
+        let reg = LocalRegistry::new(&dir);
+        let new = contract::run("demo", "als", 4, RunStatus::Published);
+        reg.record(&new).await.unwrap();
+        // THEN every line parses, the new run is intact, the torn one is in the sidecar
+        let text = std::fs::read_to_string(&path).unwrap();
+        let versions: Vec<u64> = text
+            .lines()
+            .map(|l| serde_json::from_str::<RunRecord>(l).unwrap().version)
+            .collect();
+        assert_eq!(versions, vec![2, 4]);
+        let runs = reg.runs("demo", "als", 10).await.unwrap();
+        assert_eq!(
+            runs.iter().map(|r| r.version).collect::<Vec<_>>(),
+            [4, 2, 1]
+        );
+        assert_eq!(runs[0], new);
+        assert_eq!(runs[2], old);
+        assert!(task_dir.join("runs.jsonl.torn").exists());
         std::fs::remove_dir_all(dir).unwrap();
     }
 

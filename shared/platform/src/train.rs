@@ -726,6 +726,7 @@ where
     run.counts.duplicates = read.stats.duplicates;
     run.counts.malformed = read.stats.malformed;
     run.counts.skipped = read.stats.skipped + read.out_of_window;
+    run.counts.torn_members = read.torn_members;
     run.counts.interactions = all.len() as u64;
     run.counts.users = all.users.len() as u64;
     run.counts.items = all.items.len() as u64;
@@ -1371,6 +1372,52 @@ mod tests {
             .task("s", "t")
             .unwrap()
             .clone()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_torn_member_in_the_log_is_skipped_and_counted_in_the_run_record() {
+        use crate::jsonl::gzip_lines;
+        use crate::reader::contract::event_line;
+        use crate::registry::Registry;
+        use crate::store::ObjectStore;
+        use bytes::Bytes;
+        use contract::T0;
+        let dir = std::env::temp_dir().join(format!("nectar-train-{}", rand::random::<u64>()));
+        let (events, registry) = (
+            crate::store::LocalStore::new(&dir),
+            crate::registry::LocalRegistry::new(&dir),
+        );
+        // GIVEN the test log, one of whose files holds a torn member before a valid one
+        let written = contract::write_events(&events, "demo").await;
+        let key = events.list("events/site=demo/").await.unwrap()[0].clone();
+        let mut body = events.get(&key).await.unwrap().unwrap().to_vec();
+        let extra = event_line("demo", "media_play", "i0", "u39", T0 - DAY_MS);
+        let torn =
+            gzip_lines([event_line("demo", "media_play", "lost", "u1", T0 - DAY_MS).as_str()]);
+        body.extend_from_slice(&torn[..torn.len() / 2]);
+        body.extend(gzip_lines([extra.as_str()]));
+        events.put(&key, Bytes::from(body)).await.unwrap();
+        // WHEN the task runs
+        let deps = TrainDeps {
+            events: &events,
+            models: &crate::model_store::LocalModelStore::new(&dir),
+            registry: &registry,
+            trainer: &BuiltinTrainer,
+        };
+        let req = TrainRequest {
+            site: "demo".into(),
+            task: "pop".into(),
+            window: WindowChoice::Configured,
+        };
+        let run = run_task(&contract::config("demo"), &req, deps, &LogObserver, T0)
+            .await
+            .unwrap();
+        // THEN the member after the torn one is read, and the torn one is counted and recorded
+        assert_eq!(run.counts.interactions as usize, written + 1);
+        assert_eq!(run.counts.torn_members, 1);
+        let recorded = registry.runs("demo", "pop", 1).await.unwrap();
+        assert_eq!(recorded[0].counts.torn_members, 1);
+        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

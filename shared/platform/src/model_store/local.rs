@@ -7,14 +7,17 @@
 //!
 //! Recent histories are served from memory: each site's is read once from
 //! `<data-dir>/models/site=<site>/history.json` (a snapshot) plus `history.jsonl` (one line per
-//! update, holding the user's whole new list, so replaying is idempotent); an update appends
-//! one line, and the log is folded into the snapshot when it grows. Hourly interaction counts
+//! update, holding the user's whole new list, so replaying is idempotent; a
+//! [`RecordFile`], so a line torn by a crash is cut to `history.jsonl.torn` when the site is
+//! loaded); an update appends one line, and the log is folded into the snapshot when it grows. Hourly interaction counts
 //! (real-time trending) live in memory only: a restart of `nectar dev` forgets them, and the
 //! trained trending list is served alone until new events arrive.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+
+use crate::record_file::{Durability, LineFormat, RecordFile};
 
 use super::{
     f32s_to_le, le_to_f32s, Factors, ModelArtifacts, ModelItems, ModelStore, ModelStoreError,
@@ -34,9 +37,11 @@ struct UserIndex {
 type UserCache = HashMap<(String, String, u64), Arc<UserIndex>>;
 
 /// Recent histories of one site, as loaded: user → items, newest first.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct SiteHistory {
     users: HashMap<String, Vec<String>>,
+    /// `history.jsonl`, opened (its torn tail cut) when the site was loaded.
+    log: RecordFile,
     /// Lines in `history.jsonl` (folded into the snapshot when it outgrows the users).
     log_lines: usize,
 }
@@ -147,18 +152,23 @@ impl LocalModelStore {
     }
 
     fn load_history(&self, site: &str) -> Result<SiteHistory, ModelStoreError> {
+        let p = self.history_log_path(site);
+        // Histories are rebuilt from the event log's interactions, so appends are not fsynced
+        // (one fsync per user per collect would cost more than the collect itself).
+        let log = RecordFile::open(&p, LineFormat::Json, Durability::Buffered).map_err(io(&p))?;
         let mut h = SiteHistory {
             users: json_opt(&self.history_path(site))?.unwrap_or_default(),
+            log,
             log_lines: 0,
         };
-        if let Some(bytes) = read_opt(&self.history_log_path(site))? {
-            for line in bytes.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
-                // A torn last line (crash mid-append) is skipped.
-                if let Ok((user, items)) = serde_json::from_slice::<(String, Vec<String>)>(line) {
-                    h.users.insert(user, items);
-                    h.log_lines += 1;
-                }
-            }
+        for (user, items) in h
+            .log
+            .read::<(String, Vec<String>)>()
+            .map_err(io(&p))?
+            .records
+        {
+            h.users.insert(user, items);
+            h.log_lines += 1;
         }
         Ok(h)
     }
@@ -476,19 +486,7 @@ impl ModelStore for LocalModelStore {
             }
             new.truncate(max_len.max(1));
             let p = self.history_log_path(site);
-            let dir = p.parent().expect("history has a parent");
-            std::fs::create_dir_all(dir).map_err(io(dir))?;
-            let mut line = to_json(&(user, &new));
-            line.push(b'\n');
-            {
-                use std::io::Write;
-                let mut f = std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(&p)
-                    .map_err(io(&p))?;
-                f.write_all(&line).map_err(io(&p))?;
-            }
+            h.log.append(&(user, &new)).map_err(io(&p))?;
             h.users.insert(user.to_string(), new);
             h.log_lines += 1;
             if h.log_lines > 2 * h.users.len() + 1000 {
@@ -560,6 +558,50 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("nectar-ms-{}", rand::random::<u64>()));
         let store = LocalModelStore::new(&dir);
         super::super::contract::concurrent_publish_contract(&store, "concurrent", 12).await;
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_torn_history_line_is_cut_on_restart_and_the_next_update_is_intact() {
+        let dir = std::env::temp_dir().join(format!("nectar-ms-{}", rand::random::<u64>()));
+        let hist = |s: &LocalModelStore, u: &str, items: &[&str]| {
+            let s = s.clone();
+            let (u, items) = (
+                u.to_string(),
+                items.iter().map(|i| i.to_string()).collect::<Vec<_>>(),
+            );
+            async move { s.append_history("demo", &u, &items, 10).await.unwrap() }
+        };
+        // GIVEN two users' updates, the second torn mid-line by a crash
+        let store = LocalModelStore::new(&dir);
+        hist(&store, "u1", &["a"]).await;
+        hist(&store, "u2", &["b"]).await;
+        let path = dir.join("models/site=demo/history.jsonl");
+        let len = std::fs::metadata(&path).unwrap().len();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(len - 4)
+            .unwrap();
+        // WHEN nectar dev restarts and a third user's update is appended
+        let store = LocalModelStore::new(&dir);
+        hist(&store, "u3", &["c", "d"]).await;
+        // THEN every line parses, the new record is intact, the fragment is in the sidecar
+        let text = std::fs::read_to_string(&path).unwrap();
+        let users: Vec<String> = text
+            .lines()
+            .map(|l| serde_json::from_str::<(String, Vec<String>)>(l).unwrap().0)
+            .collect();
+        assert_eq!(users, vec!["u1", "u3"]);
+        assert!(dir.join("models/site=demo/history.jsonl.torn").exists());
+        let again = LocalModelStore::new(&dir);
+        let states = again
+            .user_states("demo", "als", 1, &["u1".into(), "u2".into(), "u3".into()])
+            .await
+            .unwrap();
+        let h: Vec<Vec<String>> = states.into_iter().map(|s| s.history).collect();
+        assert_eq!(h, vec![vec!["a"], vec![], vec!["d", "c"]]);
         std::fs::remove_dir_all(dir).unwrap();
     }
 
