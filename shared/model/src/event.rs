@@ -17,6 +17,9 @@ use sha2::{Digest, Sha256};
 use crate::mapping::{metadata_ms, value_number, EventWeights, WeightRule, TIMESTAMP_PROBLEM};
 use crate::strict_json;
 
+mod raw;
+use raw::{EventSlot, EventsField, RawClient, RawDevice, RawEvent, RawPayload};
+
 /// `client.device.type` values allowed by the PEACH collect format.
 pub const DEVICE_TYPES: [&str; 8] = [
     "console", "phone", "tablet", "desktop", "hbbtv", "tvbox", "wearable", "embedded",
@@ -137,189 +140,6 @@ pub struct Accepted {
     pub events: Vec<EncodedEvent>,
 }
 
-#[derive(Deserialize)]
-struct RawPayload<'a> {
-    #[serde(borrow)]
-    peach_schema_version: Option<&'a RawValue>,
-    #[serde(borrow)]
-    sent_timestamp: Option<&'a RawValue>,
-    #[serde(borrow)]
-    session_start_timestamp: Option<&'a RawValue>,
-    #[serde(borrow)]
-    user_id: Option<&'a RawValue>,
-    #[serde(borrow)]
-    client: Option<&'a RawValue>,
-    #[serde(borrow)]
-    events: Option<EventsField<'a>>,
-}
-
-/// The `events` field read in the same pass as the payload: the events when it is an array,
-/// else what it was instead (for the error message).
-enum EventsField<'a> {
-    List(Vec<EventSlot<'a>>),
-    Other(&'static str),
-}
-
-/// One element of `events`, parsed in the same pass: an event object, or what it was instead.
-enum EventSlot<'a> {
-    Event(RawEvent<'a>),
-    NotObject(&'static str),
-}
-
-/// Visitor methods that answer the JSON kind of a scalar value as `$other(kind)`.
-macro_rules! scalar_kinds {
-    ($other:expr) => {
-        fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
-            Ok($other("a string"))
-        }
-        fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
-            Ok($other("a boolean"))
-        }
-        fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
-            Ok($other("a number"))
-        }
-        fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
-            Ok($other("a number"))
-        }
-        fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
-            Ok($other("a number"))
-        }
-        fn visit_unit<E>(self) -> Result<Self::Value, E> {
-            Ok($other("null"))
-        }
-    };
-}
-
-impl<'de: 'a, 'a> Deserialize<'de> for EventsField<'a> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V<'a>(std::marker::PhantomData<&'a ()>);
-        impl<'de: 'a, 'a> serde::de::Visitor<'de> for V<'a> {
-            type Value = EventsField<'a>;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("an array of events")
-            }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(
-                self,
-                mut seq: A,
-            ) -> Result<Self::Value, A::Error> {
-                let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(16).min(1024));
-                while let Some(item) = seq.next_element::<EventSlot<'de>>()? {
-                    items.push(item);
-                }
-                Ok(EventsField::List(items))
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(
-                self,
-                mut map: A,
-            ) -> Result<Self::Value, A::Error> {
-                while map
-                    .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
-                    .is_some()
-                {}
-                Ok(EventsField::Other("an object"))
-            }
-            scalar_kinds!(EventsField::Other);
-        }
-        d.deserialize_any(V(std::marker::PhantomData))
-    }
-}
-
-impl<'de: 'a, 'a> Deserialize<'de> for EventSlot<'a> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V<'a>(std::marker::PhantomData<&'a ()>);
-        impl<'de: 'a, 'a> serde::de::Visitor<'de> for V<'a> {
-            type Value = EventSlot<'a>;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("an event object")
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(
-                self,
-                mut map: A,
-            ) -> Result<Self::Value, A::Error> {
-                let mut ev = RawEvent::default();
-                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
-                    let slot = match key.as_ref() {
-                        "type" => &mut ev.event_type,
-                        "id" => &mut ev.id,
-                        "event_timestamp" => &mut ev.event_timestamp,
-                        "context" => &mut ev.context,
-                        "props" => &mut ev.props,
-                        "metadata" => &mut ev.metadata,
-                        _ => {
-                            map.next_value::<serde::de::IgnoredAny>()?;
-                            continue;
-                        }
-                    };
-                    *slot = Some(map.next_value::<&'de RawValue>()?);
-                }
-                Ok(EventSlot::Event(ev))
-            }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(
-                self,
-                mut seq: A,
-            ) -> Result<Self::Value, A::Error> {
-                while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
-                Ok(EventSlot::NotObject("an array"))
-            }
-            scalar_kinds!(EventSlot::NotObject);
-        }
-        d.deserialize_any(V(std::marker::PhantomData))
-    }
-}
-
-#[derive(Deserialize)]
-struct RawClient<'a> {
-    #[serde(borrow)]
-    id: Option<&'a RawValue>,
-    #[serde(borrow)]
-    app_id: Option<&'a RawValue>,
-    #[serde(borrow, rename = "type")]
-    client_type: Option<&'a RawValue>,
-    #[serde(borrow)]
-    name: Option<&'a RawValue>,
-    #[serde(borrow)]
-    version: Option<&'a RawValue>,
-    #[serde(borrow)]
-    device: Option<&'a RawValue>,
-    #[serde(borrow)]
-    os: Option<&'a RawValue>,
-}
-
-#[derive(Deserialize)]
-struct RawDevice<'a> {
-    #[serde(borrow, rename = "type")]
-    device_type: Option<&'a RawValue>,
-}
-
-/// The fields of one event, as raw JSON (read by [`EventSlot`]'s single-pass visitor).
-#[derive(Default)]
-struct RawEvent<'a> {
-    event_type: Option<&'a RawValue>,
-    id: Option<&'a RawValue>,
-    event_timestamp: Option<&'a RawValue>,
-    context: Option<&'a RawValue>,
-    props: Option<&'a RawValue>,
-    metadata: Option<&'a RawValue>,
-}
-
-impl RawEvent<'_> {
-    /// The bytes of its fields' values: with the shared fields, the size of its output line.
-    fn raw_len(&self) -> usize {
-        [
-            self.event_type,
-            self.id,
-            self.event_timestamp,
-            self.context,
-            self.props,
-            self.metadata,
-        ]
-        .iter()
-        .flatten()
-        .map(|r| r.get().len())
-        .sum()
-    }
-}
-
 /// Collects problems up to a bound, so a huge bad payload does not produce a huge answer.
 struct Problems {
     list: Vec<Problem>,
@@ -424,6 +244,16 @@ fn kind_of(raw: &RawValue) -> &'static str {
     }
 }
 
+/// Why a value that should be a string did not decode as one.
+fn not_a_string(raw: &RawValue) -> String {
+    match kind_of(raw) {
+        // A string that does not decode: the strict scan names lone surrogates first, so this
+        // is a safety net, never "must be a string, not a string".
+        "a string" => "is not a decodable string".to_string(),
+        kind => format!("must be a string, not {kind}"),
+    }
+}
+
 fn is_null(raw: &RawValue) -> bool {
     raw.get() == "null"
 }
@@ -473,7 +303,7 @@ impl Checker<'_> {
             }
             Ok(s) => Some(s),
             Err(_) => {
-                problems.push(&path, format!("must be a string, not {}", kind_of(raw)));
+                problems.push(&path, not_a_string(raw));
                 None
             }
         }
@@ -619,7 +449,7 @@ impl Checker<'_> {
                     format!("is longer than {} bytes", self.limits.max_id_len),
                 ),
                 Ok(_) => {}
-                Err(_) => problems.push(&path, format!("must be a string, not {}", kind_of(raw))),
+                Err(_) => problems.push(&path, not_a_string(raw)),
             }
         }
     }
