@@ -53,10 +53,14 @@ mod tests {
     }
 
     async fn run(fixture: &str) -> (u16, serde_json::Value, http::HeaderMap, usize) {
-        let svc = CollectService::new(
-            Arc::new(NectarConfig::embedded_default()),
-            Memory::default(),
-        );
+        run_with(NectarConfig::embedded_default(), fixture).await
+    }
+
+    async fn run_with(
+        config: NectarConfig,
+        fixture: &str,
+    ) -> (u16, serde_json::Value, http::HeaderMap, usize) {
+        let svc = CollectService::new(Arc::new(config), Memory::default());
         let req = lambda_http::request::from_str(fixture).expect("fixture is an API Gateway event");
         let resp = handle(&svc, req).await.unwrap();
         let body = match resp.body() {
@@ -84,6 +88,36 @@ mod tests {
             headers["access-control-allow-origin"],
             "https://www.demo.example"
         );
+    }
+
+    #[tokio::test]
+    async fn a_site_declaring_collect_status_201_answers_201() {
+        // GIVEN the default config with `collect_status = 201` on the demo site (for apps on
+        // the EBU PEACH collector SDKs, which re-send on any answer but 201)
+        let toml = nectar_platform::config::DEFAULT_CONFIG_TOML.replacen(
+            "[sites.demo]\n",
+            "[sites.demo]\ncollect_status = 201\n",
+            1,
+        );
+        assert_ne!(toml, nectar_platform::config::DEFAULT_CONFIG_TOML);
+        let config = NectarConfig::from_toml(&toml, "test").unwrap();
+        // WHEN API Gateway delivers a batch THEN it is stored and answered 201
+        for fixture in [
+            include_str!("../../../events/collect-post-json.json"),
+            include_str!("../../../events/collect-post-gzip.json"),
+        ] {
+            let (status, body, _, stored) = run_with(config.clone(), fixture).await;
+            assert_eq!(status, 201, "{body}");
+            assert!(stored > 0);
+            assert_eq!(body["accepted"], stored);
+        }
+        // and a rejected batch keeps its error status
+        let (status, _, _, stored) = run_with(
+            config,
+            include_str!("../../../events/collect-post-invalid.json"),
+        )
+        .await;
+        assert_eq!((status, stored), (400, 0));
     }
 
     #[tokio::test]

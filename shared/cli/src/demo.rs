@@ -312,7 +312,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
                     .body(Bytes::from(body))?;
                 let resp = collect.handle(&req, now).await;
                 anyhow::ensure!(
-                    resp.status() == http::StatusCode::ACCEPTED,
+                    resp.status().is_success(),
                     "collect refused the demo payload: {}",
                     String::from_utf8_lossy(resp.body())
                 );

@@ -14,6 +14,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 
+use crate::mapping::{metadata_ms, value_number, EventWeights, WeightRule, TIMESTAMP_PROBLEM};
+use crate::strict_json;
+
+mod raw;
+use raw::{EventSlot, EventsField, RawClient, RawDevice, RawEvent, RawPayload};
+
 /// `client.device.type` values allowed by the PEACH collect format.
 pub const DEVICE_TYPES: [&str; 8] = [
     "console", "phone", "tablet", "desktop", "hbbtv", "tvbox", "wearable", "embedded",
@@ -134,189 +140,6 @@ pub struct Accepted {
     pub events: Vec<EncodedEvent>,
 }
 
-#[derive(Deserialize)]
-struct RawPayload<'a> {
-    #[serde(borrow)]
-    peach_schema_version: Option<&'a RawValue>,
-    #[serde(borrow)]
-    sent_timestamp: Option<&'a RawValue>,
-    #[serde(borrow)]
-    session_start_timestamp: Option<&'a RawValue>,
-    #[serde(borrow)]
-    user_id: Option<&'a RawValue>,
-    #[serde(borrow)]
-    client: Option<&'a RawValue>,
-    #[serde(borrow)]
-    events: Option<EventsField<'a>>,
-}
-
-/// The `events` field read in the same pass as the payload: the events when it is an array,
-/// else what it was instead (for the error message).
-enum EventsField<'a> {
-    List(Vec<EventSlot<'a>>),
-    Other(&'static str),
-}
-
-/// One element of `events`, parsed in the same pass: an event object, or what it was instead.
-enum EventSlot<'a> {
-    Event(RawEvent<'a>),
-    NotObject(&'static str),
-}
-
-/// Visitor methods that answer the JSON kind of a scalar value as `$other(kind)`.
-macro_rules! scalar_kinds {
-    ($other:expr) => {
-        fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
-            Ok($other("a string"))
-        }
-        fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
-            Ok($other("a boolean"))
-        }
-        fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
-            Ok($other("a number"))
-        }
-        fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
-            Ok($other("a number"))
-        }
-        fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
-            Ok($other("a number"))
-        }
-        fn visit_unit<E>(self) -> Result<Self::Value, E> {
-            Ok($other("null"))
-        }
-    };
-}
-
-impl<'de: 'a, 'a> Deserialize<'de> for EventsField<'a> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V<'a>(std::marker::PhantomData<&'a ()>);
-        impl<'de: 'a, 'a> serde::de::Visitor<'de> for V<'a> {
-            type Value = EventsField<'a>;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("an array of events")
-            }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(
-                self,
-                mut seq: A,
-            ) -> Result<Self::Value, A::Error> {
-                let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(16).min(1024));
-                while let Some(item) = seq.next_element::<EventSlot<'de>>()? {
-                    items.push(item);
-                }
-                Ok(EventsField::List(items))
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(
-                self,
-                mut map: A,
-            ) -> Result<Self::Value, A::Error> {
-                while map
-                    .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
-                    .is_some()
-                {}
-                Ok(EventsField::Other("an object"))
-            }
-            scalar_kinds!(EventsField::Other);
-        }
-        d.deserialize_any(V(std::marker::PhantomData))
-    }
-}
-
-impl<'de: 'a, 'a> Deserialize<'de> for EventSlot<'a> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V<'a>(std::marker::PhantomData<&'a ()>);
-        impl<'de: 'a, 'a> serde::de::Visitor<'de> for V<'a> {
-            type Value = EventSlot<'a>;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("an event object")
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(
-                self,
-                mut map: A,
-            ) -> Result<Self::Value, A::Error> {
-                let mut ev = RawEvent::default();
-                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
-                    let slot = match key.as_ref() {
-                        "type" => &mut ev.event_type,
-                        "id" => &mut ev.id,
-                        "event_timestamp" => &mut ev.event_timestamp,
-                        "context" => &mut ev.context,
-                        "props" => &mut ev.props,
-                        "metadata" => &mut ev.metadata,
-                        _ => {
-                            map.next_value::<serde::de::IgnoredAny>()?;
-                            continue;
-                        }
-                    };
-                    *slot = Some(map.next_value::<&'de RawValue>()?);
-                }
-                Ok(EventSlot::Event(ev))
-            }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(
-                self,
-                mut seq: A,
-            ) -> Result<Self::Value, A::Error> {
-                while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
-                Ok(EventSlot::NotObject("an array"))
-            }
-            scalar_kinds!(EventSlot::NotObject);
-        }
-        d.deserialize_any(V(std::marker::PhantomData))
-    }
-}
-
-#[derive(Deserialize)]
-struct RawClient<'a> {
-    #[serde(borrow)]
-    id: Option<&'a RawValue>,
-    #[serde(borrow)]
-    app_id: Option<&'a RawValue>,
-    #[serde(borrow, rename = "type")]
-    client_type: Option<&'a RawValue>,
-    #[serde(borrow)]
-    name: Option<&'a RawValue>,
-    #[serde(borrow)]
-    version: Option<&'a RawValue>,
-    #[serde(borrow)]
-    device: Option<&'a RawValue>,
-    #[serde(borrow)]
-    os: Option<&'a RawValue>,
-}
-
-#[derive(Deserialize)]
-struct RawDevice<'a> {
-    #[serde(borrow, rename = "type")]
-    device_type: Option<&'a RawValue>,
-}
-
-/// The fields of one event, as raw JSON (read by [`EventSlot`]'s single-pass visitor).
-#[derive(Default)]
-struct RawEvent<'a> {
-    event_type: Option<&'a RawValue>,
-    id: Option<&'a RawValue>,
-    event_timestamp: Option<&'a RawValue>,
-    context: Option<&'a RawValue>,
-    props: Option<&'a RawValue>,
-    metadata: Option<&'a RawValue>,
-}
-
-impl RawEvent<'_> {
-    /// The bytes of its fields' values: with the shared fields, the size of its output line.
-    fn raw_len(&self) -> usize {
-        [
-            self.event_type,
-            self.id,
-            self.event_timestamp,
-            self.context,
-            self.props,
-            self.metadata,
-        ]
-        .iter()
-        .flatten()
-        .map(|r| r.get().len())
-        .sum()
-    }
-}
-
 /// Collects problems up to a bound, so a huge bad payload does not produce a huge answer.
 struct Problems {
     list: Vec<Problem>,
@@ -330,6 +153,13 @@ impl Problems {
             list: Vec::new(),
             total: 0,
             max,
+        }
+    }
+
+    fn into_rejection(self) -> Rejection {
+        Rejection {
+            problems: self.list,
+            total: self.total,
         }
     }
 
@@ -377,6 +207,12 @@ impl Rejection {
     }
 }
 
+/// Whether `s` contains a control character (C0 such as NUL and ESC, DEL, or C1): never
+/// part of an id, and a hazard in the logs and terminals that show ids.
+pub fn has_control_chars(s: &str) -> bool {
+    s.chars().any(char::is_control)
+}
+
 /// Whether `s` is a valid site key, endpoint or task name: `[a-z0-9_-]{1,64}`.
 pub fn is_valid_key(s: &str) -> bool {
     !s.is_empty()
@@ -405,6 +241,16 @@ fn kind_of(raw: &RawValue) -> &'static str {
         Some(b't' | b'f') => "a boolean",
         Some(b'n') => "null",
         _ => "a number",
+    }
+}
+
+/// Why a value that should be a string did not decode as one.
+fn not_a_string(raw: &RawValue) -> String {
+    match kind_of(raw) {
+        // A string that does not decode: the strict scan names lone surrogates first, so this
+        // is a safety net, never "must be a string, not a string".
+        "a string" => "is not a decodable string".to_string(),
+        kind => format!("must be a string, not {kind}"),
     }
 }
 
@@ -448,10 +294,76 @@ impl Checker<'_> {
                 );
                 None
             }
+            Ok(s) if has_control_chars(&s) => {
+                problems.push(
+                    &path,
+                    "must not contain control characters (U+0000-U+001F, U+007F-U+009F)",
+                );
+                None
+            }
             Ok(s) => Some(s),
             Err(_) => {
-                problems.push(&path, format!("must be a string, not {}", kind_of(raw)));
+                problems.push(&path, not_a_string(raw));
                 None
+            }
+        }
+    }
+
+    /// Under a `"value"` weight rule, the event's `props.value` must be a number (or a string
+    /// holding one, as the mapping reads it), else the event can never become an interaction.
+    fn weight_value(
+        &self,
+        props: Option<&RawValue>,
+        path: impl Fn() -> String,
+        problems: &mut Problems,
+    ) {
+        #[derive(Deserialize)]
+        struct ValueField {
+            #[serde(default)]
+            value: Option<serde_json::Value>,
+        }
+        let value = props
+            .and_then(|p| serde_json::from_str::<ValueField>(p.get()).ok())
+            .and_then(|p| p.value);
+        match value {
+            None => problems.push(
+                path,
+                "is required: this event type is weighted by its props.value",
+            ),
+            Some(v) if value_number(&v).is_none() => problems.push(
+                path,
+                "must be a finite number (or a string holding one): this event type is weighted by it",
+            ),
+            Some(_) => {}
+        }
+    }
+
+    /// The catalog reads `metadata.available_from` / `available_until` as timestamps: a value
+    /// it cannot read is refused here rather than dropped later.
+    fn metadata_window(&self, metadata: Option<&RawValue>, i: usize, problems: &mut Problems) {
+        #[derive(Deserialize)]
+        struct Window {
+            #[serde(default)]
+            available_from: Option<serde_json::Value>,
+            #[serde(default)]
+            available_until: Option<serde_json::Value>,
+        }
+        // Most metadata has no window: skip the parse.
+        let Some(raw) = metadata.filter(|m| m.get().contains("available_")) else {
+            return;
+        };
+        let Ok(w) = serde_json::from_str::<Window>(raw.get()) else {
+            return;
+        };
+        for (field, value) in [
+            ("available_from", w.available_from),
+            ("available_until", w.available_until),
+        ] {
+            if value.as_ref().is_some_and(|v| metadata_ms(v).is_none()) {
+                problems.push(
+                    || format!("events[{i}].metadata.{field}"),
+                    TIMESTAMP_PROBLEM,
+                );
             }
         }
     }
@@ -537,21 +449,37 @@ impl Checker<'_> {
                     format!("is longer than {} bytes", self.limits.max_id_len),
                 ),
                 Ok(_) => {}
-                Err(_) => problems.push(&path, format!("must be a string, not {}", kind_of(raw))),
+                Err(_) => problems.push(&path, not_a_string(raw)),
             }
         }
     }
 }
 
-/// Parses and validates a PEACH payload and flattens it into encoded events.
-///
-/// `body` is the decoded request body; `now_ms` is the collect timestamp. Any invalid field
-/// rejects the whole payload, with every problem found (bounded) and its JSON path.
+/// Parses and validates a PEACH payload and flattens it into encoded events, without a site's
+/// weight rules (the server's own events, tests); collect uses [`accept_site_payload`].
 pub fn accept_payload(
     body: &[u8],
     site_key: &str,
     now_ms: i64,
     limits: &CollectLimits,
+) -> Result<Accepted, Rejection> {
+    accept_site_payload(body, site_key, now_ms, limits, &EventWeights::empty())
+}
+
+/// Parses and validates a PEACH payload for a site and flattens it into encoded events.
+///
+/// `body` is the decoded request body; `now_ms` is the collect timestamp; `weights` are the
+/// site's event weights: an event whose type is weighted by `"value"` needs a numeric
+/// `props.value`. Any invalid field rejects the whole payload, with every problem found
+/// (bounded) and its JSON path. Values no reader could decode back (numbers beyond `f64`,
+/// lone surrogate escapes) are refused anywhere in the body, free-form objects included,
+/// so that every line of the log stays strict JSON.
+pub fn accept_site_payload(
+    body: &[u8],
+    site_key: &str,
+    now_ms: i64,
+    limits: &CollectLimits,
+    weights: &EventWeights,
 ) -> Result<Accepted, Rejection> {
     if body.len() > limits.max_body_bytes {
         return Err(Rejection::single(
@@ -561,6 +489,13 @@ pub fn accept_payload(
     }
     let text = std::str::from_utf8(body)
         .map_err(|e| Rejection::single("", format!("body is not valid UTF-8: {e}")))?;
+    let mut problems = Problems::new(limits.max_problems);
+    strict_json::scan(text, |path, flaw| {
+        problems.push(|| path.to_string(), flaw.problem())
+    });
+    if problems.total > 0 {
+        return Err(problems.into_rejection());
+    }
     let payload: RawPayload<'_> = serde_json::from_str(text).map_err(|e| {
         let problem = if e.is_data() {
             "the payload must be a JSON object".to_string()
@@ -571,7 +506,6 @@ pub fn accept_payload(
     })?;
 
     let ck = Checker { limits, now_ms };
-    let mut problems = Problems::new(limits.max_problems);
 
     let schema = ck.id(
         payload.peach_schema_version,
@@ -668,6 +602,12 @@ pub fn accept_payload(
             || format!("events[{i}].metadata"),
             &mut problems,
         );
+        if let Some(t) = &event_type {
+            if weights.rule(t) == Some(WeightRule::PropsValue) {
+                ck.weight_value(props, || format!("events[{i}].props.value"), &mut problems);
+            }
+        }
+        ck.metadata_window(metadata, i, &mut problems);
         if problems.total > 0 {
             // Keep validating to report every problem, but stop building output.
             continue;
@@ -713,10 +653,7 @@ pub fn accept_payload(
     }
 
     if problems.total > 0 {
-        return Err(Rejection {
-            problems: problems.list,
-            total: problems.total,
-        });
+        return Err(problems.into_rejection());
     }
     let events = flat
         .into_iter()
@@ -1107,6 +1044,233 @@ mod tests {
         assert_eq!(v["type"], "podcast_subscribe");
         assert!(v.get("user_id").is_none());
         assert!(v.get("metadata").is_none());
+    }
+
+    /// The body with `raw` (JSON text) spliced in place of the `"SLOT"` string.
+    fn splice(v: &serde_json::Value, raw: &str) -> String {
+        let text = v.to_string();
+        assert!(text.contains("\"SLOT\""));
+        text.replace("\"SLOT\"", raw)
+    }
+
+    fn run_text(text: &str) -> Result<Accepted, Rejection> {
+        accept_payload(text.as_bytes(), "demo", NOW, &CollectLimits::default())
+    }
+
+    #[test]
+    fn out_of_range_numbers_are_refused_anywhere_with_their_path() {
+        // GIVEN 1e400 / -1e400 in free-form objects (kept verbatim) and in typed fields
+        for (ptr, raw, path) in [
+            (
+                "/events/0/props/playback_position_s",
+                "1e400",
+                "events[0].props.playback_position_s",
+            ),
+            (
+                "/events/1/context/hit_index",
+                "-1e400",
+                "events[1].context.hit_index",
+            ),
+            (
+                "/events/1/metadata/m",
+                "[1, 1e400]",
+                "events[1].metadata.m[1]",
+            ),
+            ("/client/device/timezone", "1e400", "client.device.timezone"),
+            ("/sent_timestamp", "1e400", "sent_timestamp"),
+        ] {
+            let mut p = payload();
+            *p.pointer_mut(ptr).unwrap() = json!("SLOT");
+            // WHEN validated THEN the payload is refused naming the value's path
+            let r = run_text(&splice(&p, raw)).unwrap_err();
+            assert_eq!(paths(r.clone()), vec![path.to_string()], "{ptr}");
+            assert!(r.problems[0].problem.contains("out of range"), "{ptr}");
+        }
+        // an unknown top-level field is refused too: the check covers the whole body
+        let mut p = payload();
+        p["extra"] = json!("SLOT");
+        assert_eq!(
+            paths(run_text(&splice(&p, "1e400")).unwrap_err()),
+            vec!["extra"]
+        );
+        // while tiny and large finite numbers pass and are kept as sent
+        let mut p = payload();
+        p["events"][0]["props"]["x"] = json!("SLOT");
+        let acc = run_text(&splice(&p, "1.5e308")).unwrap();
+        assert!(acc.events[0].line.contains("1.5e308"));
+        // and every accepted line is strict JSON a reader decodes
+        for e in &acc.events {
+            serde_json::from_str::<serde_json::Value>(&e.line).unwrap();
+        }
+    }
+
+    #[test]
+    fn control_characters_in_ids_are_refused_naming_the_field() {
+        for (ptr, path) in [
+            ("/client/id", "client.id"),
+            ("/client/app_id", "client.app_id"),
+            ("/user_id", "user_id"),
+            ("/events/1/id", "events[1].id"),
+            ("/events/0/type", "events[0].type"),
+            ("/peach_schema_version", "peach_schema_version"),
+        ] {
+            for bad in [
+                r"c\u0000",
+                r"\u001b[31mred",
+                r"a\u0007b",
+                r"del\u007f",
+                r"c1\u0085",
+            ] {
+                let mut p = payload();
+                *p.pointer_mut(ptr).unwrap() = json!("SLOT");
+                let r = run_text(&splice(&p, &format!("\"{bad}\""))).unwrap_err();
+                assert_eq!(paths(r.clone()), vec![path.to_string()], "{ptr} {bad}");
+                assert!(r.problems[0].problem.contains("control characters"));
+            }
+        }
+        // a NUL in client.id exactly as the issue sends it
+        let mut p = payload();
+        p["client"]["id"] = json!("c\0");
+        let r = run(&p).unwrap_err();
+        assert_eq!(paths(r), vec!["client.id".to_string()]);
+        // printable non-ASCII stays allowed
+        let mut p = payload();
+        p["events"][0]["id"] = json!("émission-日本");
+        assert!(run(&p).is_ok());
+    }
+
+    #[test]
+    fn lone_surrogates_are_refused_with_a_message_that_says_so() {
+        for (ptr, path) in [
+            ("/client/id", "client.id"),
+            ("/events/0/id", "events[0].id"),
+            (
+                "/events/0/context/component/type",
+                "events[0].context.component.type",
+            ),
+            ("/events/1/metadata/m", "events[1].metadata.m"),
+        ] {
+            let mut p = payload();
+            *p.pointer_mut(ptr).unwrap() = json!("SLOT");
+            let r = run_text(&splice(&p, r#""\ud800""#)).unwrap_err();
+            assert_eq!(paths(r.clone()), vec![path.to_string()], "{ptr}");
+            let problem = &r.problems[0].problem;
+            assert!(problem.contains("lone UTF-16 surrogate"), "{problem}");
+            assert!(!problem.contains("not a string"), "{problem}");
+        }
+        // a proper pair (an emoji written as escapes) is fine
+        let mut p = payload();
+        p["events"][0]["id"] = json!("SLOT");
+        assert!(run_text(&splice(&p, r#""m-\ud83d\ude00""#)).is_ok());
+    }
+
+    fn rating_payload(props: Option<&str>) -> String {
+        let mut p = payload();
+        p["events"][0] = json!({"type": "rating", "id": "m-1", "event_timestamp": NOW - 5000});
+        if props.is_some() {
+            p["events"][0]["props"] = json!("SLOT");
+        }
+        let text = p.to_string();
+        match props {
+            Some(raw) => text.replace("\"SLOT\"", raw),
+            None => text,
+        }
+    }
+
+    #[test]
+    fn value_weighted_events_need_a_finite_props_value() {
+        let weights = EventWeights::default(); // rating = "value"
+        let check = |text: &str| {
+            accept_site_payload(
+                text.as_bytes(),
+                "demo",
+                NOW,
+                &CollectLimits::default(),
+                &weights,
+            )
+        };
+        for props in [
+            None,
+            Some(r#"{}"#),
+            Some(r#"{"value": null}"#),
+            Some(r#"{"value": "five"}"#),
+            Some(r#"{"value": "NaN"}"#),
+            Some(r#"{"value": "inf"}"#),
+            Some(r#"{"value": true}"#),
+            Some(r#"{"value": [4]}"#),
+        ] {
+            let r = check(&rating_payload(props)).unwrap_err();
+            assert_eq!(
+                paths(r),
+                vec!["events[0].props.value".to_string()],
+                "{props:?}"
+            );
+        }
+        // 1e400 is caught by the strict check, at the same path
+        let r = check(&rating_payload(Some(r#"{"value": 1e400}"#))).unwrap_err();
+        assert_eq!(paths(r), vec!["events[0].props.value".to_string()]);
+        for ok in [
+            r#"{"value": 4}"#,
+            r#"{"value": 3.5}"#,
+            r#"{"value": " 2 "}"#,
+        ] {
+            assert!(check(&rating_payload(Some(ok))).is_ok(), "{ok}");
+        }
+        // a site that weighs ratings by a fixed number does not need the value
+        let mut fixed = EventWeights::default();
+        fixed.set("rating", WeightRule::Fixed(1.0));
+        let text = rating_payload(None);
+        assert!(accept_site_payload(
+            text.as_bytes(),
+            "demo",
+            NOW,
+            &CollectLimits::default(),
+            &fixed
+        )
+        .is_ok());
+        // and a custom type weighed by "value" needs one just like rating
+        let mut stars = EventWeights::default();
+        stars.set("stars", WeightRule::PropsValue);
+        let text = rating_payload(None).replace("\"rating\"", "\"stars\"");
+        let r = accept_site_payload(
+            text.as_bytes(),
+            "demo",
+            NOW,
+            &CollectLimits::default(),
+            &stars,
+        )
+        .unwrap_err();
+        assert_eq!(paths(r), vec!["events[0].props.value".to_string()]);
+    }
+
+    #[test]
+    fn metadata_availability_must_be_a_timestamp() {
+        for (bad, field) in [
+            (json!("tomorrow"), "available_from"),
+            (json!("2025-01-31"), "available_until"),
+            (json!(1.7e12), "available_from"),
+            (json!(true), "available_until"),
+            (json!({"ms": 1}), "available_from"),
+        ] {
+            let mut p = payload();
+            p["events"][0]["metadata"] = json!({ field: bad });
+            let r = run(&p).unwrap_err();
+            assert_eq!(
+                paths(r.clone()),
+                vec![format!("events[0].metadata.{field}")]
+            );
+            assert!(r.problems[0].problem.contains("timestamp"));
+        }
+        // what the catalog reads is accepted: ms integers, strings of one, null
+        for ok in [
+            json!(1_700_000_000_000_i64),
+            json!("1700000000000"),
+            json!(null),
+        ] {
+            let mut p = payload();
+            p["events"][0]["metadata"] = json!({"available_from": ok, "available_until": ok});
+            assert!(run(&p).is_ok(), "{ok}");
+        }
     }
 
     #[test]

@@ -211,13 +211,35 @@ pub fn map_event_line(line: &str, weights: &EventWeights) -> Result<Interaction,
 
 fn props_value(props: Option<&RawValue>) -> Option<f32> {
     let p: ValueProps = serde_json::from_str(props?.get()).ok()?;
-    let v = match p.value? {
+    let v = value_number(&p.value?)?;
+    (v > 0.0).then_some(v as f32)
+}
+
+/// The number in `props.value` as the [`WeightRule::PropsValue`] rule reads it: a JSON number
+/// or a string holding one (some SDKs send numbers as strings); `None` unless finite. Collect
+/// refuses what this cannot read, so that a stored rating always has a value.
+pub fn value_number(v: &serde_json::Value) -> Option<f64> {
+    let n = match v {
         serde_json::Value::Number(n) => n.as_f64()?,
-        // Some SDKs send numbers as strings.
         serde_json::Value::String(s) => s.trim().parse::<f64>().ok()?,
         _ => return None,
     };
-    (v > 0.0 && v.is_finite()).then_some(v as f32)
+    n.is_finite().then_some(n)
+}
+
+/// What [`metadata_ms`] accepts, as an error message says it.
+pub const TIMESTAMP_PROBLEM: &str =
+    "must be a timestamp in ms since 1970-01-01 UTC: an integer, or a string holding one";
+
+/// A catalog timestamp (`available_from`, `available_until`, ms UTC) as event metadata and
+/// catalog upserts give it: an integer, or a string holding one (some SDKs send numbers as
+/// strings). Collect and `PUT /v1/items` refuse what this cannot read.
+pub fn metadata_ms(v: &serde_json::Value) -> Option<i64> {
+    match v {
+        serde_json::Value::Number(n) => n.as_i64(),
+        serde_json::Value::String(t) => t.trim().parse().ok(),
+        _ => None,
+    }
 }
 
 fn hit_item(context: Option<&RawValue>) -> Option<String> {

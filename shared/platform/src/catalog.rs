@@ -12,12 +12,15 @@ use std::sync::{Arc, RwLock};
 
 use bytes::Bytes;
 use http::{Method, StatusCode};
+use nectar_model::event::has_control_chars;
+use nectar_model::mapping::{metadata_ms, TIMESTAMP_PROBLEM};
+use nectar_model::strict_json;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::config::NectarConfig;
 use crate::error::AppError;
-use crate::http_util::{json_response, site_key_param};
+use crate::http_util::{decode_body, json_response, site_key_param};
 use crate::keys::AdminKeys;
 use crate::record_file::{Durability, LineFormat, RecordFile};
 
@@ -72,7 +75,7 @@ impl ItemMeta {
 
 /// Whether `id` is an acceptable item id: 1 to 256 characters, no control characters.
 pub fn valid_item_id(id: &str) -> bool {
-    !id.is_empty() && id.chars().count() <= 256 && !id.chars().any(char::is_control)
+    !id.is_empty() && id.chars().count() <= 256 && !has_control_chars(id)
 }
 
 /// The port through which collected events' metadata reaches a catalog: merge (field by
@@ -251,33 +254,56 @@ impl CatalogWriter for Catalog {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ItemsBody {
-    items: Vec<ItemMeta>,
+    items: Vec<ItemUpsert>,
 }
 
-/// Checks a `PUT /v1/items?s=SITE` request (route, method, site, `Authorization: Bearer
-/// <admin key of the site>`, body `{"items": [{"id", "category"?, "available_from"?,
-/// "available_until"?, "title"?}]}`) and returns the site and the items to upsert.
-pub fn parse_items_request(
-    config: &NectarConfig,
-    keys: &AdminKeys,
-    req: &http::Request<Bytes>,
-) -> Result<(String, Vec<ItemMeta>), AppError> {
-    let site = authorize_items_request(config, keys, req.method(), req.uri(), req.headers())?;
-    if req.body().len() > MAX_ITEMS_BODY {
-        return Err(AppError::PayloadTooLarge {
-            limit: MAX_ITEMS_BODY,
-        });
+/// One item as an upsert sends it: the availability bounds as collected metadata gives them
+/// (ms, or a string holding ms; see [`metadata_ms`]), checked with their path.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ItemUpsert {
+    id: String,
+    #[serde(default)]
+    category: Option<String>,
+    #[serde(default)]
+    available_from: Option<serde_json::Value>,
+    #[serde(default)]
+    available_until: Option<serde_json::Value>,
+    #[serde(default)]
+    title: Option<String>,
+}
+
+/// The items of an upsert body, each problem named by its path (`items[3].available_from`).
+fn parse_items_body(body: &[u8]) -> Result<Vec<ItemMeta>, AppError> {
+    let text = std::str::from_utf8(body)
+        .map_err(|e| AppError::invalid("body", format!("is not valid UTF-8: {e}")))?;
+    // The catalog file and table must stay readable: refuse what no reader decodes back.
+    let mut flaw = None;
+    strict_json::scan(text, |path, f| {
+        flaw.get_or_insert_with(|| (path.to_string(), f));
+    });
+    if let Some((path, f)) = flaw {
+        return Err(AppError::invalid(&path, f.problem()));
     }
-    let body: ItemsBody = serde_json::from_slice(req.body())
+    let body: ItemsBody = serde_json::from_str(text)
         .map_err(|e| AppError::invalid("body", format!("not a valid items document: {e}")))?;
-    for (i, it) in body.items.iter().enumerate() {
+    let mut items = Vec::with_capacity(body.items.len());
+    for (i, it) in body.items.into_iter().enumerate() {
         if !valid_item_id(&it.id) {
             return Err(AppError::invalid(
                 &format!("items[{i}].id"),
                 "ids are 1 to 256 characters with no control characters",
             ));
         }
-        if let (Some(f), Some(u)) = (it.available_from, it.available_until) {
+        let time = |field: &str, v: Option<serde_json::Value>| match v {
+            None => Ok(None),
+            Some(v) => metadata_ms(&v).map(Some).ok_or_else(|| {
+                AppError::invalid(&format!("items[{i}].{field}"), TIMESTAMP_PROBLEM)
+            }),
+        };
+        let available_from = time("available_from", it.available_from)?;
+        let available_until = time("available_until", it.available_until)?;
+        if let (Some(f), Some(u)) = (available_from, available_until) {
             if u <= f {
                 return Err(AppError::invalid(
                     &format!("items[{i}].available_until"),
@@ -285,8 +311,29 @@ pub fn parse_items_request(
                 ));
             }
         }
+        items.push(ItemMeta {
+            id: it.id,
+            category: it.category,
+            available_from,
+            available_until,
+            title: it.title,
+        });
     }
-    Ok((site, body.items))
+    Ok(items)
+}
+
+/// Checks a `PUT /v1/items?s=SITE` request (route, method, site, `Authorization: Bearer
+/// <admin key of the site>`, body `{"items": [{"id", "category"?, "available_from"?,
+/// "available_until"?, "title"?}]}`, gzip when `Content-Encoding` says so, decoded and bounded
+/// as collect's) and returns the site and the items to upsert.
+pub fn parse_items_request(
+    config: &NectarConfig,
+    keys: &AdminKeys,
+    req: &http::Request<Bytes>,
+) -> Result<(String, Vec<ItemMeta>), AppError> {
+    let site = authorize_items_request(config, keys, req.method(), req.uri(), req.headers())?;
+    let body = decode_body(req.headers(), req.body(), MAX_ITEMS_BODY)?;
+    Ok((site, parse_items_body(&body)?))
 }
 
 /// The checks of `PUT /v1/items` that need no body (route, method, site, the site's admin
@@ -342,6 +389,149 @@ pub fn handle_items(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write;
+
+    const KEY: &str = "admin-key-of-demo";
+
+    fn put(body: impl Into<Bytes>, gzip: bool) -> http::Request<Bytes> {
+        let mut b = http::Request::builder()
+            .method("PUT")
+            .uri("/v1/items?s=demo")
+            .header("authorization", format!("Bearer {KEY}"))
+            .header("content-type", "application/json");
+        if gzip {
+            b = b.header("content-encoding", "gzip");
+        }
+        b.body(body.into()).unwrap()
+    }
+
+    /// The items, or the error as `(status, code, details[0].path, message)`.
+    fn parse(req: &http::Request<Bytes>) -> Result<Vec<ItemMeta>, (u16, String, String, String)> {
+        let config = NectarConfig::from_toml("[sites.demo]\n", "test").unwrap();
+        let mut keys = AdminKeys::none();
+        keys.add(KEY, "demo");
+        parse_items_request(&config, &keys, req)
+            .map(|(_, items)| items)
+            .map_err(|e| {
+                let b = e.body();
+                (
+                    e.status().as_u16(),
+                    e.code().to_string(),
+                    b["error"]["details"][0]["path"]
+                        .as_str()
+                        .unwrap_or("")
+                        .to_string(),
+                    b["error"]["message"].as_str().unwrap_or("").to_string(),
+                )
+            })
+    }
+
+    fn gz(data: &[u8]) -> Vec<u8> {
+        use flate2::{write::GzEncoder, Compression};
+        let mut e = GzEncoder::new(Vec::new(), Compression::fast());
+        e.write_all(data).unwrap();
+        e.finish().unwrap()
+    }
+
+    #[test]
+    fn gzip_upserts_are_decoded_as_collect_decodes_them() {
+        let doc = br#"{"items": [{"id": "a", "category": "news"}]}"#;
+        // GIVEN the same document plain and gzipped WHEN parsed THEN the items are the same
+        let plain = parse(&put(&doc[..], false)).unwrap();
+        assert_eq!(parse(&put(gz(doc), true)).unwrap(), plain);
+        assert_eq!(plain[0].category.as_deref(), Some("news"));
+        // gzip with trailing garbage, or not gzip at all: 400 invalid_request on the body
+        let garbage = [gz(doc), b"garbage".to_vec()].concat();
+        let e = parse(&put(garbage, true)).unwrap_err();
+        assert_eq!(
+            (e.0, e.1.as_str(), e.2.as_str()),
+            (400, "invalid_request", "body")
+        );
+        assert_eq!(
+            parse(&put(&doc[..], true)).unwrap_err().1,
+            "invalid_request"
+        );
+        // the limit bounds the decoded size (a small gzip expanding past it is refused)
+        let big = format!(
+            r#"{{"items": [{{"id": "a", "title": "{}"}}]}}"#,
+            "x".repeat(MAX_ITEMS_BODY)
+        );
+        let e = parse(&put(gz(big.as_bytes()), true)).unwrap_err();
+        assert_eq!((e.0, e.1.as_str()), (413, "payload_too_large"));
+        // an unknown encoding is refused as collect refuses it
+        let mut r = put(&doc[..], false);
+        r.headers_mut()
+            .insert("content-encoding", http::HeaderValue::from_static("br"));
+        assert_eq!(parse(&r).unwrap_err().1, "unsupported_media_type");
+    }
+
+    #[test]
+    fn availability_must_be_a_timestamp_named_by_its_path() {
+        for (doc, path) in [
+            (
+                r#"{"items": [{"id": "a"}, {"id": "b", "available_from": "tomorrow"}]}"#,
+                "items[1].available_from",
+            ),
+            (
+                r#"{"items": [{"id": "a", "available_until": 1.5e12}]}"#,
+                "items[0].available_until",
+            ),
+            (
+                r#"{"items": [{"id": "a", "available_until": true}]}"#,
+                "items[0].available_until",
+            ),
+        ] {
+            let e = parse(&put(doc, false)).unwrap_err();
+            assert_eq!(
+                (e.0, e.1.as_str(), e.2.as_str()),
+                (400, "invalid_request", path),
+                "{doc}"
+            );
+            assert!(e.3.contains("timestamp"), "{}", e.3);
+        }
+        // what collected metadata may carry is accepted here too: ms, a string of ms, null
+        let items = parse(&put(
+            r#"{"items": [{"id": "a", "available_from": "1700000000000", "available_until": 1800000000000, "title": null}]}"#,
+            false,
+        ))
+        .unwrap();
+        assert_eq!(items[0].available_from, Some(1_700_000_000_000));
+        assert_eq!(items[0].available_until, Some(1_800_000_000_000));
+    }
+
+    #[test]
+    fn unreadable_values_and_control_characters_are_refused_with_their_path() {
+        for (doc, path, says) in [
+            (
+                r#"{"items": [{"id": "a", "available_from": 1e400}]}"#,
+                "items[0].available_from",
+                "out of range",
+            ),
+            (
+                r#"{"items": [{"id": "a", "title": "\ud800"}]}"#,
+                "items[0].title",
+                "lone UTF-16 surrogate",
+            ),
+            (
+                r#"{"items": [{"id": "a\u0000"}]}"#,
+                "items[0].id",
+                "control characters",
+            ),
+            (
+                r#"{"items": [{"id": "\u001b[2J"}]}"#,
+                "items[0].id",
+                "control characters",
+            ),
+        ] {
+            let e = parse(&put(doc, false)).unwrap_err();
+            assert_eq!(
+                (e.0, e.1.as_str(), e.2.as_str()),
+                (400, "invalid_request", path),
+                "{doc}"
+            );
+            assert!(e.3.contains(says), "{}", e.3);
+        }
+    }
 
     #[test]
     fn availability_windows() {

@@ -1,10 +1,12 @@
 //! The collect service: `POST /v1/collect?s=SITE` and its CORS preflight.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{HeaderValue, Method, StatusCode};
-use nectar_model::event::{accept_payload, CollectLimits};
+use nectar_model::event::{accept_site_payload, CollectLimits};
+use nectar_model::mapping::EventWeights;
 use serde_json::json;
 
 use crate::config::{NectarConfig, SiteConfig};
@@ -20,6 +22,8 @@ pub const COLLECT_PATH: &str = "/v1/collect";
 pub struct CollectService<S> {
     config: Arc<NectarConfig>,
     limits: CollectLimits,
+    /// Each site's event weights, resolved once: a `"value"` rule makes `props.value` required.
+    weights: HashMap<String, EventWeights>,
     sink: S,
 }
 
@@ -27,9 +31,15 @@ impl<S: EventSink> CollectService<S> {
     /// A service over a config and a sink.
     pub fn new(config: Arc<NectarConfig>, sink: S) -> Self {
         let limits = config.collect_limits();
+        let weights = config
+            .sites
+            .iter()
+            .map(|(key, site)| (key.clone(), site.weights()))
+            .collect();
         Self {
             config,
             limits,
+            weights,
             sink,
         }
     }
@@ -117,7 +127,9 @@ impl<S: EventSink> CollectService<S> {
         }
         check_content_type(req.headers())?;
         let body = decode_body(req.headers(), req.body(), self.limits.max_body_bytes)?;
-        let accepted = accept_payload(&body, &site_key, now_ms, &self.limits)
+        let no_rules = EventWeights::empty();
+        let weights = self.weights.get(&site_key).unwrap_or(&no_rules);
+        let accepted = accept_site_payload(&body, &site_key, now_ms, &self.limits, weights)
             .map_err(AppError::InvalidPayload)?;
         let n = accepted.events.len();
         self.sink.put(&accepted).await.map_err(|e| {
@@ -129,7 +141,7 @@ impl<S: EventSink> CollectService<S> {
         })?;
         tracing::debug!(site = %site_key, events = n, "Collected events.");
         Ok(json_response(
-            StatusCode::ACCEPTED,
+            site.collect_status(),
             &json!({ "accepted": n }),
         ))
     }
@@ -372,6 +384,167 @@ mod tests {
             "events[0].event_timestamp"
         );
         assert!(svc.sink.batches.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn strict_input_is_refused_naming_the_path() {
+        let svc = CollectService::new(config(), MemorySink::default());
+        let json = Some("application/json");
+        // GIVEN the issue's inputs spliced into an otherwise valid payload
+        let base = body();
+        let cases = [
+            (
+                base.replace(
+                    r#""type":"page_view""#,
+                    r#""type":"page_view","props":{"x":1e400}"#,
+                ),
+                "events[0].props.x",
+                "out of range",
+            ),
+            (
+                base.replace(
+                    r#""type":"page_view""#,
+                    r#""type":"page_view","context":{"x":-1e400}"#,
+                ),
+                "events[0].context.x",
+                "out of range",
+            ),
+            (
+                base.replace(r#""id":"c1""#, r#""id":"c1\u0000""#),
+                "client.id",
+                "control characters",
+            ),
+            (
+                base.replace(r#""id":"p1""#, r#""id":"p\u001b1""#),
+                "events[0].id",
+                "control characters",
+            ),
+            (
+                base.replace(r#""id":"p1""#, r#""id":"\ud800""#),
+                "events[0].id",
+                "lone UTF-16 surrogate",
+            ),
+            (
+                // the site's weights say rating = "value" (the default): a rating needs one
+                base.replace(
+                    r#""type":"page_view""#,
+                    r#""type":"rating","props":{"value":"great"}"#,
+                ),
+                "events[0].props.value",
+                "finite number",
+            ),
+            (
+                base.replace(r#""type":"page_view""#, r#""type":"rating""#),
+                "events[0].props.value",
+                "required",
+            ),
+            (
+                base.replace(
+                    r#""type":"page_view""#,
+                    r#""type":"page_view","metadata":{"available_from":"next week"}"#,
+                ),
+                "events[0].metadata.available_from",
+                "timestamp",
+            ),
+        ];
+        for (text, path, says) in cases {
+            assert_ne!(text, base, "{path}: the splice must change the body");
+            // WHEN posted THEN 400 invalid_payload names the path and says what is wrong
+            let (s, v) = call(&svc, req("POST", "/v1/collect?s=demo", json, text)).await;
+            assert_eq!(
+                (s, v["error"]["code"].as_str()),
+                (400, Some("invalid_payload")),
+                "{v}"
+            );
+            assert_eq!(v["error"]["details"][0]["path"], path, "{v}");
+            let problem = v["error"]["details"][0]["problem"].as_str().unwrap();
+            assert!(problem.contains(says), "{path}: {problem}");
+        }
+        // and nothing was stored
+        assert!(svc.sink.batches.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn gzip_with_trailing_garbage_is_an_invalid_request_and_multi_member_gzip_is_fine() {
+        use flate2::{write::GzEncoder, Compression};
+        use std::io::Write;
+        let gz = |data: &[u8]| {
+            let mut enc = GzEncoder::new(Vec::new(), Compression::default());
+            enc.write_all(data).unwrap();
+            enc.finish().unwrap()
+        };
+        let gzip_req = |bytes: Vec<u8>| {
+            let mut r = req(
+                "POST",
+                "/v1/collect?s=demo",
+                Some("application/json"),
+                bytes,
+            );
+            r.headers_mut()
+                .insert("content-encoding", HeaderValue::from_static("gzip"));
+            r
+        };
+        let svc = CollectService::new(config(), MemorySink::default());
+        // GIVEN gzip + "garbage" WHEN posted THEN 400 invalid_request on the body
+        let garbage = [gz(body().as_bytes()), b"garbage".to_vec()].concat();
+        let (s, v) = call(&svc, gzip_req(garbage)).await;
+        assert_eq!(
+            (s, v["error"]["code"].as_str()),
+            (400, Some("invalid_request")),
+            "{v}"
+        );
+        assert_eq!(v["error"]["details"][0]["path"], "body");
+        assert!(svc.sink.batches.lock().unwrap().is_empty());
+        // GIVEN the payload split over two gzip members THEN it is one body, accepted whole
+        let text = body();
+        let (a, b) = text.split_at(text.len() / 2);
+        let (s, v) = call(
+            &svc,
+            gzip_req([gz(a.as_bytes()), gz(b.as_bytes())].concat()),
+        )
+        .await;
+        assert_eq!((s, v), (202, json!({"accepted": 1})));
+    }
+
+    #[tokio::test]
+    async fn a_site_may_answer_201_for_the_peach_sdks() {
+        // GIVEN a site that declares collect_status = 201 beside one that keeps the default
+        let config = Arc::new(
+            NectarConfig::from_toml(
+                "[sites.peach]\ncollect_status = 201\n[sites.plain]\n",
+                "test",
+            )
+            .unwrap(),
+        );
+        let svc = CollectService::new(config, MemorySink::default());
+        let post = |site: &str| {
+            req(
+                "POST",
+                &format!("/v1/collect?s={site}"),
+                Some("application/json"),
+                body(),
+            )
+        };
+        // WHEN each posts an accepted batch THEN the first answers 201, the second 202
+        assert_eq!(
+            call(&svc, post("peach")).await,
+            (201, json!({"accepted": 1}))
+        );
+        assert_eq!(
+            call(&svc, post("plain")).await,
+            (202, json!({"accepted": 1}))
+        );
+        // and errors keep their own status
+        let mut bad: serde_json::Value = serde_json::from_str(&body()).unwrap();
+        bad["events"] = json!([]);
+        let r = req(
+            "POST",
+            "/v1/collect?s=peach",
+            Some("application/json"),
+            bad.to_string(),
+        );
+        assert_eq!(call(&svc, r).await.0, 400);
+        assert_eq!(svc.sink.batches.lock().unwrap().len(), 2);
     }
 
     #[tokio::test]

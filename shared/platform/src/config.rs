@@ -86,6 +86,19 @@ pub struct SiteConfig {
     /// Recommendation endpoints by name (`[sites.<site>.endpoints.<name>]`).
     #[serde(default)]
     pub endpoints: BTreeMap<String, EndpointConfig>,
+    /// The status answered to an accepted collect batch: 202 (the default) or 201. The EBU
+    /// PEACH collector SDKs count any answer but 201 as a failure and re-send the batch, so
+    /// sites whose apps use them declare 201. An `i64`, TOML's integer, so that any number
+    /// reaches the check that names this key.
+    #[serde(default = "default_collect_status")]
+    pub collect_status: i64,
+}
+
+/// What a site answers an accepted collect batch unless it declares `collect_status`.
+pub const DEFAULT_COLLECT_STATUS: i64 = 202;
+
+fn default_collect_status() -> i64 {
+    DEFAULT_COLLECT_STATUS
 }
 
 /// What an endpoint recommends.
@@ -520,6 +533,15 @@ impl SiteConfig {
         w
     }
 
+    /// The status of an accepted collect batch (`collect_status`: 201 or 202).
+    pub fn collect_status(&self) -> http::StatusCode {
+        if self.collect_status == 201 {
+            http::StatusCode::CREATED
+        } else {
+            http::StatusCode::ACCEPTED
+        }
+    }
+
     /// Whether a browser origin may call this site's endpoints.
     pub fn allows_origin(&self, origin: &str) -> bool {
         self.allowed_origins
@@ -645,6 +667,12 @@ impl NectarConfig {
                         "an origin is \"*\" or scheme://host[:port] with no path or trailing slash",
                     ));
                 }
+            }
+            if !matches!(site.collect_status, 201 | 202) {
+                return Err(invalid(
+                    format!("sites.{key}.collect_status"),
+                    "must be 202 (the default) or 201 (for apps on the EBU PEACH collector SDKs, which re-send on any other answer)",
+                ));
             }
             for (t, spec) in &site.event_weights {
                 let place = format!("sites.{key}.event_weights.{t}");
@@ -912,6 +940,34 @@ mod tests {
     }
 
     #[test]
+    fn collect_status_is_202_unless_a_site_asks_for_201() {
+        // GIVEN a site without the key and one that declares 201
+        let cfg = NectarConfig::from_toml(
+            "[sites.plain]\n[sites.peach]\ncollect_status = 201\n",
+            "f.toml",
+        )
+        .unwrap();
+        // THEN the first answers 202 and the second 201
+        assert_eq!(cfg.site("plain").unwrap().collect_status(), 202);
+        assert_eq!(cfg.site("peach").unwrap().collect_status(), 201);
+        // WHEN any other value is declared THEN the error names the key
+        for bad in ["200", "204", "-1", "99999999999"] {
+            let e = NectarConfig::from_toml(
+                &format!("[sites.demo]\ncollect_status = {bad}\n"),
+                "f.toml",
+            )
+            .unwrap_err()
+            .to_string();
+            assert!(e.contains("sites.demo.collect_status"), "{bad}: {e}");
+            assert!(e.contains("201"), "{e}");
+        }
+        let e = NectarConfig::from_toml("[sites.demo]\ncollect_status = \"201\"\n", "f.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("collect_status"), "{e}");
+    }
+
+    #[test]
     fn embedded_default_declares_the_demo_tasks() {
         let cfg = NectarConfig::embedded_default();
         let als = cfg.task("demo", "als").expect("task als for demo");
@@ -1041,6 +1097,7 @@ mod tests {
             event_weights: BTreeMap::new(),
             tasks: BTreeMap::new(),
             endpoints: BTreeMap::new(),
+            collect_status: DEFAULT_COLLECT_STATUS,
         };
         assert!(site.allows_origin("https://www.rts.ch"));
         assert!(!site.allows_origin("https://evil.example"));

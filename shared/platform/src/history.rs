@@ -151,12 +151,7 @@ fn meta_string(v: Option<&Value>) -> Option<String> {
 }
 
 fn meta_ms(v: Option<&Value>) -> Option<i64> {
-    match v? {
-        Value::Number(n) => n.as_i64(),
-        // Some SDKs send numbers as strings.
-        Value::String(t) => t.trim().parse().ok(),
-        _ => None,
-    }
+    nectar_model::mapping::metadata_ms(v?)
 }
 
 /// What one event's `metadata` says about its item, if anything.

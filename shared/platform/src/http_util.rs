@@ -4,7 +4,7 @@ use std::borrow::Cow;
 use std::io::Read;
 
 use bytes::Bytes;
-use flate2::read::GzDecoder;
+use flate2::bufread::GzDecoder;
 use http::{HeaderMap, HeaderValue, StatusCode};
 
 use crate::error::AppError;
@@ -93,16 +93,42 @@ pub fn decode_body<'a>(
             "Content-Encoding {encoding:?} is not supported; use gzip or none"
         )));
     }
-    let mut out = Vec::with_capacity(body.len() * 4);
-    // Read one byte past the limit to tell "exactly the limit" from "over it" (zip bombs stop here).
-    GzDecoder::new(body)
-        .take(limit as u64 + 1)
-        .read_to_end(&mut out)
-        .map_err(|e| AppError::invalid("body", format!("the gzip body cannot be decoded: {e}")))?;
-    if out.len() > limit {
-        return Err(AppError::PayloadTooLarge { limit });
+    gunzip_members(body, limit).map(Cow::Owned)
+}
+
+/// Decodes every gzip member of `body` (RFC 1952 allows several, `cat a.gz b.gz`), refusing
+/// bytes after the last member that are not one: a single-member decoder would stop at the
+/// first member and silently drop whatever follows.
+fn gunzip_members(body: &[u8], limit: usize) -> Result<Vec<u8>, AppError> {
+    let mut out = Vec::with_capacity(body.len().saturating_mul(4).min(limit));
+    let mut rest = body;
+    let mut members = 0usize;
+    loop {
+        let mut member = GzDecoder::new(rest);
+        // Read one byte past the limit to tell "exactly the limit" from "over it" (zip bombs
+        // stop here).
+        let budget = (limit + 1 - out.len()) as u64;
+        if let Err(e) = (&mut member).take(budget).read_to_end(&mut out) {
+            let problem = if members == 0 {
+                format!("the gzip body cannot be decoded: {e}")
+            } else {
+                format!(
+                    "the gzip body has {} bytes after its last member that are not gzip \
+                     (trailing garbage)",
+                    rest.len()
+                )
+            };
+            return Err(AppError::invalid("body", problem));
+        }
+        if out.len() > limit {
+            return Err(AppError::PayloadTooLarge { limit });
+        }
+        rest = member.into_inner();
+        members += 1;
+        if rest.is_empty() {
+            return Ok(out);
+        }
     }
-    Ok(Cow::Owned(out))
 }
 
 #[cfg(test)]
@@ -186,6 +212,46 @@ mod tests {
         ));
         assert!(matches!(
             decode_body(&h, b"not gzip", 1000),
+            Err(AppError::InvalidRequest { .. })
+        ));
+        // several members are one body (RFC 1952), within the same limit
+        let two = [gz(b"hel"), gz(b"lo")].concat();
+        assert_eq!(&*decode_body(&h, &two, 100).unwrap(), b"hello");
+        assert!(matches!(
+            decode_body(&h, &two, 4),
+            Err(AppError::PayloadTooLarge { .. })
+        ));
+        // a 10,000-byte member after a small one is still bounded
+        let bomb_after = [gz(b"x"), bomb.clone()].concat();
+        assert!(matches!(
+            decode_body(&h, &bomb_after, 1000),
+            Err(AppError::PayloadTooLarge { .. })
+        ));
+    }
+
+    #[test]
+    fn gzip_bodies_with_trailing_garbage_are_refused() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            http::header::CONTENT_ENCODING,
+            HeaderValue::from_static("gzip"),
+        );
+        // GIVEN a valid member followed by bytes that are not gzip
+        for tail in [&b"garbage"[..], b"\0", b"\x1f", b"\x1f\x8b\x08"] {
+            let body = [gz(b"{}"), tail.to_vec()].concat();
+            // WHEN decoded THEN it is an invalid request, not a silently shortened body
+            match decode_body(&h, &body, 1000) {
+                Err(AppError::InvalidRequest { field, problem }) => {
+                    assert_eq!(field, "body");
+                    assert!(problem.contains("after its last member"), "{problem}");
+                }
+                other => panic!("{tail:?}: {other:?}"),
+            }
+        }
+        // a truncated member is refused too
+        let whole = gz(b"{\"a\": 1}");
+        assert!(matches!(
+            decode_body(&h, &whole[..whole.len() - 3], 1000),
             Err(AppError::InvalidRequest { .. })
         ));
         h.insert(
