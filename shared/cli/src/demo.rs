@@ -351,7 +351,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         registry_table: None,
     })
     .await?;
-    print_metrics(&args.data_dir);
+    print_metrics(&args.data_dir, &config).await;
     if let Some(dir) = &args.export {
         export(&args.data_dir, &config, &items, dir).await?;
     }
@@ -529,31 +529,36 @@ fn write_items(path: &Path, items: &[ItemMeta]) -> anyhow::Result<()> {
 }
 
 /// Prints each task's offline metrics from the local registry, when recorded.
-fn print_metrics(data_dir: &std::path::Path) {
-    let Ok(files) = glob_json(&data_dir.join("registry")) else {
-        return;
-    };
+async fn print_metrics(data_dir: &std::path::Path, config: &NectarConfig) {
+    let registry = LocalRegistry::new(data_dir);
+    let tasks = config
+        .site(SITE)
+        .map(|s| s.tasks.keys().cloned().collect::<Vec<_>>());
     let mut rows = Vec::new();
-    for f in files {
-        let Ok(v) = std::fs::read_to_string(&f)
-            .map_err(|_| ())
-            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).map_err(|_| ()))
+    for task in tasks.unwrap_or_default() {
+        // The newest run: the one this demo just recorded.
+        let Some(run) = registry
+            .runs(SITE, &task, 1)
+            .await
+            .ok()
+            .and_then(|r| r.into_iter().next())
         else {
             continue;
         };
-        let m = &v["metrics"];
-        if let (Some(task), Some(obj)) = (v["task"].as_str(), m.as_object()) {
-            let get = |k: &str| obj.get(k).and_then(|x| x.as_f64());
-            let base = |k: &str| v["baseline_metrics"][k].as_f64();
-            rows.push((
-                task.to_string(),
-                get("precision@10"),
-                get("recall@10"),
-                get("ndcg@10"),
-                get("coverage@10"),
-                (base("precision@10"), base("ndcg@10")),
-            ));
-        }
+        let get = |k: &str| run.metrics.get(k).copied();
+        let base = |k: &str| {
+            run.baseline_metrics
+                .as_ref()
+                .and_then(|m| m.get(k).copied())
+        };
+        rows.push((
+            task,
+            get("precision@10"),
+            get("recall@10"),
+            get("ndcg@10"),
+            get("coverage@10"),
+            (base("precision@10"), base("ndcg@10")),
+        ));
     }
     if rows.is_empty() {
         return;
@@ -575,22 +580,6 @@ fn print_metrics(data_dir: &std::path::Path) {
             f(bn)
         );
     }
-}
-
-fn glob_json(dir: &std::path::Path) -> std::io::Result<Vec<PathBuf>> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d)? {
-            let p = e?.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.extension().is_some_and(|x| x == "json") {
-                out.push(p);
-            }
-        }
-    }
-    Ok(out)
 }
 
 #[cfg(test)]
