@@ -372,7 +372,9 @@ mod tests {
         let seq = |p: &Partitions<'_>| p.iter().next().unwrap().content_seq();
         assert_eq!(seq(&a), seq(&b));
         assert_ne!(seq(&a), seq(&c));
-        assert_eq!(seq(&a).len(), 16);
+        // the formula `nectar import` has always used (SHA-256 of the lines, unseparated), so
+        // re-importing a file imported by an older version rewrites the same objects
+        assert_eq!(seq(&a), "769a4e6d0003189c");
     }
 
     #[tokio::test]
