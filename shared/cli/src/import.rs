@@ -23,12 +23,11 @@ use nectar_platform::catalog::Catalog;
 use nectar_platform::catalog_csv::{import_items_file, ItemsTarget};
 use nectar_platform::config::NectarConfig;
 use nectar_platform::dynamo_catalog::DynamoCatalog;
+use nectar_platform::event_log_writer::{put_objects, Partitions};
 use nectar_platform::history::HISTORY_LEN;
-use nectar_platform::jsonl::gzip_lines;
-use nectar_platform::layout::{event_object_key, Hour};
+use nectar_platform::layout::Hour;
 use nectar_platform::model_store::{AnyModelStore, LocalModelStore, ModelStore, RedisModelStore};
-use nectar_platform::store::{AnyStore, LocalStore, ObjectStore, S3Store};
-use sha2::{Digest, Sha256};
+use nectar_platform::store::{AnyStore, LocalStore, S3Store};
 
 /// Flags of `nectar import`: `--csv` (ratings), `--items` (catalog), or both.
 #[derive(Debug, clap::Args)]
@@ -302,14 +301,13 @@ async fn import_ratings(
         .await?;
         files += built.len();
         bytes += built.iter().map(|(_, b)| b.len()).sum::<usize>();
-        futures::stream::iter(built)
-            .map(|(key, body)| {
-                let store = &store;
-                async move { store.put(&key, Bytes::from(body)).await }
-            })
-            .buffer_unordered(32)
-            .try_collect::<Vec<()>>()
-            .await?;
+        let objects: Vec<(String, Bytes)> = built
+            .into_iter()
+            .map(|(key, body)| (key, Bytes::from(body)))
+            .collect();
+        for result in put_objects(&store, objects).await {
+            result?;
+        }
         start = end;
     }
     let target = args.bucket.as_ref().map_or_else(
@@ -341,35 +339,26 @@ fn build_files(
     users: &[String],
     items: &[String],
 ) -> Vec<(String, Vec<u8>)> {
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < recs.len() {
-        let hour = Hour::of(recs[i].ts_ms);
-        let mut j = i;
-        let mut lines = Vec::new();
-        while j < recs.len() && Hour::of(recs[j].ts_ms) == hour {
-            let r = recs[j];
-            lines.push(event_line(
+    let lines: Vec<String> = recs
+        .iter()
+        .map(|r| {
+            event_line(
                 site,
                 &users[r.user as usize],
                 &items[r.item as usize],
                 r.value,
                 r.ts_ms,
-            ));
-            j += 1;
-        }
-        let mut h = Sha256::new();
-        for l in &lines {
-            h.update(l.as_bytes());
-        }
-        let digest = hex::encode(&h.finalize()[..8]);
-        out.push((
-            event_object_key(site, hour, "import", &digest),
-            gzip_lines(lines.iter().map(String::as_str)),
-        ));
-        i = j;
+            )
+        })
+        .collect();
+    let mut parts = Partitions::new();
+    for (r, line) in recs.iter().zip(&lines) {
+        parts.push(site, r.ts_ms, line, ());
     }
-    out
+    parts
+        .iter()
+        .map(|p| (p.key("import", &p.content_seq()), p.member()))
+        .collect()
 }
 
 #[cfg(test)]

@@ -1,22 +1,22 @@
 //! The archive service: Kinesis records → deduped, partitioned gzip JSON Lines in the event log.
 //!
-//! Object keys are derived from the shard and the first sequence number contributing to each
+//! The objects are written by the event-log writer ([`crate::event_log_writer`]). Object keys
+//! are derived from the shard and the first sequence number contributing to each
 //! partition, so a retried batch overwrites the same objects instead of adding copies. What
 //! cannot be decoded, or written after retries, is parked under `parked/` with the reason;
 //! only when parking fails too is the record reported as a batch item failure, so Lambda
 //! retries from it. Readers dedupe by `event_id` (the log is at-least-once).
 
-use std::collections::{BTreeMap, HashSet};
-use std::time::Duration;
+use std::collections::HashSet;
 
 use bytes::Bytes;
 use nectar_model::event::is_valid_key;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::jsonl::gzip_lines;
-use crate::layout::{event_object_key, Hour, PARKED_PREFIX};
-use crate::store::{ObjectStore, StoreError};
+use crate::event_log_writer::{counter_seq, put_object, put_objects, Partitions};
+use crate::layout::{Hour, PARKED_PREFIX};
+use crate::store::ObjectStore;
 
 /// One stream record handed to the archive.
 #[derive(Debug, Clone)]
@@ -54,40 +54,10 @@ struct LineHeader<'a> {
     event_timestamp: i64,
 }
 
-struct Group<'a> {
-    first_record: usize,
-    lines: Vec<&'a str>,
-}
-
 struct Parked<'a> {
     record: usize,
     reason: String,
     lines: Vec<&'a str>,
-}
-
-/// Retries of one object write.
-const WRITE_ATTEMPTS: u32 = 3;
-/// Object writes in flight at once.
-const WRITE_CONCURRENCY: usize = 8;
-
-async fn put_with_retries<O: ObjectStore>(
-    store: &O,
-    key: &str,
-    body: Bytes,
-) -> Result<(), StoreError> {
-    let mut attempt = 0;
-    loop {
-        match store.put(key, body.clone()).await {
-            Ok(()) => return Ok(()),
-            Err(e) if attempt + 1 >= WRITE_ATTEMPTS => return Err(e),
-            Err(e) => {
-                attempt += 1;
-                tracing::warn!(%key, attempt, error = %e, "Object write failed; retrying.");
-                let ceiling = Duration::from_millis(100 << attempt);
-                tokio::time::sleep(ceiling.mul_f64(rand::random::<f64>())).await;
-            }
-        }
-    }
 }
 
 /// Archives one batch of records (all from one shard, in sequence order, as Lambda delivers).
@@ -99,7 +69,9 @@ pub async fn archive_batch<O: ObjectStore>(
 ) -> ArchiveOutcome {
     let mut outcome = ArchiveOutcome::default();
     let mut seen: HashSet<&str> = HashSet::new();
-    let mut groups: BTreeMap<(String, Hour), Group<'_>> = BTreeMap::new();
+    // Each partition is tagged with the first record contributing to it: its object is
+    // named after that record, so a retried batch rewrites the same objects.
+    let mut groups: Partitions<'_, usize> = Partitions::new();
     let mut parked: Vec<Parked<'_>> = Vec::new();
 
     for (idx, rec) in records.iter().enumerate() {
@@ -152,49 +124,35 @@ pub async fn archive_batch<O: ObjectStore>(
                 outcome.duplicates += 1;
                 continue;
             }
-            groups
-                .entry((
-                    header.site_key.into_owned(),
-                    Hour::of(header.event_timestamp),
-                ))
-                .or_insert_with(|| Group {
-                    first_record: idx,
-                    lines: Vec::new(),
-                })
-                .lines
-                .push(line);
+            groups.push(&header.site_key, header.event_timestamp, line, idx);
         }
     }
 
-    let groups: Vec<(String, &Group<'_>)> = groups
+    let objects: Vec<(String, Bytes)> = groups
         .iter()
-        .map(|((site, hour), g)| {
-            let rec = &records[g.first_record];
+        .map(|g| {
+            let rec = &records[g.first];
             (
-                event_object_key(site, *hour, &rec.shard_id, &rec.sequence_number),
-                g,
+                g.key(&rec.shard_id, &rec.sequence_number),
+                Bytes::from(g.member()),
             )
         })
         .collect();
-    for chunk in groups.chunks(WRITE_CONCURRENCY) {
-        let writes = chunk.iter().map(|(key, g)| {
-            put_with_retries(store, key, Bytes::from(gzip_lines(g.lines.iter().copied())))
-        });
-        let results = futures::future::join_all(writes).await;
-        for ((key, g), result) in chunk.iter().zip(results) {
-            match result {
-                Ok(()) => {
-                    outcome.objects += 1;
-                    outcome.events_written += g.lines.len();
-                }
-                Err(e) => {
-                    tracing::warn!(%key, error = %e, "Object not written after retries; parking its events.");
-                    parked.push(Parked {
-                        record: g.first_record,
-                        reason: format!("writing {key} failed: {e}"),
-                        lines: g.lines.clone(),
-                    });
-                }
+    let keys: Vec<String> = objects.iter().map(|(k, _)| k.clone()).collect();
+    let results = put_objects(store, objects).await;
+    for ((g, key), result) in groups.iter().zip(keys).zip(results) {
+        match result {
+            Ok(()) => {
+                outcome.objects += 1;
+                outcome.events_written += g.lines.len();
+            }
+            Err(e) => {
+                tracing::warn!(%key, error = %e, "Object not written after retries; parking its events.");
+                parked.push(Parked {
+                    record: g.first,
+                    reason: format!("writing {key} failed: {e}"),
+                    lines: g.lines.clone(),
+                });
             }
         }
     }
@@ -215,7 +173,7 @@ pub async fn archive_batch<O: ObjectStore>(
             rec.shard_id,
             rec.sequence_number
         );
-        match put_with_retries(store, &key, Bytes::from(body.to_string())).await {
+        match put_object(store, &key, Bytes::from(body.to_string())).await {
             Ok(()) => {
                 outcome.parked += p.lines.len().max(1);
                 tracing::warn!(%key, reason = %p.reason, "Parked undeliverable events.");
@@ -239,7 +197,7 @@ fn base64_encode(data: &[u8]) -> String {
 mod tests {
     use super::*;
     use crate::jsonl::gunzip_text;
-    use crate::store::LocalStore;
+    use crate::store::{LocalStore, StoreError};
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     const T: i64 = 1_795_305_000_000; // 2026-11-21T23:50Z
@@ -357,6 +315,42 @@ mod tests {
         std::fs::remove_dir_all(dir).unwrap();
     }
 
+    #[tokio::test]
+    async fn the_store_sink_writes_one_object_per_hour_named_after_its_first_event() {
+        use crate::sink::EventSink;
+        use nectar_model::event::{Accepted, EncodedEvent};
+        let (store, dir) = temp_store();
+        let sink = StoreSink::new(store.clone(), "dev-1");
+        let batch = |ids: &[&str], ts: &[i64]| Accepted {
+            site_key: "demo".into(),
+            events: ids
+                .iter()
+                .zip(ts)
+                .map(|(id, &t)| EncodedEvent {
+                    event_id: id.to_string(),
+                    event_timestamp: t,
+                    line: line(id, "demo", t),
+                })
+                .collect(),
+        };
+        // GIVEN a batch across an hour boundary, then a second batch
+        sink.put(&batch(&["a", "b", "c"], &[T, T + 3_600_000, T]))
+            .await
+            .unwrap();
+        sink.put(&batch(&["d"], &[T])).await.unwrap();
+        // THEN each batch wrote one object per hour, keyed by the batch's first event number
+        assert_eq!(
+            store.list("events/").await.unwrap(),
+            vec![
+                "events/site=demo/date=2026-11-21/hour=23/dev-1-000000000000.jsonl.gz",
+                "events/site=demo/date=2026-11-21/hour=23/dev-1-000000000003.jsonl.gz",
+                "events/site=demo/date=2026-11-22/hour=00/dev-1-000000000000.jsonl.gz",
+            ]
+        );
+        assert_eq!(all_ids(&store, "events/").await, vec!["a", "b", "c", "d"]);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
     /// Fails writes under `events/` (and under `parked/` too when `park_fails`).
     struct Failing {
         inner: LocalStore,
@@ -444,25 +438,20 @@ impl<O: ObjectStore> crate::sink::EventSink for StoreSink<O> {
         &self,
         batch: &nectar_model::event::Accepted,
     ) -> Result<(), crate::sink::SinkError> {
-        let first = self.next_seq.fetch_add(
+        let first = counter_seq(self.next_seq.fetch_add(
             batch.events.len() as u64,
             std::sync::atomic::Ordering::Relaxed,
-        );
-        let mut groups: BTreeMap<Hour, Vec<&str>> = BTreeMap::new();
+        ));
+        let mut parts = Partitions::new();
         for e in &batch.events {
-            groups
-                .entry(Hour::of(e.event_timestamp))
-                .or_default()
-                .push(&e.line);
+            parts.push(&batch.site_key, e.event_timestamp, &e.line, ());
         }
-        for (hour, lines) in groups {
-            let key = event_object_key(
-                &batch.site_key,
-                hour,
-                &self.writer_id,
-                &format!("{first:012}"),
-            );
-            put_with_retries(&self.store, &key, Bytes::from(gzip_lines(lines))).await?;
+        let objects: Vec<(String, Bytes)> = parts
+            .iter()
+            .map(|p| (p.key(&self.writer_id, &first), Bytes::from(p.member())))
+            .collect();
+        for result in put_objects(&self.store, objects).await {
+            result?;
         }
         Ok(())
     }

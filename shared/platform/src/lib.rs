@@ -12,6 +12,7 @@ pub mod config;
 pub mod dynamo_catalog;
 pub mod env;
 pub mod error;
+pub mod event_log_writer;
 pub mod history;
 pub mod http_util;
 pub mod jsonl;

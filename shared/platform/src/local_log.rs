@@ -2,33 +2,18 @@
 //!
 //! Events are appended to gzip JSON Lines files in the event log layout under a data dir. One
 //! writer thread does all I/O with group commit: every request waiting when the writer wakes
-//! is written (one gzip member per touched partition file), then each touched file is fsynced
-//! once, then all those requests are acknowledged. `put` returns only after the fsync, so a
+//! is one flush of the event-log writer ([`AppendFiles`]: one gzip member per touched
+//! partition file, each touched file fsynced once, a torn member left by a crash cut off
+//! first), then all those requests are acknowledged. `put` returns only after the fsync, so a
 //! `202` means the events are on disk.
-//!
-//! A file this writer did not just write itself (one left by an earlier process with the same
-//! writer id, or one a failed write touched) is checked when it is opened: a torn last member
-//! (a crash mid-append; its events were never acknowledged) is cut off into `<file>.torn`
-//! before a new member is appended, so the file stays a sequence of whole members.
 
-use std::collections::HashMap;
-use std::fs::{File, OpenOptions};
-use std::io::Write;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use nectar_model::event::Accepted;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::jsonl::{gunzip_text, gzip_lines};
-use crate::layout::{event_object_key, Hour};
-use crate::record_file::cut_tail;
+use crate::event_log_writer::{AppendFiles, Partitions};
 use crate::sink::{EventSink, SinkError};
-
-/// Files are rolled over past this size.
-const MAX_FILE_BYTES: u64 = 128 << 20;
-/// Open file handles kept between commits.
-const MAX_OPEN_FILES: usize = 256;
 
 struct WriteRequest {
     site_key: String,
@@ -51,110 +36,15 @@ impl std::fmt::Debug for WriteRequest {
     }
 }
 
-struct OpenFile {
-    path: PathBuf,
-    file: Option<File>,
-    size: u64,
-}
-
-struct Writer {
-    root: PathBuf,
-    writer_id: String,
-    next_seq: u64,
-    files: HashMap<(String, Hour), OpenFile>,
-    commits: u64,
-}
-
-/// Cuts a torn last gzip member (and any bytes after the last whole member) off an event-log
-/// file, keeping them in its `.torn` sidecar; returns the length kept.
-fn cut_torn_member(path: &Path, file: &File, len: u64) -> std::io::Result<u64> {
-    let mut data = vec![0u8; len as usize];
-    file.read_exact_at(&mut data, 0)?;
-    let keep = gunzip_text(&data).complete_len as u64;
-    cut_tail(path, file, keep, false)?;
-    Ok(keep)
-}
-
-impl Writer {
-    fn commit(&mut self, batch: &[WriteRequest]) -> std::io::Result<()> {
-        let mut groups: HashMap<(String, Hour), Vec<&str>> = HashMap::new();
-        for req in batch {
-            for (ts, line) in &req.events {
-                groups
-                    .entry((req.site_key.clone(), Hour::of(*ts)))
-                    .or_default()
-                    .push(line);
-            }
+/// One group commit: every waiting request's events, as one flush of the event-log writer.
+fn commit(files: &mut AppendFiles, batch: &[WriteRequest]) -> std::io::Result<()> {
+    let mut parts = Partitions::new();
+    for req in batch {
+        for (ts, line) in &req.events {
+            parts.push(&req.site_key, *ts, line, ());
         }
-        let mut touched = Vec::with_capacity(groups.len());
-        for (part, lines) in groups {
-            let member = gzip_lines(lines.iter().copied());
-            let n = lines.len() as u64;
-            let rolled = self
-                .files
-                .get(&part)
-                .is_some_and(|f| f.size >= MAX_FILE_BYTES);
-            if rolled || !self.files.contains_key(&part) {
-                let key = event_object_key(
-                    &part.0,
-                    part.1,
-                    &self.writer_id,
-                    &format!("{:012}", self.next_seq),
-                );
-                let path = self.root.join(key);
-                self.files.insert(
-                    part.clone(),
-                    OpenFile {
-                        path,
-                        file: None,
-                        size: 0,
-                    },
-                );
-            }
-            self.next_seq += n;
-            let entry = self.files.get_mut(&part).expect("inserted above");
-            if entry.file.is_none() {
-                let dir = entry.path.parent().expect("event keys have a directory");
-                let new_dir = !dir.exists();
-                std::fs::create_dir_all(dir)?;
-                let file = OpenOptions::new()
-                    .create(true)
-                    .read(true)
-                    .append(true)
-                    .open(&entry.path)?;
-                let len = file.metadata()?.len();
-                if len != entry.size {
-                    // Bytes this writer has not written (an earlier process's file) or a
-                    // write that failed: a torn last member must not get members after it.
-                    entry.size = cut_torn_member(&entry.path, &file, len)?;
-                }
-                if new_dir || len == 0 {
-                    // Make the new directory entries durable too.
-                    if let Ok(d) = File::open(dir) {
-                        d.sync_all()?;
-                    }
-                }
-                entry.file = Some(file);
-            }
-            let file = entry.file.as_mut().expect("opened above");
-            file.write_all(&member)?;
-            entry.size += member.len() as u64;
-            touched.push(part);
-        }
-        for part in &touched {
-            if let Some(OpenFile { file: Some(f), .. }) = self.files.get(part) {
-                f.sync_data()?;
-            }
-        }
-        self.commits += 1;
-        if self.files.len() > MAX_OPEN_FILES {
-            // Close handles; paths stay so later appends go to the same files.
-            for f in self.files.values_mut() {
-                f.file = None;
-            }
-        }
-        Ok(())
     }
+    files.append(&parts)
 }
 
 impl LocalEventLog {
@@ -163,27 +53,21 @@ impl LocalEventLog {
         let root = root.into();
         std::fs::create_dir_all(&root)?;
         let (tx, mut rx) = mpsc::unbounded_channel::<WriteRequest>();
-        let mut writer = Writer {
-            root: root.clone(),
-            writer_id: writer_id.into(),
-            next_seq: 0,
-            files: HashMap::new(),
-            commits: 0,
-        };
+        let mut files = AppendFiles::new(&root, writer_id);
+        let mut commits = 0u64;
         std::thread::Builder::new().name("nectar-event-log".into()).spawn(move || {
             while let Some(first) = rx.blocking_recv() {
                 let mut batch = vec![first];
                 while let Ok(more) = rx.try_recv() {
                     batch.push(more);
                 }
-                let result = writer.commit(&batch);
+                let result = commit(&mut files, &batch);
+                commits += 1;
                 if let Err(e) = &result {
                     tracing::error!(error = %e, requests = batch.len(), "Event log commit failed; requests answered with an error.");
-                    // Close the handles: the next commit reopens each file and first cuts
-                    // what a failed write left (see `cut_torn_member`).
-                    for f in writer.files.values_mut() {
-                        f.file = None;
-                    }
+                    // The next commit reopens each file and first cuts what the failed
+                    // write left.
+                    files.close();
                 }
                 for req in batch {
                     let r = match &result {
@@ -193,7 +77,7 @@ impl LocalEventLog {
                     let _ = req.done.send(r);
                 }
             }
-            tracing::debug!(commits = writer.commits, "Event log writer stopped.");
+            tracing::debug!(commits, "Event log writer stopped.");
         })?;
         Ok(Self { tx, root })
     }
@@ -228,7 +112,10 @@ impl EventSink for LocalEventLog {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::jsonl::{gunzip_text, gzip_lines};
+    use crate::layout::Hour;
     use nectar_model::event::EncodedEvent;
+    use std::io::Write;
 
     fn batch(ids: std::ops::Range<u32>, ts: i64) -> Accepted {
         Accepted {

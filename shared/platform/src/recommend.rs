@@ -18,7 +18,6 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::{Method, StatusCode};
 use nectar_model::algo::als::{AlsModel, Confidence};
-use nectar_model::event::{accept_payload, CollectLimits};
 pub use nectar_model::topk::dot_scores;
 use nectar_model::topk::{top_k, Exclude, QuantizedFactors};
 use rand::Rng;
@@ -33,7 +32,7 @@ use crate::keys::AdminKeys;
 use crate::model_store::{
     user_state, Factors, ModelItems, ModelStore, ModelStoreError, UserState, HOUR_MS,
 };
-use crate::served_log::{FlushMode, ServedLog};
+use crate::served_log::{FlushMode, ServedAnswer, ServedLog};
 use crate::sink::EventSink;
 
 mod health;
@@ -265,7 +264,6 @@ pub struct RecommendService<M, S> {
     options: RecommendOptions,
     cache: Mutex<HashMap<(String, String), Slot>>,
     fresh: Mutex<HashMap<(String, String), FreshList>>,
-    limits: CollectLimits,
 }
 
 /// A trending list brought up to date with the hourly counts recorded since training.
@@ -291,7 +289,6 @@ impl<M: ModelStore, S: EventSink + 'static> RecommendService<M, S> {
         keys: AdminKeys,
         options: RecommendOptions,
     ) -> Self {
-        let limits = config.collect_limits();
         Self {
             config,
             models,
@@ -301,7 +298,6 @@ impl<M: ModelStore, S: EventSink + 'static> RecommendService<M, S> {
             options,
             cache: Mutex::new(HashMap::new()),
             fresh: Mutex::new(HashMap::new()),
-            limits,
         }
     }
 
@@ -590,42 +586,15 @@ impl<M: ModelStore, S: EventSink + 'static> RecommendService<M, S> {
 
     /// The served-recommendation log, off the hot path.
     fn log_served(&self, q: &Query, body: &serde_json::Value, now_ms: i64) {
-        let client = q
-            .client_id
-            .clone()
-            .or_else(|| q.user_id.clone())
-            .unwrap_or_else(|| "nectar-recommend".to_string());
-        let mut payload = json!({
-            "peach_schema_version": "1.0.3",
-            "sent_timestamp": now_ms,
-            "client": { "id": client, "app_id": "nectar-recommend", "device": { "type": "embedded" } },
-            "events": [{
-                "type": "recommendation_served",
-                "id": body["recommendation_id"],
-                "event_timestamp": now_ms,
-                "context": {
-                    "endpoint": body["endpoint"],
-                    "variant": body["variant"],
-                    "model": body["model"],
-                    "fallback": body["fallback"],
-                    "items": body["items"].as_array().map(|a| a.iter().map(|i| i["id"].clone()).collect::<Vec<_>>()),
-                    "context_item": q.context_item,
-                    "subject": if q.user_id.is_none() && q.client_id.is_none() { Some(&q.subject) } else { None },
-                }
-            }]
-        });
-        if let Some(u) = &q.user_id {
-            payload["user_id"] = json!(u);
-        }
-        let text = payload.to_string();
-        let accepted = match accept_payload(text.as_bytes(), &q.site, now_ms, &self.limits) {
-            Ok(a) => a,
-            Err(r) => {
-                tracing::warn!(problem = %r.message(), "Served log event rejected.");
-                return;
-            }
+        let answer = ServedAnswer {
+            site_key: &q.site,
+            user_id: q.user_id.as_deref(),
+            client_id: q.client_id.as_deref(),
+            subject: &q.subject,
+            context_item: q.context_item.as_deref(),
+            body,
         };
-        self.served.push(accepted);
+        self.served.record(&answer, now_ms);
     }
 
     /// A user's state in `version` of `task` (version 0: history only), within the request

@@ -1,6 +1,10 @@
 //! The served-recommendation log: every answer of the recommend service becomes a
 //! `recommendation_served` event in the event log, written off the request path.
 //!
+//! Each answer is built directly as a flat event ([`ServedAnswer::to_event`]): the server's
+//! own events never go through the collect validator, so nothing is printed as PEACH text
+//! only to be parsed back.
+//!
 //! Answers are queued in memory and written in batches (one sink call per site per flush):
 //! - [`FlushMode::Background`] (`nectar dev`, long-lived servers): a task flushes every
 //!   `every`, or at once when the queue reaches [`FLUSH_AT`] events.
@@ -15,7 +19,11 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use nectar_model::event::{Accepted, EncodedEvent};
+use std::borrow::Cow;
+
+use nectar_model::event::{event_id, Accepted, EncodedEvent, FlatEvent};
+use serde_json::json;
+use serde_json::value::{to_raw_value, RawValue};
 
 use crate::sink::EventSink;
 
@@ -25,6 +33,91 @@ pub const FLUSH_AT: usize = 1_000;
 pub const MAX_QUEUED: usize = 50_000;
 /// Events per sink call.
 const PUT_EVENTS: usize = 500;
+
+/// `app_id` of the recommend service in its served events' `client`.
+pub const SERVED_APP_ID: &str = "nectar-recommend";
+/// PEACH schema version the served events are written in.
+const SERVED_SCHEMA_VERSION: &str = "1.0.3";
+/// Event type of a served answer.
+const SERVED_TYPE: &str = "recommendation_served";
+
+/// One answer of the recommend service, as the served log records it.
+#[derive(Debug, Clone, Copy)]
+pub struct ServedAnswer<'a> {
+    /// The site the answer was served for.
+    pub site_key: &'a str,
+    /// The `user_id` of the request, if any.
+    pub user_id: Option<&'a str>,
+    /// The `client_id` of the request, if any.
+    pub client_id: Option<&'a str>,
+    /// What the answer was computed for: logged only for anonymous requests (no user or
+    /// client id), where it is the only trace of the subject.
+    pub subject: &'a str,
+    /// The `context_item` of the request, if any.
+    pub context_item: Option<&'a str>,
+    /// The response body as sent: `recommendation_id`, `endpoint`, `variant`, `model`,
+    /// `items` (`[{id, score}]`) and `fallback`.
+    pub body: &'a serde_json::Value,
+}
+
+impl ServedAnswer<'_> {
+    /// The answer as a flat `recommendation_served` event, with the fields a collected event
+    /// has (`collect_timestamp`, `sent_timestamp` and `event_timestamp` are all `now_ms`; the
+    /// `client` is the user or client id, else [`SERVED_APP_ID`]; `context` holds the
+    /// endpoint, variant, model, item ids, fallback flag, context item and, for anonymous
+    /// requests, the subject).
+    pub fn to_event(&self, now_ms: i64) -> EncodedEvent {
+        let b = self.body;
+        let client_id = self.client_id.or(self.user_id).unwrap_or(SERVED_APP_ID);
+        let anonymous = self.user_id.is_none() && self.client_id.is_none();
+        let client =
+            json!({ "id": client_id, "app_id": SERVED_APP_ID, "device": { "type": "embedded" } });
+        let context = json!({
+            "endpoint": b["endpoint"],
+            "variant": b["variant"],
+            "model": b["model"],
+            "fallback": b["fallback"],
+            "items": b["items"].as_array().map(|a| a.iter().map(|i| i["id"].clone()).collect::<Vec<_>>()),
+            "context_item": self.context_item,
+            "subject": anonymous.then_some(self.subject),
+        });
+        let raw = |v: &serde_json::Value| -> Box<RawValue> {
+            to_raw_value(v).expect("a JSON value serialises")
+        };
+        let (client, context) = (raw(&client), raw(&context));
+        let rec_id = b["recommendation_id"].as_str().unwrap_or_default();
+        let event = FlatEvent {
+            event_id: Cow::Owned(event_id(
+                self.site_key,
+                client_id,
+                SERVED_TYPE,
+                rec_id,
+                now_ms,
+            )),
+            site_key: Cow::Borrowed(self.site_key),
+            event_type: Cow::Borrowed(SERVED_TYPE),
+            id: Cow::Borrowed(rec_id),
+            event_timestamp: now_ms,
+            event_timestamp_original: None,
+            collect_timestamp: now_ms,
+            sent_timestamp: now_ms,
+            session_start_timestamp: None,
+            user_id: self.user_id.map(Cow::Borrowed),
+            peach_schema_version: Cow::Borrowed(SERVED_SCHEMA_VERSION),
+            client: &client,
+            context: Some(&context),
+            props: None,
+            metadata: None,
+            // Issue 11: the marker that tells served events from anything the collect API
+            // can accept goes here (a flat-event field the collect validator never sets).
+        };
+        EncodedEvent {
+            line: serde_json::to_string(&event).expect("a flat event serialises"),
+            event_id: event.event_id.into_owned(),
+            event_timestamp: now_ms,
+        }
+    }
+}
 
 /// When queued answers are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,7 +183,7 @@ impl<S: EventSink + 'static> ServedLog<S> {
         self.mode
     }
 
-    /// Queues a validated payload's events; never blocks on I/O.
+    /// Queues flat events of one site; never blocks on I/O.
     pub fn push(&self, batch: Accepted) {
         let len = {
             let mut q = self.queue.lock().expect("served queue lock");
@@ -101,6 +194,14 @@ impl<S: EventSink + 'static> ServedLog<S> {
         if len >= FLUSH_AT && matches!(self.mode, FlushMode::Background { .. }) {
             self.wake.notify_one();
         }
+    }
+
+    /// Queues one answer as its `recommendation_served` event; never blocks on I/O.
+    pub fn record(&self, answer: &ServedAnswer<'_>, now_ms: i64) {
+        self.push(Accepted {
+            site_key: answer.site_key.to_string(),
+            events: vec![answer.to_event(now_ms)],
+        });
     }
 
     /// Events waiting to be written.
@@ -211,6 +312,116 @@ mod tests {
         })
         .to_string();
         accept_payload(body.as_bytes(), site, T, &CollectLimits::default()).unwrap()
+    }
+
+    /// The served event as it was built before issue 10: PEACH text parsed back by the
+    /// collect validator. Kept as the oracle of the direct builder.
+    fn round_tripped(a: &ServedAnswer<'_>, now_ms: i64) -> EncodedEvent {
+        let body = a.body;
+        let client = a
+            .client_id
+            .or(a.user_id)
+            .unwrap_or("nectar-recommend")
+            .to_string();
+        let mut payload = serde_json::json!({
+            "peach_schema_version": "1.0.3",
+            "sent_timestamp": now_ms,
+            "client": { "id": client, "app_id": "nectar-recommend", "device": { "type": "embedded" } },
+            "events": [{
+                "type": "recommendation_served",
+                "id": body["recommendation_id"],
+                "event_timestamp": now_ms,
+                "context": {
+                    "endpoint": body["endpoint"],
+                    "variant": body["variant"],
+                    "model": body["model"],
+                    "fallback": body["fallback"],
+                    "items": body["items"].as_array().map(|a| a.iter().map(|i| i["id"].clone()).collect::<Vec<_>>()),
+                    "context_item": a.context_item,
+                    "subject": if a.user_id.is_none() && a.client_id.is_none() { Some(a.subject) } else { None },
+                }
+            }]
+        });
+        if let Some(u) = a.user_id {
+            payload["user_id"] = serde_json::json!(u);
+        }
+        let text = payload.to_string();
+        let mut got = accept_payload(
+            text.as_bytes(),
+            a.site_key,
+            now_ms,
+            &CollectLimits::default(),
+        )
+        .unwrap();
+        assert_eq!(got.events.len(), 1);
+        got.events.remove(0)
+    }
+
+    #[test]
+    fn served_events_are_built_exactly_as_the_collect_round_trip_built_them() {
+        const T: i64 = 1_795_305_000_000;
+        let body = |fallback: bool, items: &[&str]| {
+            serde_json::json!({
+                "recommendation_id": "r-0123456789abcdef",
+                "endpoint": "for-you",
+                "variant": "b",
+                "model": { "name": "als", "version": 7 },
+                "items": items.iter().enumerate().map(|(i, id)| serde_json::json!({"id": id, "score": 1.0 / (i as f64 + 1.0)})).collect::<Vec<_>>(),
+                "fallback": fallback,
+            })
+        };
+        let (plain, odd, empty) = (
+            body(false, &["m1", "m2", "m3"]),
+            body(true, &["quote\"d", "é/ü", "tab\there"]),
+            body(false, &[]),
+        );
+        // GIVEN answers for a user, a client, both, and an anonymous subject, with odd ids
+        let answers = [
+            ServedAnswer {
+                site_key: "demo",
+                user_id: Some("u-1"),
+                client_id: None,
+                subject: "u-1",
+                context_item: None,
+                body: &plain,
+            },
+            ServedAnswer {
+                site_key: "demo",
+                user_id: None,
+                client_id: Some("c-9"),
+                subject: "c-9",
+                context_item: Some("m0"),
+                body: &odd,
+            },
+            ServedAnswer {
+                site_key: "other_site",
+                user_id: Some("ü\"ser"),
+                client_id: Some("c-2"),
+                subject: "ü\"ser",
+                context_item: Some("it\"em"),
+                body: &plain,
+            },
+            ServedAnswer {
+                site_key: "demo",
+                user_id: None,
+                client_id: None,
+                subject: "item:m5",
+                context_item: Some("m5"),
+                body: &empty,
+            },
+        ];
+        for a in &answers {
+            // WHEN built directly THEN it is byte for byte what the round trip produced
+            assert_eq!(a.to_event(T), round_tripped(a, T), "{a:?}");
+        }
+        // AND the event reads back as a flat event with the answer's fields
+        let ev = answers[1].to_event(T);
+        let v: serde_json::Value = serde_json::from_str(&ev.line).unwrap();
+        assert_eq!(v["type"], "recommendation_served");
+        assert_eq!(v["client"]["id"], "c-9");
+        assert_eq!(v["context"]["items"][0], "quote\"d");
+        assert_eq!(v["context"]["fallback"], true);
+        assert!(v.get("user_id").is_none());
     }
 
     #[tokio::test]
