@@ -207,6 +207,69 @@ impl WarmTest {
     }
 }
 
+/// At most this many users are scored (deterministically chosen, [`WarmTest::subsample`]), to
+/// bound the evaluation time on large windows. `nectar eval` and the train task's gate both
+/// apply it, so they score the same users.
+pub const MAX_EVAL_USERS: usize = 5_000;
+
+impl WarmTest {
+    /// Keeps every n-th scored user in index order (the train matrix's natural key order), the
+    /// smallest n that leaves at most `max`: a deterministic subsample of large holdouts.
+    pub fn subsample(mut self, max: usize) -> Self {
+        let step = self.users.len().div_ceil(max.max(1)).max(1);
+        if step > 1 {
+            self.users = self.users.into_iter().step_by(step).collect();
+            self.truth = self.truth.into_iter().step_by(step).collect();
+            self.stats.eval_users = self.users.len();
+            self.stats.eval_rows = self.truth.iter().map(Vec::len).sum();
+        }
+        self
+    }
+}
+
+/// A train user's items, newest first (the cell's newest timestamp), ties to the lower item
+/// index: the recent history the ranker is given for a scored user.
+pub fn history_newest_first(train: &Interactions, u: u32) -> Vec<u32> {
+    let range = train.user_items().row_range(u as usize);
+    let items = &train.user_items().indices()[range.clone()];
+    let mut h: Vec<(u32, i64)> = match train.last_timestamps() {
+        Some(ts) => items.iter().copied().zip(ts[range].iter().copied()).collect(),
+        None => items.iter().map(|&i| (i, 0)).collect(),
+    };
+    h.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    h.into_iter().map(|p| p.0).collect()
+}
+
+/// The warm-only protocol for any ranker: for every scored user of `test`, `rank(user,
+/// history)` is asked for `k` items (train item indices, best first; the history is
+/// [`history_newest_first`] and must be excluded by the ranker), and the lists are scored with
+/// [`evaluate_ranking`]. Returns the metrics and the lists (aligned with `test.users`). The
+/// train task's gate and `nectar eval` both evaluate this way.
+pub fn evaluate_protocol<F>(
+    train: &Interactions,
+    test: &WarmTest,
+    k: usize,
+    rank: F,
+) -> Result<(RankingMetrics, Vec<Vec<(u32, f32)>>), ModelError>
+where
+    F: Fn(u32, &[u32]) -> Vec<(u32, f32)> + Sync,
+{
+    let recs: Vec<Vec<(u32, f32)>> = test
+        .users
+        .par_iter()
+        .map(|&u| {
+            let mut r = rank(u, &history_newest_first(train, u));
+            r.truncate(k);
+            r
+        })
+        .collect();
+    let lists: Vec<Vec<u32>> = recs
+        .iter()
+        .map(|r| r.iter().map(|p| p.0).collect())
+        .collect();
+    Ok((evaluate_ranking(test, &lists, k, train.n_items())?, recs))
+}
+
 /// Mean ranking metrics over the scored users.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RankingMetrics {
@@ -365,6 +428,29 @@ pub struct OfflineReport {
     pub predictions: Option<Vec<f32>>,
 }
 
+/// For rating models: one prediction per test row (unknown user/item fall back to the
+/// biases), with RMSE and MAE over them; `None` for ranking-only models.
+pub fn rating_predictions(
+    model: &FittedModel,
+    train: &Interactions,
+    test_rows: &[RatingRow],
+) -> Option<(Vec<f32>, f64, f64)> {
+    let FittedModel::Mf(m) = model else {
+        return None;
+    };
+    let preds: Vec<f32> = test_rows
+        .iter()
+        .map(|r| m.predict(train.user_index(&r.user_id), train.item_index(&r.item_id)))
+        .collect();
+    let pairs: Vec<(f32, f32)> = test_rows
+        .iter()
+        .zip(&preds)
+        .map(|(r, &p)| (r.rating, p))
+        .collect();
+    let (r, a) = (rmse(&pairs), mae(&pairs));
+    Some((preds, r, a))
+}
+
 /// Runs refeval's protocol: index users and items from `train`, fit (timed), produce top-k
 /// lists with train items excluded for every train user (timed), score the warm test users,
 /// and for rating models predict every test row (unknown user/item fall back to the biases).
@@ -410,21 +496,10 @@ pub fn offline_eval(
         .collect();
     let ranking = evaluate_ranking(&test, &lists, k, train.n_items())?;
 
-    let (mut rmse_v, mut mae_v, mut predictions) = (None, None, None);
-    if let FittedModel::Mf(m) = &model {
-        let preds: Vec<f32> = test_rows
-            .iter()
-            .map(|r| m.predict(train.user_index(&r.user_id), train.item_index(&r.item_id)))
-            .collect();
-        let pairs: Vec<(f32, f32)> = test_rows
-            .iter()
-            .zip(&preds)
-            .map(|(r, &p)| (r.rating, p))
-            .collect();
-        rmse_v = Some(rmse(&pairs));
-        mae_v = Some(mae(&pairs));
-        predictions = Some(preds);
-    }
+    let (rmse_v, mae_v, predictions) = match rating_predictions(&model, &train, test_rows) {
+        Some((p, r, m)) => (Some(r), Some(m), Some(p)),
+        None => (None, None, None),
+    };
     Ok(OfflineReport {
         train,
         model,
