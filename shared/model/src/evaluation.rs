@@ -233,7 +233,11 @@ pub fn history_newest_first(train: &Interactions, u: u32) -> Vec<u32> {
     let range = train.user_items().row_range(u as usize);
     let items = &train.user_items().indices()[range.clone()];
     let mut h: Vec<(u32, i64)> = match train.last_timestamps() {
-        Some(ts) => items.iter().copied().zip(ts[range].iter().copied()).collect(),
+        Some(ts) => items
+            .iter()
+            .copied()
+            .zip(ts[range].iter().copied())
+            .collect(),
         None => items.iter().map(|&i| (i, 0)).collect(),
     };
     h.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));

@@ -19,8 +19,8 @@ use bytes::Bytes;
 use http::{Method, StatusCode};
 use nectar_model::algo::AlgoSpec;
 use nectar_model::event::{accept_payload, CollectLimits};
-pub use nectar_model::topk::dot_scores;
 use nectar_model::rank::{self, ItemSide, Prepared, UserInput};
+pub use nectar_model::topk::dot_scores;
 use rand::Rng;
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -893,7 +893,9 @@ impl<M: ModelStore, S: EventSink + 'static> RecommendService<M, S> {
             q.n
         };
         let rows = match kind {
-            EndpointKind::Similar => rank::similar_to(&m.item_side(), subject_row?, &excluded, want)?,
+            EndpointKind::Similar => {
+                rank::similar_to(&m.item_side(), subject_row?, &excluded, want)?
+            }
             EndpointKind::User => m.rank_user(state, q.context_item.as_deref(), &excluded, want)?,
         };
         let cands = rows

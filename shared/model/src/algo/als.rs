@@ -139,7 +139,11 @@ impl AlsValidParams {
 
     /// A model over stored item factors that folds users unseen at training time in with
     /// exactly these params (regularization, alpha, confidence), as serving does.
-    pub fn fold_in_model(&self, dim: usize, item_factors: Vec<f32>) -> Result<AlsModel, ModelError> {
+    pub fn fold_in_model(
+        &self,
+        dim: usize,
+        item_factors: Vec<f32>,
+    ) -> Result<AlsModel, ModelError> {
         AlsModel::from_factors(
             dim,
             Vec::new(),
