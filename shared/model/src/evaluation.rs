@@ -424,7 +424,8 @@ pub struct OfflineReport {
     pub mae: Option<f64>,
     /// Wall-clock fit, matrix building excluded.
     pub fit_seconds: f64,
-    /// Wall-clock top-k for every train user, train items excluded.
+    /// Wall-clock of the top-k lists (`offline_eval`: every train user; `nectar eval`: the
+    /// scored users).
     pub recommend_seconds: f64,
     /// The top-k lists of the scored users, aligned with `test.users`.
     pub recs: Vec<Vec<(u32, f32)>>,
