@@ -536,10 +536,12 @@ fn print_metrics(data_dir: &std::path::Path) {
     };
     let mut rows = Vec::new();
     for f in files {
-        let Ok(v) = std::fs::read_to_string(&f)
-            .map_err(|_| ())
-            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).map_err(|_| ()))
-        else {
+        // A task's runs are JSON lines (`runs.jsonl`, oldest first; older versions wrote one
+        // `.json` file per run): the newest run is the last line.
+        let Ok(v) = std::fs::read_to_string(&f).map_err(|_| ()).and_then(|t| {
+            let last = t.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("");
+            serde_json::from_str::<serde_json::Value>(last).map_err(|_| ())
+        }) else {
             continue;
         };
         let m = &v["metrics"];
@@ -586,7 +588,7 @@ fn glob_json(dir: &std::path::Path) -> std::io::Result<Vec<PathBuf>> {
             let p = e?.path();
             if p.is_dir() {
                 stack.push(p);
-            } else if p.extension().is_some_and(|x| x == "json") {
+            } else if p.extension().is_some_and(|x| x == "json" || x == "jsonl") {
                 out.push(p);
             }
         }
