@@ -244,6 +244,9 @@ pub fn history_newest_first(train: &Interactions, u: u32) -> Vec<u32> {
     h.into_iter().map(|p| p.0).collect()
 }
 
+/// A ranked list of `(item index, score)`, best first.
+pub type ScoredList = Vec<(u32, f32)>;
+
 /// The warm-only protocol for any ranker: for every scored user of `test`, `rank(user,
 /// history)` is asked for `k` items (train item indices, best first; the history is
 /// [`history_newest_first`] and must be excluded by the ranker), and the lists are scored with
@@ -254,7 +257,7 @@ pub fn evaluate_protocol<F>(
     test: &WarmTest,
     k: usize,
     rank: F,
-) -> Result<(RankingMetrics, Vec<Vec<(u32, f32)>>), ModelError>
+) -> Result<(RankingMetrics, Vec<ScoredList>), ModelError>
 where
     F: Fn(u32, &[u32]) -> Vec<(u32, f32)> + Sync,
 {

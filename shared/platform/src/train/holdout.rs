@@ -10,7 +10,9 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use nectar_model::evaluation::{evaluate_protocol, RankingMetrics, WarmTest, MAX_EVAL_USERS};
+use nectar_model::evaluation::{
+    evaluate_protocol, RankingMetrics, ScoredList, WarmTest, MAX_EVAL_USERS,
+};
 use nectar_model::mapping::InteractionsView;
 use nectar_model::rank::from_list;
 use nectar_model::{Interactions, InteractionsBuilder, ModelError};
@@ -129,7 +131,7 @@ impl Holdout {
         m: &LoadedModel,
         users: &HashMap<String, UserState>,
         k: usize,
-    ) -> Result<(RankingMetrics, Vec<Vec<(u32, f32)>>), ModelError> {
+    ) -> Result<(RankingMetrics, Vec<ScoredList>), ModelError> {
         let (Some(train), Some(test)) = (&self.train, &self.test) else {
             return Err(ModelError::EmptyData);
         };
