@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use rayon::prelude::*;
 
-use crate::algo::{AlgoSpec, FittedModel, Recommender, Target, UserHistory};
+use crate::algo::{AlgoSpec, FittedModel, Target, UserHistory};
 use crate::error::ModelError;
 use crate::interactions::{from_rating_rows, Interactions, RatingRow};
 
@@ -383,34 +383,7 @@ pub fn time_holdout_split<K: Ord>(
     Ok(mask)
 }
 
-/// Ranking metrics of a fitted model on a warm test set: top-k for every scored user with their
-/// train items excluded (`train` must be the matrix the model was fitted on, or one with the
-/// same indexing). The train task's quality gate scores the candidate and the current version
-/// this way, each against its own training matrix.
-pub fn evaluate_recommender(
-    model: &dyn Recommender,
-    train: &Interactions,
-    test: &WarmTest,
-    k: usize,
-) -> Result<RankingMetrics, ModelError> {
-    let lists: Vec<Vec<u32>> = test
-        .users
-        .par_iter()
-        .map(|&u| {
-            let (items, values) = train.user_row(u);
-            let r = model.recommend(
-                Target::Known(u, UserHistory::new(items, values)),
-                k,
-                true,
-                &[],
-            )?;
-            Ok(r.into_iter().map(|p| p.0).collect())
-        })
-        .collect::<Result<_, ModelError>>()?;
-    evaluate_ranking(test, &lists, k, train.n_items())
-}
-
-/// Everything `nectar eval` reports for one algorithm on one train/test split.
+/// Everything an offline evaluation reports for one algorithm on one train/test split.
 #[derive(Debug, Clone)]
 pub struct OfflineReport {
     /// The training matrix (its keys map indices back to ids).
@@ -459,9 +432,12 @@ pub fn rating_predictions(
     Some((preds, r, a))
 }
 
-/// Runs refeval's protocol: index users and items from `train`, fit (timed), produce top-k
-/// lists with train items excluded for every train user (timed), score the warm test users,
-/// and for rating models predict every test row (unknown user/item fall back to the biases).
+/// Runs refeval's protocol on a model alone (the model crate's `eval_csv` example): index users
+/// and items from `train`, fit (timed), produce top-k lists through [`crate::algo::Recommender`] with train
+/// items excluded for every train user (timed), score the warm test users, and for rating
+/// models predict every test row (unknown user/item fall back to the biases). `nectar eval`
+/// and the train task's gate instead rank the published artifacts through the one ranker
+/// ([`crate::rank`]) with [`evaluate_protocol`], so that they measure what is served.
 pub fn offline_eval(
     spec: &AlgoSpec,
     train_rows: &[RatingRow],
@@ -602,6 +578,41 @@ mod tests {
     }
 
     #[test]
+    fn protocol_orders_history_newest_first_and_subsamples_every_nth_user() {
+        // GIVEN u1 played b (t=3), a (t=5), c (t=3); u2..u5 played a
+        let row = |u: &str, i: &str, t: i64| RatingRow {
+            user_id: u.into(),
+            item_id: i.into(),
+            rating: 1.0,
+            timestamp: t,
+        };
+        let mut train = vec![row("1", "b", 3), row("1", "a", 5), row("1", "c", 3)];
+        train.extend((2..=5).map(|u| row(&u.to_string(), "a", 1)));
+        let test: Vec<RatingRow> = (1..=5).map(|u| row(&u.to_string(), "b", 9)).collect();
+        let m = from_rating_rows(&train, crate::interactions::ValueMode::Binary).unwrap();
+        // THEN u1's history is a, then the tie b, c by index
+        let ids = |v: Vec<u32>| -> Vec<String> {
+            v.into_iter()
+                .map(|i| m.item_ids()[i as usize].clone())
+                .collect()
+        };
+        assert_eq!(ids(history_newest_first(&m, 0)), vec!["a", "b", "c"]);
+        // AND u1 already has b: four warm users; at most 2 → every 2nd (u2, u4)
+        let wt = WarmTest::new(&m, &test).subsample(2);
+        assert_eq!(wt.users, vec![1, 3]);
+        assert_eq!(wt.stats.eval_users, 2);
+        // AND the protocol scores the ranker's lists with the metric functions
+        let (r, lists) = evaluate_protocol(&m, &wt, 1, |_, h| {
+            assert_eq!(h.len(), 1);
+            vec![(m.item_index("b").unwrap(), 1.0), (0, 0.5)]
+        })
+        .unwrap();
+        assert_eq!(lists[0].len(), 1, "lists are cut at k");
+        approx(r.ndcg, 1.0);
+        approx(r.precision, 1.0);
+    }
+
+    #[test]
     fn rmse_mae() {
         let p = [(4.0, 3.0), (2.0, 4.0)];
         approx(rmse(&p), (2.5f64).sqrt());
@@ -655,38 +666,5 @@ mod tests {
         assert_eq!(p.len(), 2);
         assert!(p.iter().all(|v| (1.0..=5.0).contains(v)));
         assert!(r.rmse.unwrap() > 0.0);
-    }
-
-    #[test]
-    fn evaluate_recommender_matches_offline_eval() {
-        // GIVEN a small synthetic split
-        let rows: Vec<RatingRow> = crate::synthetic::SyntheticParams::new(3000, 60, 40)
-            .records()
-            .unwrap()
-            .map(|(u, i, t)| RatingRow {
-                user_id: u.to_string(),
-                item_id: i.to_string(),
-                rating: 1.0,
-                timestamp: t / 1000,
-            })
-            .collect();
-        let keys: Vec<i64> = rows.iter().map(|r| r.timestamp).collect();
-        let mask = time_holdout_split(&keys, 0.2).unwrap();
-        let (train, test): (Vec<_>, Vec<_>) = rows.iter().cloned().zip(&mask).partition(|p| !*p.1);
-        let train: Vec<RatingRow> = train.into_iter().map(|p| p.0).collect();
-        let test: Vec<RatingRow> = test.into_iter().map(|p| p.0).collect();
-        // WHEN scored through offline_eval and through evaluate_recommender with key pairs
-        let spec = AlgoSpec::parse("item_knn", &[]).unwrap();
-        let r = offline_eval(&spec, &train, &test, 5).unwrap();
-        let wt = WarmTest::from_key_pairs(
-            &r.train,
-            test.iter()
-                .map(|x| (x.user_id.as_str(), x.item_id.as_str())),
-        );
-        let m = evaluate_recommender(r.model.as_recommender(), &r.train, &wt, 5).unwrap();
-        // THEN both agree
-        assert_eq!(wt, r.test);
-        assert_eq!(m, r.ranking);
-        assert!(m.users_scored > 0);
     }
 }
