@@ -502,6 +502,8 @@ where
         );
     }
 
+    // The holdout's train matrix is not needed any more: free it before the largest fit.
+    drop(holdout);
     // 6. Refit on the whole window (the candidate is reused when nothing was held out).
     let artifacts = if holdout_n == 0 {
         match candidate {
