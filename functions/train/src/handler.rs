@@ -108,7 +108,8 @@ mod tests {
     use nectar_platform::model_store::LocalModelStore;
     use nectar_platform::registry::LocalRegistry;
     use nectar_platform::store::LocalStore;
-    use nectar_platform::train::{contract, BuiltinTrainer};
+    use nectar_platform::train::contract;
+    use nectar_platform::trainers::ModelTrainer;
 
     const SCHEDULED: &str = r#"{
         "version": "0", "id": "53dc4d37-cffa-4f76-80c9-8b7d4a4d2eaa",
@@ -157,7 +158,7 @@ mod tests {
             events: &events,
             models: &models,
             registry: &registry,
-            trainer: &BuiltinTrainer,
+            trainer: &ModelTrainer,
         };
         // WHEN the schedule fires with detail {"task": "pop", "site": "s1"}
         let payload: Value = serde_json::from_str(

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use anyhow::{bail, Context};
 use bytes::Bytes;
 use futures::StreamExt;
-use nectar_model::mapping::{InteractionLog, Row};
+use nectar_model::mapping::InteractionsView;
 use nectar_platform::catalog::{Catalog, ItemMeta};
 use nectar_platform::collect::CollectService;
 use nectar_platform::config::{EndpointKind, NectarConfig};
@@ -349,6 +349,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         bucket: None,
         redis: None,
         registry_table: None,
+        export_split: None,
     })
     .await?;
     print_metrics(&args.data_dir, &config).await;
@@ -462,8 +463,8 @@ async fn export(
     let cut = log.len() - (log.len() as f64 * task.holdout_fraction).floor() as usize;
     std::fs::create_dir_all(dir)
         .with_context(|| format!("--export {}: cannot create it", dir.display()))?;
-    let n_train = write_ratings(&dir.join("train.csv"), &log, &log.rows[..cut])?;
-    let n_test = write_ratings(&dir.join("test.csv"), &log, &log.rows[cut..])?;
+    let n_train = write_ratings(&dir.join("train.csv"), log.view_rows(0..cut))?;
+    let n_test = write_ratings(&dir.join("test.csv"), log.view_rows(cut..log.len()))?;
     write_items(&dir.join("items.csv"), items)?;
     println!(
         "\nExported to {d}: train.csv ({n_train} rows) and test.csv ({n_test} rows, the newest \
@@ -478,9 +479,9 @@ async fn export(
 
 /// `user_id,item_id,rating,timestamp` (seconds), one row per pair, oldest first; returns the
 /// row count.
-fn write_ratings(path: &Path, log: &InteractionLog, rows: &[Row]) -> anyhow::Result<usize> {
+pub(crate) fn write_ratings(path: &Path, view: InteractionsView<'_>) -> anyhow::Result<usize> {
     let mut cells: HashMap<(u32, u32), (f32, i64)> = HashMap::new();
-    for r in rows {
+    for r in view.rows {
         let c = cells.entry((r.user, r.item)).or_insert((0.0, i64::MIN));
         c.0 += r.weight;
         c.1 = c.1.max(r.timestamp_ms);
@@ -492,7 +493,7 @@ fn write_ratings(path: &Path, log: &InteractionLog, rows: &[Row]) -> anyhow::Res
     );
     writeln!(w, "user_id,item_id,rating,timestamp")?;
     for ((u, i), (rating, t)) in &cells {
-        let (user, item) = (&log.users[*u as usize], &log.items[*i as usize]);
+        let (user, item) = (&view.users[*u as usize], &view.items[*i as usize]);
         // The eval reader splits on commas and has no quoting.
         if [user, item].iter().any(|id| id.contains([',', '\n', '\r'])) {
             bail!("id {user:?} or {item:?} cannot be written to a ratings CSV");
@@ -641,7 +642,7 @@ mod tests {
     #[test]
     fn exported_files_read_back_through_the_eval_and_import_parsers() {
         // GIVEN a log with a pair seen twice (a play and its end) and a second user
-        let mut log = InteractionLog::new();
+        let mut log = nectar_model::mapping::InteractionLog::new();
         for (user, item, weight, ts) in [
             ("user-1", "news-001", 1.0, 1_000_000),
             ("user-1", "news-001", 3.0, 2_000_000),
@@ -658,7 +659,7 @@ mod tests {
         let dir = scratch("export");
         std::fs::create_dir_all(&dir).unwrap();
         // WHEN written as a ratings CSV
-        let n = write_ratings(&dir.join("train.csv"), &log, &log.rows).unwrap();
+        let n = write_ratings(&dir.join("train.csv"), log.view()).unwrap();
         // THEN the pair is one row with the summed weight and its newest time, in seconds
         assert_eq!(n, 2);
         let text = std::fs::read_to_string(dir.join("train.csv")).unwrap();

@@ -3,11 +3,14 @@
 //! `nectar eval --train FILE --test FILE --algo {popular,trending,item_knn,als,mf}
 //! [--param NAME=VALUE]… [--k 10] [--recs-out FILE] [--preds-out FILE] [--json]`
 //!
-//! Input files are refeval CSVs (`user_id,item_id,rating,timestamp`, with header). The protocol
-//! and metric formulas are refeval's (README §4), implemented in
-//! [`nectar_model::evaluation::offline_eval`]; this module only reads the files, parses the
-//! flags and writes the outputs, so `baselines.py --score-recs/--score-preds` can re-score
-//! them.
+//! Input files are refeval CSVs (`user_id,item_id,rating,timestamp`, with header). The model
+//! is fitted as the train task fits it, turned into the artifacts training publishes
+//! (`nectar_platform::trainers::artifacts`, default `publish` settings), and ranked through the
+//! serving model and the one ranker with the train task's warm-only protocol
+//! (`nectar_platform::train::Holdout`: at most `MAX_EVAL_USERS` users, metric formulas of
+//! refeval's README §4). So `nectar eval` on the split that `nectar train --export-split`
+//! writes reports the run record's candidate metrics. The outputs can be re-scored by
+//! `baselines.py --score-recs/--score-preds`.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -16,8 +19,12 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 use nectar_model::algo::spec::ALGORITHMS;
 use nectar_model::algo::AlgoSpec;
-use nectar_model::evaluation::{offline_eval, OfflineReport};
-use nectar_model::interactions::{parse_ratings_csv, RatingRow, ValueMode};
+use nectar_model::evaluation::{rating_predictions, OfflineReport, WarmTest};
+use nectar_model::interactions::{from_rating_rows, parse_ratings_csv, RatingRow, ValueMode};
+use nectar_platform::config::PublishConfig;
+use nectar_platform::recommend::LoadedModel;
+use nectar_platform::train::Holdout;
+use nectar_platform::trainers::artifacts;
 use serde_json::{json, Map, Value};
 
 /// Flags of `nectar eval`.
@@ -56,7 +63,7 @@ fn parse_param(s: &str) -> Result<(String, String), String> {
     }
 }
 
-fn read_rows(path: &Path) -> anyhow::Result<Vec<RatingRow>> {
+pub(crate) fn read_rows(path: &Path) -> anyhow::Result<Vec<RatingRow>> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     parse_ratings_csv(&text).with_context(|| format!("parsing {}", path.display()))
@@ -79,7 +86,7 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
     {
         eprintln!("{w}");
     }
-    let report = offline_eval(&spec, &train, &test, args.k)?;
+    let report = evaluate(&spec, &train, &test, args.k)?;
 
     if let Some(path) = &args.recs_out {
         write_recs(path, &report).with_context(|| format!("writing {}", path.display()))?;
@@ -94,6 +101,51 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
         print_table(args, &report);
     }
     Ok(())
+}
+
+/// Fits `spec` on `train` as the train task does, publishes its artifacts in memory and scores
+/// them on `test` with the train task's protocol (see the module docs).
+pub fn evaluate(
+    spec: &AlgoSpec,
+    train: &[RatingRow],
+    test: &[RatingRow],
+    k: usize,
+) -> anyhow::Result<OfflineReport> {
+    if k == 0 {
+        bail!("--k must be at least 1");
+    }
+    let m = from_rating_rows(train, spec.value_mode())?;
+    let t0 = std::time::Instant::now();
+    let model = spec.fit(&m)?;
+    let fit_seconds = t0.elapsed().as_secs_f64();
+    let mut a = artifacts(&PublishConfig::default(), &m, &model)?;
+    a.metadata = json!({ "spec": spec });
+    let m = std::sync::Arc::new(m);
+    let warm = WarmTest::new(&m, test);
+    let holdout = Holdout::with_test(m.clone(), warm);
+    let t0 = std::time::Instant::now();
+    let served = LoadedModel::new("eval", a.items(0));
+    let (ranking, recs) = holdout.evaluate(&served, &holdout.states_of(&a), k)?;
+    let recommend_seconds = t0.elapsed().as_secs_f64();
+    let warm = holdout.warm_test().cloned().context("nothing to score")?;
+    drop(holdout);
+    let train_m = std::sync::Arc::try_unwrap(m).map_err(|_| anyhow::anyhow!("matrix shared"))?;
+    let (predictions, rmse, mae) = match rating_predictions(&model, &train_m, test) {
+        Some((p, r, a)) => (Some(p), Some(r), Some(a)),
+        None => (None, None, None),
+    };
+    Ok(OfflineReport {
+        train: train_m,
+        model,
+        test: warm,
+        ranking,
+        rmse,
+        mae,
+        fit_seconds,
+        recommend_seconds,
+        recs,
+        predictions,
+    })
 }
 
 /// Which file a row set came from: duplicates combine differently in each.
@@ -208,10 +260,8 @@ fn print_table(args: &EvalArgs, r: &OfflineReport) {
         println!("RMSE {rmse:.4}  MAE {mae:.4}");
     }
     println!(
-        "fit {:.3} s, top-{k} for all {} train users {:.3} s",
-        r.fit_seconds,
-        r.train.n_users(),
-        r.recommend_seconds
+        "fit {:.3} s, top-{k} for the {} scored users {:.3} s",
+        r.fit_seconds, m.users_scored, r.recommend_seconds
     );
 }
 

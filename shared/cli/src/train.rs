@@ -2,12 +2,13 @@
 //! registry (the embedded twins of S3, Redis and DynamoDB), with a progress bar; `--bucket`,
 //! `--redis` and `--registry-table` switch each to the real backend, like the train Lambda.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context};
 use chrono::{NaiveDate, NaiveTime};
 use indicatif::{ProgressBar, ProgressStyle};
+use nectar_model::mapping::InteractionsView;
 use nectar_platform::config::NectarConfig;
 use nectar_platform::model_store::{AnyModelStore, LocalModelStore, RedisModelStore};
 use nectar_platform::reader::TimeWindow;
@@ -17,6 +18,8 @@ use nectar_platform::train::{
     run_task, TrainDeps, TrainError, TrainObserver, TrainRequest, WindowChoice,
 };
 use nectar_platform::trainers::ModelTrainer;
+
+use crate::demo::write_ratings;
 
 /// Flags of `nectar train`.
 #[derive(Debug, clap::Args)]
@@ -48,6 +51,11 @@ pub struct TrainArgs {
     /// Record runs in this DynamoDB table instead of the data dir.
     #[arg(long, env = "NECTAR_REGISTRY_TABLE")]
     pub registry_table: Option<String>,
+    /// Write the run's time split into DIR as `train.csv` and `test.csv` (the `nectar eval`
+    /// input): `nectar eval` on them with the task's params reports the run's candidate
+    /// metrics. Needs a single task.
+    #[arg(long, value_name = "DIR")]
+    pub export_split: Option<PathBuf>,
 }
 
 /// Parses `--since/--until`: `YYYY-MM-DD` or RFC 3339. Dates as `--until` include the day.
@@ -65,16 +73,47 @@ fn parse_time(s: &str, is_until: bool) -> anyhow::Result<i64> {
         .with_context(|| format!("{s:?} is neither YYYY-MM-DD nor an RFC 3339 time"))
 }
 
-struct Bar(ProgressBar);
+struct Bar {
+    bar: ProgressBar,
+    /// `--export-split` DIR, and what went wrong writing it.
+    export: Option<PathBuf>,
+    export_error: std::sync::Mutex<Option<anyhow::Error>>,
+}
+
+impl Bar {
+    fn export(
+        &self,
+        dir: &Path,
+        train: InteractionsView<'_>,
+        test: InteractionsView<'_>,
+    ) -> anyhow::Result<()> {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("--export-split {}: cannot create it", dir.display()))?;
+        let n_train = write_ratings(&dir.join("train.csv"), train)?;
+        let n_test = write_ratings(&dir.join("test.csv"), test)?;
+        self.bar.println(format!(
+            "  split: {} (train.csv {n_train} rows, test.csv {n_test} rows)",
+            dir.display()
+        ));
+        Ok(())
+    }
+}
 
 impl TrainObserver for Bar {
     fn stage(&self, name: &str) {
-        self.0.set_position(0);
-        self.0.set_message(name.to_string());
+        self.bar.set_position(0);
+        self.bar.set_message(name.to_string());
     }
     fn progress(&self, fraction: f64) {
-        self.0
+        self.bar
             .set_position((fraction.clamp(0.0, 1.0) * 1000.0) as u64);
+    }
+    fn split(&self, train: InteractionsView<'_>, test: InteractionsView<'_>) {
+        if let Some(dir) = &self.export {
+            if let Err(e) = self.export(dir, train, test) {
+                *self.export_error.lock().expect("export lock") = Some(e);
+            }
+        }
     }
 }
 
@@ -97,6 +136,13 @@ pub async fn run(args: TrainArgs) -> anyhow::Result<()> {
             "no task matches (site {:?}, task {:?}) in the config",
             args.site.as_deref().unwrap_or("any"),
             args.task.as_deref().unwrap_or("any")
+        );
+    }
+    if args.export_split.is_some() && jobs.len() > 1 {
+        bail!(
+            "--export-split writes one run's split: select a single task with --task and --site \
+             ({} tasks match)",
+            jobs.len()
         );
     }
     let now = nectar_platform::now_ms();
@@ -176,15 +222,16 @@ pub async fn run(args: TrainArgs) -> anyhow::Result<()> {
             registry: &registry,
             trainer: &ModelTrainer,
         };
-        let result = run_task(
-            &cfg,
-            &req,
-            deps,
-            &Bar(bar.clone()),
-            nectar_platform::now_ms(),
-        )
-        .await;
+        let observer = Bar {
+            bar: bar.clone(),
+            export: args.export_split.clone(),
+            export_error: std::sync::Mutex::new(None),
+        };
+        let result = run_task(&cfg, &req, deps, &observer, nectar_platform::now_ms()).await;
         bar.finish_and_clear();
+        if let Some(e) = observer.export_error.lock().expect("export lock").take() {
+            return Err(e);
+        }
         match result {
             Ok(run) => {
                 let metric = |m: Option<&std::collections::BTreeMap<String, f64>>| {
@@ -257,6 +304,111 @@ fn no_data_hint(e: &TrainError) -> Option<&'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::Bytes;
+    use nectar_model::algo::AlgoSpec;
+    use nectar_platform::jsonl::gzip_lines;
+    use nectar_platform::layout::{event_object_key, Hour};
+    use nectar_platform::registry::Registry;
+    use nectar_platform::store::ObjectStore;
+
+    /// Four taste groups of 10 items; every user plays about 7 items of their group and one
+    /// other, at scattered times over ten days.
+    async fn write_group_events(store: &LocalStore, site: &str) {
+        let end = 1_795_132_800_000i64;
+        let mut by_hour: std::collections::BTreeMap<Hour, Vec<String>> = Default::default();
+        for u in 0..80i64 {
+            let g = u % 4;
+            let picks = (0..10)
+                .filter(|j| (u * 31 + j * 17) % 10 < 7)
+                .map(|j| g * 10 + j)
+                .chain([(u * 7) % 40]);
+            for (n, item) in picks.enumerate() {
+                let ts =
+                    end - 10 * 86_400_000 + ((u * 7919 + n as i64 * 104_729) % 14_400) * 60_000;
+                let (id, user) = (format!("i{item}"), format!("u{u}"));
+                let eid = nectar_model::event::event_id(site, &user, "media_play", &id, ts);
+                by_hour.entry(Hour::of(ts)).or_default().push(format!(
+                    r#"{{"event_id":"{eid}","site_key":"{site}","type":"media_play","id":"{id}","event_timestamp":{ts},"collect_timestamp":{ts},"sent_timestamp":{ts},"peach_schema_version":"1.0.3","client":{{"id":"{user}","app_id":"t"}}}}"#
+                ));
+            }
+        }
+        for (hour, lines) in by_hour {
+            let body = gzip_lines(lines.iter().map(String::as_str));
+            store
+                .put(
+                    &event_object_key(site, hour, "test", "1"),
+                    Bytes::from(body),
+                )
+                .await
+                .unwrap();
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn eval_on_the_exported_split_reports_the_run_records_candidate_metrics() {
+        let dir = std::env::temp_dir().join(format!("nectar-split-{}", rand::random::<u64>()));
+        let data = dir.join("data");
+        write_group_events(&LocalStore::new(&data), "demo").await;
+        let config = dir.join("nectar.toml");
+        let common = "window = { days = 30, anchor = \"latest\" }\nholdout_fraction = 0.2\n";
+        std::fs::write(
+            &config,
+            format!(
+                "[sites.demo.tasks.als]\nalgorithm = \"als\"\nparams = {{ factors = 8, iterations = 4, seed = 7 }}\n{common}\
+                 [sites.demo.tasks.knn]\nalgorithm = \"item_knn\"\nparams = {{ k = 10 }}\n{common}\
+                 [sites.demo.tasks.pop]\nalgorithm = \"popular\"\n{common}"
+            ),
+        )
+        .unwrap();
+        let cfg = NectarConfig::load(Some(&config)).unwrap();
+        for task in ["als", "knn", "pop"] {
+            // GIVEN a task trained with --export-split
+            let split = dir.join(task);
+            run(TrainArgs {
+                data_dir: data.clone(),
+                task: Some(task.into()),
+                site: Some("demo".into()),
+                since: None,
+                until: None,
+                config: Some(config.clone()),
+                bucket: None,
+                redis: None,
+                registry_table: None,
+                export_split: Some(split.clone()),
+            })
+            .await
+            .unwrap();
+            let recorded = LocalRegistry::new(&data)
+                .runs("demo", task, 1)
+                .await
+                .unwrap()
+                .remove(0);
+            // WHEN nectar eval runs on the exported files with the task's params (and seed)
+            let t = cfg.task("demo", task).unwrap();
+            let spec = AlgoSpec::parse(t.algorithm.as_str(), &t.param_strings()).unwrap();
+            let report = crate::eval::evaluate(
+                &spec,
+                &crate::eval::read_rows(&split.join("train.csv")).unwrap(),
+                &crate::eval::read_rows(&split.join("test.csv")).unwrap(),
+                10,
+            )
+            .unwrap();
+            // THEN it scores the same users and reports the run's candidate nDCG@10
+            let ndcg = recorded.metrics["ndcg@10"];
+            assert!(ndcg > 0.0, "{task}: {ndcg}");
+            assert_eq!(
+                report.ranking.users_scored as f64, recorded.metrics["users_scored"],
+                "{task}"
+            );
+            assert!(
+                (report.ranking.ndcg - ndcg).abs() < 1e-9,
+                "{task}: eval {} vs run {ndcg}",
+                report.ranking.ndcg
+            );
+            assert!((report.ranking.map - recorded.metrics["map@10"]).abs() < 1e-9);
+        }
+        std::fs::remove_dir_all(dir).unwrap();
+    }
 
     #[test]
     fn window_flags_parse_dates_and_times() {

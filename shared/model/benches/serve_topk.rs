@@ -3,12 +3,17 @@
 //! exact `f32` scan, and an `i8` quantised scan (AVX2 / AVX-VNNI multiply-adds, one thread) with exact
 //! re-ranking of the best 100.
 //!
+//! A third case times the same quantised scan called through the one ranker
+//! (`nectar_model::rank::scan`, what serving, the gate and `nectar eval` call), which must cost
+//! the same as the direct call.
+//!
 //! `cargo bench -p nectar-model --bench serve_topk` (criterion), then p50/p99 over 2,000 calls
 //! per method and how often the quantised top-10 equals the exact one.
 
 use std::time::Instant;
 
 use criterion::{criterion_group, Criterion};
+use nectar_model::rank::{self, Factors, Prepared};
 use nectar_model::topk::{dot_scores, top_k, Exclude, QuantizedFactors};
 use rand::{Rng, SeedableRng};
 
@@ -58,6 +63,15 @@ fn bench(c: &mut Criterion) {
             )
         })
     });
+    let factors = Factors {
+        dim: DIM,
+        data: f.clone(),
+    };
+    let prepared = Prepared::new(Some(&factors), None);
+    assert!(prepared.is_quantised());
+    c.bench_function("ranker_scan_top10_100k_x64", |b| {
+        b.iter(|| rank::scan(&factors, &prepared, &xs[0], 10, &ex))
+    });
 }
 
 criterion_group!(benches, bench);
@@ -100,10 +114,23 @@ fn main() {
         let ids = |v: &[(u32, f32)]| v.iter().map(|p| p.0).collect::<Vec<_>>();
         same += (ids(a) == ids(&b)) as usize;
     }
+    let factors = Factors {
+        dim: DIM,
+        data: f.clone(),
+    };
+    let prepared = Prepared::new(Some(&factors), None);
+    let mut tr = Vec::with_capacity(xs.len());
+    for x in &xs {
+        let s = Instant::now();
+        std::hint::black_box(rank::scan(&factors, &prepared, x, 10, &ex));
+        tr.push(s.elapsed().as_secs_f64() * 1e6);
+    }
     let (p50, p99, max) = percentiles(te);
     println!(
         "exact f32 scan:       p50 {p50:.0} µs, p99 {p99:.0} µs, max {max:.0} µs (2,000 users)"
     );
     let (p50, p99, max) = percentiles(tq);
     println!("i8 scan + rerank 100: p50 {p50:.0} µs, p99 {p99:.0} µs, max {max:.0} µs; top-10 identical to exact for {same}/2000 users ({:.1}%)", same as f64 / 20.0);
+    let (p50, p99, max) = percentiles(tr);
+    println!("ranker (i8 + rerank):  p50 {p50:.0} µs, p99 {p99:.0} µs, max {max:.0} µs");
 }

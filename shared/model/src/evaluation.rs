@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use rayon::prelude::*;
 
-use crate::algo::{AlgoSpec, FittedModel, Recommender, Target, UserHistory};
+use crate::algo::{AlgoSpec, FittedModel, Target, UserHistory};
 use crate::error::ModelError;
 use crate::interactions::{from_rating_rows, Interactions, RatingRow};
 
@@ -207,6 +207,76 @@ impl WarmTest {
     }
 }
 
+/// At most this many users are scored (deterministically chosen, [`WarmTest::subsample`]), to
+/// bound the evaluation time on large windows. `nectar eval` and the train task's gate both
+/// apply it, so they score the same users.
+pub const MAX_EVAL_USERS: usize = 5_000;
+
+impl WarmTest {
+    /// Keeps every n-th scored user in index order (the train matrix's natural key order), the
+    /// smallest n that leaves at most `max`: a deterministic subsample of large holdouts.
+    pub fn subsample(mut self, max: usize) -> Self {
+        let step = self.users.len().div_ceil(max.max(1)).max(1);
+        if step > 1 {
+            self.users = self.users.into_iter().step_by(step).collect();
+            self.truth = self.truth.into_iter().step_by(step).collect();
+            self.stats.eval_users = self.users.len();
+            self.stats.eval_rows = self.truth.iter().map(Vec::len).sum();
+        }
+        self
+    }
+}
+
+/// A train user's items, newest first (the cell's newest timestamp), ties to the lower item
+/// index: the recent history the ranker is given for a scored user.
+pub fn history_newest_first(train: &Interactions, u: u32) -> Vec<u32> {
+    let range = train.user_items().row_range(u as usize);
+    let items = &train.user_items().indices()[range.clone()];
+    let mut h: Vec<(u32, i64)> = match train.last_timestamps() {
+        Some(ts) => items
+            .iter()
+            .copied()
+            .zip(ts[range].iter().copied())
+            .collect(),
+        None => items.iter().map(|&i| (i, 0)).collect(),
+    };
+    h.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    h.into_iter().map(|p| p.0).collect()
+}
+
+/// A ranked list of `(item index, score)`, best first.
+pub type ScoredList = Vec<(u32, f32)>;
+
+/// The warm-only protocol for any ranker: for every scored user of `test`, `rank(user,
+/// history)` is asked for `k` items (train item indices, best first; the history is
+/// [`history_newest_first`] and must be excluded by the ranker), and the lists are scored with
+/// [`evaluate_ranking`]. Returns the metrics and the lists (aligned with `test.users`). The
+/// train task's gate and `nectar eval` both evaluate this way.
+pub fn evaluate_protocol<F>(
+    train: &Interactions,
+    test: &WarmTest,
+    k: usize,
+    rank: F,
+) -> Result<(RankingMetrics, Vec<ScoredList>), ModelError>
+where
+    F: Fn(u32, &[u32]) -> Vec<(u32, f32)> + Sync,
+{
+    let recs: Vec<Vec<(u32, f32)>> = test
+        .users
+        .par_iter()
+        .map(|&u| {
+            let mut r = rank(u, &history_newest_first(train, u));
+            r.truncate(k);
+            r
+        })
+        .collect();
+    let lists: Vec<Vec<u32>> = recs
+        .iter()
+        .map(|r| r.iter().map(|p| p.0).collect())
+        .collect();
+    Ok((evaluate_ranking(test, &lists, k, train.n_items())?, recs))
+}
+
 /// Mean ranking metrics over the scored users.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RankingMetrics {
@@ -313,34 +383,7 @@ pub fn time_holdout_split<K: Ord>(
     Ok(mask)
 }
 
-/// Ranking metrics of a fitted model on a warm test set: top-k for every scored user with their
-/// train items excluded (`train` must be the matrix the model was fitted on, or one with the
-/// same indexing). The train task's quality gate scores the candidate and the current version
-/// this way, each against its own training matrix.
-pub fn evaluate_recommender(
-    model: &dyn Recommender,
-    train: &Interactions,
-    test: &WarmTest,
-    k: usize,
-) -> Result<RankingMetrics, ModelError> {
-    let lists: Vec<Vec<u32>> = test
-        .users
-        .par_iter()
-        .map(|&u| {
-            let (items, values) = train.user_row(u);
-            let r = model.recommend(
-                Target::Known(u, UserHistory::new(items, values)),
-                k,
-                true,
-                &[],
-            )?;
-            Ok(r.into_iter().map(|p| p.0).collect())
-        })
-        .collect::<Result<_, ModelError>>()?;
-    evaluate_ranking(test, &lists, k, train.n_items())
-}
-
-/// Everything `nectar eval` reports for one algorithm on one train/test split.
+/// Everything an offline evaluation reports for one algorithm on one train/test split.
 #[derive(Debug, Clone)]
 pub struct OfflineReport {
     /// The training matrix (its keys map indices back to ids).
@@ -357,7 +400,8 @@ pub struct OfflineReport {
     pub mae: Option<f64>,
     /// Wall-clock fit, matrix building excluded.
     pub fit_seconds: f64,
-    /// Wall-clock top-k for every train user, train items excluded.
+    /// Wall-clock of the top-k lists (`offline_eval`: every train user; `nectar eval`: the
+    /// scored users).
     pub recommend_seconds: f64,
     /// The top-k lists of the scored users, aligned with `test.users`.
     pub recs: Vec<Vec<(u32, f32)>>,
@@ -365,9 +409,35 @@ pub struct OfflineReport {
     pub predictions: Option<Vec<f32>>,
 }
 
-/// Runs refeval's protocol: index users and items from `train`, fit (timed), produce top-k
-/// lists with train items excluded for every train user (timed), score the warm test users,
-/// and for rating models predict every test row (unknown user/item fall back to the biases).
+/// For rating models: one prediction per test row (unknown user/item fall back to the
+/// biases), with RMSE and MAE over them; `None` for ranking-only models.
+pub fn rating_predictions(
+    model: &FittedModel,
+    train: &Interactions,
+    test_rows: &[RatingRow],
+) -> Option<(Vec<f32>, f64, f64)> {
+    let FittedModel::Mf(m) = model else {
+        return None;
+    };
+    let preds: Vec<f32> = test_rows
+        .iter()
+        .map(|r| m.predict(train.user_index(&r.user_id), train.item_index(&r.item_id)))
+        .collect();
+    let pairs: Vec<(f32, f32)> = test_rows
+        .iter()
+        .zip(&preds)
+        .map(|(r, &p)| (r.rating, p))
+        .collect();
+    let (r, a) = (rmse(&pairs), mae(&pairs));
+    Some((preds, r, a))
+}
+
+/// Runs refeval's protocol on a model alone (the model crate's `eval_csv` example): index users
+/// and items from `train`, fit (timed), produce top-k lists through [`crate::algo::Recommender`] with train
+/// items excluded for every train user (timed), score the warm test users, and for rating
+/// models predict every test row (unknown user/item fall back to the biases). `nectar eval`
+/// and the train task's gate instead rank the published artifacts through the one ranker
+/// ([`crate::rank`]) with [`evaluate_protocol`], so that they measure what is served.
 pub fn offline_eval(
     spec: &AlgoSpec,
     train_rows: &[RatingRow],
@@ -410,21 +480,10 @@ pub fn offline_eval(
         .collect();
     let ranking = evaluate_ranking(&test, &lists, k, train.n_items())?;
 
-    let (mut rmse_v, mut mae_v, mut predictions) = (None, None, None);
-    if let FittedModel::Mf(m) = &model {
-        let preds: Vec<f32> = test_rows
-            .iter()
-            .map(|r| m.predict(train.user_index(&r.user_id), train.item_index(&r.item_id)))
-            .collect();
-        let pairs: Vec<(f32, f32)> = test_rows
-            .iter()
-            .zip(&preds)
-            .map(|(r, &p)| (r.rating, p))
-            .collect();
-        rmse_v = Some(rmse(&pairs));
-        mae_v = Some(mae(&pairs));
-        predictions = Some(preds);
-    }
+    let (rmse_v, mae_v, predictions) = match rating_predictions(&model, &train, test_rows) {
+        Some((p, r, m)) => (Some(r), Some(m), Some(p)),
+        None => (None, None, None),
+    };
     Ok(OfflineReport {
         train,
         model,
@@ -519,6 +578,41 @@ mod tests {
     }
 
     #[test]
+    fn protocol_orders_history_newest_first_and_subsamples_every_nth_user() {
+        // GIVEN u1 played b (t=3), a (t=5), c (t=3); u2..u5 played a
+        let row = |u: &str, i: &str, t: i64| RatingRow {
+            user_id: u.into(),
+            item_id: i.into(),
+            rating: 1.0,
+            timestamp: t,
+        };
+        let mut train = vec![row("1", "b", 3), row("1", "a", 5), row("1", "c", 3)];
+        train.extend((2..=5).map(|u| row(&u.to_string(), "a", 1)));
+        let test: Vec<RatingRow> = (1..=5).map(|u| row(&u.to_string(), "b", 9)).collect();
+        let m = from_rating_rows(&train, crate::interactions::ValueMode::Binary).unwrap();
+        // THEN u1's history is a, then the tie b, c by index
+        let ids = |v: Vec<u32>| -> Vec<String> {
+            v.into_iter()
+                .map(|i| m.item_ids()[i as usize].clone())
+                .collect()
+        };
+        assert_eq!(ids(history_newest_first(&m, 0)), vec!["a", "b", "c"]);
+        // AND u1 already has b: four warm users; at most 2 → every 2nd (u2, u4)
+        let wt = WarmTest::new(&m, &test).subsample(2);
+        assert_eq!(wt.users, vec![1, 3]);
+        assert_eq!(wt.stats.eval_users, 2);
+        // AND the protocol scores the ranker's lists with the metric functions
+        let (r, lists) = evaluate_protocol(&m, &wt, 1, |_, h| {
+            assert_eq!(h.len(), 1);
+            vec![(m.item_index("b").unwrap(), 1.0), (0, 0.5)]
+        })
+        .unwrap();
+        assert_eq!(lists[0].len(), 1, "lists are cut at k");
+        approx(r.ndcg, 1.0);
+        approx(r.precision, 1.0);
+    }
+
+    #[test]
     fn rmse_mae() {
         let p = [(4.0, 3.0), (2.0, 4.0)];
         approx(rmse(&p), (2.5f64).sqrt());
@@ -572,38 +666,5 @@ mod tests {
         assert_eq!(p.len(), 2);
         assert!(p.iter().all(|v| (1.0..=5.0).contains(v)));
         assert!(r.rmse.unwrap() > 0.0);
-    }
-
-    #[test]
-    fn evaluate_recommender_matches_offline_eval() {
-        // GIVEN a small synthetic split
-        let rows: Vec<RatingRow> = crate::synthetic::SyntheticParams::new(3000, 60, 40)
-            .records()
-            .unwrap()
-            .map(|(u, i, t)| RatingRow {
-                user_id: u.to_string(),
-                item_id: i.to_string(),
-                rating: 1.0,
-                timestamp: t / 1000,
-            })
-            .collect();
-        let keys: Vec<i64> = rows.iter().map(|r| r.timestamp).collect();
-        let mask = time_holdout_split(&keys, 0.2).unwrap();
-        let (train, test): (Vec<_>, Vec<_>) = rows.iter().cloned().zip(&mask).partition(|p| !*p.1);
-        let train: Vec<RatingRow> = train.into_iter().map(|p| p.0).collect();
-        let test: Vec<RatingRow> = test.into_iter().map(|p| p.0).collect();
-        // WHEN scored through offline_eval and through evaluate_recommender with key pairs
-        let spec = AlgoSpec::parse("item_knn", &[]).unwrap();
-        let r = offline_eval(&spec, &train, &test, 5).unwrap();
-        let wt = WarmTest::from_key_pairs(
-            &r.train,
-            test.iter()
-                .map(|x| (x.user_id.as_str(), x.item_id.as_str())),
-        );
-        let m = evaluate_recommender(r.model.as_recommender(), &r.train, &wt, 5).unwrap();
-        // THEN both agree
-        assert_eq!(wt, r.test);
-        assert_eq!(m, r.ranking);
-        assert!(m.users_scored > 0);
     }
 }

@@ -1,7 +1,8 @@
 //! Nectar's pure model crate: the PEACH event schema and its validation ([`event`]), the
 //! interaction matrix, the recommendation algorithms
 //! (popularity, trending, item-to-item, implicit ALS, biased MF), top-k scoring and the
-//! offline evaluation used by `nectar eval` and the train task's quality gate.
+//! offline evaluation used by `nectar eval` and the train task's quality gate, and the one
+//! ranker ([`rank`]) that serving, the gate and `nectar eval` share.
 //!
 //! Nothing here does I/O or async: callers hand in rows and get models and numbers back.
 //!
@@ -40,6 +41,7 @@ pub mod evaluation;
 pub mod event;
 pub mod interactions;
 pub mod mapping;
+pub mod rank;
 pub mod strict_json;
 pub mod synthetic;
 pub mod topk;

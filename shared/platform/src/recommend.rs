@@ -17,9 +17,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{Method, StatusCode};
-use nectar_model::algo::als::{AlsModel, Confidence};
+use nectar_model::algo::AlgoSpec;
+use nectar_model::rank::{self, ItemSide, Prepared, UserInput};
 pub use nectar_model::topk::dot_scores;
-use nectar_model::topk::{top_k, Exclude, QuantizedFactors};
 use rand::Rng;
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -30,7 +30,7 @@ use crate::error::AppError;
 use crate::http_util::{json_response, query_param, query_param_all, site_key_param};
 use crate::keys::AdminKeys;
 use crate::model_store::{
-    user_state, Factors, ModelItems, ModelStore, ModelStoreError, UserState, HOUR_MS,
+    algo_spec, user_state, Factors, ModelItems, ModelStore, ModelStoreError, UserState, HOUR_MS,
 };
 use crate::served_log::{FlushMode, ServedAnswer, ServedLog};
 use crate::sink::EventSink;
@@ -90,26 +90,18 @@ pub struct LoadedModel {
     pub items: ModelItems,
     /// Item id → row.
     pub index: HashMap<String, u32>,
-    /// For fold-in of users unseen at training time (factor models only).
-    fold: Option<AlsModel>,
-    /// The item factors quantised to `i8`, for large catalogues (exact re-ranking after).
-    quant: Option<QuantizedFactors>,
+    /// Fold-in model (with the version's own training params) and quantised factors.
+    prepared: Prepared,
     /// The model-wide list with item ids (what a fallback serves).
     list: Arc<Vec<(String, f32)>>,
 }
 
-/// From this many items on, factor scans use the quantised first pass (below it the exact
-/// `f32` scan takes under 0.2 ms anyway).
-pub const QUANTIZE_MIN_ITEMS: usize = 16_384;
-
-thread_local! {
-    /// Per-thread score buffer of the factor scans (one item count's worth, reused).
-    static SCORES: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
-}
+pub use nectar_model::rank::QUANTIZE_MIN_ITEMS;
 
 impl LoadedModel {
     /// Prepares a version for serving (id index, fold-in model, quantised factors); public so
-    /// that `nectar bench topk` times the very scan the server runs.
+    /// that `nectar bench topk` times the very scan the server runs, and the quality gate and
+    /// `nectar eval` rank through the very model serving uses.
     pub fn new(task: &str, items: ModelItems) -> Self {
         let index = items
             .item_ids
@@ -117,28 +109,13 @@ impl LoadedModel {
             .enumerate()
             .map(|(i, id)| (id.clone(), i as u32))
             .collect();
-        let fold = items.item_factors.as_ref().and_then(|f| {
-            let p = &items.metadata["params"];
-            let num = |k: &str, d: f64| p[k].as_f64().unwrap_or(d) as f32;
-            let conf = match p["confidence"].as_str() {
-                Some("binary") | None => Confidence::Binary,
-                _ => Confidence::Value,
-            };
-            AlsModel::from_factors(
-                f.dim,
-                Vec::new(),
-                f.data.clone(),
-                num("regularization", 0.01),
-                num("alpha", 1.0),
-                conf,
-            )
-            .ok()
-        });
-        let quant = items
-            .item_factors
-            .as_ref()
-            .filter(|f| f.rows() >= QUANTIZE_MIN_ITEMS)
-            .map(|f| QuantizedFactors::new(&f.data, f.dim));
+        // Fold-in uses the params the version was trained with (ALS defaults when the version
+        // predates stored params), never numbers of its own.
+        let als = match algo_spec(&items.metadata) {
+            Some(AlgoSpec::Als(p)) => Some(p),
+            _ => None,
+        };
+        let prepared = Prepared::new(items.item_factors.as_ref(), als.as_ref());
         let list = Arc::new(
             items
                 .popular
@@ -150,32 +127,52 @@ impl LoadedModel {
             task: task.to_string(),
             items,
             index,
-            fold,
-            quant,
+            prepared,
             list,
         }
     }
 
     /// The best `want` items for the query vector `x`, skipping `excluded` (sorted).
     pub fn scan(&self, f: &Factors, x: &[f32], want: usize, excluded: &[u32]) -> Vec<(u32, f32)> {
-        SCORES.with(|cell| {
-            let mut scores = cell.borrow_mut();
-            scores.resize(f.rows(), 0.0);
-            match &self.quant {
-                Some(q) => q.top_k_reranked(
-                    &f.data,
-                    x,
-                    want,
-                    (want * 4).max(100),
-                    Exclude::Sorted(excluded),
-                    &mut scores,
-                ),
-                None => {
-                    dot_scores(&f.data, f.dim, x, &mut scores);
-                    top_k(&scores, want, Exclude::Sorted(excluded))
-                }
-            }
-        })
+        rank::scan(f, &self.prepared, x, want, excluded)
+    }
+
+    /// The item side as the ranker reads it.
+    pub fn item_side(&self) -> ItemSide<'_> {
+        ItemSide {
+            factors: self.items.item_factors.as_ref(),
+            similar: self.items.similar.as_deref(),
+            popular: &self.items.popular,
+            prepared: &self.prepared,
+        }
+    }
+
+    /// The fold-in model (factor versions only).
+    pub fn fold_in(&self) -> Option<&nectar_model::algo::als::AlsModel> {
+        self.prepared.fold_in()
+    }
+
+    /// The top `n` rows for a user of this version (see [`nectar_model::rank`] for the
+    /// precedence); `None` when the model cannot place the user.
+    pub fn rank_user(
+        &self,
+        state: &UserState,
+        context: Option<&str>,
+        exclude: &[u32],
+        n: usize,
+    ) -> Option<Vec<(u32, f32)>> {
+        let history: Vec<u32> = state
+            .history
+            .iter()
+            .filter_map(|id| self.index.get(id).copied())
+            .collect();
+        let user = UserInput {
+            factors: state.factors.as_deref(),
+            top: state.top.as_deref(),
+            history: &history,
+            context: context.and_then(|c| self.index.get(c).copied()),
+        };
+        rank::rank(&self.item_side(), &user, exclude, n)
     }
 
     /// The version.
@@ -864,72 +861,11 @@ impl<M: ModelStore, S: EventSink + 'static> RecommendService<M, S> {
         } else {
             q.n
         };
-        let not_excluded = |r: &u32| excluded.binary_search(r).is_err();
-        let rows: Vec<(u32, f32)> = match kind {
+        let rows = match kind {
             EndpointKind::Similar => {
-                let row = subject_row?;
-                if let Some(sim) = &m.items.similar {
-                    sim[row as usize]
-                        .iter()
-                        .copied()
-                        .filter(|(r, _)| not_excluded(r))
-                        .collect()
-                } else {
-                    let f = m.items.item_factors.as_ref()?;
-                    m.scan(f, f.row(row as usize), want, &excluded)
-                }
+                rank::similar_to(&m.item_side(), subject_row?, &excluded, want)?
             }
-            EndpointKind::User => {
-                if let Some(top) = &state.top {
-                    top.iter()
-                        .copied()
-                        .filter(|(r, _)| not_excluded(r))
-                        .collect()
-                } else if let Some(f) = &m.items.item_factors {
-                    let x = match &state.factors {
-                        Some(x) if x.len() == f.dim => x.clone(),
-                        _ => {
-                            let hist: Vec<(u32, f32)> = state
-                                .history
-                                .iter()
-                                .filter_map(|id| m.index.get(id).map(|&r| (r, 1.0)))
-                                .collect();
-                            if hist.is_empty() {
-                                return None;
-                            }
-                            m.fold.as_ref()?.fold_in(&hist).ok()?
-                        }
-                    };
-                    m.scan(f, &x, want, &excluded)
-                } else if let Some(sim) = &m.items.similar {
-                    // Item-to-item for a user: sum the similar lists of recent items.
-                    let mut acc: HashMap<u32, f32> = HashMap::new();
-                    let seeds = q
-                        .context_item
-                        .iter()
-                        .chain(state.history.iter().take(20))
-                        .filter_map(|id| m.index.get(id));
-                    for &r in seeds {
-                        for &(o, s) in &sim[r as usize] {
-                            *acc.entry(o).or_default() += s;
-                        }
-                    }
-                    if acc.is_empty() {
-                        return None;
-                    }
-                    let mut v: Vec<(u32, f32)> =
-                        acc.into_iter().filter(|(r, _)| not_excluded(r)).collect();
-                    v.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-                    v
-                } else {
-                    m.items
-                        .popular
-                        .iter()
-                        .copied()
-                        .filter(|(r, _)| not_excluded(r))
-                        .collect()
-                }
-            }
+            EndpointKind::User => m.rank_user(state, q.context_item.as_deref(), &excluded, want)?,
         };
         let cands = rows
             .into_iter()
@@ -1119,6 +1055,7 @@ fn new_recommendation_id() -> String {
 mod tests {
     use super::*;
     use crate::config::VariantConfig;
+    use nectar_model::topk::{top_k, Exclude};
 
     #[test]
     fn large_catalogues_scan_quantised_and_agree_with_the_exact_ranking() {
@@ -1136,7 +1073,7 @@ mod tests {
             metadata: json!({}),
         };
         let m = LoadedModel::new("als", items);
-        assert!(m.quant.is_some());
+        assert!(m.prepared.is_quantised());
         let f = m.items.item_factors.as_ref().unwrap();
         let x: Vec<f32> = (0..dim).map(|i| (i as f32 / dim as f32) - 0.5).collect();
         // WHEN the serving scan asks for 10, excluding the exact winner

@@ -14,23 +14,23 @@
 //! has: item factors and user factors (ALS/MF), the `popular` list (popular/trending),
 //! `similar` lists (item_knn, and ALS item–item cosine for `more-like-this`), optionally
 //! `user_top` lists (length `task.publish.top_n`, `task.publish.similar_n`).
-//! Evaluation does not go through the trainer: [`ArtifactScorer`] ranks from the artifacts
-//! (user·item dot products, else the user's list, else the popular list, the user's training
-//! items excluded), so the candidate and the published version are scored identically.
-//! [`BuiltinTrainer`] implements `popular` and `trending`; the real algorithms plug in by
-//! implementing [`Trainer`] over the model crate.
+//! [`crate::trainers::ModelTrainer`] runs the model crate's algorithms.
+//!
+//! Evaluation does not go through the trainer: [`Holdout`] ranks from the artifacts through
+//! the serving model and the one ranker (`nectar_model::rank`), with the warm-only protocol
+//! of `nectar eval`, so the candidate, the published version and what is served are ranked
+//! identically. The metadata of a published version carries the algorithm's typed params
+//! (`spec`), which serving's fold-in uses.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
 use std::time::Instant;
 
 use nectar_model::mapping::InteractionsView;
 
 use crate::config::{Algorithm, Anchor, NectarConfig, TaskConfig};
-use crate::model_store::{
-    Factors, ModelArtifacts, ModelItems, ModelStore, ModelStoreError, PublishOptions, Scored,
-    UserState,
-};
+use crate::model_store::{ModelArtifacts, ModelStore, ModelStoreError, PublishOptions};
 use crate::reader::{latest_event_end_ms, read_window, TimeWindow};
+use crate::recommend::LoadedModel;
 use crate::registry::{DataCounts, Registry, RegistryError, RunRecord, RunStatus, WindowRecord};
 use crate::store::{ObjectStore, StoreError};
 
@@ -38,9 +38,10 @@ use crate::store::{ObjectStore, StoreError};
 pub const K: usize = 10;
 /// The gate compares this metric.
 pub const GATE_METRIC: &str = "ndcg@10";
-/// At most this many holdout users are scored (deterministically chosen), to bound the
-/// evaluation time on large windows.
-pub const MAX_EVAL_USERS: usize = 5_000;
+pub mod holdout;
+
+pub use holdout::{metrics_map, Holdout};
+pub use nectar_model::evaluation::MAX_EVAL_USERS;
 /// The gate needs at least this many scored users on events the current version has not
 /// seen; with fewer it is skipped (and the run says so).
 pub const MIN_GATE_USERS: usize = 10;
@@ -79,360 +80,6 @@ pub trait Trainer: Send + Sync {
     ) -> Result<ModelArtifacts, TrainerError>;
 }
 
-/// Popularity (`popular`: interaction counts) and time-decayed popularity (`trending`:
-/// weights halved every `half_life_hours`, default 24, before the newest interaction): a
-/// dependency-free trainer for tests; [`crate::trainers::ModelTrainer`] runs the model
-/// crate's algorithms.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct BuiltinTrainer;
-
-impl Trainer for BuiltinTrainer {
-    fn fit(
-        &self,
-        task: &TaskConfig,
-        data: InteractionsView<'_>,
-        progress: &dyn Fn(f64),
-    ) -> Result<ModelArtifacts, TrainerError> {
-        let half_life_ms = match task.algorithm {
-            Algorithm::Popular => None,
-            Algorithm::Trending => {
-                let hours = task.param_f64("half_life_hours").unwrap_or(24.0);
-                if hours <= 0.0 {
-                    return Err(TrainerError::InvalidParam {
-                        name: "half_life_hours".into(),
-                        problem: "must be positive".into(),
-                    });
-                }
-                Some(hours * 3_600_000.0)
-            }
-            other => return Err(TrainerError::Unsupported(other)),
-        };
-        let newest = data.rows.iter().map(|r| r.timestamp_ms).max().unwrap_or(0);
-        let mut scores = vec![0f64; data.items.len()];
-        let mut present = vec![false; data.items.len()];
-        for (n, r) in data.rows.iter().enumerate() {
-            scores[r.item as usize] += match half_life_ms {
-                None => 1.0,
-                Some(h) => 0.5f64.powf((newest - r.timestamp_ms) as f64 / h),
-            };
-            present[r.item as usize] = true;
-            if n % 100_000 == 0 {
-                progress(n as f64 / data.rows.len() as f64);
-            }
-        }
-        // Only items with interactions in this view are part of the model.
-        let rows: Vec<usize> = (0..data.items.len()).filter(|&i| present[i]).collect();
-        let item_ids: Vec<String> = rows.iter().map(|&i| data.items[i].clone()).collect();
-        let scores: Vec<f64> = rows.iter().map(|&i| scores[i]).collect();
-        let mut order: Vec<usize> = (0..item_ids.len()).collect();
-        // Ties go to the lower item id (refeval's most-popular).
-        order.sort_by(|&a, &b| {
-            scores[b]
-                .total_cmp(&scores[a])
-                .then_with(|| item_ids[a].cmp(&item_ids[b]))
-        });
-        let popular: Vec<Scored> = order
-            .iter()
-            .take(task.publish.top_n)
-            .map(|&r| (r as u32, scores[r] as f32))
-            .collect();
-        progress(1.0);
-        Ok(ModelArtifacts {
-            item_ids,
-            popular,
-            ..ModelArtifacts::default()
-        })
-    }
-}
-
-/// Ranks items for users from published artifacts: `user · item` scores when both factor
-/// vectors exist, else the user's precomputed list, else the popular list; items in `exclude`
-/// never come back.
-#[derive(Debug, Clone)]
-pub struct ArtifactScorer {
-    item_ids: Vec<String>,
-    item_rows: HashMap<String, u32>,
-    item_factors: Option<Factors>,
-    popular: Vec<Scored>,
-    similar: Option<Vec<Vec<Scored>>>,
-    users: HashMap<String, UserState>,
-}
-
-impl ArtifactScorer {
-    /// From in-memory artifacts (the candidate), for every user of the artifacts.
-    pub fn from_artifacts(a: &ModelArtifacts) -> Self {
-        Self::for_users(a, None)
-    }
-
-    /// From in-memory artifacts, keeping per-user data only for `only` (when given): scoring
-    /// a few thousand holdout users of a model with a million users copies little.
-    pub fn for_users(a: &ModelArtifacts, only: Option<&HashSet<&str>>) -> Self {
-        let mut users = HashMap::new();
-        for (r, u) in a.user_ids.iter().enumerate() {
-            if only.is_some_and(|o| !o.contains(u.as_str())) {
-                continue;
-            }
-            users.insert(
-                u.clone(),
-                UserState {
-                    factors: a.user_factors.as_ref().map(|f| f.row(r).to_vec()),
-                    top: a.user_top.as_ref().map(|t| t[r].clone()),
-                    history: Vec::new(),
-                },
-            );
-        }
-        Self {
-            item_rows: rows_of(&a.item_ids),
-            item_ids: a.item_ids.clone(),
-            item_factors: a.item_factors.clone(),
-            popular: a.popular.clone(),
-            similar: a.similar.clone(),
-            users,
-        }
-    }
-
-    /// From a stored version and the states of the users to score.
-    pub fn from_store(items: ModelItems, users: HashMap<String, UserState>) -> Self {
-        Self {
-            item_rows: rows_of(&items.item_ids),
-            item_ids: items.item_ids,
-            item_factors: items.item_factors,
-            popular: items.popular,
-            similar: items.similar,
-            users,
-        }
-    }
-
-    /// The top `k` item ids for `user`, whose past items are `history` (never returned):
-    /// by factors when the user has a vector, else the user's list, else by summed
-    /// similarities to the history (item-to-item models), else the popular list.
-    pub fn recommend(&self, user: &str, history: &HashSet<&str>, k: usize) -> Vec<String> {
-        let exclude = history;
-        let state = self.users.get(user);
-        if let (Some(f), Some(u)) = (&self.item_factors, state.and_then(|s| s.factors.as_ref())) {
-            if u.len() == f.dim && f.rows() > 0 {
-                // gemv and top-k run in the optimised ndarray / model crates.
-                let v = ndarray::ArrayView2::from_shape((f.rows(), f.dim), &f.data)
-                    .expect("factors are rows × dim");
-                let mut scores = v.dot(&ndarray::ArrayView1::from(u.as_slice())).to_vec();
-                for h in history {
-                    if let Some(&r) = self.item_rows.get(*h) {
-                        scores[r as usize] = f32::NEG_INFINITY;
-                    }
-                }
-                return nectar_model::topk::top_k(&scores, k, nectar_model::topk::Exclude::None)
-                    .into_iter()
-                    .map(|(r, _)| self.item_ids[r as usize].clone())
-                    .collect();
-            }
-        }
-        if let Some(top) = state
-            .and_then(|s| s.top.as_deref())
-            .filter(|l| !l.is_empty())
-        {
-            return self.take_from_list(top, exclude, k, Vec::new());
-        }
-        if let Some(similar) = &self.similar {
-            let mut scores: HashMap<u32, f32> = HashMap::new();
-            for h in history {
-                if let Some(&r) = self.item_rows.get(*h) {
-                    for &(j, s) in &similar[r as usize] {
-                        *scores.entry(j).or_default() += s;
-                    }
-                }
-            }
-            let mut scored: Vec<(u32, f32)> = scores
-                .into_iter()
-                .filter(|&(j, _)| !exclude.contains(self.item_ids[j as usize].as_str()))
-                .collect();
-            scored.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-            scored.truncate(k);
-            let recs: Vec<String> = scored
-                .into_iter()
-                .map(|(j, _)| self.item_ids[j as usize].clone())
-                .collect();
-            // Short lists are topped up from the popular list.
-            return self.take_from_list(&self.popular, exclude, k, recs);
-        }
-        self.take_from_list(&self.popular, exclude, k, Vec::new())
-    }
-
-    fn take_from_list(
-        &self,
-        list: &[Scored],
-        exclude: &HashSet<&str>,
-        k: usize,
-        mut out: Vec<String>,
-    ) -> Vec<String> {
-        for &(r, _) in list {
-            if out.len() >= k {
-                break;
-            }
-            let id = self.item_ids[r as usize].as_str();
-            if !exclude.contains(id) && !out.iter().any(|o| o == id) {
-                out.push(id.to_string());
-            }
-        }
-        out
-    }
-}
-
-fn rows_of(ids: &[String]) -> HashMap<String, u32> {
-    ids.iter()
-        .enumerate()
-        .map(|(r, id)| (id.clone(), r as u32))
-        .collect()
-}
-
-/// A holdout prepared for scoring: per scored user, the training items to exclude and the
-/// warm held-out items (user and item both seen in training), as refeval §4 defines them.
-#[derive(Debug, Clone, Default)]
-pub struct Holdout {
-    users: Vec<(String, HashSet<String>, HashSet<String>)>,
-    train_items: usize,
-}
-
-impl Holdout {
-    /// Builds the holdout from the split.
-    pub fn new(train: InteractionsView<'_>, test: InteractionsView<'_>) -> Self {
-        // Flags over the interned rows keep this linear and light on tens of millions of rows.
-        let mut train_user = vec![false; train.users.len()];
-        let mut train_item = vec![false; train.items.len()];
-        for r in train.rows {
-            train_user[r.user as usize] = true;
-            train_item[r.item as usize] = true;
-        }
-        let warm = |r: &&nectar_model::mapping::Row| {
-            train_user[r.user as usize] && train_item[r.item as usize]
-        };
-        let mut scored = vec![false; train.users.len()];
-        let mut candidates: Vec<u32> = Vec::new();
-        for r in test.rows.iter().filter(warm) {
-            if !scored[r.user as usize] {
-                scored[r.user as usize] = true;
-                candidates.push(r.user);
-            }
-        }
-        // Deterministic subsample of large holdouts: every n-th user in id order.
-        candidates.sort_by(|a, b| train.users[*a as usize].cmp(&train.users[*b as usize]));
-        let step = candidates.len().div_ceil(MAX_EVAL_USERS).max(1);
-        scored.iter_mut().for_each(|s| *s = false);
-        let chosen: Vec<u32> = candidates.into_iter().step_by(step).collect();
-        for &u in &chosen {
-            scored[u as usize] = true;
-        }
-        let mut seen: HashMap<u32, HashSet<u32>> = HashMap::new();
-        for r in train.rows.iter().filter(|r| scored[r.user as usize]) {
-            seen.entry(r.user).or_default().insert(r.item);
-        }
-        let mut truth: HashMap<u32, HashSet<u32>> = HashMap::new();
-        for r in test
-            .rows
-            .iter()
-            .filter(warm)
-            .filter(|r| scored[r.user as usize])
-        {
-            truth.entry(r.user).or_default().insert(r.item);
-        }
-        let ids = |set: Option<&HashSet<u32>>| -> HashSet<String> {
-            set.into_iter()
-                .flatten()
-                .map(|&i| train.items[i as usize].clone())
-                .collect()
-        };
-        let users = chosen
-            .iter()
-            .map(|u| {
-                (
-                    train.users[*u as usize].clone(),
-                    ids(seen.get(u)),
-                    ids(truth.get(u)),
-                )
-            })
-            .collect();
-        Self {
-            users,
-            train_items: train_item.iter().filter(|&&b| b).count(),
-        }
-    }
-
-    /// Users scored.
-    pub fn len(&self) -> usize {
-        self.users.len()
-    }
-
-    /// Whether no user can be scored.
-    pub fn is_empty(&self) -> bool {
-        self.users.is_empty()
-    }
-
-    /// A scorer over in-memory artifacts holding only this holdout's users.
-    pub fn scorer(&self, a: &ModelArtifacts) -> ArtifactScorer {
-        let only: HashSet<&str> = self.users.iter().map(|(u, _, _)| u.as_str()).collect();
-        ArtifactScorer::for_users(a, Some(&only))
-    }
-
-    /// The users scored.
-    pub fn user_ids(&self) -> Vec<String> {
-        self.users.iter().map(|(u, _, _)| u.clone()).collect()
-    }
-
-    /// precision@10, recall@10, ndcg@10, map@10, hr@10, coverage@10 (refeval §4).
-    pub fn evaluate(&self, scorer: &ArtifactScorer) -> BTreeMap<String, f64> {
-        use rayon::prelude::*;
-        // Users are scored in parallel (a gemv over the catalog each), summed in order.
-        let per_user: Vec<([f64; 5], Vec<String>)> = self
-            .users
-            .par_iter()
-            .map(|(u, excl, truth)| {
-                let ex: HashSet<&str> = excl.iter().map(String::as_str).collect();
-                let recs = scorer.recommend(u, &ex, K);
-                let mut hits = 0usize;
-                let (mut dcg, mut ap) = (0f64, 0f64);
-                for (i, r) in recs.iter().enumerate() {
-                    if truth.contains(r) {
-                        hits += 1;
-                        dcg += 1.0 / ((i + 2) as f64).log2();
-                        ap += hits as f64 / (i + 1) as f64;
-                    }
-                }
-                let ideal = truth.len().min(K);
-                let idcg: f64 = (0..ideal).map(|i| 1.0 / ((i + 2) as f64).log2()).sum();
-                let m = [
-                    hits as f64 / K as f64,
-                    hits as f64 / truth.len() as f64,
-                    dcg / idcg,
-                    ap / ideal as f64,
-                    f64::from(u8::from(hits > 0)),
-                ];
-                (m, recs)
-            })
-            .collect();
-        let mut sums = [0f64; 5];
-        let mut covered: HashSet<String> = HashSet::new();
-        for (m, recs) in per_user {
-            for (s, x) in sums.iter_mut().zip(m) {
-                *s += x;
-            }
-            covered.extend(recs);
-        }
-        let n = self.users.len().max(1) as f64;
-        let mut m = BTreeMap::new();
-        for (name, s) in ["precision@10", "recall@10", "ndcg@10", "map@10", "hr@10"]
-            .iter()
-            .zip(sums)
-        {
-            m.insert((*name).to_string(), s / n);
-        }
-        m.insert(
-            "coverage@10".into(),
-            covered.len() as f64 / self.train_items.max(1) as f64,
-        );
-        m.insert("users_scored".into(), self.users.len() as f64);
-        m
-    }
-}
-
 /// Which window to read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WindowChoice {
@@ -459,6 +106,9 @@ pub trait TrainObserver: Send + Sync {
     fn stage(&self, name: &str);
     /// Fraction of the current stage done.
     fn progress(&self, fraction: f64);
+    /// The time split the candidate is fitted and evaluated on (`nectar train
+    /// --export-split` writes it out); called once per run that splits.
+    fn split(&self, _train: InteractionsView<'_>, _test: InteractionsView<'_>) {}
 }
 
 /// An observer that only logs stages.
@@ -745,6 +395,7 @@ where
     let (train, test) = (all.view_rows(0..cut), all.view_rows(cut..all.len()));
     run.counts.train_interactions = train.rows.len() as u64;
     run.counts.holdout_interactions = test.rows.len() as u64;
+    observer.split(train, test);
     let holdout = Holdout::new(train, test);
     run.counts.holdout_users_scored = holdout.len() as u64;
     run.durations_ms.insert("split".into(), ms_since(t));
@@ -761,7 +412,7 @@ where
         run.durations_ms.insert("fit".into(), ms_since(t));
         observer.stage("evaluate");
         let t = Instant::now();
-        run.metrics = run_cpu(|| holdout.evaluate(&holdout.scorer(&cand)));
+        run.metrics = run_cpu(|| holdout.evaluate_artifacts(&cand));
         if task.algorithm != crate::config::Algorithm::Popular {
             // The popularity baseline on the same split (cheap: one count per item).
             let pop_task = crate::config::TaskConfig {
@@ -772,7 +423,7 @@ where
             let baseline = run_cpu(|| {
                 deps.trainer
                     .fit(&pop_task, train, &|_| {})
-                    .map(|pop| holdout.evaluate(&holdout.scorer(&pop)))
+                    .map(|pop| holdout.evaluate_artifacts(&pop))
             });
             match baseline {
                 Ok(m) => run.baseline_metrics = Some(m),
@@ -790,13 +441,10 @@ where
                 let gate_holdout = if start == 0 {
                     holdout.clone()
                 } else {
-                    Holdout::new(
-                        train,
-                        InteractionsView {
-                            rows: &test.rows[start..],
-                            ..test
-                        },
-                    )
+                    holdout.restricted(InteractionsView {
+                        rows: &test.rows[start..],
+                        ..test
+                    })
                 };
                 if gate_holdout.len() >= MIN_GATE_USERS {
                     let users = gate_holdout.user_ids();
@@ -804,13 +452,15 @@ where
                         .models
                         .user_states(&req.site, &req.task, cur, &users)
                         .await?;
-                    let scorer =
-                        ArtifactScorer::from_store(items, users.into_iter().zip(states).collect());
-                    run.current_metrics = Some(run_cpu(|| gate_holdout.evaluate(&scorer)));
+                    let states = users.into_iter().zip(states).collect();
+                    let model = LoadedModel::new(&req.task, items);
+                    run.current_metrics = Some(metrics_map(&run_cpu(|| {
+                        gate_holdout.evaluate(&model, &states, K).map(|r| r.0)
+                    })));
                     run.gate_metrics = Some(if start == 0 {
                         run.metrics.clone()
                     } else {
-                        run_cpu(|| gate_holdout.evaluate(&gate_holdout.scorer(&cand)))
+                        run_cpu(|| gate_holdout.evaluate_artifacts(&cand))
                     });
                     run.gate = Some(format!(
                         "compared with v{cur} on {} held-out events newer than its window ({} users)",
@@ -852,6 +502,8 @@ where
         );
     }
 
+    // The holdout's train matrix is not needed any more: free it before the largest fit.
+    drop(holdout);
     // 6. Refit on the whole window (the candidate is reused when nothing was held out).
     let artifacts = if holdout_n == 0 {
         match candidate {
@@ -873,12 +525,17 @@ where
         a
     };
     let mut artifacts = artifacts;
+    // The typed params (defaults filled in), so that serving folds users in with exactly
+    // what training used.
+    let spec =
+        nectar_model::algo::AlgoSpec::parse(task.algorithm.as_str(), &task.param_strings()).ok();
     artifacts.metadata = serde_json::json!({
         "site": run.site,
         "task": run.task,
         "version": run.version,
         "algorithm": run.algorithm,
         "params": run.params,
+        "spec": spec,
         "window": run.window,
         "metrics": run.metrics,
         "refit_on_full_window": run.refit_on_full_window,
@@ -909,8 +566,11 @@ pub mod contract {
     use super::*;
     use crate::jsonl::gzip_lines;
     use crate::layout::{event_object_key, Hour};
+    use crate::model_store::Scored;
     use crate::reader::contract::event_line;
+    use crate::trainers::ModelTrainer;
     use bytes::Bytes;
+    use std::collections::HashMap;
 
     /// A config with one site `site` and a `popular` task `pop` (window 30 days back from the
     /// newest event, holdout 20 %).
@@ -982,7 +642,7 @@ pub mod contract {
             data: InteractionsView<'_>,
             progress: &dyn Fn(f64),
         ) -> Result<ModelArtifacts, TrainerError> {
-            let mut a = BuiltinTrainer.fit(task, data, progress)?;
+            let mut a = ModelTrainer.fit(task, data, progress)?;
             let mut all: Vec<Scored> = (0..a.item_ids.len() as u32).map(|r| (r, 0.0)).collect();
             let pos: HashMap<u32, f32> = a.popular.iter().copied().collect();
             all.sort_by(|x, y| pos[&x.0].total_cmp(&pos[&y.0]));
@@ -1027,7 +687,7 @@ pub mod contract {
             events,
             models,
             registry,
-            trainer: &BuiltinTrainer,
+            trainer: &ModelTrainer,
         };
         let run = run_task(&cfg, &req, deps, &LogObserver, now).await.unwrap();
         assert_eq!(run.status, RunStatus::Published, "{:?}", run.reason);
@@ -1110,7 +770,7 @@ pub mod contract {
             events,
             models,
             registry,
-            trainer: &BuiltinTrainer,
+            trainer: &ModelTrainer,
         };
         let run = run_task(&cfg, &req, deps, &LogObserver, now + 3)
             .await
@@ -1129,7 +789,7 @@ pub mod contract {
             events,
             models,
             registry,
-            trainer: &BuiltinTrainer,
+            trainer: &ModelTrainer,
         };
         let run = run_task(&cfg, &req, deps, &LogObserver, now + 4)
             .await
@@ -1168,7 +828,7 @@ pub mod contract {
             events,
             models,
             registry,
-            trainer: &BuiltinTrainer,
+            trainer: &ModelTrainer,
         };
         let bad = TrainRequest {
             task: "nope".into(),
@@ -1186,7 +846,7 @@ pub mod contract {
             events,
             models,
             registry,
-            trainer: &BuiltinTrainer,
+            trainer: &ModelTrainer,
         };
         let empty = TrainRequest {
             site: "empty-site".into(),
@@ -1207,7 +867,7 @@ pub mod contract {
             events,
             models,
             registry,
-            trainer: &BuiltinTrainer,
+            trainer: &ModelTrainer,
         };
         let e = run_task(
             &empty_cfg,
@@ -1232,147 +892,7 @@ pub mod contract {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use nectar_model::mapping::{Interaction, InteractionLog};
-
-    fn log(rows: &[(&str, &str, i64)]) -> InteractionLog {
-        let mut log = InteractionLog::new();
-        for &(user, item, ts) in rows {
-            log.push(Interaction {
-                user: user.into(),
-                item: item.into(),
-                weight: 1.0,
-                timestamp_ms: ts,
-                event_id: format!("{user}-{item}-{ts}"),
-            });
-        }
-        log.sort_by_time();
-        log
-    }
-
-    #[test]
-    fn factor_scores_rank_excluding_training_items() {
-        // GIVEN items on two axes and a user pointing along the first
-        let a = ModelArtifacts {
-            item_ids: vec!["x1".into(), "x2".into(), "y1".into()],
-            item_factors: Some(Factors {
-                dim: 2,
-                data: vec![1.0, 0.0, 0.9, 0.1, 0.0, 1.0],
-            }),
-            user_ids: vec!["u".into()],
-            user_factors: Some(Factors {
-                dim: 2,
-                data: vec![1.0, 0.2],
-            }),
-            popular: vec![(2, 5.0)],
-            ..ModelArtifacts::default()
-        };
-        let s = ArtifactScorer::from_artifacts(&a);
-        // WHEN u is scored THEN x1 > x2 > y1; excluding x1 leaves x2 first
-        assert_eq!(s.recommend("u", &HashSet::new(), 3), vec!["x1", "x2", "y1"]);
-        assert_eq!(s.recommend("u", &HashSet::from(["x1"]), 1), vec!["x2"]);
-        // an unknown user gets the popular list
-        assert_eq!(s.recommend("other", &HashSet::new(), 3), vec!["y1"]);
-    }
-
-    #[test]
-    fn similar_lists_score_by_summed_similarity_to_the_history() {
-        // GIVEN item-to-item lists: a ~ b (0.9), a ~ c (0.2), d ~ c (0.5); popular: e
-        let a = ModelArtifacts {
-            item_ids: ["a", "b", "c", "d", "e"].map(String::from).to_vec(),
-            popular: vec![(4, 9.0), (1, 1.0)],
-            similar: Some(vec![
-                vec![(1, 0.9), (2, 0.2)],
-                vec![(0, 0.9)],
-                vec![(0, 0.2), (3, 0.5)],
-                vec![(2, 0.5)],
-                vec![],
-            ]),
-            ..ModelArtifacts::default()
-        };
-        let s = ArtifactScorer::from_artifacts(&a);
-        // WHEN a user who had a and d is scored THEN b (0.9) comes first, c (0.2 + 0.5 = 0.7)
-        // second, and the popular list tops up the rest
-        assert_eq!(
-            s.recommend("u", &HashSet::from(["a", "d"]), 4),
-            vec!["b", "c", "e"]
-        );
-        assert_eq!(s.recommend("u", &HashSet::from(["a", "d"]), 1), vec!["b"]);
-        // no history: popular
-        assert_eq!(s.recommend("u", &HashSet::new(), 2), vec!["e", "b"]);
-    }
-
-    #[test]
-    fn metrics_follow_refeval_formulas() {
-        // GIVEN a user whose held-out items are b and c, and a popular list [a, b, d, c]
-        let all = log(&[
-            ("u", "a", 1),
-            ("v", "b", 2),
-            ("v", "c", 3),
-            ("v", "d", 4),
-            ("u", "b", 5),
-            ("u", "c", 6),
-            ("u", "zzz", 7),
-            ("new", "a", 8),
-        ]);
-        let h = Holdout::new(all.view_rows(0..4), all.view_rows(4..8));
-        assert_eq!(h.len(), 1, "only warm users with warm items are scored");
-        let a = ModelArtifacts {
-            item_ids: vec!["a".into(), "b".into(), "c".into(), "d".into()],
-            popular: vec![(0, 4.0), (1, 3.0), (3, 2.0), (2, 1.0)],
-            ..ModelArtifacts::default()
-        };
-        let m = h.evaluate(&ArtifactScorer::from_artifacts(&a));
-        // THEN recs = [b, d, c] (a excluded): hits at ranks 1 and 3
-        let dcg = 1.0 + 1.0 / 4f64.log2();
-        let idcg = 1.0 + 1.0 / 3f64.log2();
-        assert!((m["ndcg@10"] - dcg / idcg).abs() < 1e-12);
-        assert!((m["precision@10"] - 0.2).abs() < 1e-12);
-        assert!((m["recall@10"] - 1.0).abs() < 1e-12);
-        assert!((m["map@10"] - (1.0 + 2.0 / 3.0) / 2.0).abs() < 1e-12);
-        assert_eq!(m["hr@10"], 1.0);
-        assert!((m["coverage@10"] - 0.75).abs() < 1e-12);
-    }
-
-    #[test]
-    fn builtin_trending_decays_old_interactions() {
-        let mut task = config_task("trending");
-        task.params.insert(
-            "half_life_hours".into(),
-            crate::config::ParamValue::Number(24.0),
-        );
-        // old: 3 plays 3 days before the newest; new: 1 play now
-        let data = log(&[
-            ("a", "old", 0),
-            ("b", "old", 0),
-            ("c", "old", 0),
-            ("d", "new", 3 * DAY_MS),
-        ]);
-        let a = BuiltinTrainer.fit(&task, data.view(), &|_| {}).unwrap();
-        // only items with rows in the view are in the model
-        let part = BuiltinTrainer
-            .fit(&config_task("popular"), data.view_rows(0..3), &|_| {})
-            .unwrap();
-        assert_eq!(part.item_ids, vec!["old"]);
-        let first = &a.item_ids[a.popular[0].0 as usize];
-        assert_eq!(first, "new");
-        assert!((a.popular[1].1 - 3.0 / 8.0).abs() < 1e-6);
-        let pop = BuiltinTrainer
-            .fit(&config_task("popular"), data.view(), &|_| {})
-            .unwrap();
-        assert_eq!(pop.item_ids[pop.popular[0].0 as usize], "old");
-        assert!(matches!(
-            BuiltinTrainer.fit(&config_task("als"), data.view(), &|_| {}),
-            Err(TrainerError::Unsupported(Algorithm::Als))
-        ));
-    }
-
-    fn config_task(algo: &str) -> TaskConfig {
-        NectarConfig::from_toml(&format!("[sites.s.tasks.t]\nalgorithm = \"{algo}\"\n"), "t")
-            .unwrap()
-            .task("s", "t")
-            .unwrap()
-            .clone()
-    }
+    use crate::trainers::ModelTrainer;
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_torn_member_in_the_log_is_skipped_and_counted_in_the_run_record() {
@@ -1402,7 +922,7 @@ mod tests {
             events: &events,
             models: &crate::model_store::LocalModelStore::new(&dir),
             registry: &registry,
-            trainer: &BuiltinTrainer,
+            trainer: &ModelTrainer,
         };
         let req = TrainRequest {
             site: "demo".into(),
@@ -1417,6 +937,68 @@ mod tests {
         assert_eq!(run.counts.torn_members, 1);
         let recorded = registry.runs("demo", "pop", 1).await.unwrap();
         assert_eq!(recorded[0].counts.torn_members, 1);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn serving_folds_in_with_the_params_training_used() {
+        use crate::model_store::{LocalModelStore, ModelStore};
+        use nectar_model::algo::als::AlsParams;
+        let dir = std::env::temp_dir().join(format!("nectar-train-{}", rand::random::<u64>()));
+        let (events, models, registry) = (
+            crate::store::LocalStore::new(&dir),
+            LocalModelStore::new(&dir),
+            crate::registry::LocalRegistry::new(&dir),
+        );
+        contract::write_events(&events, "demo").await;
+        // GIVEN an ALS task that leaves `regularization` unset (training's default is 20)
+        let cfg = NectarConfig::from_toml(
+            "[sites.demo.tasks.als]\nalgorithm = \"als\"\nparams = { factors = 4, iterations = 2 }\n\
+             window = { days = 30, anchor = \"latest\" }\n",
+            "test",
+        )
+        .unwrap();
+        let req = TrainRequest {
+            site: "demo".into(),
+            task: "als".into(),
+            window: WindowChoice::Configured,
+        };
+        let deps = TrainDeps {
+            events: &events,
+            models: &models,
+            registry: &registry,
+            trainer: &ModelTrainer,
+        };
+        // WHEN it is trained, published and loaded for serving
+        let run = run_task(&cfg, &req, deps, &LogObserver, contract::T0)
+            .await
+            .unwrap();
+        let items = models
+            .load_items("demo", "als", run.version)
+            .await
+            .unwrap()
+            .unwrap();
+        let expected = AlsParams::new().factors(4).iterations(2).check().unwrap();
+        assert_eq!(items.metadata["spec"]["Als"], serde_json::json!(expected));
+        let served = crate::recommend::LoadedModel::new("als", items.clone());
+        // THEN fold-in uses training's default λ, and folds exactly as training's params do
+        let fold = served.fold_in().unwrap();
+        assert_eq!(fold.regularization(), 20.0);
+        let f = items.item_factors.as_ref().unwrap();
+        let by_training = expected.fold_in_model(f.dim, f.data.clone()).unwrap();
+        assert_eq!(
+            fold.fold_in(&[(0, 1.0), (3, 1.0)]).unwrap(),
+            by_training.fold_in(&[(0, 1.0), (3, 1.0)]).unwrap()
+        );
+        // AND a version published before the spec was stored reads its algorithm and params,
+        // and without params takes the algorithm's defaults (not numbers of serving's own)
+        let mut old = items.clone();
+        old.metadata = serde_json::json!({"algorithm": "als", "params": {"regularization": 0.5}});
+        let m = crate::recommend::LoadedModel::new("als", old.clone());
+        assert_eq!(m.fold_in().unwrap().regularization(), 0.5);
+        old.metadata = serde_json::json!({"params": {}});
+        let m = crate::recommend::LoadedModel::new("als", old);
+        assert_eq!(m.fold_in().unwrap().regularization(), 20.0);
         std::fs::remove_dir_all(dir).unwrap();
     }
 

@@ -13,13 +13,14 @@
 //!
 //! `publish.user_lists = true` adds per-user top-N lists for every algorithm.
 
+use nectar_model::algo::popular::{PopularParams, PopularityModel};
 use nectar_model::algo::spec::{AlgoSpec, FittedModel};
 use nectar_model::algo::{Recommender, Target, UserHistory};
 use nectar_model::mapping::InteractionsView;
 use nectar_model::{Interactions, InteractionsBuilder, ModelError};
 use rayon::prelude::*;
 
-use crate::config::TaskConfig;
+use crate::config::{PublishConfig, TaskConfig};
 use crate::model_store::{Factors, ModelArtifacts, Scored};
 use crate::train::{Trainer, TrainerError};
 
@@ -80,21 +81,19 @@ impl Trainer for ModelTrainer {
             other => other.fit(&m).map_err(fit_err)?,
         };
         progress(0.9);
-        let a = artifacts(task, &m, &fitted).map_err(fit_err)?;
+        let a = artifacts(&task.publish, &m, &fitted).map_err(fit_err)?;
         progress(1.0);
         Ok(a)
     }
 }
 
-/// Items by interaction count, best first, ties to the lower index.
-fn counts_list(m: &Interactions, n: usize) -> Vec<Scored> {
-    let iu = m.item_users();
-    let mut order: Vec<(u32, f32)> = (0..m.n_items())
-        .map(|i| (i as u32, iu.row_range(i).len() as f32))
-        .collect();
-    order.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-    order.truncate(n);
-    order
+/// The first `n` of a popularity model's ranking, with scores.
+fn ranked(p: &PopularityModel, n: usize) -> Vec<Scored> {
+    p.ranking()
+        .iter()
+        .take(n)
+        .map(|&i| (i, p.scores()[i as usize]))
+        .collect()
 }
 
 fn user_lists(
@@ -127,28 +126,22 @@ fn similar_lists(
         .collect()
 }
 
-/// The artifacts of a fitted model (see the module docs).
+/// The artifacts of a fitted model (see the module docs); `nectar eval` builds them the same
+/// way, so that it ranks what training publishes.
 pub fn artifacts(
-    task: &TaskConfig,
+    publish: &PublishConfig,
     m: &Interactions,
     fitted: &FittedModel,
 ) -> Result<ModelArtifacts, ModelError> {
-    let publish = &task.publish;
     let mut a = ModelArtifacts {
         item_ids: m.item_ids().to_vec(),
-        popular: counts_list(m, publish.top_n),
+        // Every model carries the popularity list (its fallback), from the one implementation.
+        popular: ranked(&PopularParams::new().check()?.fit(m)?, publish.top_n),
         ..ModelArtifacts::default()
     };
     let model = fitted.as_recommender();
     match fitted {
-        FittedModel::Popularity(p) => {
-            a.popular = p
-                .ranking()
-                .iter()
-                .take(publish.top_n)
-                .map(|&i| (i, p.scores()[i as usize]))
-                .collect();
-        }
+        FittedModel::Popularity(p) => a.popular = ranked(p, publish.top_n),
         FittedModel::ItemKnn(_) => {
             if publish.similar_n > 0 {
                 a.similar = Some(similar_lists(model, m.n_items(), publish.similar_n)?);
@@ -241,10 +234,13 @@ mod tests {
                 );
             }
         }
-        // the scorer recommends u0 the one item of its block it has not played
-        let s = crate::train::ArtifactScorer::from_artifacts(&a);
-        let played: std::collections::HashSet<&str> = ["a1", "a2", "a3", "a4"].into();
-        assert_eq!(s.recommend("u0", &played, 1), vec!["a0"]);
+        // the served model recommends u0 the one item of its block it has not played
+        let m = crate::recommend::LoadedModel::new("t", a.items(1));
+        let u0 = a.user_ids.iter().position(|u| u == "u0").unwrap();
+        let mut played: Vec<u32> = ["a1", "a2", "a3", "a4"].map(|i| m.index[i]).to_vec();
+        played.sort_unstable();
+        let top = m.rank_user(&a.user_state(u0), None, &played, 1).unwrap();
+        assert_eq!(a.item_ids[top[0].0 as usize], "a0");
     }
 
     #[test]

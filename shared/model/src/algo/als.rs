@@ -137,6 +137,23 @@ impl AlsValidParams {
         self.0.confidence
     }
 
+    /// A model over stored item factors that folds users unseen at training time in with
+    /// exactly these params (regularization, alpha, confidence), as serving does.
+    pub fn fold_in_model(
+        &self,
+        dim: usize,
+        item_factors: Vec<f32>,
+    ) -> Result<AlsModel, ModelError> {
+        AlsModel::from_factors(
+            dim,
+            Vec::new(),
+            item_factors,
+            self.0.regularization,
+            self.0.alpha,
+            self.0.confidence,
+        )
+    }
+
     /// Fits the model.
     pub fn fit(&self, data: &Interactions) -> Result<AlsModel, ModelError> {
         self.fit_with_progress(data, |_| {})
@@ -425,6 +442,11 @@ impl AlsModel {
             item_factors,
             yty,
         })
+    }
+
+    /// The regularization (λ) of fits and fold-ins.
+    pub fn regularization(&self) -> f32 {
+        self.regularization
     }
 
     /// Number of latent factors.

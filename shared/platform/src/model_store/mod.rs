@@ -25,29 +25,7 @@ pub mod contract;
 pub use self::local::LocalModelStore;
 pub use self::redis::{RedisAuth, RedisModelStore, RedisOptions};
 
-/// A dense row-major `f32` matrix: row `r` is `data[r*dim .. (r+1)*dim]`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Factors {
-    /// Columns (latent factors).
-    pub dim: usize,
-    /// `rows × dim` values.
-    pub data: Vec<f32>,
-}
-
-impl Factors {
-    /// Number of rows.
-    pub fn rows(&self) -> usize {
-        self.data.len().checked_div(self.dim).unwrap_or(0)
-    }
-
-    /// Row `r`.
-    pub fn row(&self, r: usize) -> &[f32] {
-        &self.data[r * self.dim..(r + 1) * self.dim]
-    }
-}
-
-/// An item reference (row in [`ModelArtifacts::item_ids`]) with a score.
-pub type Scored = (u32, f32);
+pub use nectar_model::rank::{Factors, Scored};
 
 /// Everything a training run publishes for one version.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -119,6 +97,57 @@ impl ModelArtifacts {
         }
         Ok(())
     }
+}
+
+impl ModelArtifacts {
+    /// The item side of these artifacts as `version` (what serving would load).
+    pub fn items(&self, version: u64) -> ModelItems {
+        ModelItems {
+            version,
+            item_ids: self.item_ids.clone(),
+            item_factors: self.item_factors.clone(),
+            popular: self.popular.clone(),
+            similar: self.similar.clone(),
+            metadata: self.metadata.clone(),
+        }
+    }
+
+    /// The state of the user in row `r` of `user_ids` (no history: it is not a model's).
+    pub fn user_state(&self, r: usize) -> UserState {
+        UserState {
+            factors: self.user_factors.as_ref().map(|f| f.row(r).to_vec()),
+            top: self.user_top.as_ref().map(|t| t[r].clone()),
+            history: Vec::new(),
+        }
+    }
+}
+
+/// The algorithm and typed params a version was trained with: the `spec` its metadata
+/// carries, else (versions published before it was stored) its `algorithm` and `params`
+/// parsed as training parses them; `None` when neither reads.
+pub fn algo_spec(metadata: &serde_json::Value) -> Option<nectar_model::algo::AlgoSpec> {
+    if let Ok(spec) = serde_json::from_value(metadata["spec"].clone()) {
+        return Some(spec);
+    }
+    let algo = metadata["algorithm"].as_str()?;
+    let params: Vec<(String, String)> = metadata["params"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| {
+            let v = match v {
+                // As `TaskConfig::param_strings` writes whole numbers.
+                serde_json::Value::Number(n) => match n.as_f64() {
+                    Some(f) if f.fract() == 0.0 && f.abs() < 1e15 => format!("{}", f as i64),
+                    _ => n.to_string(),
+                },
+                serde_json::Value::String(t) => t.clone(),
+                other => other.to_string(),
+            };
+            (k.clone(), v)
+        })
+        .collect();
+    nectar_model::algo::AlgoSpec::parse(algo, &params).ok()
 }
 
 /// The item side of a version, as serving loads it into memory.
