@@ -40,6 +40,7 @@ pub mod evaluation;
 pub mod event;
 pub mod interactions;
 pub mod mapping;
+pub mod online;
 pub mod strict_json;
 pub mod synthetic;
 pub mod topk;
