@@ -1,9 +1,21 @@
-//! Online evaluation of served recommendations: statistics for proportions and experiments.
+//! Online evaluation of served recommendations: from the served log and the events that come
+//! back, to per-variant figures with their uncertainty, to traffic that moves toward what works.
 //!
+//! - [`attribution`]: joins each served answer with its displays, clicks and the clicked
+//!   item's consumption (trusted served events only, deduplicated, orphans and foreign clicks
+//!   counted, never credited).
+//! - [`metrics`]: the report of a site — per endpoint × variant, per UTC day and over the
+//!   range — in the JSON shape of the report contract.
 //! - [`stats`]: Wilson intervals, lift against the control with its intervals, the
 //!   two-proportion z-test, the always-valid (mSPRT) p-value and the sample-ratio-mismatch
 //!   check.
 
+pub mod attribution;
+#[cfg(test)]
+mod fixture;
+pub mod metrics;
 pub mod stats;
 
+pub use attribution::{attribute, Attribution, Attributor, OnlineEvent, SERVED_MARKER_FIELD};
+pub use metrics::{report, Report, ReportInput};
 pub use stats::{Counts, Interval};
