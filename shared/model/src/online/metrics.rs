@@ -545,3 +545,274 @@ fn endpoint_report(
         daily,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::online::attribution::Attributor;
+    use crate::online::fixture::{forged, lines, t};
+    use serde_json::{json, Value};
+
+    fn attribution(lines: &[String]) -> Attribution {
+        let mut a = Attributor::new(30);
+        for l in lines {
+            a.push_line(l);
+        }
+        a.finish()
+    }
+
+    fn experiment(control: Option<&str>, fixed: bool) -> ExperimentSpec {
+        ExperimentSpec {
+            name: "x1".into(),
+            variants: vec![
+                VariantSpec { name: "a".into(), weight: 1.0 },
+                VariantSpec { name: "b".into(), weight: 1.0 },
+            ],
+            control: control.map(str::to_string),
+            fixed_allocation: fixed,
+        }
+    }
+
+    /// Days 1–2 of site s1, `for-you` running x1, a catalog of 10 items.
+    fn input() -> ReportInput {
+        let mut i = ReportInput::new("s1");
+        i.since_ms = Some(t(1, 0, 0));
+        i.until_ms = Some(t(3, 0, 0));
+        i.experiments.insert("for-you".into(), experiment(None, true));
+        i.catalog_size = Some(10);
+        for (item, cat) in [
+            ("m1", "news"),
+            ("m2", "news"),
+            ("m3", "sport"),
+            ("m4", "drama"),
+            ("m5", "drama"),
+            ("m6", "sport"),
+            ("m7", "kids"),
+            ("m8", "kids"),
+        ] {
+            i.categories.insert(item.into(), cat.into());
+        }
+        for (item, pop) in [
+            ("m1", 100.0),
+            ("m2", 50.0),
+            ("m3", 50.0),
+            ("m4", 10.0),
+            ("m5", 5.0),
+            ("m6", 20.0),
+            ("m7", 1.0),
+            ("m8", 2.0),
+        ] {
+            i.popularity.insert(item.into(), pop);
+        }
+        i
+    }
+
+    /// Equal JSON, numbers to 1e-9.
+    fn assert_json_close(got: &Value, want: &Value, path: &str) {
+        match (got, want) {
+            (Value::Number(g), Value::Number(w)) => {
+                let (g, w) = (g.as_f64().unwrap(), w.as_f64().unwrap());
+                assert!((g - w).abs() <= 1e-9, "{path}: {g} != {w}");
+            }
+            (Value::Object(g), Value::Object(w)) => {
+                let (gk, wk): (Vec<_>, Vec<_>) = (g.keys().collect(), w.keys().collect());
+                assert_eq!(gk, wk, "{path}: keys");
+                for (k, v) in w {
+                    assert_json_close(&g[k], v, &format!("{path}.{k}"));
+                }
+            }
+            (Value::Array(g), Value::Array(w)) => {
+                assert_eq!(g.len(), w.len(), "{path}: length");
+                for (i, (g, w)) in g.iter().zip(w).enumerate() {
+                    assert_json_close(g, w, &format!("{path}[{i}]"));
+                }
+            }
+            _ => assert_eq!(got, want, "{path}"),
+        }
+    }
+
+    #[test]
+    fn the_report_of_the_hand_built_set_has_the_figures_worked_out_by_hand() {
+        // GIVEN the hand-built set (fixture.rs) attributed with a 30-minute window
+        let a = attribution(&lines());
+        // WHEN the report of s1 over 2026-11-01..03 is built
+        let got = serde_json::to_value(report(&a, &input())).unwrap();
+        // THEN every figure is the one worked out by hand:
+        // for-you has displays, so CTR is over displayed answers (shown or clicked).
+        //   a: r1 r2 r12 (day 1), r5 r11 (day 2); r13 is on day 3, outside the range.
+        //      displayed r1 r2 r11 + r5 (clicked) = 4; clicks r1 (pos 2) r2 (pos 3) r5 (pos 1).
+        //      plays r1 r2; completed r1 -> 1/2. mrr (1/2 + 1/3 + 1)/3 = 11/18.
+        //      items {m1 m2 m3 m4 m5 m7} = 6 of 10. Diversity: r12 has 3 categories in 3,
+        //      the others 2 in 3: (4·2/3 + 1)/5 = 11/15. Popularity ECDF (8 items): m1 1,
+        //      m2 m3 7/8, m6 5/8, m4 1/2, m5 3/8, m8 1/4, m7 1/8; novelty = (2.75 + 1.875 +
+        //      1.5 + 2.75 + 2)/15 = 0.725. Fallback r2: 1/5.
+        //   b: r3 (day 1), r4 r6 (day 2); the forged r9 is not there. Displayed r3 r6 + r4
+        //      (clicked; its display came from u9) = 3; clicks r4 (pos 1) r6 (pos 3), r3's hit
+        //      was foreign. plays r4 r6, neither completed. mrr (1 + 1/3)/2. items {m2 m3 m4
+        //      m5 m6 m7 m8} = 7. Diversity 2/3 each. Novelty (2.375 + 1 + 1.5)/9.
+        //   Lift b vs a: (2/3)/(3/4) - 1 = -1/9; Katz interval and z-test p-value from
+        //   statsmodels confint_proportions_2indep(2, 3, 3, 4, method='log',
+        //   compare='ratio') (minus 1) and proportions_ztest(count=[2, 3], nobs=[3, 4]).
+        //   Always valid: day 1 looks at b 0/1 vs a 2/2 (V = 0: p = 1), day 2 at 2/3 vs 3/4
+        //   (Λ ≈ 0.9996 < 1: p = 1). CTR intervals: proportion_confint(k, n,
+        //   method='wilson'). SRM: scipy.stats.chisquare([5, 3], [4, 4]).pvalue.
+        // more has no displays: CTR over served, displayed 0. r7 clicked at position 2; r8
+        //   a fallback. m9 has no category (a category of its own) and no popularity (0).
+        // Orphans in range: the hits on r-unknown (day 1) and on s2's r10 (day 2); r-old's
+        //   is on day 0.
+        let want = json!({
+            "site": "s1",
+            "since": "2026-11-01T00:00:00Z",
+            "until": "2026-11-03T00:00:00Z",
+            "orphan_hits": 2,
+            "endpoints": [
+                {
+                    "endpoint": "for-you",
+                    "experiment": "x1",
+                    "ctr_basis": "displayed",
+                    "srm_p_value": 0.47950012218695337,
+                    "variants": [
+                        {
+                            "variant": "a", "served": 5, "displayed": 4, "clicks": 3,
+                            "ctr": 0.75, "ctr_ci": [0.30064184258240184, 0.9544127391902995],
+                            "plays": 2, "completion": 0.5, "mrr": 11.0 / 18.0,
+                            "coverage": 0.6, "diversity": 11.0 / 15.0, "novelty": 0.725,
+                            "fallback_share": 0.2,
+                            "lift": null, "lift_ci": null, "p_value": null,
+                            "p_value_always_valid": null
+                        },
+                        {
+                            "variant": "b", "served": 3, "displayed": 3, "clicks": 2,
+                            "ctr": 2.0 / 3.0, "ctr_ci": [0.2076596008020477, 0.9385080552796037],
+                            "plays": 2, "completion": 0.0, "mrr": 2.0 / 3.0,
+                            "coverage": 0.7, "diversity": 2.0 / 3.0, "novelty": 4.875 / 9.0,
+                            "fallback_share": 0.0,
+                            "lift": -1.0 / 9.0,
+                            "lift_ci": [0.33361587325615677 - 1.0, 2.368362899158132 - 1.0],
+                            "p_value": 0.8091498346314979,
+                            "p_value_always_valid": 1.0
+                        }
+                    ],
+                    "daily": [
+                        { "date": "2026-11-01", "variant": "a", "served": 3, "displayed": 2, "clicks": 2, "ctr": 1.0 },
+                        { "date": "2026-11-01", "variant": "b", "served": 1, "displayed": 1, "clicks": 0, "ctr": 0.0 },
+                        { "date": "2026-11-02", "variant": "a", "served": 2, "displayed": 2, "clicks": 1, "ctr": 0.5 },
+                        { "date": "2026-11-02", "variant": "b", "served": 2, "displayed": 2, "clicks": 2, "ctr": 1.0 }
+                    ]
+                },
+                {
+                    "endpoint": "more",
+                    "experiment": null,
+                    "ctr_basis": "served",
+                    "srm_p_value": null,
+                    "variants": [
+                        {
+                            "variant": "default", "served": 2, "displayed": 0, "clicks": 1,
+                            "ctr": 0.5, "ctr_ci": [0.09453120573423068, 0.9054687942657693],
+                            "plays": 0, "completion": null, "mrr": 0.5,
+                            "coverage": 0.3, "diversity": 1.0, "novelty": 0.46875,
+                            "fallback_share": 0.5,
+                            "lift": null, "lift_ci": null, "p_value": null,
+                            "p_value_always_valid": null
+                        }
+                    ],
+                    "daily": [
+                        { "date": "2026-11-01", "variant": "default", "served": 1, "displayed": 0, "clicks": 1, "ctr": 1.0 },
+                        { "date": "2026-11-02", "variant": "default", "served": 1, "displayed": 0, "clicks": 0, "ctr": 0.0 }
+                    ]
+                }
+            ]
+        });
+        assert_json_close(&got, &want, "report");
+    }
+
+    #[test]
+    fn a_forged_served_event_changes_no_figure() {
+        // GIVEN the set with and without a served event sent without the marker
+        let mut with = lines();
+        with.push(forged());
+        // THEN the reports are equal
+        let (a, b) = (attribution(&lines()), attribution(&with));
+        assert_eq!(report(&a, &input()), report(&b, &input()));
+    }
+
+    #[test]
+    fn the_json_keys_are_exactly_the_contract() {
+        let r = report(&attribution(&lines()), &input());
+        let v = serde_json::to_value(&r).unwrap();
+        let keys = |v: &Value| -> Vec<String> {
+            let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+            k.sort();
+            k
+        };
+        let sorted = |s: &[&str]| -> Vec<String> {
+            let mut k: Vec<String> = s.iter().map(|s| s.to_string()).collect();
+            k.sort();
+            k
+        };
+        assert_eq!(keys(&v), sorted(&["site", "since", "until", "orphan_hits", "endpoints"]));
+        let ep = &v["endpoints"][0];
+        assert_eq!(
+            keys(ep),
+            sorted(&["endpoint", "experiment", "ctr_basis", "srm_p_value", "variants", "daily"])
+        );
+        assert_eq!(
+            keys(&ep["variants"][1]),
+            sorted(&[
+                "variant", "served", "displayed", "clicks", "ctr", "ctr_ci", "plays",
+                "completion", "mrr", "coverage", "diversity", "novelty", "fallback_share",
+                "lift", "lift_ci", "p_value", "p_value_always_valid",
+            ])
+        );
+        assert_eq!(
+            keys(&ep["daily"][0]),
+            sorted(&["date", "variant", "served", "displayed", "clicks", "ctr"])
+        );
+        // AND a report reads back from its JSON
+        let back: Report = serde_json::from_value(v).unwrap();
+        assert_eq!(back.endpoints[0].variants[1].lift, r.endpoints[0].variants[1].lift);
+    }
+
+    #[test]
+    fn a_named_control_comes_first_and_is_compared_against() {
+        // GIVEN control = "b"
+        let mut i = input();
+        i.experiments.insert("for-you".into(), experiment(Some("b"), true));
+        let r = report(&attribution(&lines()), &i);
+        let v = &r.endpoints[0].variants;
+        // THEN b is first with no lift, and a's lift is (3/4)/(2/3) - 1 = 1/8
+        assert_eq!((v[0].variant.as_str(), v[0].lift), ("b", None));
+        assert_eq!(v[1].variant, "a");
+        assert!((v[1].lift.unwrap() - 0.125).abs() < 1e-12);
+        assert!((v[1].more.abs_lift.unwrap() - (0.75 - 2.0 / 3.0)).abs() < 1e-12);
+        // AND the SRM check still uses the declared order and weights
+        assert!((r.endpoints[0].srm_p_value.unwrap() - 0.47950012218695337).abs() < 1e-9);
+    }
+
+    #[test]
+    fn thompson_allocation_has_no_sample_ratio_check_and_filters_apply() {
+        // GIVEN a Thompson-sampled experiment, only the for-you endpoint, and no catalog data
+        let mut i = input();
+        i.experiments.insert("for-you".into(), experiment(None, false));
+        i.endpoint = Some("for-you".into());
+        i.catalog_size = None;
+        i.categories.clear();
+        i.popularity.clear();
+        let r = report(&attribution(&lines()), &i);
+        // THEN there is no SRM p-value, one endpoint, and the list metrics are null
+        assert_eq!(r.endpoints.len(), 1);
+        assert_eq!(r.endpoints[0].srm_p_value, None);
+        let a = &r.endpoints[0].variants[0];
+        assert_eq!((a.coverage, a.diversity, a.novelty), (None, None, None));
+        // AND without a range, r13 (day 3) counts for a and every orphan is reported
+        i.since_ms = None;
+        i.until_ms = None;
+        let r = report(&attribution(&lines()), &i);
+        assert_eq!((r.since.as_deref(), r.orphan_hits), (None, 3));
+        assert_eq!(r.endpoints[0].variants[0].served, 6);
+        // AND another site's report has no endpoints from s1
+        i.site = "s2".into();
+        let r = report(&attribution(&lines()), &i);
+        assert_eq!((r.endpoints[0].variants[0].served, r.orphan_hits), (1, 0));
+    }
+}
