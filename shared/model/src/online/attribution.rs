@@ -60,26 +60,27 @@ pub struct ModelRef {
     pub version: u64,
 }
 
-/// What a served event's `context` says about the answer.
+/// What a served event's `context` says about the answer (borrowed from the line where its
+/// strings have no escapes).
 #[derive(Debug, Clone, PartialEq)]
-pub struct ServedContext {
+pub struct ServedContext<'a> {
     /// The endpoint asked.
-    pub endpoint: String,
+    pub endpoint: Cow<'a, str>,
     /// The experiment variant (`"default"` without an experiment).
-    pub variant: String,
-    /// The model that answered.
-    pub model: Option<ModelRef>,
+    pub variant: Cow<'a, str>,
+    /// The model that answered: name (empty when none) and version (0 when none).
+    pub model: Option<(Cow<'a, str>, u64)>,
     /// The item ids, in the order served.
-    pub items: Vec<String>,
+    pub items: Vec<Cow<'a, str>>,
     /// Whether a fallback list answered.
     pub fallback: bool,
 }
 
 /// What an event is, for attribution.
 #[derive(Debug, Clone, PartialEq)]
-pub enum EventKind {
+pub enum EventKind<'a> {
     /// A trusted served answer (it carries [`SERVED_MARKER_FIELD`]).
-    Served(ServedContext),
+    Served(ServedContext<'a>),
     /// A `recommendation_served` event without the marker: never trusted.
     UntrustedServed,
     /// `recommendation_displayed`: the list was shown.
@@ -94,23 +95,24 @@ pub enum EventKind {
     Other,
 }
 
-/// One flat event of the log, with the fields attribution needs.
+/// One flat event of the log, with the fields attribution needs (borrowed from the line where
+/// its strings have no escapes: a report reads millions of lines).
 #[derive(Debug, Clone, PartialEq)]
-pub struct OnlineEvent {
+pub struct OnlineEvent<'a> {
     /// Dedupe key.
-    pub event_id: String,
+    pub event_id: Cow<'a, str>,
     /// The site the event belongs to.
-    pub site_key: String,
+    pub site_key: Cow<'a, str>,
     /// The recommendation id for `recommendation_*` events, the item for consumption.
-    pub id: String,
+    pub id: Cow<'a, str>,
     /// The logged-in user, if any.
-    pub user_id: Option<String>,
+    pub user_id: Option<Cow<'a, str>>,
     /// `client.id`, if any (for served events, `None` when it is [`SERVED_APP_ID`]).
-    pub client_id: Option<String>,
+    pub client_id: Option<Cow<'a, str>>,
     /// Event time, ms UTC.
     pub timestamp_ms: i64,
     /// What the event is.
-    pub kind: EventKind,
+    pub kind: EventKind<'a>,
 }
 
 #[derive(Deserialize)]
@@ -142,39 +144,47 @@ struct ClientView<'a> {
 }
 
 #[derive(Deserialize)]
-struct ServedView {
-    #[serde(default)]
-    endpoint: Option<String>,
-    #[serde(default)]
-    variant: Option<String>,
-    #[serde(default)]
-    model: Option<ModelView>,
-    #[serde(default)]
-    items: Option<Vec<serde_json::Value>>,
+struct ServedView<'a> {
+    #[serde(default, borrow)]
+    endpoint: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    variant: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    model: Option<ModelView<'a>>,
+    #[serde(default, borrow)]
+    items: Option<Vec<ItemView<'a>>>,
     #[serde(default)]
     fallback: Option<bool>,
 }
 
 #[derive(Deserialize)]
-struct ModelView {
-    #[serde(default)]
-    name: Option<String>,
+struct ModelView<'a> {
+    #[serde(default, borrow)]
+    name: Option<Cow<'a, str>>,
     #[serde(default)]
     version: Option<u64>,
 }
 
-fn non_empty(s: Option<Cow<'_, str>>) -> Option<String> {
-    s.filter(|s| !s.is_empty()).map(Cow::into_owned)
+/// A served item id; anything else in the list is skipped.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum ItemView<'a> {
+    Id(#[serde(borrow)] Cow<'a, str>),
+    Other(serde::de::IgnoredAny),
 }
 
-impl OnlineEvent {
+fn non_empty(s: Option<Cow<'_, str>>) -> Option<Cow<'_, str>> {
+    s.filter(|s| !s.is_empty())
+}
+
+impl<'a> OnlineEvent<'a> {
     /// Reads one flat event (a JSON line of the event log). Served events need a `context`
     /// with an `endpoint`; other fields of unused types are not checked.
-    pub fn parse(line: &str) -> Result<Self, ParseError> {
-        let v: LineView<'_> = serde_json::from_str(line).map_err(|e| ParseError(e.to_string()))?;
+    pub fn parse(line: &'a str) -> Result<Self, ParseError> {
+        let v: LineView<'a> = serde_json::from_str(line).map_err(|e| ParseError(e.to_string()))?;
         let client_id = v
             .client
-            .and_then(|c| serde_json::from_str::<ClientView<'_>>(c.get()).ok())
+            .and_then(|c| serde_json::from_str::<ClientView<'a>>(c.get()).ok())
             .and_then(|c| non_empty(c.id));
         let kind = match v.event_type.as_ref() {
             SERVED_EVENT_TYPE if v.nectar_served == Some(serde_json::Value::Bool(true)) => {
@@ -192,9 +202,9 @@ impl OnlineEvent {
             _ => client_id,
         };
         Ok(Self {
-            event_id: v.event_id.into_owned(),
-            site_key: v.site_key.into_owned(),
-            id: v.id.into_owned(),
+            event_id: v.event_id,
+            site_key: v.site_key,
+            id: v.id,
             user_id: non_empty(v.user_id),
             client_id,
             timestamp_ms: v.event_timestamp,
@@ -203,27 +213,26 @@ impl OnlineEvent {
     }
 }
 
-fn served_context(context: Option<&RawValue>) -> Result<ServedContext, ParseError> {
+fn served_context(context: Option<&RawValue>) -> Result<ServedContext<'_>, ParseError> {
     let missing = || ParseError("a served event needs context.endpoint".into());
-    let c: ServedView =
-        serde_json::from_str(context.ok_or_else(missing)?.get()).map_err(|e| ParseError(e.to_string()))?;
+    let c: ServedView = serde_json::from_str(context.ok_or_else(missing)?.get())
+        .map_err(|e| ParseError(e.to_string()))?;
     Ok(ServedContext {
         endpoint: c.endpoint.filter(|e| !e.is_empty()).ok_or_else(missing)?,
         variant: c
             .variant
             .filter(|v| !v.is_empty())
-            .unwrap_or_else(|| DEFAULT_VARIANT.to_string()),
-        model: c.model.map(|m| ModelRef {
-            name: m.name.unwrap_or_default(),
-            version: m.version.unwrap_or_default(),
-        }),
+            .unwrap_or(Cow::Borrowed(DEFAULT_VARIANT)),
+        model: c
+            .model
+            .map(|m| (m.name.unwrap_or_default(), m.version.unwrap_or_default())),
         items: c
             .items
             .unwrap_or_default()
             .into_iter()
             .filter_map(|i| match i {
-                serde_json::Value::String(s) => Some(s),
-                _ => None,
+                ItemView::Id(s) => Some(s),
+                ItemView::Other(_) => None,
             })
             .collect(),
         fallback: c.fallback.unwrap_or(false),
@@ -411,7 +420,7 @@ pub struct Attributor {
     labels: Interner,
     people: Interner,
     items: Interner,
-    models: HashMap<ModelRef, Arc<ModelRef>>,
+    models: Vec<Arc<ModelRef>>,
     served: Vec<ServedRec>,
     by_rec: HashMap<u128, u32>,
     displays: Vec<Touch>,
@@ -430,7 +439,7 @@ impl Attributor {
             labels: Interner::default(),
             people: Interner::default(),
             items: Interner::default(),
-            models: HashMap::new(),
+            models: Vec::new(),
             served: Vec::new(),
             by_rec: HashMap::new(),
             displays: Vec::new(),
@@ -451,7 +460,7 @@ impl Attributor {
     }
 
     /// Adds one event.
-    pub fn push(&mut self, mut ev: OnlineEvent) {
+    pub fn push(&mut self, mut ev: OnlineEvent<'_>) {
         let site = self.labels.get(&ev.site_key);
         let counts = self.counts.entry(site).or_default();
         if !self.seen.first_time(&ev.event_id) {
@@ -468,7 +477,7 @@ impl Attributor {
             client: ev.client_id.as_deref().map(|c| self.people.get(c)),
         };
         let touch = |hit| Touch {
-            rec: dedupe_key(&ev.id),
+            rec: rec_key(&ev.id),
             site,
             person,
             timestamp_ms: ev.timestamp_ms,
@@ -497,18 +506,19 @@ impl Attributor {
         }
     }
 
-    fn push_served(&mut self, ev: &OnlineEvent, site: u32, person: Person, ctx: ServedContext) {
+    fn push_served(
+        &mut self,
+        ev: &OnlineEvent<'_>,
+        site: u32,
+        person: Person,
+        ctx: ServedContext<'_>,
+    ) {
         let endpoint = self.labels.get(&ctx.endpoint);
         let variant = self.labels.get(&ctx.variant);
-        let model = ctx.model.map(|m| {
-            self.models
-                .entry(m.clone())
-                .or_insert_with(|| Arc::new(m))
-                .clone()
-        });
+        let model = ctx.model.map(|(name, version)| self.model(&name, version));
         let items = ctx.items.iter().map(|i| self.items.get(i)).collect();
         let rec = AttributedRecommendation {
-            recommendation_id: ev.id.clone(),
+            recommendation_id: ev.id.to_string(),
             site_key: self.labels.name(site).clone(),
             endpoint: self.labels.name(endpoint).clone(),
             variant: self.labels.name(variant).clone(),
@@ -521,8 +531,25 @@ impl Attributor {
         // A recommendation id is served once; should it repeat (distinct event ids), the
         // first record read keeps the credit.
         let idx = self.served.len() as u32;
-        self.by_rec.entry(dedupe_key(&ev.id)).or_insert(idx);
+        self.by_rec.entry(rec_key(&ev.id)).or_insert(idx);
         self.served.push(ServedRec { rec, site, person });
+    }
+
+    /// The shared record of a model (a site serves few).
+    fn model(&mut self, name: &str, version: u64) -> Arc<ModelRef> {
+        if let Some(m) = self
+            .models
+            .iter()
+            .find(|m| m.name == name && m.version == version)
+        {
+            return m.clone();
+        }
+        let m = Arc::new(ModelRef {
+            name: name.to_string(),
+            version,
+        });
+        self.models.push(m.clone());
+        m
     }
 
     /// The served answer a display or hit refers to, on the same site.
@@ -579,8 +606,12 @@ impl Attributor {
                 timestamp_ms: t.timestamp_ms,
             });
             if let Some((_, item)) = t.hit {
-                let (played, completed) =
-                    consumed(self.consumption.get(&item), &t.person, t.timestamp_ms, self.window_ms);
+                let (played, completed) = consumed(
+                    self.consumption.get(&item),
+                    &t.person,
+                    t.timestamp_ms,
+                    self.window_ms,
+                );
                 s.rec.outcome.played = played;
                 s.rec.outcome.completed = completed;
             }
@@ -597,6 +628,22 @@ impl Attributor {
             malformed: self.malformed,
         }
     }
+}
+
+/// The join key of a recommendation id: the recommend service's ids (`r-` and 32 hex digits)
+/// are read as the number they spell, any other id is hashed (SHA-256, first 128 bits) so that
+/// it cannot stand for one of them.
+fn rec_key(id: &str) -> u128 {
+    if let Some(hex) = id.strip_prefix("r-").filter(|h| h.len() == 32) {
+        if let Ok(v) = u128::from_str_radix(hex, 16) {
+            return v;
+        }
+    }
+    use sha2::{Digest, Sha256};
+    let d = Sha256::digest(id.as_bytes());
+    let mut b = [0u8; 16];
+    b.copy_from_slice(&d[..16]);
+    u128::from_be_bytes(b)
 }
 
 /// Whether the clicked item was played by the clicker within `[click, click + window]`, and
@@ -632,7 +679,10 @@ fn consumed(
 }
 
 /// Attributes a whole set of events ([`Attributor`]).
-pub fn attribute(events: impl IntoIterator<Item = OnlineEvent>, window_minutes: u32) -> Attribution {
+pub fn attribute<'a>(
+    events: impl IntoIterator<Item = OnlineEvent<'a>>,
+    window_minutes: u32,
+) -> Attribution {
     let mut a = Attributor::new(window_minutes);
     for ev in events {
         a.push(ev);
@@ -696,9 +746,22 @@ mod tests {
         // AND r1, read twice, is one answer; the r10 hit sent for s1 did not credit s2's r10
         assert_eq!(a.recommendations.len(), 12);
         assert_eq!(outcome(&a, "r10"), (false, None, false, false));
-        let r2 = a.recommendations.iter().find(|r| r.recommendation_id == "r2").unwrap();
-        assert_eq!((&*r2.endpoint, &*r2.variant, r2.fallback), ("for-you", "a", true));
-        assert_eq!(r2.model.as_deref(), Some(&ModelRef { name: "als".into(), version: 3 }));
+        let r2 = a
+            .recommendations
+            .iter()
+            .find(|r| r.recommendation_id == "r2")
+            .unwrap();
+        assert_eq!(
+            (&*r2.endpoint, &*r2.variant, r2.fallback),
+            ("for-you", "a", true)
+        );
+        assert_eq!(
+            r2.model.as_deref(),
+            Some(&ModelRef {
+                name: "als".into(),
+                version: 3
+            })
+        );
         let items: Vec<&str> = r2.items.iter().map(|&i| a.item(i)).collect();
         assert_eq!(items, ["m1", "m4", "m5"]);
     }
@@ -729,7 +792,10 @@ mod tests {
         assert_eq!(a.counts[&Arc::from("s2")].events, 1);
         assert_eq!(a.malformed, 1);
         // AND the forged answer is not among the served ones
-        assert!(a.recommendations.iter().all(|r| r.recommendation_id != "r9"));
+        assert!(a
+            .recommendations
+            .iter()
+            .all(|r| r.recommendation_id != "r9"));
         let orphan_days: Vec<i64> = a.orphan_hits.iter().map(|o| o.timestamp_ms).collect();
         assert_eq!(orphan_days, [t(0, 14, 0), t(1, 14, 0), t(2, 14, 0)]);
     }
@@ -769,30 +835,40 @@ mod tests {
     #[test]
     fn only_served_events_with_the_marker_set_to_true_are_trusted() {
         let base = || -> serde_json::Value {
-            serde_json::from_str(&crate::online::fixture::Served {
-                rec: "r1",
-                site: "s1",
-                user: Some("u1"),
-                client: None,
-                endpoint: "for-you",
-                variant: "a",
-                items: &["m1"],
-                fallback: false,
-                ts: t(1, 0, 0),
-            }
-            .line())
+            serde_json::from_str(
+                &crate::online::fixture::Served {
+                    rec: "r1",
+                    site: "s1",
+                    user: Some("u1"),
+                    client: None,
+                    endpoint: "for-you",
+                    variant: "a",
+                    items: &["m1"],
+                    fallback: false,
+                    ts: t(1, 0, 0),
+                }
+                .line(),
+            )
             .unwrap()
         };
         // GIVEN the marker as the served log writes it
-        let ev = OnlineEvent::parse(&base().to_string()).unwrap();
+        let line = base().to_string();
+        let ev = OnlineEvent::parse(&line).unwrap();
         let EventKind::Served(ctx) = ev.kind else {
             panic!("not trusted: {:?}", ev.kind)
         };
-        assert_eq!((ctx.endpoint.as_str(), ctx.items.len()), ("for-you", 1));
+        assert_eq!((&*ctx.endpoint, ctx.items.len()), ("for-you", 1));
         // AND its client id was the user's (no client in the request): kept as a client id
-        assert_eq!((ev.user_id.as_deref(), ev.client_id.as_deref()), (Some("u1"), Some("u1")));
+        assert_eq!(
+            (ev.user_id.as_deref(), ev.client_id.as_deref()),
+            (Some("u1"), Some("u1"))
+        );
         // WHEN the marker is false, a string, or absent THEN the event is untrusted
-        for marker in [Some(serde_json::json!(false)), Some(serde_json::json!("true")), None] {
+        for marker in [
+            Some(serde_json::json!(false)),
+            Some(serde_json::json!("true")),
+            None,
+        ] {
             let mut v = base();
             match marker {
                 Some(m) => v[SERVED_MARKER_FIELD] = m,
@@ -800,8 +876,11 @@ mod tests {
                     v.as_object_mut().unwrap().remove(SERVED_MARKER_FIELD);
                 }
             }
-            let ev = OnlineEvent::parse(&v.to_string()).unwrap();
-            assert_eq!(ev.kind, EventKind::UntrustedServed);
+            let line = v.to_string();
+            assert_eq!(
+                OnlineEvent::parse(&line).unwrap().kind,
+                EventKind::UntrustedServed
+            );
         }
         // AND a trusted served event without an endpoint is malformed
         let mut v = base();
@@ -811,8 +890,39 @@ mod tests {
         let mut v = base();
         v.as_object_mut().unwrap().remove("user_id");
         v["client"]["id"] = serde_json::json!(SERVED_APP_ID);
-        let ev = OnlineEvent::parse(&v.to_string()).unwrap();
+        let line = v.to_string();
+        let ev = OnlineEvent::parse(&line).unwrap();
         assert_eq!((ev.user_id, ev.client_id), (None, None));
+    }
+
+    #[test]
+    fn served_item_ids_with_escapes_are_read_and_non_string_items_skipped() {
+        // GIVEN a served event whose items hold an escaped id, a non-string and a plain id
+        let mut v: serde_json::Value = serde_json::from_str(
+            &crate::online::fixture::Served {
+                rec: "r1",
+                site: "s1",
+                user: None,
+                client: Some("c1"),
+                endpoint: "e",
+                variant: "",
+                items: &[],
+                fallback: false,
+                ts: t(1, 0, 0),
+            }
+            .line(),
+        )
+        .unwrap();
+        v["context"]["items"] = serde_json::json!(["quote\"dé", 7, "m2"]);
+        let line = v.to_string();
+        // WHEN it is parsed
+        let ev = OnlineEvent::parse(&line).unwrap();
+        let EventKind::Served(ctx) = ev.kind else {
+            panic!("not trusted")
+        };
+        // THEN the ids are decoded, the number skipped, and an empty variant is "default"
+        assert_eq!(ctx.items, ["quote\"dé", "m2"]);
+        assert_eq!(&*ctx.variant, "default");
     }
 
     #[test]

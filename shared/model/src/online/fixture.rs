@@ -87,7 +87,15 @@ impl Served<'_> {
         });
         let eid = format!("{}-served", self.rec);
         let who = Who(self.user, client);
-        let mut v = flat(&eid, self.site, "recommendation_served", self.rec, who, self.ts, ctx);
+        let mut v = flat(
+            &eid,
+            self.site,
+            "recommendation_served",
+            self.rec,
+            who,
+            self.ts,
+            ctx,
+        );
         v["client"]["app_id"] = json!("nectar-recommend");
         v[super::attribution::SERVED_MARKER_FIELD] = json!(true);
         v.to_string()
@@ -96,7 +104,16 @@ impl Served<'_> {
 
 /// A `recommendation_displayed` event on site `s1`.
 pub(crate) fn displayed(eid: &str, rec: &str, who: Who<'_>, ts: i64) -> String {
-    flat(eid, "s1", "recommendation_displayed", rec, who, ts, Value::Null).to_string()
+    flat(
+        eid,
+        "s1",
+        "recommendation_displayed",
+        rec,
+        who,
+        ts,
+        Value::Null,
+    )
+    .to_string()
 }
 
 /// A `recommendation_hit` on `items[index]` of the list the app shows.
@@ -148,7 +165,17 @@ fn sv(
     ts: i64,
 ) -> String {
     let site = "s1";
-    let s = Served { rec, site, user, client, endpoint, variant, items, fallback, ts };
+    let s = Served {
+        rec,
+        site,
+        user,
+        client,
+        endpoint,
+        variant,
+        items,
+        fallback,
+        ts,
+    };
     s.line()
 }
 
@@ -156,11 +183,26 @@ fn sv(
 /// before their served events, days mixed), with three repeated lines.
 pub(crate) fn lines() -> Vec<String> {
     let s = "s1";
-    let (u1, u2, u3, u4) = (Who(Some("u1"), "c1"), Who(Some("u2"), "c2"), Who(Some("u3"), "c3"), Who(Some("u4"), "c4"));
-    let (u11, u9, c5, c6) = (Who(Some("u11"), "c11"), Who(Some("u9"), "c9"), Who(None, "c5"), Who(None, "c6"));
+    let (u1, u2, u3, u4) = (
+        Who(Some("u1"), "c1"),
+        Who(Some("u2"), "c2"),
+        Who(Some("u3"), "c3"),
+        Who(Some("u4"), "c4"),
+    );
+    let (u11, u9, c5, c6) = (
+        Who(Some("u11"), "c11"),
+        Who(Some("u9"), "c9"),
+        Who(None, "c5"),
+        Who(None, "c6"),
+    );
     let (fy_a, fy_b, more) = (("for-you", "a"), ("for-you", "b"), ("more", "default"));
     let l3: &[&str] = &["m1", "m2", "m3"];
-    let (l2, l4, l6, l7) = (["m1", "m4", "m5"], ["m2", "m3", "m6"], ["m6", "m7", "m8"], ["m4", "m5", "m6"]);
+    let (l2, l4, l6, l7) = (
+        ["m1", "m4", "m5"],
+        ["m2", "m3", "m6"],
+        ["m6", "m7", "m8"],
+        ["m4", "m5", "m6"],
+    );
     vec![
         // Hits and consumption first: attribution must not depend on the order read.
         hit("h-r1-1", s, "r1", u1, l3, 1, t(1, 10, 1)),
@@ -175,34 +217,104 @@ pub(crate) fn lines() -> Vec<String> {
         sv("r2", (Some("u2"), Some("c2")), fy_a, &l2, true, t(1, 11, 0)),
         displayed("d-r2", "r2", u2, t(1, 11, 0) + 3_000),
         hit("h-r2", s, "r2", u2, &l2, 2, t(1, 11, 2)),
-        consume("p-r2", "media_play", "m5", Who(Some("u2"), "c22"), t(1, 11, 5)),
-        consume("e-r2", "media_end", "m5", Who(Some("u2"), "c22"), t(1, 11, 40)),
-        sv("r12", (Some("u12"), Some("c12")), fy_a, &["m3", "m4", "m7"], false, t(1, 12, 30)),
+        consume(
+            "p-r2",
+            "media_play",
+            "m5",
+            Who(Some("u2"), "c22"),
+            t(1, 11, 5),
+        ),
+        consume(
+            "e-r2",
+            "media_end",
+            "m5",
+            Who(Some("u2"), "c22"),
+            t(1, 11, 40),
+        ),
+        sv(
+            "r12",
+            (Some("u12"), Some("c12")),
+            fy_a,
+            &["m3", "m4", "m7"],
+            false,
+            t(1, 12, 30),
+        ),
         sv("r5", (None, Some("c5")), fy_a, l3, false, t(2, 10, 0)),
         consume("p-r5-early", "media_play", "m1", c5, t(2, 9, 59)),
         hit("h-r5", s, "r5", c5, l3, 0, t(2, 10, 1)),
         consume("p-r5-late", "media_play", "m1", c5, t(2, 10, 45)),
-        sv("r11", (Some("u11"), Some("c11")), fy_a, &["m1", "m2", "m7"], false, t(2, 12, 0)),
+        sv(
+            "r11",
+            (Some("u11"), Some("c11")),
+            fy_a,
+            &["m1", "m2", "m7"],
+            false,
+            t(2, 12, 0),
+        ),
         displayed("d-r11", "r11", u11, t(2, 12, 0) + 2_000),
         sv("r13", (Some("u1"), Some("c1")), fy_a, l3, false, t(3, 9, 0)),
         displayed("d-r13", "r13", u1, t(3, 9, 0) + 2_000),
         hit("h-r13", s, "r13", u1, l3, 0, t(3, 9, 1)),
-        sv("r3", (Some("u3"), Some("c3")), fy_b, &l4, false, t(1, 12, 0)),
+        sv(
+            "r3",
+            (Some("u3"), Some("c3")),
+            fy_b,
+            &l4,
+            false,
+            t(1, 12, 0),
+        ),
         displayed("d-r3", "r3", u3, t(1, 12, 0) + 1_000),
         hit("h-r3-foreign", s, "r3", u9, &l4, 0, t(1, 12, 1)),
         sv("r4", (Some("u4"), Some("c4")), fy_b, &l6, false, t(2, 9, 0)),
         displayed("d-r4-foreign", "r4", u9, t(2, 9, 0) + 1_000),
         hit("h-r4", s, "r4", u4, &l6, 0, t(2, 9, 1)),
-        consume("p-r4", "media_play", "m6", Who(Some("u4"), "c44"), t(2, 9, 11)),
-        consume("e-r4", "media_end", "m6", Who(Some("u4"), "c44"), t(2, 9, 41)),
+        consume(
+            "p-r4",
+            "media_play",
+            "m6",
+            Who(Some("u4"), "c44"),
+            t(2, 9, 11),
+        ),
+        consume(
+            "e-r4",
+            "media_end",
+            "m6",
+            Who(Some("u4"), "c44"),
+            t(2, 9, 41),
+        ),
         sv("r6", (None, None), fy_b, &l7, false, t(2, 11, 0)),
         displayed("d-r6", "r6", c6, t(2, 11, 0) + 1_000),
         hit("h-r6", s, "r6", c6, &l7, 2, t(2, 11, 1)),
         consume("p-r6", "media_play", "m6", c6, t(2, 11, 6)),
-        sv("r7", (Some("u1"), Some("c1")), more, &["m2", "m9"], false, t(1, 13, 0)),
+        sv(
+            "r7",
+            (Some("u1"), Some("c1")),
+            more,
+            &["m2", "m9"],
+            false,
+            t(1, 13, 0),
+        ),
         hit("h-r7", s, "r7", u1, &["m2", "m9"], 1, t(1, 13, 1)),
-        sv("r8", (Some("u2"), Some("c2")), more, &["m9", "m1"], true, t(2, 13, 0)),
-        Served { rec: "r10", site: "s2", user: Some("u1"), client: Some("c1"), endpoint: "for-you", variant: "a", items: l3, fallback: false, ts: t(1, 8, 0) }.line(),
+        sv(
+            "r8",
+            (Some("u2"), Some("c2")),
+            more,
+            &["m9", "m1"],
+            true,
+            t(2, 13, 0),
+        ),
+        Served {
+            rec: "r10",
+            site: "s2",
+            user: Some("u1"),
+            client: Some("c1"),
+            endpoint: "for-you",
+            variant: "a",
+            items: l3,
+            fallback: false,
+            ts: t(1, 8, 0),
+        }
+        .line(),
         hit("h-unknown", s, "r-unknown", u1, l3, 0, t(1, 14, 0)),
         hit("h-r10-s1", s, "r10", u1, l3, 0, t(2, 14, 0)),
         hit("h-old", s, "r-old", u1, l3, 0, t(0, 14, 0)),

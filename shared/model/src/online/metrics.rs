@@ -509,7 +509,11 @@ fn endpoint_report(
         .collect();
 
     let srm_p_value = x.filter(|x| x.fixed_allocation).and_then(|x| {
-        let counts: Vec<u64> = x.variants.iter().map(|v| totals[index[v.name.as_str()]].served).collect();
+        let counts: Vec<u64> = x
+            .variants
+            .iter()
+            .map(|v| totals[index[v.name.as_str()]].served)
+            .collect();
         let weights: Vec<f64> = x.variants.iter().map(|v| v.weight).collect();
         srm_p_value(&counts, &weights)
     });
@@ -565,8 +569,14 @@ mod tests {
         ExperimentSpec {
             name: "x1".into(),
             variants: vec![
-                VariantSpec { name: "a".into(), weight: 1.0 },
-                VariantSpec { name: "b".into(), weight: 1.0 },
+                VariantSpec {
+                    name: "a".into(),
+                    weight: 1.0,
+                },
+                VariantSpec {
+                    name: "b".into(),
+                    weight: 1.0,
+                },
             ],
             control: control.map(str::to_string),
             fixed_allocation: fixed,
@@ -578,7 +588,8 @@ mod tests {
         let mut i = ReportInput::new("s1");
         i.since_ms = Some(t(1, 0, 0));
         i.until_ms = Some(t(3, 0, 0));
-        i.experiments.insert("for-you".into(), experiment(None, true));
+        i.experiments
+            .insert("for-you".into(), experiment(None, true));
         i.catalog_size = Some(10);
         for (item, cat) in [
             ("m1", "news"),
@@ -750,18 +761,42 @@ mod tests {
             k.sort();
             k
         };
-        assert_eq!(keys(&v), sorted(&["site", "since", "until", "orphan_hits", "endpoints"]));
+        assert_eq!(
+            keys(&v),
+            sorted(&["site", "since", "until", "orphan_hits", "endpoints"])
+        );
         let ep = &v["endpoints"][0];
         assert_eq!(
             keys(ep),
-            sorted(&["endpoint", "experiment", "ctr_basis", "srm_p_value", "variants", "daily"])
+            sorted(&[
+                "endpoint",
+                "experiment",
+                "ctr_basis",
+                "srm_p_value",
+                "variants",
+                "daily"
+            ])
         );
         assert_eq!(
             keys(&ep["variants"][1]),
             sorted(&[
-                "variant", "served", "displayed", "clicks", "ctr", "ctr_ci", "plays",
-                "completion", "mrr", "coverage", "diversity", "novelty", "fallback_share",
-                "lift", "lift_ci", "p_value", "p_value_always_valid",
+                "variant",
+                "served",
+                "displayed",
+                "clicks",
+                "ctr",
+                "ctr_ci",
+                "plays",
+                "completion",
+                "mrr",
+                "coverage",
+                "diversity",
+                "novelty",
+                "fallback_share",
+                "lift",
+                "lift_ci",
+                "p_value",
+                "p_value_always_valid",
             ])
         );
         assert_eq!(
@@ -770,14 +805,18 @@ mod tests {
         );
         // AND a report reads back from its JSON
         let back: Report = serde_json::from_value(v).unwrap();
-        assert_eq!(back.endpoints[0].variants[1].lift, r.endpoints[0].variants[1].lift);
+        assert_eq!(
+            back.endpoints[0].variants[1].lift,
+            r.endpoints[0].variants[1].lift
+        );
     }
 
     #[test]
     fn a_named_control_comes_first_and_is_compared_against() {
         // GIVEN control = "b"
         let mut i = input();
-        i.experiments.insert("for-you".into(), experiment(Some("b"), true));
+        i.experiments
+            .insert("for-you".into(), experiment(Some("b"), true));
         let r = report(&attribution(&lines()), &i);
         let v = &r.endpoints[0].variants;
         // THEN b is first with no lift, and a's lift is (3/4)/(2/3) - 1 = 1/8
@@ -793,7 +832,8 @@ mod tests {
     fn thompson_allocation_has_no_sample_ratio_check_and_filters_apply() {
         // GIVEN a Thompson-sampled experiment, only the for-you endpoint, and no catalog data
         let mut i = input();
-        i.experiments.insert("for-you".into(), experiment(None, false));
+        i.experiments
+            .insert("for-you".into(), experiment(None, false));
         i.endpoint = Some("for-you".into());
         i.catalog_size = None;
         i.categories.clear();

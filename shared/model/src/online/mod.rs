@@ -4,6 +4,8 @@
 //! - [`attribution`]: joins each served answer with its displays, clicks and the clicked
 //!   item's consumption (trusted served events only, deduplicated, orphans and foreign clicks
 //!   counted, never credited).
+//! - [`bandit`]: Thompson sampling over variants (`allocation = "thompson"`) and over new
+//!   items (the `explore` rule), with an injected RNG.
 //! - [`metrics`]: the report of a site — per endpoint × variant, per UTC day and over the
 //!   range — in the JSON shape of the report contract.
 //! - [`stats`]: Wilson intervals, lift against the control with its intervals, the
@@ -11,11 +13,13 @@
 //!   check.
 
 pub mod attribution;
+pub mod bandit;
 #[cfg(test)]
 mod fixture;
 pub mod metrics;
 pub mod stats;
 
 pub use attribution::{attribute, Attribution, Attributor, OnlineEvent, SERVED_MARKER_FIELD};
+pub use bandit::{thompson_pick, ArmCounts, ExploreRule};
 pub use metrics::{report, Report, ReportInput};
 pub use stats::{Counts, Interval};

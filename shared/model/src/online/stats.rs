@@ -145,7 +145,7 @@ pub fn z_test_p_value(treatment: Counts, control: Counts) -> Option<f64> {
 pub fn msprt_lambda(treatment: Counts, control: Counts, tau2: f64) -> Option<f64> {
     let (pt, pc) = (treatment.rate()?.min(1.0), control.rate()?.min(1.0));
     let v = pt * (1.0 - pt) / treatment.trials as f64 + pc * (1.0 - pc) / control.trials as f64;
-    if v <= 0.0 || !(tau2 > 0.0) {
+    if v <= 0.0 || tau2.is_nan() || tau2 <= 0.0 {
         return None;
     }
     let theta = pt - pc;
@@ -239,7 +239,10 @@ mod tests {
             close(got, want, 1e-6);
         }
         // AND degenerate inputs give no NaN
-        assert_eq!(z_test_p_value(Counts::new(0, 10), Counts::new(0, 5)), Some(1.0));
+        assert_eq!(
+            z_test_p_value(Counts::new(0, 10), Counts::new(0, 5)),
+            Some(1.0)
+        );
         assert_eq!(z_test_p_value(Counts::new(0, 0), Counts::new(0, 5)), None);
     }
 
@@ -295,7 +298,11 @@ mod tests {
         ];
         for (kt, nt, kc, nc, diff, ratio) in cases {
             let c = compare(Counts::new(kt, nt), Counts::new(kc, nc)).unwrap();
-            close(c.abs_lift, kt as f64 / nt as f64 - kc as f64 / nc as f64, 1e-12);
+            close(
+                c.abs_lift,
+                kt as f64 / nt as f64 - kc as f64 / nc as f64,
+                1e-12,
+            );
             close(c.abs_lift_ci[0], diff[0], 1e-9);
             close(c.abs_lift_ci[1], diff[1], 1e-9);
             let rr = (kt as f64 / nt as f64) / (kc as f64 / nc as f64);
@@ -315,8 +322,24 @@ mod tests {
         // GIVEN numpy: pt, pc = kt/nt, kc/nc; V = pt*(1-pt)/nt + pc*(1-pc)/nc; th = pt - pc;
         // L = np.sqrt(V/(V+tau2)) * np.exp(tau2*th**2/(2*V*(V+tau2))); p = min(1, 1/L)
         let cases = [
-            (120, 1000, 100, 1000, 1e-4, 1.1496265900244125, 0.8698476606902115),
-            (600, 10000, 500, 10000, 1e-4, 23.993718998426818, 0.04167757403783742),
+            (
+                120,
+                1000,
+                100,
+                1000,
+                1e-4,
+                1.1496265900244125,
+                0.8698476606902115,
+            ),
+            (
+                600,
+                10000,
+                500,
+                10000,
+                1e-4,
+                23.993718998426818,
+                0.04167757403783742,
+            ),
             (45, 1500, 30, 1450, 1e-3, 0.6314858009819934, 1.0),
             (
                 1300,
@@ -398,7 +421,11 @@ mod tests {
         let cases: [(&[u64], &[f64], f64); 4] = [
             (&[5050, 4950], &[1.0, 1.0], 0.31731050786291115),
             (&[1000, 1100, 900], &[1.0, 1.0, 1.0], 4.539992976248486e-05),
-            (&[480, 530, 7990], &[0.05, 0.05, 0.9], 0.00014223574635373822),
+            (
+                &[480, 530, 7990],
+                &[0.05, 0.05, 0.9],
+                0.00014223574635373822,
+            ),
             (&[5200, 4800], &[1.0, 1.0], 6.334248366623988e-05),
         ];
         for (obs, w, want) in cases {
@@ -407,8 +434,12 @@ mod tests {
             close(got / want, 1.0, 1e-6);
         }
         // THEN a 50.5/49.5 split passes and a 52/48 split of 10,000 is flagged
-        assert!(!srm_flagged(srm_p_value(&[5050, 4950], &[1.0, 1.0]).unwrap()));
-        assert!(srm_flagged(srm_p_value(&[5200, 4800], &[1.0, 1.0]).unwrap()));
+        assert!(!srm_flagged(
+            srm_p_value(&[5050, 4950], &[1.0, 1.0]).unwrap()
+        ));
+        assert!(srm_flagged(
+            srm_p_value(&[5200, 4800], &[1.0, 1.0]).unwrap()
+        ));
         // AND nothing to test gives None
         assert_eq!(srm_p_value(&[0, 0], &[1.0, 1.0]), None);
         assert_eq!(srm_p_value(&[10], &[1.0]), None);
