@@ -341,7 +341,7 @@ impl Attribution {
     }
 }
 
-/// Strings interned to small integers (sites, endpoints, people, items).
+/// Strings interned to small integers (sites, endpoints, variants, items).
 #[derive(Debug, Default)]
 struct Interner {
     map: HashMap<Arc<str>, u32>,
@@ -365,11 +365,11 @@ impl Interner {
     }
 }
 
-/// Who an event came from: interned user and client ids.
+/// Who an event came from: hashed user and client ids ([`person_key`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Person {
-    user: Option<u32>,
-    client: Option<u32>,
+    user: Option<u64>,
+    client: Option<u64>,
 }
 
 impl Person {
@@ -418,7 +418,6 @@ pub struct Attributor {
     window_ms: i64,
     seen: Deduper,
     labels: Interner,
-    people: Interner,
     items: Interner,
     models: Vec<Arc<ModelRef>>,
     served: Vec<ServedRec>,
@@ -437,7 +436,6 @@ impl Attributor {
             window_ms: i64::from(window_minutes) * 60_000,
             seen: Deduper::new(),
             labels: Interner::default(),
-            people: Interner::default(),
             items: Interner::default(),
             models: Vec::new(),
             served: Vec::new(),
@@ -473,8 +471,8 @@ impl Attributor {
             counts.untrusted_served += 1;
         }
         let person = Person {
-            user: ev.user_id.as_deref().map(|u| self.people.get(u)),
-            client: ev.client_id.as_deref().map(|c| self.people.get(c)),
+            user: ev.user_id.as_deref().map(person_key),
+            client: ev.client_id.as_deref().map(person_key),
         };
         let touch = |hit| Touch {
             rec: rec_key(&ev.id),
@@ -628,6 +626,17 @@ impl Attributor {
             malformed: self.malformed,
         }
     }
+}
+
+/// A user or client id as attribution compares it: a 64-bit hash, so that no personal id is
+/// kept in memory (two of a site's ids colliding, about n²/2⁶⁵ for n ids, would at worst
+/// credit one person's click to another's answer).
+fn person_key(id: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    // DefaultHasher::new() has fixed keys: the same id gets the same key within a run.
+    let mut h = std::hash::DefaultHasher::new();
+    id.hash(&mut h);
+    h.finish()
 }
 
 /// The join key of a recommendation id: the recommend service's ids (`r-` and 32 hex digits)
