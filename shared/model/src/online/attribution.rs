@@ -294,7 +294,8 @@ pub struct AttributedRecommendation {
 pub struct AttributionCounts {
     /// Distinct events read (after dedupe).
     pub events: u64,
-    /// Events dropped as repeats of an `event_id` already read.
+    /// Events dropped as repeats of an `event_id` already read, and served events repeating a
+    /// `recommendation_id` already served.
     pub duplicates: u64,
     /// `recommendation_served` events without the served marker (ignored).
     pub untrusted_served: u64,
@@ -511,6 +512,14 @@ impl Attributor {
         person: Person,
         ctx: ServedContext<'_>,
     ) {
+        // A recommendation id is served once (the id is random; re-sent copies share their
+        // event id and were dropped above): another served event with the same id is counted
+        // as a duplicate, so the answer is never counted twice.
+        let key = rec_key(&ev.id);
+        if self.by_rec.contains_key(&key) {
+            self.counts.entry(site).or_default().duplicates += 1;
+            return;
+        }
         let endpoint = self.labels.get(&ctx.endpoint);
         let variant = self.labels.get(&ctx.variant);
         let model = ctx.model.map(|(name, version)| self.model(&name, version));
@@ -526,10 +535,7 @@ impl Attributor {
             timestamp_ms: ev.timestamp_ms,
             outcome: Outcome::default(),
         };
-        // A recommendation id is served once; should it repeat (distinct event ids), the
-        // first record read keeps the credit.
-        let idx = self.served.len() as u32;
-        self.by_rec.entry(rec_key(&ev.id)).or_insert(idx);
+        self.by_rec.insert(key, self.served.len() as u32);
         self.served.push(ServedRec { rec, site, person });
     }
 
@@ -932,6 +938,29 @@ mod tests {
         // THEN the ids are decoded, the number skipped, and an empty variant is "default"
         assert_eq!(ctx.items, ["quote\"dé", "m2"]);
         assert_eq!(&*ctx.variant, "default");
+    }
+
+    #[test]
+    fn a_recommendation_id_served_twice_counts_once() {
+        // GIVEN two served events of one recommendation id under different event ids
+        let line = crate::online::fixture::Served {
+            rec: "r1",
+            site: "s1",
+            user: Some("u1"),
+            client: None,
+            endpoint: "e",
+            variant: "a",
+            items: &["m1"],
+            fallback: false,
+            ts: t(1, 0, 0),
+        }
+        .line();
+        let mut other: serde_json::Value = serde_json::from_str(&line).unwrap();
+        other["event_id"] = serde_json::json!("another-id");
+        let a = run(&[line, other.to_string()], 30);
+        // THEN there is one answer and one duplicate
+        assert_eq!(a.recommendations.len(), 1);
+        assert_eq!(a.counts[&Arc::from("s1")].duplicates, 1);
     }
 
     #[test]
