@@ -50,6 +50,8 @@ smoke: ## Smoke test the deployed stack of samconfig.toml's STACK_ENV (default):
 bench: ## Criterion benchmarks (release build; not part of `make test`)
 	cargo bench -p nectar-model --bench collect
 	cargo bench -p nectar-model --bench serve_topk
+	cargo bench -p nectar-model --bench online_bandit
+	cargo bench -p nectar-model --bench online_report
 
 bench-serve: ## nectar dev with the ml-100k ALS model under wrk (release build)
 	cargo build --release -p nectar-cli

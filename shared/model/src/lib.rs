@@ -41,6 +41,7 @@ pub mod evaluation;
 pub mod event;
 pub mod interactions;
 pub mod mapping;
+pub mod online;
 pub mod rank;
 pub mod strict_json;
 pub mod synthetic;

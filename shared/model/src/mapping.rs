@@ -243,13 +243,21 @@ pub fn metadata_ms(v: &serde_json::Value) -> Option<i64> {
 }
 
 fn hit_item(context: Option<&RawValue>) -> Option<String> {
+    hit_target(context).map(|(_, item)| item)
+}
+
+/// The clicked item of a `recommendation_hit` and its 0-based `context.hit_index` (a number, or
+/// a string holding one): `context.items[hit_index]`, an id string or an `{ "id": … }` object.
+/// `None` when the context does not name a non-empty item.
+pub(crate) fn hit_target(context: Option<&RawValue>) -> Option<(usize, String)> {
     let ctx: HitContext = serde_json::from_str(context?.get()).ok()?;
     let index = match ctx.hit_index? {
         serde_json::Value::Number(n) => n.as_u64()?,
         serde_json::Value::String(s) => s.trim().parse::<u64>().ok()?,
         _ => return None,
     };
-    match ctx.items.get(usize::try_from(index).ok()?)? {
+    let index = usize::try_from(index).ok()?;
+    let item = match ctx.items.get(index)? {
         serde_json::Value::String(s) if !s.is_empty() => Some(s.clone()),
         // Tolerate item objects `{ "id": … }` as some integrations send.
         serde_json::Value::Object(o) => o
@@ -258,7 +266,8 @@ fn hit_item(context: Option<&RawValue>) -> Option<String> {
             .filter(|s| !s.is_empty())
             .map(str::to_string),
         _ => None,
-    }
+    }?;
+    Some((index, item))
 }
 
 /// Remembers the `event_id`s seen so far; the log is at-least-once, so every reader dedupes.
