@@ -17,12 +17,14 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 pub mod local;
+#[cfg(feature = "redis")]
 pub mod redis;
 
 #[cfg(any(test, feature = "testkit"))]
 pub mod contract;
 
 pub use self::local::LocalModelStore;
+#[cfg(feature = "redis")]
 pub use self::redis::{RedisAuth, RedisModelStore, RedisOptions};
 
 /// A dense row-major `f32` matrix: row `r` is `data[r*dim .. (r+1)*dim]`.
@@ -199,6 +201,7 @@ pub enum ModelStoreError {
         problem: String,
     },
     /// Redis failed.
+    #[cfg(feature = "redis")]
     #[error("redis {op} failed")]
     Redis {
         /// What was being done.
@@ -329,6 +332,8 @@ pub(crate) struct VersionMeta {
     pub metadata: serde_json::Value,
 }
 
+// Only Redis stores versions in chunks.
+#[cfg(feature = "redis")]
 impl VersionMeta {
     pub(crate) fn item_chunks(&self) -> usize {
         self.items.div_ceil(self.chunk_rows)
@@ -368,6 +373,7 @@ pub enum AnyModelStore {
     /// The embedded local store.
     Local(LocalModelStore),
     /// Redis.
+    #[cfg(feature = "redis")]
     Redis(RedisModelStore),
 }
 
@@ -382,6 +388,7 @@ impl ModelStore for AnyModelStore {
     ) -> Result<(), ModelStoreError> {
         match self {
             Self::Local(s) => s.publish(site, model, version, artifacts, options).await,
+            #[cfg(feature = "redis")]
             Self::Redis(s) => s.publish(site, model, version, artifacts, options).await,
         }
     }
@@ -392,6 +399,7 @@ impl ModelStore for AnyModelStore {
     ) -> Result<Option<u64>, ModelStoreError> {
         match self {
             Self::Local(s) => s.current_version(site, model).await,
+            #[cfg(feature = "redis")]
             Self::Redis(s) => s.current_version(site, model).await,
         }
     }
@@ -403,6 +411,7 @@ impl ModelStore for AnyModelStore {
     ) -> Result<Option<ModelItems>, ModelStoreError> {
         match self {
             Self::Local(s) => s.load_items(site, model, version).await,
+            #[cfg(feature = "redis")]
             Self::Redis(s) => s.load_items(site, model, version).await,
         }
     }
@@ -415,6 +424,7 @@ impl ModelStore for AnyModelStore {
     ) -> Result<Vec<UserState>, ModelStoreError> {
         match self {
             Self::Local(s) => s.user_states(site, model, version, users).await,
+            #[cfg(feature = "redis")]
             Self::Redis(s) => s.user_states(site, model, version, users).await,
         }
     }
@@ -427,6 +437,7 @@ impl ModelStore for AnyModelStore {
     ) -> Result<bool, ModelStoreError> {
         match self {
             Self::Local(s) => s.set_current(site, model, version, options).await,
+            #[cfg(feature = "redis")]
             Self::Redis(s) => s.set_current(site, model, version, options).await,
         }
     }
@@ -439,6 +450,7 @@ impl ModelStore for AnyModelStore {
     ) -> Result<(), ModelStoreError> {
         match self {
             Self::Local(s) => s.append_history(site, user, items, max_len).await,
+            #[cfg(feature = "redis")]
             Self::Redis(s) => s.append_history(site, user, items, max_len).await,
         }
     }
@@ -449,6 +461,7 @@ impl ModelStore for AnyModelStore {
     ) -> Result<(), ModelStoreError> {
         match self {
             Self::Local(s) => s.add_item_counts(site, counts).await,
+            #[cfg(feature = "redis")]
             Self::Redis(s) => s.add_item_counts(site, counts).await,
         }
     }
@@ -459,6 +472,7 @@ impl ModelStore for AnyModelStore {
     ) -> Result<Vec<HashMap<String, u64>>, ModelStoreError> {
         match self {
             Self::Local(s) => s.item_counts(site, hours).await,
+            #[cfg(feature = "redis")]
             Self::Redis(s) => s.item_counts(site, hours).await,
         }
     }
