@@ -19,7 +19,7 @@ use bytes::Bytes;
 use http::{Method, StatusCode};
 use nectar_model::algo::als::{AlsModel, Confidence};
 use nectar_model::event::{accept_payload, CollectLimits};
-pub use nectar_model::topk::dot_scores;
+use nectar_model::topk::dot_scores;
 use nectar_model::topk::{top_k, Exclude, QuantizedFactors};
 use rand::Rng;
 use serde_json::json;
