@@ -147,8 +147,8 @@ mod tests {
                 let site = e["site_key"].as_str().unwrap();
                 let hour = Hour::of(e["event_timestamp"].as_i64().unwrap());
                 assert!(
-                    seqs.iter().any(|s| *key
-                        == event_object_key(site, hour, "shardId-000000000000", s)),
+                    seqs.iter()
+                        .any(|s| *key == event_object_key(site, hour, "shardId-000000000000", s)),
                     "{key} does not name the partition of {e}"
                 );
             }
@@ -166,9 +166,15 @@ mod tests {
         assert!(parked[0].contains(&seqs[2]), "{parked:?}");
         let note: serde_json::Value =
             serde_json::from_slice(&store.get(&parked[0]).await.unwrap().unwrap()).unwrap();
-        assert_eq!(note["lines"], serde_json::json!([r#"{"event_id": "truncated"#]));
+        assert_eq!(
+            note["lines"],
+            serde_json::json!([r#"{"event_id": "truncated"#])
+        );
         assert_eq!(note["sequence_number"], seqs[2].as_str());
-        assert!(note["reason"].as_str().is_some_and(|r| !r.is_empty()), "{note}");
+        assert!(
+            note["reason"].as_str().is_some_and(|r| !r.is_empty()),
+            "{note}"
+        );
         std::fs::remove_dir_all(dir).unwrap();
     }
 
