@@ -94,7 +94,7 @@ pub struct RunRecord {
     pub task: String,
     /// The version (ms timestamp of the run, above the previous version).
     pub version: u64,
-    /// Algorithm name.
+    /// As named in the config (`als`, `item_knn`, …).
     pub algorithm: String,
     /// Parameters as configured.
     pub params: serde_json::Value,

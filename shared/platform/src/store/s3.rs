@@ -19,11 +19,6 @@ impl S3Store {
             bucket: bucket.into(),
         }
     }
-
-    /// The bucket name.
-    pub fn bucket(&self) -> &str {
-        &self.bucket
-    }
 }
 
 impl ObjectStore for S3Store {
