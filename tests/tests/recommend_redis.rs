@@ -1,6 +1,7 @@
 //! The recommend service on a real redis-server: ranking from factors, fold-in, rules,
 //! fallbacks, A/B variants, the served log, hot reload while serving, and Redis stopped
-//! mid-test.
+//! mid-test. Each test has its own site; waits poll a condition ([`wait_until`]) rather than
+//! sleep a fixed time.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -151,45 +152,103 @@ fn ids(v: &Value) -> Vec<String> {
         .collect()
 }
 
+/// Polls `cond` every 5 ms until it holds; panics naming `what` when `timeout` passes first.
+async fn wait_until<F, Fut>(what: &str, timeout: Duration, mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    while !cond().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {timeout:?} waiting until {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// How long a publish may take to reach a service that reloads every 10 ms (with jitter).
+const RELOADED_WITHIN: Duration = Duration::from_secs(5);
+
+/// A fresh site on the shared Redis, its store, and a service reloading every 10 ms.
+struct Fixture {
+    site: String,
+    store: RedisModelStore,
+    svc: Svc,
+    sink: Arc<MemorySink>,
+    catalog: Catalog,
+}
+
+impl Fixture {
+    async fn new() -> Self {
+        let url = nectar_tests::services().redis_url.clone();
+        let site = site();
+        let store = RedisModelStore::connect(&url).await.unwrap();
+        let catalog = Catalog::in_memory();
+        let (svc, sink) = service(&url, &site, Duration::from_millis(10), catalog.clone()).await;
+        Self {
+            site,
+            store,
+            svc,
+            sink,
+            catalog,
+        }
+    }
+
+    /// `GET path?s=<site>&query`.
+    async fn get(&self, path: &str, query: &str) -> (u16, Value) {
+        get(&self.svc, &format!("{path}?s={}&{query}", self.site)).await
+    }
+
+    /// The trending list, then the ALS model, published and served to `u0`.
+    async fn with_als(self) -> Self {
+        self.publish("trending", &trending()).await;
+        self.publish("als", &als(1.0)).await;
+        wait_until("the ALS model is served", RELOADED_WITHIN, || async {
+            let (_, b) = self.get("/v1/recommend/plain", "user_id=u0&n=3").await;
+            b["model"]["name"] == "als"
+        })
+        .await;
+        self
+    }
+
+    async fn publish(&self, model: &str, artifacts: &ModelArtifacts) {
+        self.store
+            .publish(&self.site, model, 1, artifacts, &opts())
+            .await
+            .unwrap();
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ranking_fold_in_fallbacks_rules_and_errors() {
-    let url = nectar_tests::services().redis_url.clone();
-    let site = site();
-    let store = RedisModelStore::connect(&url).await.unwrap();
-    let catalog = Catalog::in_memory();
-    let (svc, sink) = service(&url, &site, Duration::from_millis(10), catalog.clone()).await;
-
-    // GIVEN nothing published: no model and no fallback list yet → 503 no_model
-    let (s, b) = get(&svc, &format!("/v1/recommend/plain?s={site}&user_id=u0")).await;
+async fn nothing_published_answers_503_no_model() {
+    let f = Fixture::new().await;
+    let (s, b) = f.get("/v1/recommend/plain", "user_id=u0").await;
     assert_eq!((s, b["error"]["code"].as_str()), (503, Some("no_model")));
+}
 
-    // GIVEN only the trending list: the ALS endpoint answers with its fallback
-    store
-        .publish(&site, "trending", 1, &trending(), &opts())
-        .await
-        .unwrap();
-    tokio::time::sleep(Duration::from_millis(30)).await;
-    let (s, b) = get(
-        &svc,
-        &format!("/v1/recommend/plain?s={site}&user_id=u0&n=3"),
-    )
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_trending_list_answers_as_the_fallback() {
+    // GIVEN only the trending list
+    let f = Fixture::new().await;
+    f.publish("trending", &trending()).await;
+    // WHEN the ALS endpoint is asked THEN it answers with its fallback
+    wait_until("the trending list is served", RELOADED_WITHIN, || async {
+        f.get("/v1/recommend/plain", "user_id=u0&n=3").await.0 == 200
+    })
     .await;
+    let (s, b) = f.get("/v1/recommend/plain", "user_id=u0&n=3").await;
     assert_eq!(s, 200, "{b}");
     assert_eq!(b["fallback"], true);
     assert_eq!(b["model"]["name"], "trending");
     assert_eq!(ids(&b), ["i3", "i1", "i2"]);
+}
 
-    // GIVEN the ALS model: a known user is ranked by the dot product
-    store
-        .publish(&site, "als", 1, &als(1.0), &opts())
-        .await
-        .unwrap();
-    tokio::time::sleep(Duration::from_millis(30)).await;
-    let (s, b) = get(
-        &svc,
-        &format!("/v1/recommend/plain?s={site}&user_id=u0&n=3"),
-    )
-    .await;
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_known_user_is_ranked_by_the_dot_product_and_the_answer_is_logged() {
+    let f = Fixture::new().await.with_als().await;
+    let (s, b) = f.get("/v1/recommend/plain", "user_id=u0&n=3").await;
     assert_eq!(s, 200, "{b}");
     assert_eq!(b["fallback"], false);
     assert_eq!(b["variant"], "default");
@@ -199,8 +258,8 @@ async fn ranking_fold_in_fallbacks_rules_and_errors() {
     assert!((score0 - 9.0).abs() < 1e-5, "{score0}");
     // AND the answer is logged as a recommendation_served event, off the hot path
     let rec_id = b["recommendation_id"].as_str().unwrap().to_string();
-    svc.served_log().flush().await;
-    let logged = sink.0.lock().unwrap().clone();
+    f.svc.served_log().flush().await;
+    let logged = f.sink.0.lock().unwrap().clone();
     let ev = logged
         .iter()
         .flat_map(|a| a.events.iter())
@@ -208,56 +267,64 @@ async fn ranking_fold_in_fallbacks_rules_and_errors() {
         .find(|e| e["id"] == rec_id.as_str())
         .expect("served event logged");
     assert_eq!(ev["type"], "recommendation_served");
-    assert_eq!(ev["site_key"], site.as_str());
+    assert_eq!(ev["site_key"], f.site.as_str());
     assert_eq!(
         ev["context"]["items"],
         serde_json::json!(["i9", "i8", "i7"])
     );
     assert_eq!(ev["context"]["model"]["version"], 1);
+}
 
-    // WHEN the user consumed i9 recently and asks to exclude i8
-    store
-        .append_history(&site, "u0", &["i9".to_string()], 50)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recent_history_and_exclude_are_left_out() {
+    // GIVEN u0 consumed i9 recently
+    let f = Fixture::new().await.with_als().await;
+    f.store
+        .append_history(&f.site, "u0", &["i9".to_string()], 50)
         .await
         .unwrap();
-    let (_, b) = get(
-        &svc,
-        &format!("/v1/recommend/plain?s={site}&user_id=u0&n=3&exclude=i8,nope"),
-    )
-    .await;
+    // WHEN u0 asks to exclude i8 (and an unknown id)
+    let (_, b) = f
+        .get("/v1/recommend/plain", "user_id=u0&n=3&exclude=i8,nope")
+        .await;
     // THEN both are left out
     assert_eq!(ids(&b), ["i7", "i6", "i5"]);
+}
 
-    // GIVEN a user unseen at training time with a recent history: folded in
-    store
-        .append_history(&site, "newbie", &["i8".to_string(), "i9".to_string()], 50)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unseen_user_is_folded_in_and_an_anonymous_client_gets_the_fallback() {
+    // GIVEN a user unseen at training time with a recent history
+    let f = Fixture::new().await.with_als().await;
+    f.store
+        .append_history(&f.site, "newbie", &["i8".to_string(), "i9".to_string()], 50)
         .await
         .unwrap();
-    let (_, b) = get(
-        &svc,
-        &format!("/v1/recommend/plain?s={site}&user_id=newbie&n=2"),
-    )
-    .await;
+    // THEN they are folded in
+    let (_, b) = f.get("/v1/recommend/plain", "user_id=newbie&n=2").await;
     assert_eq!(b["fallback"], false, "{b}");
     assert_eq!(ids(&b), ["i7", "i6"]);
     // AND a client with neither factors nor history gets the fallback
-    let (_, b) = get(
-        &svc,
-        &format!("/v1/recommend/plain?s={site}&client_id=c-1&n=2"),
-    )
-    .await;
+    let (_, b) = f.get("/v1/recommend/plain", "client_id=c-1&n=2").await;
     assert_eq!(b["fallback"], true);
     assert_eq!(ids(&b), ["i3", "i1"]);
+}
 
-    // GIVEN catalog rules: i8 unavailable, i7 i6 i5 in one category (max 2), promo in slot 2
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catalog_rules_drop_unavailable_cap_categories_and_pin() {
+    // GIVEN u0 consumed i9; i8 unavailable, i7 i6 i5 in one category (max 2), promo in slot 2
+    let f = Fixture::new().await.with_als().await;
+    f.store
+        .append_history(&f.site, "u0", &["i9".to_string()], 50)
+        .await
+        .unwrap();
     let cat = |id: &str, c: &str| ItemMeta {
         id: id.into(),
         category: Some(c.into()),
         ..Default::default()
     };
-    catalog
+    f.catalog
         .upsert(
-            &site,
+            &f.site,
             vec![
                 ItemMeta {
                     id: "i8".into(),
@@ -271,51 +338,54 @@ async fn ranking_fold_in_fallbacks_rules_and_errors() {
             ],
         )
         .unwrap();
-    let (_, b) = get(
-        &svc,
-        &format!("/v1/recommend/for-you?s={site}&user_id=u0&n=4"),
-    )
-    .await;
+    // WHEN u0 asks the endpoint with rules THEN they are applied
+    let (_, b) = f.get("/v1/recommend/for-you", "user_id=u0&n=4").await;
     assert_eq!(ids(&b), ["i7", "promo", "i6", "i4"]);
     assert!(b["items"][1]["score"].is_null());
+}
 
-    // Similar items from the item_knn lists, the item itself excluded
-    store
-        .publish(&site, "knn", 1, &knn(), &opts())
-        .await
-        .unwrap();
-    tokio::time::sleep(Duration::from_millis(30)).await;
-    let (s, b) = get(
-        &svc,
-        &format!("/v1/similar/similar?s={site}&item_id=i4&n=5"),
-    )
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn similar_items_come_from_the_item_knn_lists() {
+    // GIVEN the trending list and the item_knn lists
+    let f = Fixture::new().await;
+    f.publish("trending", &trending()).await;
+    f.publish("knn", &knn()).await;
+    wait_until("the item_knn lists are served", RELOADED_WITHIN, || async {
+        let (_, b) = f.get("/v1/similar/similar", "item_id=i4&n=5").await;
+        b["fallback"] == false
+    })
     .await;
+    // THEN an item's neighbours are answered, the item itself excluded
+    let (s, b) = f.get("/v1/similar/similar", "item_id=i4&n=5").await;
     assert_eq!(s, 200, "{b}");
     assert_eq!(ids(&b), ["i5", "i6"]);
-    assert_eq!(b["fallback"], false);
-    let (_, b) = get(
-        &svc,
-        &format!("/v1/similar/similar?s={site}&item_id=unknown&n=2"),
-    )
-    .await;
+    // AND an unknown item gets the fallback
+    let (_, b) = f.get("/v1/similar/similar", "item_id=unknown&n=2").await;
     assert_eq!(b["fallback"], true);
+}
 
-    // A/B: both variants occur, and a user keeps theirs
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ab_variants_both_occur_and_a_user_keeps_theirs() {
+    let f = Fixture::new().await.with_als().await;
     let mut seen = std::collections::HashSet::new();
     for i in 0..40 {
-        let (s, b) = get(&svc, &format!("/v1/recommend/ab?s={site}&user_id=user{i}")).await;
+        let (s, b) = f.get("/v1/recommend/ab", &format!("user_id=user{i}")).await;
         assert_eq!(s, 200);
         let v = b["variant"].as_str().unwrap().to_string();
         if v == "pop" {
             assert_eq!(b["fallback"], true);
         }
-        let (_, again) = get(&svc, &format!("/v1/recommend/ab?s={site}&user_id=user{i}")).await;
+        let (_, again) = f.get("/v1/recommend/ab", &format!("user_id=user{i}")).await;
         assert_eq!(again["variant"], v.as_str());
         seen.insert(v);
     }
     assert_eq!(seen.len(), 2);
+}
 
-    // Client mistakes are 4xx with a code, never 500
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_mistakes_are_4xx_with_a_code_never_500() {
+    let f = Fixture::new().await.with_als().await;
+    let site = &f.site;
     let cases = [
         (
             format!("/v1/recommend/plain?s={site}"),
@@ -379,7 +449,7 @@ async fn ranking_fold_in_fallbacks_rules_and_errors() {
         ),
     ];
     for (uri, status, code) in cases {
-        let (s, b) = get(&svc, &uri).await;
+        let (s, b) = get(&f.svc, &uri).await;
         assert_eq!(
             (s, b["error"]["code"].as_str()),
             (status, Some(code)),
@@ -412,14 +482,18 @@ async fn hot_reload_switches_versions_without_mixing() {
     let v1 = ["i9", "i8", "i7"];
     let v2 = ["i0", "i1", "i2"];
     // WHEN readers run while v2 is published
+    let answered = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut readers = Vec::new();
     for _ in 0..4 {
         let svc = svc.clone();
         let site = site.clone();
+        let answered = answered.clone();
         readers.push(tokio::spawn(async move {
             let mut versions = Vec::new();
-            let deadline = tokio::time::Instant::now() + Duration::from_millis(1500);
-            while tokio::time::Instant::now() < deadline {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+            // Each reader runs until it has seen v2 a few times.
+            while versions.iter().filter(|v| **v == 2).count() < 5 {
+                assert!(tokio::time::Instant::now() < deadline, "v2 never served");
                 let (s, b) = get(
                     &svc,
                     &format!("/v1/recommend/plain?s={site}&user_id=u0&n=3"),
@@ -433,12 +507,18 @@ async fn hot_reload_switches_versions_without_mixing() {
                 assert_eq!(ids(&b), expect, "version {version}");
                 assert_eq!(b["fallback"], false);
                 versions.push(version);
+                answered.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
             versions
         }));
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    wait_until(
+        "the readers have been answered v1",
+        RELOADED_WITHIN,
+        || async { answered.load(std::sync::atomic::Ordering::Relaxed) >= 20 },
+    )
+    .await;
     store
         .publish(&site, "als", 2, &als(-1.0), &opts())
         .await
@@ -524,7 +604,15 @@ async fn redis_stopped_mid_test_serves_the_fallback_not_500() {
     // WHEN Redis stops
     redis.child.kill().unwrap();
     redis.child.wait().unwrap();
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    wait_until("the fallback is served", RELOADED_WITHIN, || async {
+        let (s, b) = get(
+            &svc,
+            &format!("/v1/recommend/plain?s={site}&user_id=u0&n=3"),
+        )
+        .await;
+        s == 200 && b["fallback"] == true
+    })
+    .await;
 
     // THEN answers come from the in-memory fallback list, marked, and fast enough
     for _ in 0..5 {
@@ -660,7 +748,12 @@ async fn fresh_trending_counts_reach_the_fallback_between_trainings() {
     )
     .await
     .unwrap();
-    tokio::time::sleep(Duration::from_millis(40)).await;
+    wait_until(
+        "the fresh counts reach the fallback",
+        RELOADED_WITHIN,
+        || async { ids(&get(&svc, &uri).await.1).first().map(String::as_str) == Some("brand-new") },
+    )
+    .await;
     // THEN the fallback list, brought up to date, leads with the new item (20 fresh plays
     // outweigh i3's 9 trained points decayed by two hours), without a new training
     let (s, b) = get(&svc, &uri).await;

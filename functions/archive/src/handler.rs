@@ -104,28 +104,76 @@ mod tests {
     //! `events/archive-kinesis-batch.json` through the real handler into a local store.
     use super::*;
     use lambda_runtime::{Context, LambdaEvent};
+    use nectar_platform::jsonl::gunzip_text;
+    use nectar_platform::layout::{event_object_key, Hour, PARKED_PREFIX};
     use nectar_platform::store::LocalStore;
 
     #[tokio::test]
-    async fn sample_batch_is_archived_without_failures() {
+    async fn sample_batch_is_archived_as_documented() {
         let event: KinesisEvent =
             serde_json::from_str(include_str!("../../../events/archive-kinesis-batch.json"))
                 .unwrap();
-        let n_records = event.records.len();
-        assert!(n_records > 0);
+        // GIVEN the fixture: two records of one shard carrying three events each, then a
+        // truncated record
+        let recs = records(&event);
+        let mut sent: Vec<serde_json::Value> = lines(&recs[..2])
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!((recs.len(), sent.len()), (3, 6));
+        let seqs: Vec<String> = recs.iter().map(|r| r.sequence_number.clone()).collect();
         let dir =
             std::env::temp_dir().join(format!("nectar-archive-fixture-{}", std::process::id()));
         let store = LocalStore::new(&dir);
+        // WHEN the batch is handled
         let resp = handle(&store, LambdaEvent::new(event, Context::default()))
             .await
             .unwrap();
+        // THEN nothing is retried: the good events are in the log, the bad record parked
         assert!(resp.batch_item_failures.is_empty());
+        // AND every object holds events of one site and hour, under the documented key of
+        // that partition, named by the shard and one of the batch's sequence numbers
         let keys = store.list("events/").await.unwrap();
         assert!(!keys.is_empty());
+        let mut archived = Vec::new();
+        for key in &keys {
+            let text = gunzip_text(&store.get(key).await.unwrap().unwrap());
+            assert!(text.is_clean(), "{key}");
+            let events: Vec<serde_json::Value> = text
+                .text
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect();
+            for e in &events {
+                let site = e["site_key"].as_str().unwrap();
+                let hour = Hour::of(e["event_timestamp"].as_i64().unwrap());
+                assert!(
+                    seqs.iter()
+                        .any(|s| *key == event_object_key(site, hour, "shardId-000000000000", s)),
+                    "{key} does not name the partition of {e}"
+                );
+            }
+            archived.extend(events);
+        }
+        // AND the objects' lines are exactly the events sent, each once
+        let by_id = |v: &serde_json::Value| v["event_id"].as_str().unwrap().to_string();
+        archived.sort_by_key(by_id);
+        sent.sort_by_key(by_id);
+        assert_eq!(archived, sent);
+        // AND the truncated record is parked with its line and the reason, named by its
+        // sequence number
+        let parked = store.list(PARKED_PREFIX).await.unwrap();
+        assert_eq!(parked.len(), 1, "{parked:?}");
+        assert!(parked[0].contains(&seqs[2]), "{parked:?}");
+        let note: serde_json::Value =
+            serde_json::from_slice(&store.get(&parked[0]).await.unwrap().unwrap()).unwrap();
+        assert_eq!(
+            note["lines"],
+            serde_json::json!([r#"{"event_id": "truncated"#])
+        );
+        assert_eq!(note["sequence_number"], seqs[2].as_str());
         assert!(
-            keys.iter()
-                .all(|k| k.contains("/shardId-") && k.ends_with(".jsonl.gz")),
-            "{keys:?}"
+            note["reason"].as_str().is_some_and(|r| !r.is_empty()),
+            "{note}"
         );
         std::fs::remove_dir_all(dir).unwrap();
     }

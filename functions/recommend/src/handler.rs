@@ -51,7 +51,8 @@ async fn upsert_items<M: ModelStore, S: EventSink + 'static>(
         AppError::Unavailable(Box::new(e))
     })?;
     let n = items.len();
-    // This instance sees the items at once; others at their next cold start.
+    // This instance sees the items at once; the others at their next table reload
+    // (`spawn_refresh`, every minute).
     svc.catalog()
         .upsert(&site, items)
         .map_err(|e| AppError::Unavailable(Box::new(e)))?;

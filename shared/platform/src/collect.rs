@@ -44,7 +44,7 @@ impl<S: EventSink> CollectService<S> {
         }
     }
 
-    /// The sink.
+    /// Where accepted batches go (tests read a memory sink back through it).
     pub fn sink(&self) -> &S {
         &self.sink
     }

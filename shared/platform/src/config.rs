@@ -115,7 +115,7 @@ pub enum EndpointKind {
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(untagged)]
 pub enum OneOrMany {
-    /// One name.
+    /// `model = "als"`.
     One(String),
     /// Several names, in order.
     Many(Vec<String>),
@@ -137,7 +137,7 @@ impl OneOrMany {
 pub struct PinnedItem {
     /// 1-based position in the answer.
     pub slot: usize,
-    /// The item.
+    /// Pinned whether or not the catalog knows it or the rules would drop it.
     pub item_id: String,
 }
 
@@ -368,7 +368,7 @@ impl Default for PublishConfig {
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct TaskConfig {
-    /// The algorithm.
+    /// What is trained (with [`TaskConfig::params`]).
     pub algorithm: Algorithm,
     /// EventBridge schedule expression, `rate(…)` or `cron(…)`; none: run on demand only.
     #[serde(default)]
@@ -470,14 +470,6 @@ impl TaskConfig {
         match self.params.get(name)? {
             ParamValue::Number(n) => Some(*n),
             ParamValue::Text(_) => None,
-        }
-    }
-
-    /// A string parameter, if set.
-    pub fn param_str(&self, name: &str) -> Option<&str> {
-        match self.params.get(name)? {
-            ParamValue::Text(s) => Some(s),
-            ParamValue::Number(_) => None,
         }
     }
 }

@@ -1,12 +1,13 @@
 //! DynamoDB twins of the local catalog file and key file, for the recommend Lambda.
 //!
 //! - Catalog table: pk `site`, sk `item_id`; attributes `category`, `available_from`,
-//!   `available_until` (numbers, ms UTC), `title`. Loaded whole per site at cold start (the
-//!   serving path reads the catalog from memory); written whole by `PUT /v1/items` and
+//!   `available_until` (numbers, ms UTC), `title`. Loaded whole per site at cold start and
+//!   reloaded by [`spawn_refresh`] (the serving path reads the catalog from memory); written whole by `PUT /v1/items` and
 //!   `nectar import --items` ([`DynamoCatalog::put_items`]) and merged field by field from
 //!   collected events' metadata by the archive function ([`DynamoCatalog::merge_items`]).
 //! - Keys table: pk `key_hash` (hex SHA-256 of the key), attribute `site`. Only hashes are
-//!   stored; the table is scanned at cold start into [`AdminKeys`].
+//!   stored; the table is scanned at cold start into [`AdminKeys`],
+//!   and again by [`spawn_refresh`].
 
 use std::collections::HashMap;
 

@@ -12,7 +12,7 @@ pub const PARKED_PREFIX: &str = "parked/";
 /// UTC date and hour of a timestamp in ms.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Hour {
-    /// Year.
+    /// Four digits in keys.
     pub year: i32,
     /// Month 1–12.
     pub month: u32,

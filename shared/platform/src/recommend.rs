@@ -19,7 +19,6 @@ use bytes::Bytes;
 use http::{Method, StatusCode};
 use nectar_model::algo::AlgoSpec;
 use nectar_model::rank::{self, ItemSide, Prepared, UserInput};
-pub use nectar_model::topk::dot_scores;
 use rand::Rng;
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -1055,7 +1054,7 @@ fn new_recommendation_id() -> String {
 mod tests {
     use super::*;
     use crate::config::VariantConfig;
-    use nectar_model::topk::{top_k, Exclude};
+    use nectar_model::topk::{dot_scores, top_k, Exclude};
 
     #[test]
     fn large_catalogues_scan_quantised_and_agree_with_the_exact_ranking() {

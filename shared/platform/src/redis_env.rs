@@ -127,13 +127,6 @@ pub async fn redis_auth(
     }
 }
 
-/// [`redis_auth`] from the process environment.
-pub async fn redis_auth_from_env(
-    aws: &aws_config::SdkConfig,
-) -> Result<Option<RedisAuth>, RedisSetupError> {
-    redis_auth(aws, env::optional).await
-}
-
 /// The connection options (credentials from the secret, CA bundle from its file) named by the
 /// variables, looked up with `var` (the environment in the functions, a map in tests).
 pub async fn redis_options(
@@ -163,13 +156,6 @@ pub async fn redis_options(
     };
     let auth = redis_auth(aws, &var).await?;
     Ok(RedisOptions { auth, ca_pem })
-}
-
-/// [`redis_options`] from the process environment.
-pub async fn redis_options_from_env(
-    aws: &aws_config::SdkConfig,
-) -> Result<RedisOptions, RedisSetupError> {
-    redis_options(aws, env::optional).await
 }
 
 /// The model store named by `NECTAR_REDIS_URL` with the options of [`redis_options`], or `None`

@@ -9,10 +9,14 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 
-use aws_sdk_dynamodb::types::AttributeValue;
 use serde::{Deserialize, Serialize};
 
 use crate::record_file::{Durability, LineFormat, RecordFile};
+
+#[cfg(feature = "dynamodb")]
+mod dynamo;
+#[cfg(feature = "dynamodb")]
+pub use self::dynamo::DynamoRegistry;
 
 /// How a run ended.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -90,7 +94,7 @@ pub struct RunRecord {
     pub task: String,
     /// The version (ms timestamp of the run, above the previous version).
     pub version: u64,
-    /// Algorithm name.
+    /// As named in the config (`als`, `item_knn`, …).
     pub algorithm: String,
     /// Parameters as configured.
     pub params: serde_json::Value,
@@ -188,153 +192,6 @@ pub trait Registry: Send + Sync {
         task: &str,
         limit: usize,
     ) -> impl Future<Output = Result<Vec<RunRecord>, RegistryError>> + Send;
-}
-
-/// Runs in DynamoDB: `pk` = `<site>#<task>`, `sk` = [`version_sort_key`]; the record is the
-/// `record` attribute (JSON), with `status`, `version`, `algorithm`, `started_ms` alongside
-/// for the console and queries.
-#[derive(Debug, Clone)]
-pub struct DynamoRegistry {
-    client: aws_sdk_dynamodb::Client,
-    table: String,
-}
-
-fn partition_key(site: &str, task: &str) -> String {
-    format!("{site}#{task}")
-}
-
-impl DynamoRegistry {
-    /// A registry over `table`.
-    pub fn new(client: aws_sdk_dynamodb::Client, table: impl Into<String>) -> Self {
-        Self {
-            client,
-            table: table.into(),
-        }
-    }
-
-    /// Creates the table (on-demand billing) with the key schema above; for tests and local
-    /// setups (the SAM template declares it in AWS).
-    pub async fn create_table(
-        client: &aws_sdk_dynamodb::Client,
-        table: &str,
-    ) -> Result<(), RegistryError> {
-        crate::dynamo_catalog::create_table(client, table, "pk", Some("sk"))
-            .await
-            .map_err(|e| RegistryError::Dynamo {
-                op: "CreateTable",
-                table: table.to_string(),
-                source: Box::new(e),
-            })
-    }
-
-    fn err(
-        &self,
-        op: &'static str,
-    ) -> impl FnOnce(Box<dyn std::error::Error + Send + Sync>) -> RegistryError + '_ {
-        move |source| RegistryError::Dynamo {
-            op,
-            table: self.table.clone(),
-            source,
-        }
-    }
-
-    async fn query(
-        &self,
-        site: &str,
-        task: &str,
-        limit: usize,
-        only_published: bool,
-    ) -> Result<Vec<RunRecord>, RegistryError> {
-        let mut out = Vec::new();
-        let mut start: Option<std::collections::HashMap<String, AttributeValue>> = None;
-        loop {
-            let mut q = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("pk = :pk")
-                .expression_attribute_values(":pk", AttributeValue::S(partition_key(site, task)))
-                .scan_index_forward(false)
-                .limit(limit.clamp(1, 100) as i32)
-                .set_exclusive_start_key(start.take());
-            if only_published {
-                q = q
-                    .filter_expression("#s = :published")
-                    .expression_attribute_names("#s", "status")
-                    .expression_attribute_values(
-                        ":published",
-                        AttributeValue::S(RunStatus::Published.as_str().into()),
-                    );
-            }
-            let resp = q.send().await.map_err(|e| self.err("Query")(Box::new(e)))?;
-            for item in resp.items() {
-                let sk = item
-                    .get("sk")
-                    .and_then(|v| v.as_s().ok())
-                    .cloned()
-                    .unwrap_or_default();
-                let json = item
-                    .get("record")
-                    .and_then(|v| v.as_s().ok())
-                    .ok_or_else(|| RegistryError::Corrupt {
-                        key: sk.clone(),
-                        problem: "no record attribute".into(),
-                    })?;
-                out.push(
-                    serde_json::from_str(json).map_err(|e| RegistryError::Corrupt {
-                        key: sk,
-                        problem: e.to_string(),
-                    })?,
-                );
-                if out.len() >= limit {
-                    return Ok(out);
-                }
-            }
-            match resp.last_evaluated_key() {
-                Some(k) if !k.is_empty() => start = Some(k.clone()),
-                _ => return Ok(out),
-            }
-        }
-    }
-}
-
-impl Registry for DynamoRegistry {
-    #[tracing::instrument(skip(self, run), fields(site = %run.site, task = %run.task, version = run.version))]
-    async fn record(&self, run: &RunRecord) -> Result<(), RegistryError> {
-        let json = serde_json::to_string(run).expect("a run record serialises");
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .item("pk", AttributeValue::S(partition_key(&run.site, &run.task)))
-            .item("sk", AttributeValue::S(version_sort_key(run.version)))
-            .item("version", AttributeValue::N(run.version.to_string()))
-            .item("status", AttributeValue::S(run.status.as_str().into()))
-            .item("algorithm", AttributeValue::S(run.algorithm.clone()))
-            .item("started_ms", AttributeValue::N(run.started_ms.to_string()))
-            .item("record", AttributeValue::S(json))
-            .send()
-            .await
-            .map_err(|e| self.err("PutItem")(Box::new(e)))?;
-        Ok(())
-    }
-
-    async fn runs(
-        &self,
-        site: &str,
-        task: &str,
-        limit: usize,
-    ) -> Result<Vec<RunRecord>, RegistryError> {
-        self.query(site, task, limit, false).await
-    }
-
-    async fn published(
-        &self,
-        site: &str,
-        task: &str,
-        limit: usize,
-    ) -> Result<Vec<RunRecord>, RegistryError> {
-        self.query(site, task, limit, true).await
-    }
 }
 
 /// Runs as JSON lines in `<data-dir>/registry/site=<site>/task=<task>/runs.jsonl`, a
@@ -456,6 +313,7 @@ pub enum AnyRegistry {
     /// Local files.
     Local(LocalRegistry),
     /// DynamoDB.
+    #[cfg(feature = "dynamodb")]
     Dynamo(DynamoRegistry),
 }
 
@@ -463,6 +321,7 @@ impl Registry for AnyRegistry {
     async fn record(&self, run: &RunRecord) -> Result<(), RegistryError> {
         match self {
             Self::Local(r) => r.record(run).await,
+            #[cfg(feature = "dynamodb")]
             Self::Dynamo(r) => r.record(run).await,
         }
     }
@@ -474,6 +333,7 @@ impl Registry for AnyRegistry {
     ) -> Result<Vec<RunRecord>, RegistryError> {
         match self {
             Self::Local(r) => r.runs(site, task, limit).await,
+            #[cfg(feature = "dynamodb")]
             Self::Dynamo(r) => r.runs(site, task, limit).await,
         }
     }
@@ -485,6 +345,7 @@ impl Registry for AnyRegistry {
     ) -> Result<Vec<RunRecord>, RegistryError> {
         match self {
             Self::Local(r) => r.published(site, task, limit).await,
+            #[cfg(feature = "dynamodb")]
             Self::Dynamo(r) => r.published(site, task, limit).await,
         }
     }

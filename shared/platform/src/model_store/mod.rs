@@ -17,12 +17,14 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 pub mod local;
+#[cfg(feature = "redis")]
 pub mod redis;
 
 #[cfg(any(test, feature = "testkit"))]
 pub mod contract;
 
 pub use self::local::LocalModelStore;
+#[cfg(feature = "redis")]
 pub use self::redis::{RedisAuth, RedisModelStore, RedisOptions};
 
 pub use nectar_model::rank::{Factors, Scored};
@@ -228,6 +230,7 @@ pub enum ModelStoreError {
         problem: String,
     },
     /// Redis failed.
+    #[cfg(feature = "redis")]
     #[error("redis {op} failed")]
     Redis {
         /// What was being done.
@@ -358,6 +361,8 @@ pub(crate) struct VersionMeta {
     pub metadata: serde_json::Value,
 }
 
+// Only Redis stores versions in chunks.
+#[cfg(feature = "redis")]
 impl VersionMeta {
     pub(crate) fn item_chunks(&self) -> usize {
         self.items.div_ceil(self.chunk_rows)
@@ -397,6 +402,7 @@ pub enum AnyModelStore {
     /// The embedded local store.
     Local(LocalModelStore),
     /// Redis.
+    #[cfg(feature = "redis")]
     Redis(RedisModelStore),
 }
 
@@ -411,6 +417,7 @@ impl ModelStore for AnyModelStore {
     ) -> Result<(), ModelStoreError> {
         match self {
             Self::Local(s) => s.publish(site, model, version, artifacts, options).await,
+            #[cfg(feature = "redis")]
             Self::Redis(s) => s.publish(site, model, version, artifacts, options).await,
         }
     }
@@ -421,6 +428,7 @@ impl ModelStore for AnyModelStore {
     ) -> Result<Option<u64>, ModelStoreError> {
         match self {
             Self::Local(s) => s.current_version(site, model).await,
+            #[cfg(feature = "redis")]
             Self::Redis(s) => s.current_version(site, model).await,
         }
     }
@@ -432,6 +440,7 @@ impl ModelStore for AnyModelStore {
     ) -> Result<Option<ModelItems>, ModelStoreError> {
         match self {
             Self::Local(s) => s.load_items(site, model, version).await,
+            #[cfg(feature = "redis")]
             Self::Redis(s) => s.load_items(site, model, version).await,
         }
     }
@@ -444,6 +453,7 @@ impl ModelStore for AnyModelStore {
     ) -> Result<Vec<UserState>, ModelStoreError> {
         match self {
             Self::Local(s) => s.user_states(site, model, version, users).await,
+            #[cfg(feature = "redis")]
             Self::Redis(s) => s.user_states(site, model, version, users).await,
         }
     }
@@ -456,6 +466,7 @@ impl ModelStore for AnyModelStore {
     ) -> Result<bool, ModelStoreError> {
         match self {
             Self::Local(s) => s.set_current(site, model, version, options).await,
+            #[cfg(feature = "redis")]
             Self::Redis(s) => s.set_current(site, model, version, options).await,
         }
     }
@@ -468,6 +479,7 @@ impl ModelStore for AnyModelStore {
     ) -> Result<(), ModelStoreError> {
         match self {
             Self::Local(s) => s.append_history(site, user, items, max_len).await,
+            #[cfg(feature = "redis")]
             Self::Redis(s) => s.append_history(site, user, items, max_len).await,
         }
     }
@@ -478,6 +490,7 @@ impl ModelStore for AnyModelStore {
     ) -> Result<(), ModelStoreError> {
         match self {
             Self::Local(s) => s.add_item_counts(site, counts).await,
+            #[cfg(feature = "redis")]
             Self::Redis(s) => s.add_item_counts(site, counts).await,
         }
     }
@@ -488,6 +501,7 @@ impl ModelStore for AnyModelStore {
     ) -> Result<Vec<HashMap<String, u64>>, ModelStoreError> {
         match self {
             Self::Local(s) => s.item_counts(site, hours).await,
+            #[cfg(feature = "redis")]
             Self::Redis(s) => s.item_counts(site, hours).await,
         }
     }

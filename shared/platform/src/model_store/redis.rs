@@ -68,7 +68,7 @@ impl std::fmt::Debug for RedisConn {
 pub struct RedisAuth {
     /// ACL user name; `None` sends `AUTH <password>` (the `default` user).
     pub username: Option<String>,
-    /// The password.
+    /// Never logged or shown by `Debug`.
     pub password: String,
 }
 
@@ -288,7 +288,7 @@ impl RedisModelStore {
     }
 
     /// Connects with credentials and/or CA certificates (see [`RedisConn::connect_with`]); the
-    /// Lambdas get their options from [`crate::redis_env::redis_options_from_env`].
+    /// Lambdas connect through [`crate::redis_env::model_store_from_env`], which reads them.
     pub async fn connect_with(url: &str, options: &RedisOptions) -> Result<Self, ModelStoreError> {
         Ok(Self::new(
             RedisConn::connect_with(url, options)
