@@ -117,6 +117,11 @@ pub struct FlatEvent<'a> {
     /// The event's `metadata` object, verbatim.
     #[serde(default, skip_serializing_if = "Option::is_none", borrow)]
     pub metadata: Option<&'a RawValue>,
+    /// `true` only on the recommend service's `recommendation_served` events (the field
+    /// `online::attribution::SERVED_MARKER_FIELD`): collect builds every flat event itself and
+    /// never sets it, so online evaluation can tell served answers from forgeries.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub nectar_served: bool,
 }
 
 /// A flat event encoded as one JSON line (no trailing newline), with the fields that
@@ -145,6 +150,7 @@ struct Problems {
     list: Vec<Problem>,
     total: usize,
     max: usize,
+    reserved_type: bool,
 }
 
 impl Problems {
@@ -153,6 +159,7 @@ impl Problems {
             list: Vec::new(),
             total: 0,
             max,
+            reserved_type: false,
         }
     }
 
@@ -160,6 +167,7 @@ impl Problems {
         Rejection {
             problems: self.list,
             total: self.total,
+            reserved_type: self.reserved_type,
         }
     }
 
@@ -181,6 +189,9 @@ pub struct Rejection {
     pub problems: Vec<Problem>,
     /// How many problems there were in all.
     pub total: usize,
+    /// Whether an event has a type only the server writes ([`RESERVED_EVENT_TYPES`]): such a
+    /// payload is refused with its own code, `reserved_event_type`.
+    pub reserved_type: bool,
 }
 
 impl Rejection {
@@ -191,6 +202,7 @@ impl Rejection {
                 problem: problem.into(),
             }],
             total: 1,
+            reserved_type: false,
         }
     }
 
@@ -206,6 +218,10 @@ impl Rejection {
         }
     }
 }
+
+/// Event types only the server writes: `recommendation_served` is the recommend service's log
+/// of what it answered, which online evaluation trusts; a client may never send one.
+pub const RESERVED_EVENT_TYPES: [&str; 1] = ["recommendation_served"];
 
 /// Whether `s` contains a control character (C0 such as NUL and ESC, DEL, or C1): never
 /// part of an id, and a hazard in the logs and terminals that show ids.
@@ -587,6 +603,15 @@ pub fn accept_site_payload(
             if t.len() > 64 {
                 problems.push(|| format!("events[{i}].type"), "is longer than 64 bytes");
             }
+            if RESERVED_EVENT_TYPES.contains(&t.as_ref()) {
+                problems.reserved_type = true;
+                problems.push(
+                    || format!("events[{i}].type"),
+                    format!(
+                        "`{t}` is written by the recommend service only; clients cannot send it"
+                    ),
+                );
+            }
         }
         let id = ck.id(ev.id, true, || format!("events[{i}].id"), &mut problems);
         let ts = ck.timestamp(
@@ -648,6 +673,7 @@ pub fn accept_site_payload(
             context,
             props,
             metadata,
+            nectar_served: false,
         };
         flat.push((event, raw_len + client_len + 400));
     }

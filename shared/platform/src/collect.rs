@@ -465,6 +465,32 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_client_cannot_send_served_events() {
+        // GIVEN a payload whose event claims to be a served recommendation, even with
+        // the served marker spliced in
+        let svc = CollectService::new(config(), MemorySink::default());
+        let text = body().replace(
+            r#""type":"page_view""#,
+            r#""type":"recommendation_served","nectar_served":true"#,
+        );
+        assert_ne!(text, body());
+        // WHEN posted
+        let (s, v) = call(
+            &svc,
+            req("POST", "/v1/collect?s=demo", Some("application/json"), text),
+        )
+        .await;
+        // THEN 400 reserved_event_type names the event's type, and nothing is stored
+        assert_eq!(
+            (s, v["error"]["code"].as_str()),
+            (400, Some("reserved_event_type")),
+            "{v}"
+        );
+        assert_eq!(v["error"]["details"][0]["path"], "events[0].type", "{v}");
+        assert!(svc.sink.batches.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
     async fn gzip_with_trailing_garbage_is_an_invalid_request_and_multi_member_gzip_is_fine() {
         use flate2::{write::GzEncoder, Compression};
         use std::io::Write;

@@ -90,6 +90,7 @@ impl AppError {
     /// The stable machine-readable code.
     pub fn code(&self) -> &'static str {
         match self {
+            Self::InvalidPayload(r) if r.reserved_type => "reserved_event_type",
             Self::InvalidPayload(_) => "invalid_payload",
             Self::InvalidRequest { .. } => "invalid_request",
             Self::UnknownSite(_) => "unknown_site",

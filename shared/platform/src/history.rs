@@ -325,7 +325,7 @@ mod tests {
                 {"type": "media_play", "id": "m2", "event_timestamp": T - 1_000},
                 {"type": "media_play", "id": "m1", "event_timestamp": T - 2_000},
                 {"type": "media_pause", "id": "m3", "event_timestamp": T - 500},
-                {"type": "recommendation_served", "id": "r1", "event_timestamp": T - 400}
+                {"type": "recommendation_displayed", "id": "r1", "event_timestamp": T - 400}
             ]
         })
         .to_string();

@@ -34,8 +34,9 @@ pub const MAX_QUEUED: usize = 50_000;
 /// Events per sink call.
 const PUT_EVENTS: usize = 500;
 
-/// `app_id` of the recommend service in its served events' `client`.
-pub const SERVED_APP_ID: &str = "nectar-recommend";
+/// `app_id` of the recommend service in its served events' `client` (one home: online
+/// evaluation reads it).
+pub use nectar_model::online::attribution::SERVED_APP_ID;
 /// PEACH schema version the served events are written in.
 const SERVED_SCHEMA_VERSION: &str = "1.0.3";
 /// Event type of a served answer.
@@ -108,8 +109,9 @@ impl ServedAnswer<'_> {
             context: Some(&context),
             props: None,
             metadata: None,
-            // Issue 11: the marker that tells served events from anything the collect API
-            // can accept goes here (a flat-event field the collect validator never sets).
+            // The marker online evaluation trusts: collect never sets it, and refuses this
+            // event type from clients (`reserved_event_type`).
+            nectar_served: true,
         };
         EncodedEvent {
             line: serde_json::to_string(&event).expect("a flat event serialises"),
@@ -302,7 +304,7 @@ mod tests {
         const T: i64 = 1_763_000_000_000;
         let events: Vec<_> = (0..n)
             .map(|i| {
-                serde_json::json!({"type": "recommendation_served", "id": format!("r{i}"), "event_timestamp": T})
+                serde_json::json!({"type": "served_test", "id": format!("r{i}"), "event_timestamp": T})
             })
             .collect();
         let body = serde_json::json!({
@@ -315,8 +317,11 @@ mod tests {
     }
 
     /// The served event as it was built before issue 10: PEACH text parsed back by the
-    /// collect validator. Kept as the oracle of the direct builder.
-    fn round_tripped(a: &ServedAnswer<'_>, now_ms: i64) -> EncodedEvent {
+    /// collect validator. Kept as the oracle of the direct builder. Collect now refuses the
+    /// served type from clients, so the oracle goes through it under a neutral type and then
+    /// gets what only the server writes: the served type, the event id over it, and the
+    /// served marker.
+    fn round_tripped(a: &ServedAnswer<'_>, now_ms: i64) -> serde_json::Value {
         let body = a.body;
         let client = a
             .client_id
@@ -328,7 +333,7 @@ mod tests {
             "sent_timestamp": now_ms,
             "client": { "id": client, "app_id": "nectar-recommend", "device": { "type": "embedded" } },
             "events": [{
-                "type": "recommendation_served",
+                "type": "served_reference",
                 "id": body["recommendation_id"],
                 "event_timestamp": now_ms,
                 "context": {
@@ -354,7 +359,17 @@ mod tests {
         )
         .unwrap();
         assert_eq!(got.events.len(), 1);
-        got.events.remove(0)
+        let mut v: serde_json::Value = serde_json::from_str(&got.events.remove(0).line).unwrap();
+        v["type"] = serde_json::json!(SERVED_TYPE);
+        v["event_id"] = serde_json::json!(event_id(
+            a.site_key,
+            &client,
+            SERVED_TYPE,
+            body["recommendation_id"].as_str().unwrap(),
+            now_ms
+        ));
+        v["nectar_served"] = serde_json::json!(true);
+        v
     }
 
     #[test]
@@ -411,8 +426,12 @@ mod tests {
             },
         ];
         for a in &answers {
-            // WHEN built directly THEN it is byte for byte what the round trip produced
-            assert_eq!(a.to_event(T), round_tripped(a, T), "{a:?}");
+            // WHEN built directly THEN it is what the round trip produced, field for field
+            let ev = a.to_event(T);
+            let v: serde_json::Value = serde_json::from_str(&ev.line).unwrap();
+            assert_eq!(v, round_tripped(a, T), "{a:?}");
+            assert_eq!(ev.event_id, v["event_id"].as_str().unwrap());
+            assert_eq!(ev.event_timestamp, T);
         }
         // AND the event reads back as a flat event with the answer's fields
         let ev = answers[1].to_event(T);
@@ -422,6 +441,11 @@ mod tests {
         assert_eq!(v["context"]["items"][0], "quote\"d");
         assert_eq!(v["context"]["fallback"], true);
         assert!(v.get("user_id").is_none());
+        // AND it carries the served marker that online evaluation trusts
+        assert_eq!(
+            v[nectar_model::online::attribution::SERVED_MARKER_FIELD],
+            true
+        );
     }
 
     #[tokio::test]
