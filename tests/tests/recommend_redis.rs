@@ -544,6 +544,48 @@ struct PrivateRedis {
     dir: std::path::PathBuf,
 }
 
+impl PrivateRedis {
+    /// Starts a redis-server on a random free port and connects to it. A port another
+    /// process holds makes the server exit at once: another port is tried. A slow start
+    /// (a loaded machine, other tests in parallel) is waited for up to 20 s.
+    async fn start() -> (Self, String, RedisModelStore) {
+        for _ in 0..5 {
+            let port = 20_000 + (rand::random::<u16>() % 20_000);
+            let dir = std::env::temp_dir().join(format!("nectar-redis-{port}"));
+            std::fs::create_dir_all(&dir).unwrap();
+            let child = std::process::Command::new("redis-server")
+                .args([
+                    "--port",
+                    &port.to_string(),
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                ])
+                .arg("--dir")
+                .arg(&dir)
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .expect("redis-server (tests/services.sh installs it)");
+            let mut redis = PrivateRedis { child, dir };
+            let url = format!("redis://127.0.0.1:{port}");
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+            while tokio::time::Instant::now() < deadline {
+                if let Ok(s) = RedisModelStore::connect(&url).await {
+                    return (redis, url, s);
+                }
+                if redis.child.try_wait().ok().flatten().is_some() {
+                    break; // exited: most likely the port is taken
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        panic!("no private redis-server started on 5 random ports");
+    }
+}
+
 impl Drop for PrivateRedis {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -554,36 +596,7 @@ impl Drop for PrivateRedis {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_stopped_mid_test_serves_the_fallback_not_500() {
-    let port = 20_000 + (rand::random::<u16>() % 20_000);
-    let dir = std::env::temp_dir().join(format!("nectar-redis-{port}"));
-    std::fs::create_dir_all(&dir).unwrap();
-    let child = std::process::Command::new("redis-server")
-        .args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
-        .arg("--dir")
-        .arg(&dir)
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .expect("redis-server (tests/services.sh installs it)");
-    let mut redis = PrivateRedis { child, dir };
-    let url = format!("redis://127.0.0.1:{port}");
-    let mut store = None;
-    for _ in 0..50 {
-        if let Ok(s) = RedisModelStore::connect(&url).await {
-            store = Some(s);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let store = store.expect("private redis-server started");
+    let (mut redis, url, store) = PrivateRedis::start().await;
     let site = site();
     store
         .publish(&site, "als", 1, &als(1.0), &opts())
