@@ -92,6 +92,32 @@ pub struct SiteConfig {
     /// reaches the check that names this key.
     #[serde(default = "default_collect_status")]
     pub collect_status: i64,
+    /// How long after a click the clicked item's consumption (play, article read) by the same
+    /// user or client is credited to the recommendation, in minutes (online report, bandits).
+    #[serde(default = "default_attribution_window")]
+    pub attribution_window_minutes: u32,
+    /// The scheduled online report (`[sites.<site>.report]`); none: no scheduled report.
+    #[serde(default)]
+    pub report: Option<ReportConfig>,
+}
+
+/// The scheduled online report of a site.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ReportConfig {
+    /// EventBridge schedule, `rate(…)` or `cron(…)`, e.g. `"rate(1 day)"`.
+    pub schedule: String,
+    /// Days of events the report covers, ending at the run (default 7).
+    #[serde(default = "default_report_days")]
+    pub days: u32,
+}
+
+fn default_report_days() -> u32 {
+    7
+}
+
+fn default_attribution_window() -> u32 {
+    nectar_model::online::attribution::DEFAULT_ATTRIBUTION_WINDOW_MINUTES
 }
 
 /// What a site answers an accepted collect batch unless it declares `collect_status`.
@@ -157,6 +183,26 @@ pub struct RulesConfig {
     /// Promotions in fixed slots.
     #[serde(default)]
     pub pinned: Vec<PinnedItem>,
+    /// Exploration of new items in fixed slots (Thompson sampling over their own impressions
+    /// and clicks).
+    #[serde(default)]
+    pub explore: Option<ExploreConfig>,
+}
+
+/// `explore = { slots = [3, 7], new_days = 7 }`: the given 1-based positions are filled by
+/// Thompson sampling over items first seen in the last `new_days` days.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ExploreConfig {
+    /// 1-based positions filled by exploration.
+    pub slots: Vec<usize>,
+    /// An item is new for this many days after it was first seen (default 7).
+    #[serde(default = "default_new_days")]
+    pub new_days: u32,
+}
+
+fn default_new_days() -> u32 {
+    7
 }
 
 fn yes() -> bool {
@@ -170,6 +216,7 @@ impl Default for RulesConfig {
             max_per_category: None,
             availability: true,
             pinned: Vec::new(),
+            explore: None,
         }
     }
 }
@@ -198,6 +245,33 @@ pub struct ExperimentConfig {
     pub name: String,
     /// The arms.
     pub variants: Vec<VariantConfig>,
+    /// The variant the others are compared with in the online report (default: the first).
+    #[serde(default)]
+    pub control: Option<String>,
+    /// How requests are split between the arms.
+    #[serde(default)]
+    pub allocation: Allocation,
+}
+
+/// How an experiment splits traffic.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Allocation {
+    /// By the declared weights, with a stable hash of the user (sticky).
+    #[default]
+    Fixed,
+    /// Thompson sampling on live impressions and clicks per variant (not sticky).
+    Thompson,
+}
+
+impl ExperimentConfig {
+    /// The control variant's name: `control`, else the first variant.
+    pub fn control_name(&self) -> &str {
+        self.control
+            .as_deref()
+            .or_else(|| self.variants.first().map(|v| v.name.as_str()))
+            .unwrap_or("")
+    }
 }
 
 /// A recommendation endpoint (`[sites.<site>.endpoints.<name>]`).
@@ -666,6 +740,23 @@ impl NectarConfig {
                     "must be 202 (the default) or 201 (for apps on the EBU PEACH collector SDKs, which re-send on any other answer)",
                 ));
             }
+            if !(1..=1440).contains(&site.attribution_window_minutes) {
+                return Err(invalid(
+                    format!("sites.{key}.attribution_window_minutes"),
+                    "must be between 1 and 1440 (a day)",
+                ));
+            }
+            if let Some(r) = &site.report {
+                if let Err(p) = check_schedule(&r.schedule) {
+                    return Err(invalid(format!("sites.{key}.report.schedule"), &p));
+                }
+                if !(1..=92).contains(&r.days) {
+                    return Err(invalid(
+                        format!("sites.{key}.report.days"),
+                        "must be between 1 and 92",
+                    ));
+                }
+            }
             for (t, spec) in &site.event_weights {
                 let place = format!("sites.{key}.event_weights.{t}");
                 match spec {
@@ -792,7 +883,37 @@ fn validate_endpoint(
             );
         }
     }
+    if let Some(x) = &ep.rules.explore {
+        if x.slots.is_empty() {
+            return err("rules.explore.slots", "at least one slot is needed".into());
+        }
+        for (i, slot) in x.slots.iter().enumerate() {
+            if !(1..=100).contains(slot) {
+                return err(
+                    &format!("rules.explore.slots[{i}]"),
+                    "must be between 1 and 100".into(),
+                );
+            }
+            if !slots.insert(*slot) {
+                return err(
+                    &format!("rules.explore.slots[{i}]"),
+                    "slot already pinned or explored".into(),
+                );
+            }
+        }
+        if !(1..=365).contains(&x.new_days) {
+            return err("rules.explore.new_days", "must be between 1 and 365".into());
+        }
+    }
     if let Some(x) = &ep.experiment {
+        if let Some(c) = &x.control {
+            if !x.variants.iter().any(|v| &v.name == c) {
+                return err(
+                    "experiment.control",
+                    format!("no variant {c:?} in this experiment"),
+                );
+            }
+        }
         if !is_valid_key(&x.name) {
             return err("experiment.name", "must match [a-z0-9_-]{1,64}".into());
         }
@@ -1090,6 +1211,8 @@ mod tests {
             tasks: BTreeMap::new(),
             endpoints: BTreeMap::new(),
             collect_status: DEFAULT_COLLECT_STATUS,
+            attribution_window_minutes: 30,
+            report: None,
         };
         assert!(site.allows_origin("https://www.rts.ch"));
         assert!(!site.allows_origin("https://evil.example"));
@@ -1124,6 +1247,11 @@ mod tests {
             ("kind = \"user\"\nmodel = \"als\"\nexperiment = { name = \"x\", variants = [{ name = \"a\", weight = 1 }] }", "sites.d.endpoints.e.experiment.variants[0]"),
             ("kind = \"user\"\nmodel = \"als\"\nexperiment = { name = \"x\", variants = [{ name = \"a\", weight = 1, strategy = \"fallback\" }] }", "sites.d.endpoints.e.experiment.variants[0].strategy"),
             ("kind = \"user\"\nmodel = \"als\"\nrules = { exclude_seen = true }", "exclude_seen"),
+            ("kind = \"user\"\nmodel = \"als\"\nexperiment = { name = \"x\", control = \"c\", variants = [{ name = \"a\", weight = 1, model = \"als\" }] }", "sites.d.endpoints.e.experiment.control"),
+            ("kind = \"user\"\nmodel = \"als\"\nexperiment = { name = \"x\", allocation = \"greedy\", variants = [{ name = \"a\", weight = 1, model = \"als\" }] }", "allocation"),
+            ("kind = \"user\"\nmodel = \"als\"\nrules = { pinned = [{ slot = 3, item_id = \"p\" }], explore = { slots = [3] } }", "sites.d.endpoints.e.rules.explore.slots[0]"),
+            ("kind = \"user\"\nmodel = \"als\"\nrules = { explore = { slots = [] } }", "sites.d.endpoints.e.rules.explore.slots"),
+            ("kind = \"user\"\nmodel = \"als\"\nrules = { explore = { slots = [2], new_days = 0 } }", "sites.d.endpoints.e.rules.explore.new_days"),
         ];
         for (body, place) in cases {
             let e = NectarConfig::from_toml(&format!("{base}{body}\n"), "f.toml")
