@@ -2,12 +2,13 @@
 //! function the CLI runs) and the archive handler merging collected events' metadata.
 
 use base64::Engine;
+use nectar_platform::catalog::csv::{import_items_file, ItemsTarget};
+use nectar_platform::catalog::dynamo::DynamoCatalog;
 use nectar_platform::catalog::ItemMeta;
-use nectar_platform::catalog_csv::{import_items_file, ItemsTarget};
 use nectar_platform::config::NectarConfig;
-use nectar_platform::dynamo_catalog::{create_table, DynamoCatalog};
+use nectar_platform::dynamo::create_table;
 use nectar_platform::model_store::RedisModelStore;
-use nectar_platform::store::LocalStore;
+use nectar_platform::object_store::LocalStore;
 use serde_json::json;
 
 async fn fresh_catalog() -> (aws_sdk_dynamodb::Client, String, DynamoCatalog) {
@@ -166,16 +167,17 @@ async fn a_missing_catalog_table_does_not_fail_the_archive_batch() {
     .unwrap();
     // THEN the batch succeeds and the event is in the log
     assert!(resp.batch_item_failures.is_empty());
-    use nectar_platform::store::ObjectStore;
+    use nectar_platform::object_store::ObjectStore;
     assert_eq!(store.list("events/").await.unwrap().len(), 1);
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[tokio::test]
 async fn warm_instances_reload_catalog_and_keys_from_dynamodb() {
+    use nectar_platform::auth::dynamo::DynamoKeys;
+    use nectar_platform::auth::AdminKeys;
     use nectar_platform::catalog::Catalog;
-    use nectar_platform::dynamo_catalog::{spawn_refresh, DynamoKeys};
-    use nectar_platform::keys::AdminKeys;
+    use nectar_platform::dynamo::spawn_refresh;
     // GIVEN a catalog table with one item and a keys table with one key, loaded as at a
     // cold start
     let (client, _table, cat) = fresh_catalog().await;
@@ -212,7 +214,7 @@ async fn warm_instances_reload_catalog_and_keys_from_dynamodb() {
         .key(
             "key_hash",
             aws_sdk_dynamodb::types::AttributeValue::S(hex::encode(
-                nectar_platform::keys::key_hash(&key),
+                nectar_platform::auth::key_hash(&key),
             )),
         )
         .send()

@@ -11,12 +11,14 @@ use aws_sdk_kinesis::types::PutRecordsRequestEntry;
 use base64::Engine;
 use bytes::Bytes;
 use nectar_model::event::event_id;
+use nectar_platform::archive::kinesis_reader::{read_shard, shard_ids};
+use nectar_platform::collect::kinesis::{
+    KinesisSink, PutError, PutRecordsApi, RetryPolicy, SdkKinesis,
+};
 use nectar_platform::collect::CollectService;
 use nectar_platform::config::NectarConfig;
-use nectar_platform::jsonl::gunzip_text;
-use nectar_platform::kinesis::{KinesisSink, PutError, PutRecordsApi, RetryPolicy, SdkKinesis};
-use nectar_platform::kinesis_consumer::{read_shard, shard_ids};
-use nectar_platform::store::{ObjectStore, S3Store};
+use nectar_platform::event_log::jsonl::gunzip_text;
+use nectar_platform::object_store::{ObjectStore, S3Store};
 use nectar_tests::{aws_config, unique};
 use serde_json::json;
 
@@ -369,8 +371,8 @@ async fn dev_twin_consumer_archives_what_collect_sends() {
     // archiving the stream into a local event log
     let env = setup(2).await;
     let dir = std::env::temp_dir().join(unique("nectar-dev-twin"));
-    let local = nectar_platform::store::LocalStore::new(&dir);
-    nectar_platform::kinesis_consumer::spawn_archiver(
+    let local = nectar_platform::object_store::LocalStore::new(&dir);
+    nectar_platform::archive::kinesis_reader::spawn_archiver(
         env.kinesis.clone(),
         env.stream.clone(),
         local.clone(),

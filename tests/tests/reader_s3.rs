@@ -2,8 +2,8 @@
 
 mod common;
 
-use nectar_platform::reader::contract::reader_contract;
-use nectar_platform::store::S3Store;
+use nectar_platform::event_log::reader::contract::reader_contract;
+use nectar_platform::object_store::S3Store;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s3_reader_passes_the_contract() {

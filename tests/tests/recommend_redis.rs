@@ -8,14 +8,14 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use nectar_model::event::Accepted;
+use nectar_platform::auth::AdminKeys;
 use nectar_platform::catalog::{Catalog, ItemMeta};
+use nectar_platform::collect::sink::{EventSink, SinkError};
 use nectar_platform::config::NectarConfig;
-use nectar_platform::keys::AdminKeys;
 use nectar_platform::model_store::{
     Factors, ModelArtifacts, ModelStore, PublishOptions, RedisModelStore,
 };
 use nectar_platform::recommend::{RecommendOptions, RecommendService};
-use nectar_platform::sink::{EventSink, SinkError};
 use serde_json::Value;
 
 #[derive(Default)]
@@ -670,7 +670,9 @@ async fn service_unconnected(url: &str, site: &str) -> (Option<Svc>, ()) {
 /// The DynamoDB catalog and keys tables on moto: upsert, load per site, key hashes only.
 #[tokio::test]
 async fn dynamodb_catalog_and_keys_on_moto() {
-    use nectar_platform::dynamo_catalog::{create_table, DynamoCatalog, DynamoKeys};
+    use nectar_platform::auth::dynamo::DynamoKeys;
+    use nectar_platform::catalog::dynamo::DynamoCatalog;
+    use nectar_platform::dynamo::create_table;
     let cfg = nectar_tests::aws_config().await;
     let client = aws_sdk_dynamodb::Client::new(&cfg);
     let tag = format!("{:08x}", rand::random::<u32>());
@@ -754,7 +756,7 @@ async fn fresh_trending_counts_reach_the_fallback_between_trainings() {
                 .map(|e| e.line)
         })
         .collect();
-    nectar_platform::history::record_history(
+    nectar_platform::activity::record_history(
         &store,
         &config(&site),
         lines.iter().map(String::as_str),

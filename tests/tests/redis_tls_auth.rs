@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use nectar_platform::env::{NECTAR_REDIS_CA_FILE, NECTAR_REDIS_SECRET_ARN, NECTAR_REDIS_URL};
 use nectar_platform::model_store::contract::{artifacts, model_store_contract};
+use nectar_platform::model_store::redis_env::{self, RedisSetupError};
 use nectar_platform::model_store::{ModelStore, PublishOptions, RedisModelStore};
-use nectar_platform::redis_env::{self, RedisSetupError};
 
 async fn secrets() -> aws_sdk_secretsmanager::Client {
     aws_sdk_secretsmanager::Client::new(&nectar_tests::aws_config().await)

@@ -4,8 +4,8 @@
 mod common;
 
 use nectar_platform::model_store::RedisModelStore;
+use nectar_platform::object_store::S3Store;
 use nectar_platform::registry::DynamoRegistry;
-use nectar_platform::store::S3Store;
 use nectar_platform::train::contract::train_flow_contract;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,12 +4,12 @@ use aws_lambda_events::event::kinesis::KinesisEvent;
 use aws_lambda_events::event::streams::KinesisEventResponse;
 use bytes::Bytes;
 use lambda_runtime::LambdaEvent;
+use nectar_platform::activity::{record_catalog, record_history};
 use nectar_platform::archive::{archive_batch, ArchiveRecord};
 use nectar_platform::catalog::{Catalog, CatalogWriter};
 use nectar_platform::config::NectarConfig;
-use nectar_platform::history::{record_catalog, record_history};
 use nectar_platform::model_store::{ModelStore, RedisModelStore};
-use nectar_platform::store::ObjectStore;
+use nectar_platform::object_store::ObjectStore;
 
 /// Maps the Lambda records to archive records: the shard id comes from `eventID`
 /// (`shardId-…:sequence`), the writer id of the objects.
@@ -64,7 +64,7 @@ fn lines(records: &[ArchiveRecord]) -> impl Iterator<Item = &str> {
 
 /// [`handle_with_history`], then, when `catalog` is given (`NECTAR_CATALOG_TABLE`), the
 /// items' fields from the events' `metadata` merged into the catalog
-/// ([`nectar_platform::history::catalog_updates`]). Best effort as well: a catalog failure is
+/// ([`nectar_platform::activity::catalog_updates`]). Best effort as well: a catalog failure is
 /// logged and never fails the batch.
 pub async fn handle_with_catalog<O: ObjectStore, M: ModelStore, C: CatalogWriter>(
     store: &O,
@@ -104,9 +104,9 @@ mod tests {
     //! `events/archive-kinesis-batch.json` through the real handler into a local store.
     use super::*;
     use lambda_runtime::{Context, LambdaEvent};
-    use nectar_platform::jsonl::gunzip_text;
-    use nectar_platform::layout::{event_object_key, Hour, PARKED_PREFIX};
-    use nectar_platform::store::LocalStore;
+    use nectar_platform::event_log::jsonl::gunzip_text;
+    use nectar_platform::event_log::layout::{event_object_key, Hour, PARKED_PREFIX};
+    use nectar_platform::object_store::LocalStore;
 
     #[tokio::test]
     async fn sample_batch_is_archived_as_documented() {

@@ -1,10 +1,10 @@
 #![recursion_limit = "256"]
 
 use lambda_runtime::{run, service_fn, Error, LambdaEvent};
-use nectar_platform::dynamo_catalog::DynamoCatalog;
+use nectar_platform::catalog::dynamo::DynamoCatalog;
 use nectar_platform::env;
-use nectar_platform::redis_env;
-use nectar_platform::store::S3Store;
+use nectar_platform::model_store::redis_env;
+use nectar_platform::object_store::S3Store;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {

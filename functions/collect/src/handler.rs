@@ -2,8 +2,8 @@
 
 use bytes::Bytes;
 use lambda_http::{Body, Request, Response};
+use nectar_platform::collect::sink::EventSink;
 use nectar_platform::collect::CollectService;
-use nectar_platform::sink::EventSink;
 
 /// Converts a Lambda body into bytes (lambda_http has already decoded base64 bodies).
 pub fn body_bytes(body: &Body) -> Bytes {
@@ -38,8 +38,8 @@ mod tests {
     //! The sample events in `events/` through the real handler (the shapes API Gateway sends).
     use super::*;
     use nectar_model::event::Accepted;
+    use nectar_platform::collect::sink::SinkError;
     use nectar_platform::config::NectarConfig;
-    use nectar_platform::sink::SinkError;
     use std::sync::{Arc, Mutex};
 
     #[derive(Default)]

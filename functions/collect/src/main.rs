@@ -1,9 +1,9 @@
 use std::sync::Arc;
 
 use lambda_http::{run, service_fn, Error};
+use nectar_platform::collect::kinesis::{KinesisSink, RetryPolicy, SdkKinesis};
 use nectar_platform::collect::CollectService;
 use nectar_platform::env;
-use nectar_platform::kinesis::{KinesisSink, RetryPolicy, SdkKinesis};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {

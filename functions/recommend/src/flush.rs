@@ -13,8 +13,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use lambda_extension::{service_fn, Extension, LambdaEvent, NextEvent, RegisteredExtension};
-use nectar_platform::served_log::ServedLog;
-use nectar_platform::sink::EventSink;
+use nectar_platform::collect::sink::EventSink;
+use nectar_platform::recommend::served_log::ServedLog;
 use tokio::sync::{watch, Mutex};
 
 /// The handler's side: counts answered invocations.

@@ -2,12 +2,12 @@
 
 use bytes::Bytes;
 use lambda_http::{Body, Request, Response};
+use nectar_platform::catalog::dynamo::DynamoCatalog;
 use nectar_platform::catalog::{parse_items_request, upserted_response, ITEMS_PATH};
-use nectar_platform::dynamo_catalog::DynamoCatalog;
-use nectar_platform::error::AppError;
+use nectar_platform::collect::sink::EventSink;
+use nectar_platform::http::error::AppError;
 use nectar_platform::model_store::ModelStore;
 use nectar_platform::recommend::RecommendService;
-use nectar_platform::sink::EventSink;
 
 fn body_bytes(body: &Body) -> Bytes {
     match body {
@@ -64,10 +64,10 @@ mod tests {
     //! `events/recommend-for-you.json` and `events/similar-more-like-this.json` through the
     //! real handler, on the local model store.
     use super::*;
+    use nectar_platform::auth::AdminKeys;
     use nectar_platform::catalog::Catalog;
     use nectar_platform::config::NectarConfig;
-    use nectar_platform::keys::AdminKeys;
-    use nectar_platform::local_log::LocalEventLog;
+    use nectar_platform::event_log::local::LocalEventLog;
     use nectar_platform::model_store::{
         AnyModelStore, LocalModelStore, ModelArtifacts, PublishOptions,
     };
@@ -99,7 +99,7 @@ mod tests {
             Catalog::in_memory(),
             keys,
             RecommendOptions {
-                served_flush: nectar_platform::served_log::FlushMode::Deferred,
+                served_flush: nectar_platform::recommend::served_log::FlushMode::Deferred,
                 ..RecommendOptions::default()
             },
         )
@@ -233,7 +233,7 @@ mod tests {
             Catalog::in_memory(),
             AdminKeys::none(),
             RecommendOptions {
-                served_flush: nectar_platform::served_log::FlushMode::Deferred,
+                served_flush: nectar_platform::recommend::served_log::FlushMode::Deferred,
                 ..RecommendOptions::default()
             },
         );

@@ -2,14 +2,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use lambda_http::{run, service_fn, Error};
+use nectar_platform::auth::dynamo::DynamoKeys;
+use nectar_platform::auth::AdminKeys;
+use nectar_platform::catalog::dynamo::DynamoCatalog;
 use nectar_platform::catalog::Catalog;
-use nectar_platform::dynamo_catalog::{spawn_refresh, DynamoCatalog, DynamoKeys};
+use nectar_platform::collect::kinesis::{KinesisSink, RetryPolicy, SdkKinesis};
+use nectar_platform::dynamo::spawn_refresh;
 use nectar_platform::env;
-use nectar_platform::keys::AdminKeys;
-use nectar_platform::kinesis::{KinesisSink, RetryPolicy, SdkKinesis};
+use nectar_platform::model_store::redis_env;
+use nectar_platform::recommend::served_log::FlushMode;
 use nectar_platform::recommend::{RecommendOptions, RecommendService};
-use nectar_platform::redis_env;
-use nectar_platform::served_log::FlushMode;
 
 /// How often catalog and keys are reloaded from DynamoDB.
 const RELOAD_TABLES_EVERY: Duration = Duration::from_secs(60);

@@ -3,8 +3,8 @@
 use lambda_runtime::{Diagnostic, LambdaEvent};
 use nectar_platform::config::NectarConfig;
 use nectar_platform::model_store::ModelStore;
+use nectar_platform::object_store::ObjectStore;
 use nectar_platform::registry::{Registry, RunRecord};
-use nectar_platform::store::ObjectStore;
 use nectar_platform::train::{
     run_task, LogObserver, TrainDeps, TrainError, TrainRequest, Trainer, WindowChoice,
 };
@@ -106,10 +106,10 @@ where
 mod tests {
     use super::*;
     use nectar_platform::model_store::LocalModelStore;
+    use nectar_platform::object_store::LocalStore;
     use nectar_platform::registry::LocalRegistry;
-    use nectar_platform::store::LocalStore;
     use nectar_platform::train::contract;
-    use nectar_platform::trainers::ModelTrainer;
+    use nectar_platform::train::trainer::ModelTrainer;
 
     const SCHEDULED: &str = r#"{
         "version": "0", "id": "53dc4d37-cffa-4f76-80c9-8b7d4a4d2eaa",

@@ -2,11 +2,11 @@
 
 use lambda_runtime::{run, service_fn, Error, LambdaEvent};
 use nectar_platform::env;
-use nectar_platform::redis_env;
+use nectar_platform::model_store::redis_env;
+use nectar_platform::object_store::S3Store;
 use nectar_platform::registry::DynamoRegistry;
-use nectar_platform::store::S3Store;
+use nectar_platform::train::trainer::ModelTrainer;
 use nectar_platform::train::TrainDeps;
-use nectar_platform::trainers::ModelTrainer;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {

@@ -7,9 +7,9 @@ use std::path::Path;
 
 use nectar_model::mapping::{map_event_line, EventWeights, Interaction};
 use nectar_platform::config::{EndpointKind, NectarConfig};
-use nectar_platform::jsonl::gunzip_text;
-use nectar_platform::layout::EVENTS_PREFIX;
-use nectar_platform::store::ObjectStore;
+use nectar_platform::event_log::jsonl::gunzip_text;
+use nectar_platform::event_log::layout::EVENTS_PREFIX;
+use nectar_platform::object_store::ObjectStore;
 
 /// The newest files looked at for an interaction (the newest hour may hold only served
 /// events).
@@ -142,8 +142,8 @@ pub fn request_lines(
 mod tests {
     use super::*;
     use bytes::Bytes;
-    use nectar_platform::jsonl::gzip_lines;
-    use nectar_platform::store::LocalStore;
+    use nectar_platform::event_log::jsonl::gzip_lines;
+    use nectar_platform::object_store::LocalStore;
 
     fn line(event_type: &str, user: &str, item: &str, ts: i64) -> String {
         serde_json::json!({

@@ -16,17 +16,17 @@ use anyhow::{bail, Context};
 use bytes::Bytes;
 use futures::StreamExt;
 use nectar_model::mapping::InteractionsView;
+use nectar_platform::activity::HistorySink;
+use nectar_platform::auth::AdminKeys;
 use nectar_platform::catalog::{Catalog, ItemMeta};
 use nectar_platform::collect::CollectService;
 use nectar_platform::config::{EndpointKind, NectarConfig};
-use nectar_platform::history::HistorySink;
-use nectar_platform::keys::AdminKeys;
-use nectar_platform::local_log::LocalEventLog;
+use nectar_platform::event_log::local::LocalEventLog;
+use nectar_platform::event_log::reader::{read_window, TimeWindow};
 use nectar_platform::model_store::{AnyModelStore, LocalModelStore};
-use nectar_platform::reader::{read_window, TimeWindow};
+use nectar_platform::object_store::LocalStore;
 use nectar_platform::recommend::{RecommendOptions, RecommendService};
 use nectar_platform::registry::{LocalRegistry, Registry};
-use nectar_platform::store::LocalStore;
 use nectar_platform::train::READ_CONCURRENCY;
 use rand::{Rng, SeedableRng};
 use serde_json::json;
@@ -692,7 +692,7 @@ mod tests {
             },
         ];
         write_items(&dir.join("items.csv"), &items).unwrap();
-        let back = nectar_platform::catalog_csv::parse_items_csv(
+        let back = nectar_platform::catalog::csv::parse_items_csv(
             std::fs::File::open(dir.join("items.csv")).unwrap(),
         )
         .unwrap();

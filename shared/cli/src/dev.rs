@@ -11,21 +11,21 @@ use http::{Method, StatusCode};
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::{Body as _, Incoming};
 use nectar_model::event::Accepted;
+use nectar_platform::activity::HistorySink;
+use nectar_platform::auth::AdminKeys;
 use nectar_platform::catalog::{
     authorize_items_request, handle_items, Catalog, ITEMS_PATH, MAX_ITEMS_BODY,
 };
+use nectar_platform::collect::kinesis::{KinesisSink, RetryPolicy, SdkKinesis};
+use nectar_platform::collect::sink::{EventSink, SinkError};
 use nectar_platform::collect::{CollectService, COLLECT_PATH};
 use nectar_platform::config::NectarConfig;
-use nectar_platform::error::AppError;
-use nectar_platform::history::HistorySink;
-use nectar_platform::http_util::json_response;
-use nectar_platform::keys::AdminKeys;
-use nectar_platform::kinesis::{KinesisSink, RetryPolicy, SdkKinesis};
-use nectar_platform::local_log::LocalEventLog;
+use nectar_platform::event_log::local::LocalEventLog;
+use nectar_platform::http::error::AppError;
+use nectar_platform::http::response::json_response;
 use nectar_platform::model_store::{AnyModelStore, LocalModelStore, RedisModelStore};
+use nectar_platform::object_store::{AnyStore, LocalStore, S3Store};
 use nectar_platform::recommend::{RecommendOptions, RecommendService, HEALTH_PATH};
-use nectar_platform::sink::{EventSink, SinkError};
-use nectar_platform::store::{AnyStore, LocalStore, S3Store};
 
 mod conn;
 
@@ -63,7 +63,7 @@ pub struct DevArgs {
 enum DevSink {
     Local(LocalEventLog),
     Kinesis(KinesisSink<SdkKinesis>),
-    Store(nectar_platform::archive::StoreSink<AnyStore>),
+    Store(nectar_platform::event_log::store_sink::StoreSink<AnyStore>),
 }
 
 impl EventSink for DevSink {
@@ -258,7 +258,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let sink = match (&args.stream, &aws) {
         (Some(stream), Some(aws)) => {
             let client = aws_sdk_kinesis::Client::new(aws);
-            nectar_platform::kinesis_consumer::spawn_archiver(
+            nectar_platform::archive::kinesis_reader::spawn_archiver(
                 client.clone(),
                 stream.clone(),
                 store.clone(),
@@ -276,7 +276,9 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
                     format!("cannot open the data dir {}", args.data_dir.display())
                 })?,
             ),
-            s3 => DevSink::Store(nectar_platform::archive::StoreSink::new(s3, writer_id)),
+            s3 => DevSink::Store(nectar_platform::event_log::store_sink::StoreSink::new(
+                s3, writer_id,
+            )),
         },
     };
     let models = match &args.redis {

@@ -5,7 +5,7 @@
 //!
 //! Input files are refeval CSVs (`user_id,item_id,rating,timestamp`, with header). The model
 //! is fitted as the train task fits it, turned into the artifacts training publishes
-//! (`nectar_platform::trainers::artifacts`, default `publish` settings), and ranked through the
+//! (`nectar_platform::train::trainer::artifacts`, default `publish` settings), and ranked through the
 //! serving model and the one ranker with the train task's warm-only protocol
 //! (`nectar_platform::train::Holdout`: at most `MAX_EVAL_USERS` users, metric formulas of
 //! refeval's README §4). So `nectar eval` on the split that `nectar train --export-split`
@@ -23,8 +23,8 @@ use nectar_model::evaluation::{rating_predictions, OfflineReport, WarmTest};
 use nectar_model::interactions::{from_rating_rows, parse_ratings_csv, RatingRow, ValueMode};
 use nectar_platform::config::PublishConfig;
 use nectar_platform::recommend::LoadedModel;
+use nectar_platform::train::trainer::artifacts;
 use nectar_platform::train::Holdout;
-use nectar_platform::trainers::artifacts;
 use serde_json::{json, Map, Value};
 
 /// Flags of `nectar eval`.

@@ -2,7 +2,7 @@
 //! `rating` events in the event log (data dir or S3), so a site can start from its history
 //! (collect refuses old timestamps on purpose); and/or (`--items FILE`) an items CSV → the
 //! item catalog (data dir, or the DynamoDB table with `--catalog-table`), see
-//! [`nectar_platform::catalog_csv`].
+//! [`nectar_platform::catalog::csv`].
 //!
 //! Events get deterministic ids (the collect formula over site, user, `rating`, item and time)
 //! and each hour partition a file named after its content, so importing the same file twice
@@ -19,15 +19,15 @@ use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use nectar_model::event::{event_id, is_valid_key};
 use nectar_model::mapping::WeightRule;
+use nectar_platform::activity::HISTORY_LEN;
+use nectar_platform::catalog::csv::{import_items_file, ItemsTarget};
+use nectar_platform::catalog::dynamo::DynamoCatalog;
 use nectar_platform::catalog::Catalog;
-use nectar_platform::catalog_csv::{import_items_file, ItemsTarget};
 use nectar_platform::config::NectarConfig;
-use nectar_platform::dynamo_catalog::DynamoCatalog;
-use nectar_platform::event_log_writer::{put_objects, Partitions};
-use nectar_platform::history::HISTORY_LEN;
-use nectar_platform::layout::Hour;
+use nectar_platform::event_log::layout::Hour;
+use nectar_platform::event_log::writer::{put_objects, Partitions};
 use nectar_platform::model_store::{AnyModelStore, LocalModelStore, ModelStore, RedisModelStore};
-use nectar_platform::store::{AnyStore, LocalStore, S3Store};
+use nectar_platform::object_store::{AnyStore, LocalStore, S3Store};
 
 /// Flags of `nectar import`: `--csv` (ratings), `--items` (catalog), or both.
 #[derive(Debug, clap::Args)]

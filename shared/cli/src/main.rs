@@ -129,7 +129,7 @@ fn main() -> anyhow::Result<()> {
             if !nectar_model::event::is_valid_key(&site) {
                 anyhow::bail!("site keys match [a-z0-9_-]{{1,64}}");
             }
-            let key = nectar_platform::keys::AdminKeys::create(&data_dir.join("keys.txt"), &site)?;
+            let key = nectar_platform::auth::AdminKeys::create(&data_dir.join("keys.txt"), &site)?;
             println!("{key}");
             eprintln!("Admin key for site {site}: shown once; only its SHA-256 is stored in {}. Restart nectar dev to load it.", data_dir.join("keys.txt").display());
             Ok(())

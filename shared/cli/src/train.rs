@@ -10,14 +10,14 @@ use chrono::{NaiveDate, NaiveTime};
 use indicatif::{ProgressBar, ProgressStyle};
 use nectar_model::mapping::InteractionsView;
 use nectar_platform::config::NectarConfig;
+use nectar_platform::event_log::reader::TimeWindow;
 use nectar_platform::model_store::{AnyModelStore, LocalModelStore, RedisModelStore};
-use nectar_platform::reader::TimeWindow;
+use nectar_platform::object_store::{AnyStore, LocalStore, S3Store};
 use nectar_platform::registry::{AnyRegistry, DynamoRegistry, LocalRegistry, RunStatus};
-use nectar_platform::store::{AnyStore, LocalStore, S3Store};
+use nectar_platform::train::trainer::ModelTrainer;
 use nectar_platform::train::{
     run_task, TrainDeps, TrainError, TrainObserver, TrainRequest, WindowChoice,
 };
-use nectar_platform::trainers::ModelTrainer;
 
 use crate::demo::write_ratings;
 
@@ -306,10 +306,10 @@ mod tests {
     use super::*;
     use bytes::Bytes;
     use nectar_model::algo::AlgoSpec;
-    use nectar_platform::jsonl::gzip_lines;
-    use nectar_platform::layout::{event_object_key, Hour};
+    use nectar_platform::event_log::jsonl::gzip_lines;
+    use nectar_platform::event_log::layout::{event_object_key, Hour};
+    use nectar_platform::object_store::ObjectStore;
     use nectar_platform::registry::Registry;
-    use nectar_platform::store::ObjectStore;
 
     /// Four taste groups of 10 items; every user plays about 7 items of their group and one
     /// other, at scattered times over ten days.

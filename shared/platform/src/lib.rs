@@ -8,41 +8,24 @@
 //! SDKs it calls.
 #![warn(missing_docs)]
 
+pub mod activity;
 pub mod archive;
+pub mod auth;
 pub mod catalog;
-#[cfg(feature = "csv")]
-pub mod catalog_csv;
 pub mod collect;
 pub mod config;
 #[cfg(feature = "dynamodb")]
-pub mod dynamo_catalog;
+pub mod dynamo;
 pub mod env;
-pub mod error;
-pub mod event_log_writer;
-pub mod history;
-pub mod http_util;
-pub mod jsonl;
-pub mod keys;
-#[cfg(feature = "kinesis")]
-pub mod kinesis;
-#[cfg(feature = "kinesis")]
-pub mod kinesis_consumer;
-pub mod layout;
-pub mod local_log;
+pub mod event_log;
+pub mod http;
 pub mod model_store;
-pub mod reader;
+pub mod object_store;
 pub mod recommend;
 pub mod record_file;
-#[cfg(feature = "secrets")]
-pub mod redis_env;
 pub mod registry;
-pub mod served_log;
-pub mod sink;
-pub mod store;
 #[cfg(feature = "train")]
 pub mod train;
-#[cfg(feature = "train")]
-pub mod trainers;
 
 /// Milliseconds since the epoch, now.
 pub fn now_ms() -> i64 {

@@ -288,7 +288,7 @@ impl RedisModelStore {
     }
 
     /// Connects with credentials and/or CA certificates (see [`RedisConn::connect_with`]); the
-    /// Lambdas connect through [`crate::redis_env::model_store_from_env`], which reads them.
+    /// Lambdas connect through [`crate::model_store::redis_env::model_store_from_env`], which reads them.
     pub async fn connect_with(url: &str, options: &RedisOptions) -> Result<Self, ModelStoreError> {
         Ok(Self::new(
             RedisConn::connect_with(url, options)

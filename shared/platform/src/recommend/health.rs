@@ -6,10 +6,10 @@ use http::StatusCode;
 use serde_json::{json, Value};
 
 use super::{no_model_message, LoadedModel, ModelState, RecommendService};
+use crate::collect::sink::EventSink;
 use crate::config::{EndpointConfig, EndpointKind};
-use crate::http_util::json_response;
+use crate::http::response::json_response;
 use crate::model_store::ModelStore;
-use crate::sink::EventSink;
 
 /// The readiness route.
 pub const HEALTH_PATH: &str = "/healthz";

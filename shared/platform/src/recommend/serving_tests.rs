@@ -9,9 +9,9 @@ use nectar_model::event::Accepted;
 use serde_json::Value;
 
 use super::*;
+use crate::collect::sink::SinkError;
 use crate::model_store::{LocalModelStore, ModelArtifacts, PublishOptions};
-use crate::served_log::FlushMode;
-use crate::sink::SinkError;
+use crate::recommend::served_log::FlushMode;
 
 struct NoSink;
 

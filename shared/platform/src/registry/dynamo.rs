@@ -32,7 +32,7 @@ impl DynamoRegistry {
         client: &aws_sdk_dynamodb::Client,
         table: &str,
     ) -> Result<(), RegistryError> {
-        crate::dynamo_catalog::create_table(client, table, "pk", Some("sk"))
+        crate::dynamo::create_table(client, table, "pk", Some("sk"))
             .await
             .map_err(|e| RegistryError::Dynamo {
                 op: "CreateTable",

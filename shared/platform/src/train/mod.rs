@@ -14,7 +14,7 @@
 //! has: item factors and user factors (ALS/MF), the `popular` list (popular/trending),
 //! `similar` lists (item_knn, and ALS item–item cosine for `more-like-this`), optionally
 //! `user_top` lists (length `task.publish.top_n`, `task.publish.similar_n`).
-//! [`crate::trainers::ModelTrainer`] runs the model crate's algorithms.
+//! [`crate::train::trainer::ModelTrainer`] runs the model crate's algorithms.
 //!
 //! Evaluation does not go through the trainer: [`Holdout`] ranks from the artifacts through
 //! the serving model and the one ranker (`nectar_model::rank`), with the warm-only protocol
@@ -28,17 +28,18 @@ use std::time::Instant;
 use nectar_model::mapping::InteractionsView;
 
 use crate::config::{Algorithm, Anchor, NectarConfig, TaskConfig};
+use crate::event_log::reader::{latest_event_end_ms, read_window, TimeWindow};
 use crate::model_store::{ModelArtifacts, ModelStore, ModelStoreError, PublishOptions};
-use crate::reader::{latest_event_end_ms, read_window, TimeWindow};
+use crate::object_store::{ObjectStore, StoreError};
 use crate::recommend::LoadedModel;
 use crate::registry::{DataCounts, Registry, RegistryError, RunRecord, RunStatus, WindowRecord};
-use crate::store::{ObjectStore, StoreError};
 
 /// The cut-off of the ranking metrics.
 pub const K: usize = 10;
 /// The gate compares this metric.
 pub const GATE_METRIC: &str = "ndcg@10";
 pub mod holdout;
+pub mod trainer;
 
 pub use holdout::{metrics_map, Holdout};
 pub use nectar_model::evaluation::MAX_EVAL_USERS;
@@ -564,11 +565,11 @@ where
 #[cfg(any(test, feature = "testkit"))]
 pub mod contract {
     use super::*;
-    use crate::jsonl::gzip_lines;
-    use crate::layout::{event_object_key, Hour};
+    use crate::event_log::jsonl::gzip_lines;
+    use crate::event_log::layout::{event_object_key, Hour};
+    use crate::event_log::reader::contract::event_line;
     use crate::model_store::Scored;
-    use crate::reader::contract::event_line;
-    use crate::trainers::ModelTrainer;
+    use crate::train::trainer::ModelTrainer;
     use bytes::Bytes;
     use std::collections::HashMap;
 
@@ -892,19 +893,19 @@ pub mod contract {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::trainers::ModelTrainer;
+    use crate::train::trainer::ModelTrainer;
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_torn_member_in_the_log_is_skipped_and_counted_in_the_run_record() {
-        use crate::jsonl::gzip_lines;
-        use crate::reader::contract::event_line;
+        use crate::event_log::jsonl::gzip_lines;
+        use crate::event_log::reader::contract::event_line;
+        use crate::object_store::ObjectStore;
         use crate::registry::Registry;
-        use crate::store::ObjectStore;
         use bytes::Bytes;
         use contract::T0;
         let dir = std::env::temp_dir().join(format!("nectar-train-{}", rand::random::<u64>()));
         let (events, registry) = (
-            crate::store::LocalStore::new(&dir),
+            crate::object_store::LocalStore::new(&dir),
             crate::registry::LocalRegistry::new(&dir),
         );
         // GIVEN the test log, one of whose files holds a torn member before a valid one
@@ -946,7 +947,7 @@ mod tests {
         use nectar_model::algo::als::AlsParams;
         let dir = std::env::temp_dir().join(format!("nectar-train-{}", rand::random::<u64>()));
         let (events, models, registry) = (
-            crate::store::LocalStore::new(&dir),
+            crate::object_store::LocalStore::new(&dir),
             LocalModelStore::new(&dir),
             crate::registry::LocalRegistry::new(&dir),
         );
@@ -1006,7 +1007,7 @@ mod tests {
     async fn local_train_flow_publishes_refuses_and_fails_safely() {
         let dir = std::env::temp_dir().join(format!("nectar-train-{}", rand::random::<u64>()));
         contract::train_flow_contract(
-            &crate::store::LocalStore::new(&dir),
+            &crate::object_store::LocalStore::new(&dir),
             &crate::model_store::LocalModelStore::new(&dir),
             &crate::registry::LocalRegistry::new(&dir),
         )

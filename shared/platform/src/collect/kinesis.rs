@@ -10,7 +10,7 @@ use aws_sdk_kinesis::types::PutRecordsRequestEntry;
 use nectar_model::event::{Accepted, EncodedEvent};
 use tokio::time::Instant;
 
-use crate::sink::{EventSink, SinkError};
+use crate::collect::sink::{EventSink, SinkError};
 
 /// Kinesis limit on one record (data plus partition key).
 pub const MAX_RECORD_BYTES: usize = 1024 * 1024;

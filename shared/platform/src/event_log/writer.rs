@@ -3,7 +3,7 @@
 //! `nectar import`.
 //!
 //! It owns the four rules every writer follows (README, "The event log"):
-//! - **Partitioning** by site and event hour in UTC ([`Partitions`], keys from [`crate::layout`]).
+//! - **Partitioning** by site and event hour in UTC ([`Partitions`], keys from [`crate::event_log::layout`]).
 //! - **One gzip member per flush**: each partition of a flush is one member
 //!   ([`Partition::member`]); an object is one member, a local file a sequence of them.
 //! - **Deterministic keys** `<writer-id>-<first-seq>.jsonl.gz`: `<first-seq>` is the first
@@ -25,10 +25,10 @@ use bytes::Bytes;
 use futures::StreamExt;
 use sha2::{Digest, Sha256};
 
-use crate::jsonl::{gunzip_text, gzip_lines};
-use crate::layout::{event_object_key, Hour};
+use crate::event_log::jsonl::{gunzip_text, gzip_lines};
+use crate::event_log::layout::{event_object_key, Hour};
+use crate::object_store::{ObjectStore, StoreError};
 use crate::record_file::cut_tail;
-use crate::store::{ObjectStore, StoreError};
 
 /// One partition of a flush: the lines of one site and event hour, in arrival order.
 #[derive(Debug, Clone)]
@@ -332,7 +332,7 @@ fn open_for_append(path: &Path, size: &mut u64) -> std::io::Result<File> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::LocalStore;
+    use crate::object_store::LocalStore;
 
     const T: i64 = 1_795_305_000_000; // 2026-11-21T23:50Z
     const HOUR: i64 = 3_600_000;

@@ -25,7 +25,7 @@ use nectar_model::event::{event_id, Accepted, EncodedEvent, FlatEvent};
 use serde_json::json;
 use serde_json::value::{to_raw_value, RawValue};
 
-use crate::sink::EventSink;
+use crate::collect::sink::EventSink;
 
 /// Queue length that triggers a background flush before the timer.
 pub const FLUSH_AT: usize = 1_000;
@@ -277,7 +277,7 @@ async fn flusher<S: EventSink + 'static>(log: Weak<ServedLog<S>>, every: Duratio
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sink::SinkError;
+    use crate::collect::sink::SinkError;
     use nectar_model::event::{accept_payload, CollectLimits};
     use std::sync::atomic::{AtomicBool, Ordering};
 

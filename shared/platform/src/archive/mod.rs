@@ -1,11 +1,14 @@
 //! The archive service: Kinesis records → deduped, partitioned gzip JSON Lines in the event log.
 //!
-//! The objects are written by the event-log writer ([`crate::event_log_writer`]). Object keys
+//! The objects are written by the event-log writer ([`crate::event_log::writer`]). Object keys
 //! are derived from the shard and the first sequence number contributing to each
 //! partition, so a retried batch overwrites the same objects instead of adding copies. What
 //! cannot be decoded, or written after retries, is parked under `parked/` with the reason;
 //! only when parking fails too is the record reported as a batch item failure, so Lambda
 //! retries from it. Readers dedupe by `event_id` (the log is at-least-once).
+
+#[cfg(feature = "kinesis")]
+pub mod kinesis_reader;
 
 use std::collections::HashSet;
 
@@ -14,9 +17,9 @@ use nectar_model::event::is_valid_key;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::event_log_writer::{counter_seq, put_object, put_objects, Partitions};
-use crate::layout::{Hour, PARKED_PREFIX};
-use crate::store::ObjectStore;
+use crate::event_log::layout::{Hour, PARKED_PREFIX};
+use crate::event_log::writer::{put_object, put_objects, Partitions};
+use crate::object_store::ObjectStore;
 
 /// One stream record handed to the archive.
 #[derive(Debug, Clone)]
@@ -196,8 +199,8 @@ fn base64_encode(data: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::jsonl::gunzip_text;
-    use crate::store::{LocalStore, StoreError};
+    use crate::event_log::jsonl::gunzip_text;
+    use crate::object_store::{LocalStore, StoreError};
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     const T: i64 = 1_795_305_000_000; // 2026-11-21T23:50Z
@@ -317,10 +320,10 @@ mod tests {
 
     #[tokio::test]
     async fn the_store_sink_writes_one_object_per_hour_named_after_its_first_event() {
-        use crate::sink::EventSink;
+        use crate::collect::sink::EventSink;
         use nectar_model::event::{Accepted, EncodedEvent};
         let (store, dir) = temp_store();
-        let sink = StoreSink::new(store.clone(), "dev-1");
+        let sink = crate::event_log::store_sink::StoreSink::new(store.clone(), "dev-1");
         let batch = |ids: &[&str], ts: &[i64]| Accepted {
             site_key: "demo".into(),
             events: ids
@@ -410,49 +413,5 @@ mod tests {
         let out = archive_batch(&store, &records, T).await;
         assert_eq!(out.first_failed_sequence.as_deref(), Some("8"));
         std::fs::remove_dir_all(dir).unwrap();
-    }
-}
-
-/// An event sink that writes each accepted batch straight into the event log of an object
-/// store (`nectar dev --bucket` without a stream): one object per touched partition.
-#[derive(Debug)]
-pub struct StoreSink<O> {
-    store: O,
-    writer_id: String,
-    next_seq: std::sync::atomic::AtomicU64,
-}
-
-impl<O: ObjectStore> StoreSink<O> {
-    /// A sink writing objects named `<writer_id>-<seq>.jsonl.gz`.
-    pub fn new(store: O, writer_id: impl Into<String>) -> Self {
-        Self {
-            store,
-            writer_id: writer_id.into(),
-            next_seq: Default::default(),
-        }
-    }
-}
-
-impl<O: ObjectStore> crate::sink::EventSink for StoreSink<O> {
-    async fn put(
-        &self,
-        batch: &nectar_model::event::Accepted,
-    ) -> Result<(), crate::sink::SinkError> {
-        let first = counter_seq(self.next_seq.fetch_add(
-            batch.events.len() as u64,
-            std::sync::atomic::Ordering::Relaxed,
-        ));
-        let mut parts = Partitions::new();
-        for e in &batch.events {
-            parts.push(&batch.site_key, e.event_timestamp, &e.line, ());
-        }
-        let objects: Vec<(String, Bytes)> = parts
-            .iter()
-            .map(|p| (p.key(&self.writer_id, &first), Bytes::from(p.member())))
-            .collect();
-        for result in put_objects(&self.store, objects).await {
-            result?;
-        }
-        Ok(())
     }
 }

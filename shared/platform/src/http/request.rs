@@ -1,24 +1,12 @@
-//! Small helpers shared by the HTTP services: query parsing, bodies, JSON responses.
+//! Request helpers shared by the HTTP services: query parameters, headers, bodies.
 
 use std::borrow::Cow;
 use std::io::Read;
 
-use bytes::Bytes;
 use flate2::bufread::GzDecoder;
-use http::{HeaderMap, HeaderValue, StatusCode};
+use http::HeaderMap;
 
-use crate::error::AppError;
-
-/// A JSON response with the given status.
-pub fn json_response(status: StatusCode, body: &serde_json::Value) -> http::Response<Bytes> {
-    let mut resp = http::Response::new(Bytes::from(body.to_string()));
-    *resp.status_mut() = status;
-    resp.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    resp
-}
+use super::error::AppError;
 
 /// The value of the singular query parameter `name`, percent-decoded. Every route reads its
 /// parameters through this, so a repeated one (`s=a&s=b`) is refused naming it, the same way
@@ -135,6 +123,7 @@ fn gunzip_members(body: &[u8], limit: usize) -> Result<Vec<u8>, AppError> {
 mod tests {
     use super::*;
     use flate2::{write::GzEncoder, Compression};
+    use http::HeaderValue;
     use std::io::Write;
 
     fn gz(data: &[u8]) -> Vec<u8> {

@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 use nectar_model::event::Accepted;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::event_log_writer::{AppendFiles, Partitions};
-use crate::sink::{EventSink, SinkError};
+use crate::collect::sink::{EventSink, SinkError};
+use crate::event_log::writer::{AppendFiles, Partitions};
 
 struct WriteRequest {
     site_key: String,
@@ -112,8 +112,8 @@ impl EventSink for LocalEventLog {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::jsonl::{gunzip_text, gzip_lines};
-    use crate::layout::Hour;
+    use crate::event_log::jsonl::{gunzip_text, gzip_lines};
+    use crate::event_log::layout::Hour;
     use nectar_model::event::EncodedEvent;
     use std::io::Write;
 
@@ -138,7 +138,12 @@ mod tests {
         let log = LocalEventLog::start(&dir, "demo-42").unwrap();
         log.put(&batch(0..3, ts)).await.unwrap();
         drop(log);
-        let key = crate::layout::event_object_key("demo", Hour::of(ts), "demo-42", "000000000000");
+        let key = crate::event_log::layout::event_object_key(
+            "demo",
+            Hour::of(ts),
+            "demo-42",
+            "000000000000",
+        );
         let path = dir.join(&key);
         let whole = std::fs::metadata(&path).unwrap().len();
         let member = gzip_lines(["{\"event_id\":\"never acknowledged\"}"; 40]);
@@ -196,8 +201,8 @@ mod tests {
         for t in tasks {
             t.await.unwrap();
         }
-        let store = crate::store::LocalStore::new(&dir);
-        use crate::store::ObjectStore;
+        let store = crate::object_store::LocalStore::new(&dir);
+        use crate::object_store::ObjectStore;
         let keys = store.list("events/site=demo/").await.unwrap();
         assert_eq!(keys.len(), 2, "{keys:?}");
         assert!(keys[0].starts_with("events/site=demo/date=2026-11-21/hour=23/test-"));

@@ -4,13 +4,16 @@
 //! The local key file (`<data-dir>/keys.txt`, one `sha256hex site` per line, a
 //! [`RecordFile`]) is the twin of the DynamoDB keys table (pk `key_hash`).
 
+#[cfg(feature = "dynamodb")]
+pub mod dynamo;
+
 use std::path::Path;
 
 use rand::Rng;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::error::AppError;
+use crate::http::error::AppError;
 use crate::record_file::{Durability, LineFormat, RecordFile};
 
 /// The stored form of the keys: `(sha256 of the key, site)`. Clones share the same set, so

@@ -135,7 +135,7 @@ impl AppError {
 
     /// The whole HTTP response.
     pub fn into_response(self) -> http::Response<Bytes> {
-        let mut resp = crate::http_util::json_response(self.status(), &self.body());
+        let mut resp = super::response::json_response(self.status(), &self.body());
         if let Self::MethodNotAllowed { allow, .. } = &self {
             resp.headers_mut()
                 .insert(http::header::ALLOW, http::HeaderValue::from_static(allow));

@@ -11,6 +11,8 @@
 //! lists already in memory are served, marked `"fallback": true`. [`HEALTH_PATH`] reports,
 //! per endpoint, what it would serve.
 
+pub mod served_log;
+
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -23,16 +25,17 @@ use rand::Rng;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
+use crate::auth::AdminKeys;
 use crate::catalog::Catalog;
+use crate::collect::sink::EventSink;
 use crate::config::{EndpointConfig, EndpointKind, NectarConfig, VariantConfig};
-use crate::error::AppError;
-use crate::http_util::{json_response, query_param, query_param_all, site_key_param};
-use crate::keys::AdminKeys;
+use crate::http::error::AppError;
+use crate::http::request::{query_param, query_param_all, site_key_param};
+use crate::http::response::json_response;
 use crate::model_store::{
     algo_spec, user_state, Factors, ModelItems, ModelStore, ModelStoreError, UserState, HOUR_MS,
 };
-use crate::served_log::{FlushMode, ServedAnswer, ServedLog};
-use crate::sink::EventSink;
+use crate::recommend::served_log::{FlushMode, ServedAnswer, ServedLog};
 
 mod health;
 #[cfg(test)]

@@ -19,9 +19,9 @@ use serde_json::value::RawValue;
 use serde_json::Value;
 
 use crate::catalog::{valid_item_id, Catalog, CatalogWriter, ItemMeta};
+use crate::collect::sink::{EventSink, SinkError};
 use crate::config::NectarConfig;
 use crate::model_store::{ModelStore, ModelStoreError, HOUR_MS};
-use crate::sink::{EventSink, SinkError};
 
 /// Items kept per user.
 pub const HISTORY_LEN: usize = 100;

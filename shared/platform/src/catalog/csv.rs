@@ -16,8 +16,9 @@ use std::path::Path;
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime};
 
+use crate::catalog::dynamo::DynamoCatalog;
 use crate::catalog::{valid_item_id, Catalog, CatalogError, ItemMeta};
-use crate::dynamo_catalog::{DynamoCatalog, DynamoError};
+use crate::dynamo::DynamoError;
 
 /// Where `nectar import --items` writes.
 #[derive(Debug, Clone)]

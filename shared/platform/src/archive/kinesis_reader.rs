@@ -7,7 +7,7 @@ use aws_sdk_kinesis::types::ShardIteratorType;
 use bytes::Bytes;
 
 use crate::archive::{archive_batch, ArchiveRecord};
-use crate::store::ObjectStore;
+use crate::object_store::ObjectStore;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 

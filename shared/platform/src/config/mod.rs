@@ -11,7 +11,7 @@ use nectar_model::mapping::{EventWeights, WeightRule};
 use serde::Deserialize;
 
 /// The checked-in default config, compiled in.
-pub const DEFAULT_CONFIG_TOML: &str = include_str!("../../../config/nectar.toml");
+pub const DEFAULT_CONFIG_TOML: &str = include_str!("../../../../config/nectar.toml");
 
 /// Why a config could not be loaded.
 #[derive(Debug, thiserror::Error)]

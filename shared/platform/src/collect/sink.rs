@@ -26,7 +26,7 @@ pub enum SinkError {
     Io(#[from] std::io::Error),
     /// An object store write failed.
     #[error("writing the event log object failed")]
-    Store(#[from] crate::store::StoreError),
+    Store(#[from] crate::object_store::StoreError),
 }
 
 /// Stores accepted events durably. `Ok` means every event is acknowledged by the backend.

@@ -8,9 +8,9 @@ use nectar_model::mapping::{
     dedupe_key, map_event_line, Deduper, EventWeights, Interaction, InteractionLog, MapStats, Skip,
 };
 
-use crate::jsonl::gunzip_text;
-use crate::layout::{day_prefix, EVENTS_PREFIX};
-use crate::store::{ObjectStore, StoreError};
+use crate::event_log::jsonl::gunzip_text;
+use crate::event_log::layout::{day_prefix, EVENTS_PREFIX};
+use crate::object_store::{ObjectStore, StoreError};
 
 /// A time window `[since_ms, until_ms)`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -251,8 +251,8 @@ struct TsOnly {
 #[cfg(any(test, feature = "testkit"))]
 pub mod contract {
     use super::*;
-    use crate::jsonl::gzip_lines;
-    use crate::layout::{event_object_key, Hour};
+    use crate::event_log::jsonl::gzip_lines;
+    use crate::event_log::layout::{event_object_key, Hour};
     use bytes::Bytes;
 
     /// A flat event line as the collect service stores it.
@@ -410,7 +410,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn local_reader_passes_the_contract() {
         let dir = std::env::temp_dir().join(format!("nectar-rd-{}", rand::random::<u64>()));
-        contract::reader_contract(&crate::store::LocalStore::new(&dir)).await;
+        contract::reader_contract(&crate::object_store::LocalStore::new(&dir)).await;
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

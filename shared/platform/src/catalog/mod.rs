@@ -2,9 +2,14 @@
 //!
 //! Serving reads it from memory on every request. [`Catalog`] is the in-memory view, filled
 //! by `PUT /v1/items` (admin key), `nectar import --items FILE` and the `metadata` of collected
-//! events (see [`crate::history::catalog_updates`]) and, in `nectar dev`, persisted as JSON lines under
+//! events (see [`crate::activity::catalog_updates`]) and, in `nectar dev`, persisted as JSON lines under
 //! `<data-dir>/catalog/site=<site>/items.jsonl` (a [`crate::record_file::RecordFile`]: torn
 //! tails are cut, upserts fsynced) so that it survives restarts.
+
+#[cfg(feature = "csv")]
+pub mod csv;
+#[cfg(feature = "dynamodb")]
+pub mod dynamo;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -18,10 +23,11 @@ use nectar_model::strict_json;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use crate::auth::AdminKeys;
 use crate::config::NectarConfig;
-use crate::error::AppError;
-use crate::http_util::{decode_body, json_response, site_key_param};
-use crate::keys::AdminKeys;
+use crate::http::error::AppError;
+use crate::http::request::{decode_body, site_key_param};
+use crate::http::response::json_response;
 use crate::record_file::{Durability, LineFormat, RecordFile};
 
 /// The catalog route.

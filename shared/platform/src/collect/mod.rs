@@ -1,5 +1,9 @@
 //! The collect service: `POST /v1/collect?s=SITE` and its CORS preflight.
 
+#[cfg(feature = "kinesis")]
+pub mod kinesis;
+pub mod sink;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -9,10 +13,11 @@ use nectar_model::event::{accept_site_payload, CollectLimits};
 use nectar_model::mapping::EventWeights;
 use serde_json::json;
 
+use crate::collect::sink::{EventSink, SinkError};
 use crate::config::{NectarConfig, SiteConfig};
-use crate::error::AppError;
-use crate::http_util::{decode_body, header, json_response, site_key_param};
-use crate::sink::{EventSink, SinkError};
+use crate::http::error::AppError;
+use crate::http::request::{decode_body, header, site_key_param};
+use crate::http::response::json_response;
 
 /// The collect route.
 pub const COLLECT_PATH: &str = "/v1/collect";

@@ -1,105 +1,23 @@
-//! DynamoDB twins of the local catalog file and key file, for the recommend Lambda.
+//! The DynamoDB twin of the local catalog file, for the recommend Lambda.
 //!
-//! - Catalog table: pk `site`, sk `item_id`; attributes `category`, `available_from`,
-//!   `available_until` (numbers, ms UTC), `title`. Loaded whole per site at cold start and
-//!   reloaded by [`spawn_refresh`] (the serving path reads the catalog from memory); written whole by `PUT /v1/items` and
-//!   `nectar import --items` ([`DynamoCatalog::put_items`]) and merged field by field from
-//!   collected events' metadata by the archive function ([`DynamoCatalog::merge_items`]).
-//! - Keys table: pk `key_hash` (hex SHA-256 of the key), attribute `site`. Only hashes are
-//!   stored; the table is scanned at cold start into [`AdminKeys`],
-//!   and again by [`spawn_refresh`].
+//! Catalog table: pk `site`, sk `item_id`; attributes `category`, `available_from`,
+//! `available_until` (numbers, ms UTC), `title`. Loaded whole per site at cold start and
+//! reloaded by [`crate::dynamo::spawn_refresh`] (the serving path reads the catalog from memory); written whole by `PUT /v1/items` and
+//! `nectar import --items` ([`DynamoCatalog::put_items`]) and merged field by field from
+//! collected events' metadata by the archive function ([`DynamoCatalog::merge_items`]).
 
 use std::collections::HashMap;
 
-use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
+use aws_sdk_dynamodb::types::{PutRequest, WriteRequest};
 
 use crate::catalog::ItemMeta;
-use crate::keys::AdminKeys;
-
-/// A DynamoDB failure.
-#[derive(Debug, thiserror::Error)]
-#[error("DynamoDB {op} on {table} failed")]
-pub struct DynamoError {
-    op: &'static str,
-    table: String,
-    #[source]
-    source: Box<dyn std::error::Error + Send + Sync>,
-}
+use crate::dynamo::{get_n, get_s, n, s, DynamoError};
 
 /// The catalog table.
 #[derive(Debug, Clone)]
 pub struct DynamoCatalog {
     client: aws_sdk_dynamodb::Client,
     table: String,
-}
-
-/// The keys table.
-#[derive(Debug, Clone)]
-pub struct DynamoKeys {
-    client: aws_sdk_dynamodb::Client,
-    table: String,
-}
-
-fn s(v: &str) -> AttributeValue {
-    AttributeValue::S(v.to_string())
-}
-
-fn n(v: i64) -> AttributeValue {
-    AttributeValue::N(v.to_string())
-}
-
-fn get_s(m: &HashMap<String, AttributeValue>, k: &str) -> Option<String> {
-    m.get(k).and_then(|v| v.as_s().ok()).cloned()
-}
-
-fn get_n(m: &HashMap<String, AttributeValue>, k: &str) -> Option<i64> {
-    m.get(k)
-        .and_then(|v| v.as_n().ok())
-        .and_then(|x| x.parse().ok())
-}
-
-/// Creates a table with a string hash key (and optional string range key), on demand; for
-/// tests and local setups (the SAM template declares the tables in AWS).
-pub async fn create_table(
-    client: &aws_sdk_dynamodb::Client,
-    table: &str,
-    hash: &str,
-    range: Option<&str>,
-) -> Result<(), DynamoError> {
-    use aws_sdk_dynamodb::types::{
-        AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-    };
-    let attr = |n: &str| {
-        AttributeDefinition::builder()
-            .attribute_name(n)
-            .attribute_type(ScalarAttributeType::S)
-            .build()
-            .expect("name and type are set")
-    };
-    let key = |n: &str, t: KeyType| {
-        KeySchemaElement::builder()
-            .attribute_name(n)
-            .key_type(t)
-            .build()
-            .expect("name and type are set")
-    };
-    let mut req = client
-        .create_table()
-        .table_name(table)
-        .attribute_definitions(attr(hash))
-        .key_schema(key(hash, KeyType::Hash))
-        .billing_mode(BillingMode::PayPerRequest);
-    if let Some(r) = range {
-        req = req
-            .attribute_definitions(attr(r))
-            .key_schema(key(r, KeyType::Range));
-    }
-    req.send().await.map_err(|e| DynamoError {
-        op: "CreateTable",
-        table: table.to_string(),
-        source: Box::new(e),
-    })?;
-    Ok(())
 }
 
 impl DynamoCatalog {
@@ -268,95 +186,4 @@ impl crate::catalog::CatalogWriter for DynamoCatalog {
     ) -> impl std::future::Future<Output = Result<(), DynamoError>> + Send {
         DynamoCatalog::merge_items(self, site, items)
     }
-}
-
-impl DynamoKeys {
-    /// The keys in `table`.
-    pub fn new(client: aws_sdk_dynamodb::Client, table: impl Into<String>) -> Self {
-        Self {
-            client,
-            table: table.into(),
-        }
-    }
-
-    /// Stores a new key's hash for `site` and returns the key (shown once).
-    pub async fn create(&self, site: &str) -> Result<String, DynamoError> {
-        let key = crate::keys::new_key();
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .item("key_hash", s(&hex::encode(crate::keys::key_hash(&key))))
-            .item("site", s(site))
-            .send()
-            .await
-            .map_err(|e| DynamoError {
-                op: "PutItem",
-                table: self.table.clone(),
-                source: Box::new(e),
-            })?;
-        Ok(key)
-    }
-
-    /// Every stored key hash, as [`AdminKeys`].
-    pub async fn load(&self) -> Result<AdminKeys, DynamoError> {
-        let mut keys = AdminKeys::none();
-        let mut start = None;
-        loop {
-            let page = self
-                .client
-                .scan()
-                .table_name(&self.table)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|e| DynamoError {
-                    op: "Scan",
-                    table: self.table.clone(),
-                    source: Box::new(e),
-                })?;
-            for m in page.items() {
-                if let (Some(h), Some(site)) = (get_s(m, "key_hash"), get_s(m, "site")) {
-                    keys.add_hash(&h, &site);
-                }
-            }
-            start = page.last_evaluated_key;
-            if start.is_none() {
-                return Ok(keys);
-            }
-        }
-    }
-}
-
-/// Keeps a Lambda's in-memory catalog and admin keys fresh: reloads both tables every `every`
-/// (catalog upserts made through other instances, and key revocations, reach this one within
-/// that time). A failed reload keeps what is in memory and is logged.
-pub fn spawn_refresh(
-    sites: Vec<String>,
-    catalog: (crate::catalog::Catalog, Option<DynamoCatalog>),
-    keys: (AdminKeys, Option<DynamoKeys>),
-    every: std::time::Duration,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        loop {
-            tokio::time::sleep(every).await;
-            if let Some(table) = &catalog.1 {
-                for site in &sites {
-                    match table.load_site(site).await {
-                        Ok(items) => catalog.0.replace_site(site, items),
-                        Err(e) => {
-                            tracing::warn!(%site, error = %e, "Catalog reload failed; keeping the loaded one.")
-                        }
-                    }
-                }
-            }
-            if let Some(table) = &keys.1 {
-                match table.load().await {
-                    Ok(fresh) => keys.0.replace_with(&fresh),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "Keys reload failed; keeping the loaded ones.")
-                    }
-                }
-            }
-        }
-    })
 }

@@ -1,0 +1,11 @@
+//! The event log: gzip JSON Lines files partitioned by site and event hour ([`layout`],
+//! [`jsonl`]), written by one writer ([`writer`]) for every producer — the archive function,
+//! the S3 store sink of `nectar dev --bucket` ([`store_sink`]), the embedded local log
+//! ([`local`]) and `nectar import` — and read by training and the online report ([`reader`]).
+
+pub mod jsonl;
+pub mod layout;
+pub mod local;
+pub mod reader;
+pub mod store_sink;
+pub mod writer;
