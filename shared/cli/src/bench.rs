@@ -10,8 +10,9 @@ use std::time::Instant;
 
 use anyhow::{bail, ensure};
 use nectar_model::event::{accept_payload, CollectLimits};
+use nectar_model::rank::QUANTIZE_MIN_ITEMS;
 use nectar_platform::model_store::{Factors, ModelItems};
-use nectar_platform::recommend::{LoadedModel, QUANTIZE_MIN_ITEMS};
+use nectar_platform::recommend::LoadedModel;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
 

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::backends::Backends;
 use anyhow::Context;
 use bytes::Bytes;
 use http::{Method, StatusCode};
@@ -23,8 +24,8 @@ use nectar_platform::config::NectarConfig;
 use nectar_platform::event_log::local::LocalEventLog;
 use nectar_platform::http::error::AppError;
 use nectar_platform::http::response::json_response;
-use nectar_platform::model_store::{AnyModelStore, LocalModelStore, RedisModelStore};
-use nectar_platform::object_store::{AnyStore, LocalStore, S3Store};
+use nectar_platform::model_store::AnyModelStore;
+use nectar_platform::object_store::AnyStore;
 use nectar_platform::recommend::{RecommendOptions, RecommendService, HEALTH_PATH};
 
 mod conn;
@@ -241,23 +242,14 @@ fn index(config: &NectarConfig) -> http::Response<Bytes> {
 /// Runs the dev server until Ctrl-C.
 pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let config = Arc::new(NectarConfig::load(args.config.as_deref())?);
-    let aws = if args.stream.is_some() || args.bucket.is_some() {
-        Some(aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await)
-    } else {
-        None
-    };
-    let store = match (&args.bucket, &aws) {
-        (Some(bucket), Some(aws)) => {
-            AnyStore::S3(S3Store::new(aws_sdk_s3::Client::new(aws), bucket))
-        }
-        _ => AnyStore::Local(LocalStore::new(&args.data_dir)),
-    };
+    let backends = Backends::new(&args.data_dir);
+    let store = backends.events(args.bucket.as_deref()).await;
     // The banner reads the newest events from wherever the log is kept.
     let banner_events = store.clone();
     let writer_id = format!("dev-{}-{}", std::process::id(), nectar_platform::now_ms());
-    let sink = match (&args.stream, &aws) {
-        (Some(stream), Some(aws)) => {
-            let client = aws_sdk_kinesis::Client::new(aws);
+    let sink = match &args.stream {
+        Some(stream) => {
+            let client = backends.kinesis().await;
             nectar_platform::archive::kinesis_reader::spawn_archiver(
                 client.clone(),
                 stream.clone(),
@@ -270,7 +262,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
                 RetryPolicy::default(),
             ))
         }
-        _ => match store {
+        None => match store {
             AnyStore::Local(_) => DevSink::Local(
                 LocalEventLog::start(&args.data_dir, &writer_id).with_context(|| {
                     format!("cannot open the data dir {}", args.data_dir.display())
@@ -281,14 +273,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             )),
         },
     };
-    let models = match &args.redis {
-        Some(url) => AnyModelStore::Redis(
-            RedisModelStore::connect(url)
-                .await
-                .with_context(|| "cannot connect to --redis".to_string())?,
-        ),
-        None => AnyModelStore::Local(LocalModelStore::new(&args.data_dir)),
-    };
+    let models = backends.models(args.redis.as_deref()).await?;
     let keys_path = args.data_dir.join("keys.txt");
     let keys = AdminKeys::load(&keys_path)
         .with_context(|| format!("cannot read {}", keys_path.display()))?;

@@ -14,6 +14,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::backends::Backends;
 use anyhow::{bail, Context};
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
@@ -21,13 +22,11 @@ use nectar_model::event::{event_id, is_valid_key};
 use nectar_model::mapping::WeightRule;
 use nectar_platform::activity::HISTORY_LEN;
 use nectar_platform::catalog::csv::{import_items_file, ItemsTarget};
-use nectar_platform::catalog::dynamo::DynamoCatalog;
 use nectar_platform::catalog::Catalog;
 use nectar_platform::config::NectarConfig;
 use nectar_platform::event_log::layout::Hour;
 use nectar_platform::event_log::writer::{put_objects, Partitions};
-use nectar_platform::model_store::{AnyModelStore, LocalModelStore, ModelStore, RedisModelStore};
-use nectar_platform::object_store::{AnyStore, LocalStore, S3Store};
+use nectar_platform::model_store::ModelStore;
 
 /// Flags of `nectar import`: `--csv` (ratings), `--items` (catalog), or both.
 #[derive(Debug, clap::Args)]
@@ -182,16 +181,13 @@ async fn record_histories(
     if !counts {
         return Ok(None);
     }
-    let models = match (&args.redis, &args.bucket) {
-        (Some(url), _) => AnyModelStore::Redis(
-            RedisModelStore::connect(url)
-                .await
-                .context("cannot connect to --redis")?,
-        ),
-        (None, None) => AnyModelStore::Local(LocalModelStore::new(&args.data_dir)),
+    if args.redis.is_none() && args.bucket.is_some() {
         // An S3 import without --redis has no model store to feed.
-        (None, Some(_)) => return Ok(None),
-    };
+        return Ok(None);
+    }
+    let models = Backends::new(&args.data_dir)
+        .models(args.redis.as_deref())
+        .await?;
     let histories = recent_histories(recs, names.0.len());
     let n = histories.iter().filter(|h| !h.is_empty()).count();
     futures::stream::iter(histories.into_iter().enumerate())
@@ -221,14 +217,10 @@ async fn record_histories(
 async fn import_items(args: &ImportArgs, path: &std::path::Path) -> anyhow::Result<()> {
     let started = Instant::now();
     let (target, name) = match &args.catalog_table {
-        Some(t) => {
-            let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-            let client = aws_sdk_dynamodb::Client::new(&aws);
-            (
-                ItemsTarget::Dynamo(DynamoCatalog::new(client, t)),
-                format!("DynamoDB table {t}"),
-            )
-        }
+        Some(t) => (
+            ItemsTarget::Dynamo(Backends::new(&args.data_dir).catalog_table(t).await),
+            format!("DynamoDB table {t}"),
+        ),
         None => (
             ItemsTarget::Local(Catalog::open(&args.data_dir)?),
             args.data_dir.join("catalog").display().to_string(),
@@ -276,13 +268,9 @@ async fn import_ratings(
     }
     // Stable: rows of the same millisecond keep their file order, so files are reproducible.
     recs.sort_by_key(|r| r.ts_ms);
-    let store = match &args.bucket {
-        Some(b) => {
-            let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-            AnyStore::S3(S3Store::new(aws_sdk_s3::Client::new(&aws), b.clone()))
-        }
-        None => AnyStore::Local(LocalStore::new(&args.data_dir)),
-    };
+    let store = Backends::new(&args.data_dir)
+        .events(args.bucket.as_deref())
+        .await;
     let rows = recs.len();
     let recs = Arc::new(recs);
     let names = Arc::new((users.names, items.names));
@@ -365,6 +353,7 @@ fn build_files(
 mod tests {
     use super::*;
     use nectar_model::mapping::{map_event_line, EventWeights};
+    use nectar_platform::model_store::LocalModelStore;
 
     #[test]
     fn rows_become_rating_events_that_map_back() {

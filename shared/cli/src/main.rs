@@ -3,6 +3,7 @@
 
 use clap::{Parser, Subcommand};
 
+mod backends;
 mod banner;
 mod bench;
 mod demo;

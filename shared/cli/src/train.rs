@@ -5,15 +5,15 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::backends::Backends;
 use anyhow::{bail, Context};
 use chrono::{NaiveDate, NaiveTime};
 use indicatif::{ProgressBar, ProgressStyle};
 use nectar_model::mapping::InteractionsView;
 use nectar_platform::config::NectarConfig;
 use nectar_platform::event_log::reader::TimeWindow;
-use nectar_platform::model_store::{AnyModelStore, LocalModelStore, RedisModelStore};
-use nectar_platform::object_store::{AnyStore, LocalStore, S3Store};
-use nectar_platform::registry::{AnyRegistry, DynamoRegistry, LocalRegistry, RunStatus};
+use nectar_platform::model_store::AnyModelStore;
+use nectar_platform::registry::RunStatus;
 use nectar_platform::train::trainer::ModelTrainer;
 use nectar_platform::train::{
     run_task, TrainDeps, TrainError, TrainObserver, TrainRequest, WindowChoice,
@@ -164,30 +164,10 @@ pub async fn run(args: TrainArgs) -> anyhow::Result<()> {
             Some((since_ms, until_ms))
         }
     };
-    let aws = if args.bucket.is_some() || args.registry_table.is_some() {
-        Some(aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await)
-    } else {
-        None
-    };
-    let events = match (&args.bucket, &aws) {
-        (Some(b), Some(aws)) => AnyStore::S3(S3Store::new(aws_sdk_s3::Client::new(aws), b.clone())),
-        _ => AnyStore::Local(LocalStore::new(&args.data_dir)),
-    };
-    let models = match &args.redis {
-        Some(url) => AnyModelStore::Redis(
-            RedisModelStore::connect(url)
-                .await
-                .with_context(|| format!("cannot connect to Redis at {url}"))?,
-        ),
-        None => AnyModelStore::Local(LocalModelStore::new(&args.data_dir)),
-    };
-    let registry = match (&args.registry_table, &aws) {
-        (Some(t), Some(aws)) => AnyRegistry::Dynamo(DynamoRegistry::new(
-            aws_sdk_dynamodb::Client::new(aws),
-            t.clone(),
-        )),
-        _ => AnyRegistry::Local(LocalRegistry::new(&args.data_dir)),
-    };
+    let backends = Backends::new(&args.data_dir);
+    let events = backends.events(args.bucket.as_deref()).await;
+    let models = backends.models(args.redis.as_deref()).await?;
+    let registry = backends.registry(args.registry_table.as_deref()).await;
     let mut failed = 0;
     for (site, task) in jobs {
         let task_cfg = cfg.task(&site, &task).expect("listed from the config");
@@ -308,7 +288,9 @@ mod tests {
     use nectar_model::algo::AlgoSpec;
     use nectar_platform::event_log::jsonl::gzip_lines;
     use nectar_platform::event_log::layout::{event_object_key, Hour};
+    use nectar_platform::object_store::LocalStore;
     use nectar_platform::object_store::ObjectStore;
+    use nectar_platform::registry::LocalRegistry;
     use nectar_platform::registry::Registry;
 
     /// Four taste groups of 10 items; every user plays about 7 items of their group and one

@@ -19,6 +19,8 @@ use serde::{Deserialize, Serialize};
 pub mod local;
 #[cfg(feature = "redis")]
 pub mod redis;
+#[cfg(feature = "redis")]
+mod redis_conn;
 #[cfg(feature = "secrets")]
 pub mod redis_env;
 

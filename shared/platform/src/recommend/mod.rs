@@ -11,37 +11,41 @@
 //! lists already in memory are served, marked `"fallback": true`. [`HEALTH_PATH`] reports,
 //! per endpoint, what it would serve.
 
+mod experiment;
+mod fresh_trending;
+mod model_cache;
+mod rules;
 pub mod served_log;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Method, StatusCode};
-use nectar_model::algo::AlgoSpec;
-use nectar_model::rank::{self, ItemSide, Prepared, UserInput};
+use nectar_model::rank;
 use rand::Rng;
 use serde_json::json;
-use sha2::{Digest, Sha256};
 
 use crate::auth::AdminKeys;
 use crate::catalog::Catalog;
 use crate::collect::sink::EventSink;
-use crate::config::{EndpointConfig, EndpointKind, NectarConfig, VariantConfig};
+use crate::config::{EndpointConfig, EndpointKind, NectarConfig};
 use crate::http::error::AppError;
 use crate::http::request::{query_param, query_param_all, site_key_param};
 use crate::http::response::json_response;
-use crate::model_store::{
-    algo_spec, user_state, Factors, ModelItems, ModelStore, ModelStoreError, UserState, HOUR_MS,
-};
+use crate::model_store::{user_state, ModelStore, ModelStoreError, UserState};
 use crate::recommend::served_log::{FlushMode, ServedAnswer, ServedLog};
 
 mod health;
 #[cfg(test)]
 mod serving_tests;
 
+pub use experiment::{assign_variant, assignment_point};
+use fresh_trending::FreshList;
 pub use health::HEALTH_PATH;
+pub use model_cache::LoadedModel;
+use model_cache::{ModelState, Slot};
 
 /// Prefix of the per-user route.
 pub const RECOMMEND_PREFIX: &str = "/v1/recommend/";
@@ -83,154 +87,6 @@ impl Default for RecommendOptions {
     }
 }
 
-/// One model version as served from memory.
-#[derive(Debug)]
-pub struct LoadedModel {
-    /// The task name.
-    pub task: String,
-    /// The item side.
-    pub items: ModelItems,
-    /// Item id → row.
-    pub index: HashMap<String, u32>,
-    /// Fold-in model (with the version's own training params) and quantised factors.
-    prepared: Prepared,
-    /// The model-wide list with item ids (what a fallback serves).
-    list: Arc<Vec<(String, f32)>>,
-}
-
-pub use nectar_model::rank::QUANTIZE_MIN_ITEMS;
-
-impl LoadedModel {
-    /// Prepares a version for serving (id index, fold-in model, quantised factors); public so
-    /// that `nectar bench topk` times the very scan the server runs, and the quality gate and
-    /// `nectar eval` rank through the very model serving uses.
-    pub fn new(task: &str, items: ModelItems) -> Self {
-        let index = items
-            .item_ids
-            .iter()
-            .enumerate()
-            .map(|(i, id)| (id.clone(), i as u32))
-            .collect();
-        // Fold-in uses the params the version was trained with (ALS defaults when the version
-        // predates stored params), never numbers of its own.
-        let als = match algo_spec(&items.metadata) {
-            Some(AlgoSpec::Als(p)) => Some(p),
-            _ => None,
-        };
-        let prepared = Prepared::new(items.item_factors.as_ref(), als.as_ref());
-        let list = Arc::new(
-            items
-                .popular
-                .iter()
-                .map(|&(r, s)| (items.item_ids[r as usize].clone(), s))
-                .collect(),
-        );
-        Self {
-            task: task.to_string(),
-            items,
-            index,
-            prepared,
-            list,
-        }
-    }
-
-    /// The best `want` items for the query vector `x`, skipping `excluded` (sorted).
-    pub fn scan(&self, f: &Factors, x: &[f32], want: usize, excluded: &[u32]) -> Vec<(u32, f32)> {
-        rank::scan(f, &self.prepared, x, want, excluded)
-    }
-
-    /// The item side as the ranker reads it.
-    pub fn item_side(&self) -> ItemSide<'_> {
-        ItemSide {
-            factors: self.items.item_factors.as_ref(),
-            similar: self.items.similar.as_deref(),
-            popular: &self.items.popular,
-            prepared: &self.prepared,
-        }
-    }
-
-    /// The fold-in model (factor versions only).
-    pub fn fold_in(&self) -> Option<&nectar_model::algo::als::AlsModel> {
-        self.prepared.fold_in()
-    }
-
-    /// The top `n` rows for a user of this version (see [`nectar_model::rank`] for the
-    /// precedence); `None` when the model cannot place the user.
-    pub fn rank_user(
-        &self,
-        state: &UserState,
-        context: Option<&str>,
-        exclude: &[u32],
-        n: usize,
-    ) -> Option<Vec<(u32, f32)>> {
-        let history: Vec<u32> = state
-            .history
-            .iter()
-            .filter_map(|id| self.index.get(id).copied())
-            .collect();
-        let user = UserInput {
-            factors: state.factors.as_deref(),
-            top: state.top.as_deref(),
-            history: &history,
-            context: context.and_then(|c| self.index.get(c).copied()),
-        };
-        rank::rank(&self.item_side(), &user, exclude, n)
-    }
-
-    /// The version.
-    pub fn version(&self) -> u64 {
-        self.items.version
-    }
-}
-
-#[derive(Debug)]
-struct Slot {
-    loaded: Option<Arc<LoadedModel>>,
-    next_check: Instant,
-    /// Whether the pointer was ever read successfully (else "no model yet" is unknown).
-    checked: bool,
-    /// Held while the pointer is checked and a version loaded.
-    loading: Arc<tokio::sync::Mutex<()>>,
-}
-
-/// Why a model could not be used for a request.
-enum ModelState {
-    Ready(Arc<LoadedModel>),
-    /// The pointer names no version.
-    NoModel,
-    /// The store failed and nothing is in memory.
-    Unreachable,
-}
-
-/// The stable A/B assignment: a uniform number in `[0, 1)` from experiment and id.
-pub fn assignment_point(experiment: &str, id: &str) -> f64 {
-    let mut h = Sha256::new();
-    h.update(experiment.as_bytes());
-    h.update([0u8]);
-    h.update(id.as_bytes());
-    let d = h.finalize();
-    let x = u64::from_be_bytes([d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]]);
-    (x >> 11) as f64 / (1u64 << 53) as f64
-}
-
-/// The variant of `id` among weighted variants (stable across calls and instances).
-pub fn assign_variant<'a>(
-    experiment: &str,
-    variants: &'a [VariantConfig],
-    id: &str,
-) -> &'a VariantConfig {
-    let total: f64 = variants.iter().map(|v| v.weight).sum();
-    let x = assignment_point(experiment, id) * total;
-    let mut acc = 0.0;
-    for v in variants {
-        acc += v.weight;
-        if x < acc {
-            return v;
-        }
-    }
-    variants.last().expect("validated: at least one variant")
-}
-
 /// Parsed query of a request.
 struct Query {
     site: String,
@@ -264,19 +120,6 @@ pub struct RecommendService<M, S> {
     cache: Mutex<HashMap<(String, String), Slot>>,
     fresh: Mutex<HashMap<(String, String), FreshList>>,
 }
-
-/// A trending list brought up to date with the hourly counts recorded since training.
-#[derive(Debug)]
-struct FreshList {
-    version: u64,
-    next_refresh: Instant,
-    list: Arc<Vec<(String, f32)>>,
-}
-
-/// Hourly buckets read at most for a fresh trending list (older training: the newest 48).
-const FRESH_MAX_HOURS: usize = 48;
-/// Length of a fresh trending list.
-const FRESH_LIST_LEN: usize = 500;
 
 impl<M: ModelStore, S: EventSink + 'static> RecommendService<M, S> {
     /// A service; `sink` receives the `recommendation_served` events.
@@ -619,213 +462,6 @@ impl<M: ModelStore, S: EventSink + 'static> RecommendService<M, S> {
         }
     }
 
-    /// The loaded model of a task, reloading when the pointer moved.
-    async fn model(&self, site: &str, task: &str) -> ModelState {
-        let key = (site.to_string(), task.to_string());
-        let now = Instant::now();
-        let (current, due, lock, checked) = {
-            let mut cache = self.cache.lock().expect("cache lock");
-            let slot = cache.entry(key.clone()).or_insert_with(|| Slot {
-                loaded: None,
-                next_check: now,
-                checked: false,
-                loading: Arc::new(tokio::sync::Mutex::new(())),
-            });
-            let due = now >= slot.next_check;
-            if due {
-                // Other requests keep serving the loaded version while this one checks.
-                slot.next_check = now + self.jittered();
-            }
-            (slot.loaded.clone(), due, slot.loading.clone(), slot.checked)
-        };
-        if !due {
-            if let Some(m) = current {
-                return ModelState::Ready(m);
-            }
-            if checked {
-                return ModelState::NoModel;
-            }
-            // Cold start: wait for the request that is loading the first version.
-            let _first = lock.lock().await;
-            let cache = self.cache.lock().expect("cache lock");
-            return match cache.get(&key) {
-                Some(Slot {
-                    loaded: Some(m), ..
-                }) => ModelState::Ready(m.clone()),
-                Some(Slot { checked: true, .. }) => ModelState::NoModel,
-                _ => ModelState::Unreachable,
-            };
-        }
-        let _loading = lock.lock().await;
-        let pointer = tokio::time::timeout(
-            self.options.request_timeout.max(Duration::from_millis(500)),
-            self.models.current_version(site, task),
-        )
-        .await;
-        let version = match pointer {
-            Ok(Ok(v)) => v,
-            Ok(Err(e)) => {
-                tracing::warn!(%site, %task, error = %e, "Model pointer check failed.");
-                return self.stale(&key, current);
-            }
-            Err(_) => {
-                tracing::warn!(%site, %task, "Model pointer check timed out.");
-                return self.stale(&key, current);
-            }
-        };
-        let Some(version) = version else {
-            self.set_checked(&key, None);
-            return ModelState::NoModel;
-        };
-        if let Some(m) = &current {
-            if m.version() == version {
-                self.set_checked(&key, Some(m.clone()));
-                return ModelState::Ready(m.clone());
-            }
-        }
-        let loaded = tokio::time::timeout(
-            self.options.load_timeout,
-            self.models.load_items(site, task, version),
-        )
-        .await;
-        match loaded {
-            Ok(Ok(Some(items))) => {
-                let m = Arc::new(LoadedModel::new(task, items));
-                tracing::info!(%site, %task, version, items = m.items.item_ids.len(), "Loaded model version.");
-                self.set_checked(&key, Some(m.clone()));
-                ModelState::Ready(m)
-            }
-            Ok(Ok(None)) => {
-                // Superseded between the pointer read and the load: check again next time.
-                self.cache
-                    .lock()
-                    .expect("cache lock")
-                    .entry(key.clone())
-                    .and_modify(|s| s.next_check = Instant::now());
-                self.stale(&key, current)
-            }
-            Ok(Err(e)) => {
-                tracing::warn!(%site, %task, version, error = %e, "Loading model version failed.");
-                self.stale(&key, current)
-            }
-            Err(_) => {
-                tracing::warn!(%site, %task, version, "Loading model version timed out.");
-                self.stale(&key, current)
-            }
-        }
-    }
-
-    /// The list a fallback task serves: its published list, and for a trending task that
-    /// list brought up to date with the hourly counts recorded since its training window
-    /// ended (the archive function keeps them), so new and rising items show up between
-    /// trainings. Recomputed at most every reload interval; the last good list is kept while
-    /// the store is unreachable.
-    async fn fallback_list(
-        &self,
-        site: &str,
-        m: &Arc<LoadedModel>,
-        now_ms: i64,
-    ) -> Arc<Vec<(String, f32)>> {
-        if m.items.metadata["algorithm"].as_str() != Some("trending") {
-            return m.list.clone();
-        }
-        let key = (site.to_string(), m.task.clone());
-        let now = Instant::now();
-        let cached = {
-            let fresh = self.fresh.lock().expect("fresh lock");
-            match fresh.get(&key) {
-                Some(f) if f.version == m.version() && now < f.next_refresh => {
-                    return f.list.clone()
-                }
-                Some(f) if f.version == m.version() => Some(f.list.clone()),
-                _ => None,
-            }
-        };
-        // Claim the refresh so concurrent requests keep serving the cached list.
-        {
-            let mut fresh = self.fresh.lock().expect("fresh lock");
-            let list = cached.clone().unwrap_or_else(|| m.list.clone());
-            fresh.insert(
-                key.clone(),
-                FreshList {
-                    version: m.version(),
-                    next_refresh: now + self.jittered(),
-                    list,
-                },
-            );
-        }
-        let meta = &m.items.metadata;
-        let half_life_ms = meta["params"]["half_life_hours"].as_f64().unwrap_or(24.0) * 3.6e6;
-        let until = meta["window"]["until_ms"]
-            .as_i64()
-            .or_else(|| meta["trained_ms"].as_i64())
-            .unwrap_or(now_ms);
-        let hours = fresh_hours(until, now_ms);
-        let counts = tokio::time::timeout(
-            self.options.request_timeout,
-            self.models.item_counts(site, &hours),
-        )
-        .await;
-        let counts = match counts {
-            Ok(Ok(c)) => c,
-            Ok(Err(e)) => {
-                tracing::warn!(%site, task = %m.task, error = %e, "Trending counts unavailable; serving the trained list.");
-                return cached.unwrap_or_else(|| m.list.clone());
-            }
-            Err(_) => {
-                tracing::warn!(%site, task = %m.task, "Trending counts timed out; serving the trained list.");
-                return cached.unwrap_or_else(|| m.list.clone());
-            }
-        };
-        let list = Arc::new(fresh_trending(
-            &m.list,
-            until,
-            &hours,
-            &counts,
-            half_life_ms,
-            now_ms,
-        ));
-        if let Some(f) = self.fresh.lock().expect("fresh lock").get_mut(&key) {
-            if f.version == m.version() {
-                f.list = list.clone();
-            }
-        }
-        list
-    }
-
-    fn stale(&self, key: &(String, String), current: Option<Arc<LoadedModel>>) -> ModelState {
-        match current {
-            Some(m) => ModelState::Ready(m),
-            None => {
-                let checked = self
-                    .cache
-                    .lock()
-                    .expect("cache lock")
-                    .get(key)
-                    .is_some_and(|s| s.checked);
-                if checked {
-                    ModelState::NoModel
-                } else {
-                    ModelState::Unreachable
-                }
-            }
-        }
-    }
-
-    fn set_checked(&self, key: &(String, String), m: Option<Arc<LoadedModel>>) {
-        let mut cache = self.cache.lock().expect("cache lock");
-        if let Some(slot) = cache.get_mut(key) {
-            slot.loaded = m;
-            slot.checked = true;
-        }
-    }
-
-    fn jittered(&self) -> Duration {
-        let base = self.options.reload_interval;
-        let jitter = rand::rng().random_range(0.0..0.5);
-        base + base.mul_f64(jitter)
-    }
-
     /// Ranks candidates from one loaded model; `None` when the model cannot answer this
     /// subject (the caller falls back).
     fn rank(
@@ -875,57 +511,6 @@ impl<M: ModelStore, S: EventSink + 'static> RecommendService<M, S> {
             .collect();
         Some(self.apply_rules(&q.site, ep, cands, q.n, now_ms))
     }
-
-    /// Availability, category caps and pinned promotions, over candidates best first.
-    fn apply_rules(
-        &self,
-        site: &str,
-        ep: &EndpointConfig,
-        cands: Vec<(String, f32)>,
-        n: usize,
-        now_ms: i64,
-    ) -> Vec<(String, f32)> {
-        let rules = &ep.rules;
-        let pinned: Vec<_> = rules.pinned.iter().filter(|p| p.slot <= n).collect();
-        let pinned_ids: HashSet<&str> = pinned.iter().map(|p| p.item_id.as_str()).collect();
-        let organic_n = n - pinned.len();
-        let mut per_cat: HashMap<String, usize> = HashMap::new();
-        let mut out = Vec::with_capacity(n);
-        for (id, s) in cands {
-            if out.len() >= organic_n {
-                break;
-            }
-            if pinned_ids.contains(id.as_str()) {
-                continue;
-            }
-            let meta = self.catalog.get(site, &id);
-            if rules.availability {
-                if let Some(m) = &meta {
-                    if !m.available_at(now_ms) {
-                        continue;
-                    }
-                }
-            }
-            if let (Some(max), Some(cat)) = (
-                rules.max_per_category,
-                meta.as_ref().and_then(|m| m.category.clone()),
-            ) {
-                let c = per_cat.entry(cat).or_default();
-                if *c >= max {
-                    continue;
-                }
-                *c += 1;
-            }
-            out.push((id, s));
-        }
-        let mut pinned = pinned;
-        pinned.sort_by_key(|p| p.slot);
-        for p in pinned {
-            let at = (p.slot - 1).min(out.len());
-            out.insert(at, (p.item_id.clone(), f32::NAN));
-        }
-        out
-    }
 }
 
 #[derive(Default)]
@@ -938,60 +523,6 @@ struct Answer {
     /// Whether `history` was read (a model's user state includes it).
     history_fetched: bool,
     unreachable: bool,
-}
-
-/// The hourly buckets (starts, ms) from the one holding `until_ms` to the current one, at
-/// most the newest [`FRESH_MAX_HOURS`].
-fn fresh_hours(until_ms: i64, now_ms: i64) -> Vec<i64> {
-    let first = until_ms.div_euclid(HOUR_MS) * HOUR_MS;
-    let last = now_ms.div_euclid(HOUR_MS) * HOUR_MS;
-    let mut hours: Vec<i64> = (0..)
-        .map(|i| last - i * HOUR_MS)
-        .take_while(|&h| h >= first)
-        .take(FRESH_MAX_HOURS)
-        .collect();
-    hours.reverse();
-    hours
-}
-
-/// Trending at `now_ms`: the trained scores (decayed counts at `until_ms`) decayed further to
-/// now, plus each later hour's counts decayed from the middle of their hour, as the trending
-/// algorithm decays each (user, item) cell. The hour holding `until_ms` counts only for its
-/// part after `until_ms` (its earlier part is in the trained scores).
-fn fresh_trending(
-    trained: &[(String, f32)],
-    until_ms: i64,
-    hours: &[i64],
-    counts: &[HashMap<String, u64>],
-    half_life_ms: f64,
-    now_ms: i64,
-) -> Vec<(String, f32)> {
-    let decay = |age_ms: f64| 0.5f64.powf(age_ms.max(0.0) / half_life_ms);
-    let mut acc: HashMap<&str, f64> = HashMap::with_capacity(trained.len());
-    let d0 = decay((now_ms - until_ms) as f64);
-    for (id, s) in trained {
-        *acc.entry(id.as_str()).or_default() += f64::from(*s) * d0;
-    }
-    for (&h, c) in hours.iter().zip(counts) {
-        let end = h + HOUR_MS;
-        let from = h.max(until_ms);
-        if from >= end {
-            continue;
-        }
-        let part = (end - from) as f64 / HOUR_MS as f64;
-        let mid = (from + end.min(now_ms.max(from))) as f64 / 2.0;
-        let w = part * decay(now_ms as f64 - mid);
-        for (id, &n) in c {
-            *acc.entry(id.as_str()).or_default() += n as f64 * w;
-        }
-    }
-    let mut v: Vec<(String, f32)> = acc
-        .into_iter()
-        .map(|(id, s)| (id.to_string(), s as f32))
-        .collect();
-    v.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-    v.truncate(FRESH_LIST_LEN.max(trained.len()));
-    v
 }
 
 /// Why an endpoint has nothing to serve, and the command that fixes it: the first run of
@@ -1055,8 +586,10 @@ fn new_recommendation_id() -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::fresh_trending::{fresh_hours, fresh_trending, FRESH_MAX_HOURS};
     use super::*;
     use crate::config::VariantConfig;
+    use crate::model_store::{Factors, ModelItems, HOUR_MS};
     use nectar_model::topk::{dot_scores, top_k, Exclude};
 
     #[test]

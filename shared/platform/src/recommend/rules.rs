@@ -1,0 +1,62 @@
+//! The business rules of an endpoint over ranked candidates: availability windows, category
+//! caps and pinned promotions.
+
+use std::collections::{HashMap, HashSet};
+
+use super::RecommendService;
+use crate::collect::sink::EventSink;
+use crate::config::EndpointConfig;
+use crate::model_store::ModelStore;
+
+impl<M: ModelStore, S: EventSink + 'static> RecommendService<M, S> {
+    /// Availability, category caps and pinned promotions, over candidates best first.
+    pub(super) fn apply_rules(
+        &self,
+        site: &str,
+        ep: &EndpointConfig,
+        cands: Vec<(String, f32)>,
+        n: usize,
+        now_ms: i64,
+    ) -> Vec<(String, f32)> {
+        let rules = &ep.rules;
+        let pinned: Vec<_> = rules.pinned.iter().filter(|p| p.slot <= n).collect();
+        let pinned_ids: HashSet<&str> = pinned.iter().map(|p| p.item_id.as_str()).collect();
+        let organic_n = n - pinned.len();
+        let mut per_cat: HashMap<String, usize> = HashMap::new();
+        let mut out = Vec::with_capacity(n);
+        for (id, s) in cands {
+            if out.len() >= organic_n {
+                break;
+            }
+            if pinned_ids.contains(id.as_str()) {
+                continue;
+            }
+            let meta = self.catalog.get(site, &id);
+            if rules.availability {
+                if let Some(m) = &meta {
+                    if !m.available_at(now_ms) {
+                        continue;
+                    }
+                }
+            }
+            if let (Some(max), Some(cat)) = (
+                rules.max_per_category,
+                meta.as_ref().and_then(|m| m.category.clone()),
+            ) {
+                let c = per_cat.entry(cat).or_default();
+                if *c >= max {
+                    continue;
+                }
+                *c += 1;
+            }
+            out.push((id, s));
+        }
+        let mut pinned = pinned;
+        pinned.sort_by_key(|p| p.slot);
+        for p in pinned {
+            let at = (p.slot - 1).min(out.len());
+            out.insert(at, (p.item_id.clone(), f32::NAN));
+        }
+        out
+    }
+}
