@@ -240,10 +240,16 @@ mod tests {
         // WHEN the sample per-user request comes in (no ALS model yet; m-2044 excluded)
         let (status, body) =
             run(include_str!("../../../events/recommend-for-you.json"), &svc).await;
-        // THEN the trending fallback answers, without the excluded item
+        // THEN the trending list answers, without the excluded item: as the fallback of the
+        // `als` arm of the default config's experiment, or as the `trending` arm's own model
         assert_eq!(status, 200, "{body}");
-        assert_eq!(body["fallback"], true);
         assert_eq!(body["endpoint"], "for-you");
+        assert_eq!(body["model"]["name"], "trending", "{body}");
+        match body["variant"].as_str() {
+            Some("als") => assert_eq!(body["fallback"], true),
+            Some("trending") => assert_eq!(body["fallback"], false),
+            v => panic!("unexpected variant {v:?}"),
+        }
         let ids: Vec<&str> = body["items"]
             .as_array()
             .unwrap()
