@@ -30,6 +30,7 @@ pub mod kinesis_consumer;
 pub mod layout;
 pub mod local_log;
 pub mod model_store;
+pub mod observe;
 pub mod reader;
 pub mod recommend;
 pub mod record_file;
