@@ -97,7 +97,8 @@ class GenSchedulesTest(unittest.TestCase):
         # twice 15 minutes: two 15-minute periods without a published run
         self.assertIn("Period: 900\n      EvaluationPeriods: 2\n      DatapointsToAlarm: 2", stale)
         self.assertIn("TreatMissingData: breaching", stale)
-        self.assertEqual(block.count("AlarmActions: [!Ref AlarmTopic]"), 5 * 2 + 1 + 2 * 2)
+        # 4 per site, parked records per site and for _unknown, 2 per scheduled task
+        self.assertEqual(block.count("AlarmActions: [!Ref AlarmTopic]"), 4 * 2 + 3 + 2 * 2)
 
     def test_schedule_intervals(self):
         for expr, want in [
