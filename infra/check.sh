@@ -7,7 +7,9 @@
 #   actionlint (with shellcheck) on .github/workflows/, shellcheck on every project script
 #   python3 infra/gen_schedules.py --check   (template schedules == config/nectar.toml)
 #   infra/test_gen_schedules.py               (the generator itself, on temporary copies)
-#   infra/test_template.py                    (env vars, routes, IAM actions, Athena view vs table)
+#   infra/test_template.py                    (env vars, routes, IAM actions, Athena view vs table,
+#                                              alarm and dashboard metrics vs observe/names.rs)
+#   infra/test_grafana.py                     (grafana/nectar-dashboard.json vs observe/names.rs)
 #   infra/check_functions.py                  (template functions == functions/ crates)
 #   infra/test_check_functions.sh             (the checker itself, on temporary trees)
 #   events/*.json parse
@@ -61,6 +63,7 @@ run shellcheck shellcheck infra/*.sh scripts/*.sh scripts/bench/*.sh tests/*.sh
 run schedules python3 infra/gen_schedules.py --check
 run schedules-generator-tests python3 infra/test_gen_schedules.py
 run template-tests python3 infra/test_template.py
+run grafana-tests python3 infra/test_grafana.py
 run functions python3 infra/check_functions.py
 run functions-checker-tests env PYTHON_INFRA=python3 infra/test_check_functions.sh
 run events python3 -c '

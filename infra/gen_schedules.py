@@ -10,6 +10,11 @@ it live between marker lines in the template and are rewritten by this script:
   target is the train function with the constant input ``{"task": "<task>", "site": "<site>"}``,
   a retry policy and the dead-letter queue ``TrainDlq``.
   A task without ``schedule`` is run by hand only.
+* ``alarms``: the CloudWatch alarms on the application metrics (namespace ``Nectar``, names from
+  shared/platform/src/observe/names.rs), which need concrete dimension values: per site the
+  fallback share, collect rejection ratio, archive lag, parked records and dropped served events;
+  per scheduled task the model staleness (no ``train_runs`` with status ``published`` within twice
+  the schedule's interval) and two refused or failed runs in a row. All go to ``AlarmTopic``.
 
 Usage: ``python3 infra/gen_schedules.py [--config FILE] [--template FILE] [--check]``.
 Without ``--check`` the template is rewritten in place; with it nothing is written and the exit
@@ -84,8 +89,8 @@ def read_config(path: Path) -> tuple[list[str], list[tuple[str, str, str]]]:
         raise ConfigError(f"{path}: [sites.<site>] tables are required (found none)")
     keys, tasks = [], []
     for site, site_cfg in sorted(sites.items()):
-        if not NAME_RE.match(site):
-            raise ConfigError(f"sites.{site}: site keys are [a-z0-9_-]{{1,64}}")
+        if not NAME_RE.match(site) or site == UNKNOWN_SITE:
+            raise ConfigError(f"sites.{site}: site keys are [a-z0-9_-]{{1,64}}, not {UNKNOWN_SITE}")
         keys.append(site)
         site_tasks = site_cfg.get("tasks", {}) if isinstance(site_cfg, dict) else None
         if not isinstance(site_tasks, dict):
@@ -105,9 +110,9 @@ def camel(name: str) -> str:
     return "".join(part[:1].upper() + part[1:] for part in re.split(r"[-_]", name) if part)
 
 
-def logical_ids(tasks: list[tuple[str, str, str]]) -> list[str]:
+def logical_ids(tasks: list[tuple[str, str, str]], prefix: str = "TrainSchedule") -> list[str]:
     """Readable logical ids; a hash suffix only where two names fold to the same id (a-b, a_b)."""
-    base = [f"TrainSchedule{camel(site)}{camel(task)}" for site, task, _ in tasks]
+    base = [f"{prefix}{camel(site)}{camel(task)}" for site, task, _ in tasks]
     return [
         b if base.count(b) == 1 else b + hashlib.sha256(f"{s}/{t}".encode()).hexdigest()[:8]
         for b, (s, t, _) in zip(base, tasks)
@@ -154,6 +159,173 @@ def render_schedules(tasks: list[tuple[str, str, str]], indent: str) -> list[str
     return out
 
 
+UNIT_S = {"minute": 60, "hour": 3600, "day": 86400}
+DAY_S = 86400
+# The site value the code uses for input whose site is unknown (dim::UNKNOWN_SITE in
+# shared/platform/src/observe/names.rs): undecodable records are parked under it.
+UNKNOWN_SITE = "_unknown"
+
+
+def _cron_values(field: str, lo: int, hi: int) -> list[int] | None:
+    """The values a cron minute or hour field takes (*, n, a-b, a,b, */n, a/n, a-b/n); None when
+    the field uses anything else (then the caller assumes the next coarser interval)."""
+    out: set[int] = set()
+    for part in field.split(","):
+        m = re.fullmatch(r"(\*|(\d+)(?:-(\d+))?)(?:/(\d+))?", part)
+        if not m:
+            return None
+        start = lo if m[1] == "*" else int(m[2])
+        end = hi if m[1] == "*" else int(m[3]) if m[3] else (hi if m[4] else start)
+        step = int(m[4]) if m[4] else 1
+        if not (lo <= start <= end <= hi) or step < 1:
+            return None
+        out.update(range(start, end + 1, step))
+    return sorted(out)
+
+
+def interval_seconds(expr: str) -> int:
+    """The longest time between two runs of a schedule. Exact for rate() and for cron() whose
+    days are every day; a cron() limited to some days of the week or month counts as weekly or
+    monthly (an alarm that waits longer rather than one that fires between two normal runs)."""
+    rate = RATE_RE.match(expr)
+    if rate:
+        return int(rate["n"]) * UNIT_S[rate["unit"].rstrip("s")]
+    minute, hour, dom, month, dow, _year = CRON_RE.match(expr)["fields"].split()
+    if dom not in ("*", "?") or month != "*":
+        return 31 * DAY_S
+    if dow not in ("*", "?"):
+        return 7 * DAY_S
+    minutes, hours = _cron_values(minute, 0, 59), _cron_values(hour, 0, 23)
+    if minutes is None or hours is None:
+        return DAY_S
+    times = [h * 60 + m for h in hours for m in minutes]
+    gaps = [b - a for a, b in zip(times, times[1:])] + [times[0] + 1440 - times[-1]]
+    return max(gaps) * 60
+
+
+def alarm_window(interval_s: int) -> tuple[int, int]:
+    """(Period, EvaluationPeriods) covering twice the interval within CloudWatch's limits: a
+    period is at most a day here and the evaluated range at most 7 days (1 day below an hour)."""
+    period = min(interval_s, DAY_S)
+    periods = min(-(-2 * interval_s // period), 7 * DAY_S // period if period >= 3600 else DAY_S // period)
+    return period, periods
+
+
+def _metric(indent: str, mid: str, name: str, dims: dict[str, str], period: int | str, stat: str) -> list[str]:
+    out = [
+        f"{indent}- Id: {mid}",
+        f"{indent}  ReturnData: false",
+        f"{indent}  MetricStat:",
+        f"{indent}    Period: {period}",
+        f"{indent}    Stat: {stat}",
+        f"{indent}    Metric:",
+        f"{indent}      Namespace: Nectar",
+        f"{indent}      MetricName: {name}",
+        f"{indent}      Dimensions:",
+    ]
+    return out + [f"{indent}        - {{Name: {k}, Value: {v}}}" for k, v in dims.items()]
+
+
+def _alarm(indent: str, lid: str, description: str, body: list[str]) -> list[str]:
+    return [
+        f"{indent}{lid}:",
+        f"{indent}  Type: AWS::CloudWatch::Alarm",
+        f"{indent}  Properties:",
+        f"{indent}    AlarmDescription: >-",
+        f"{indent}      {description}",
+        *[f"{indent}    {line}" for line in body],
+        f"{indent}    AlarmActions: [!Ref AlarmTopic]",
+    ]
+
+
+def _single(name: str, dims: dict[str, str], stat: str, period: int, periods: int, threshold: str, op: str,
+            missing: str) -> list[str]:
+    return [
+        "Namespace: Nectar",
+        f"MetricName: {name}",
+        "Dimensions:",
+        *[f"  - {{Name: {k}, Value: {v}}}" for k, v in dims.items()],
+        f"Statistic: {stat}",
+        f"Period: {period}",
+        f"EvaluationPeriods: {periods}",
+        f"DatapointsToAlarm: {periods}",
+        f"Threshold: {threshold}",
+        f"ComparisonOperator: {op}",
+        f"TreatMissingData: {missing}",
+    ]
+
+
+def _math(expression: str, label: str, metrics: list[tuple[str, str, dict[str, str], str]], period: int,
+          periods: int, to_alarm: int, threshold: str, op: str) -> list[str]:
+    out = ["Metrics:"]
+    for mid, name, dims, stat in metrics:
+        out += _metric("  ", mid, name, dims, period, stat)
+    return out + [
+        "  - Id: e",
+        f"    Label: {label}",
+        f'    Expression: "{expression}"',
+        "    ReturnData: true",
+        f"EvaluationPeriods: {periods}",
+        f"DatapointsToAlarm: {to_alarm}",
+        f"Threshold: {threshold}",
+        f"ComparisonOperator: {op}",
+        # Every input is FILLed or divides: no data means no traffic (or no run), not a fault.
+        "TreatMissingData: notBreaching",
+    ]
+
+
+def render_alarms(keys: list[str], tasks: list[tuple[str, str, str]], indent: str) -> list[str]:
+    out: list[str] = []
+    sites = [(k, "", "") for k in keys]
+    for (site, _, _), sid in zip(sites, logical_ids(sites, "")):
+        at = {"site": site}
+        out += _alarm(indent, f"FallbackShareAlarm{sid}",
+                      f"site {site}: more than FallbackShareAlarmThreshold of the recommendation answers came from a"
+                      " fallback for 15 minutes (model missing or failing, cold users)",
+                      _math("FILL(fallbacks, 0) / requests", "fallback share",
+                            [("fallbacks", "recommend_fallbacks", at, "Sum"),
+                             ("requests", "recommend_requests", at, "Sum")],
+                            300, 3, 3, "!Ref FallbackShareAlarmThreshold", "GreaterThanThreshold"))
+        out += _alarm(indent, f"CollectRejectionAlarm{sid}",
+                      f"site {site}: collect refused more than CollectRejectionAlarmThreshold of what it received in 5"
+                      " minutes (an app release sending bad events, or a config change refusing them)",
+                      _math("FILL(rejected, 0) / (FILL(accepted, 0) + FILL(rejected, 0))", "rejected share",
+                            [("rejected", "collect_payloads_rejected", at, "Sum"),
+                             ("accepted", "collect_events_accepted", at, "Sum")],
+                            300, 1, 1, "!Ref CollectRejectionAlarmThreshold", "GreaterThanThreshold"))
+        out += _alarm(indent, f"ArchiveLagAlarm{sid}",
+                      f"site {site}: the newest event archive wrote was older than ArchiveLagThresholdSeconds for 15"
+                      " minutes (archive behind, or events arriving late)",
+                      _single("archive_lag_seconds", at, "Maximum", 300, 3, "!Ref ArchiveLagThresholdSeconds",
+                              "GreaterThanThreshold", "notBreaching"))
+        out += _alarm(indent, f"ServedLogDroppedAlarm{sid}",
+                      f"site {site}: recommend could not log recommendation_served events (the online report"
+                      " under-counts)",
+                      _single("served_log_dropped", at, "Sum", 300, 1, "0", "GreaterThanThreshold", "notBreaching"))
+    parked = keys + [UNKNOWN_SITE]
+    for site, sid in zip(parked, logical_ids([(k, "", "") for k in parked], "")):
+        out += _alarm(indent, f"ParkedRecordsAlarm{sid}",
+                      f"site {site}: archive parked records it could not decode or write (see parked/ in the bucket)",
+                      _single("archive_records_parked", {"site": site}, "Sum", 300, 1, "0", "GreaterThanThreshold",
+                              "notBreaching"))
+    for tid, (site, task, expr) in zip(logical_ids(tasks, ""), tasks):
+        period, periods = alarm_window(interval_seconds(expr))
+        at = {"site": site, "task": task}
+        out += _alarm(indent, f"ModelStaleAlarm{tid}",
+                      f"site {site}, task {task}: no version published for twice its schedule {expr}"
+                      " (refused or failed runs, or none started); recommend serves an ageing model or a fallback",
+                      _single("train_runs", {**at, "status": "published"}, "Sum", period, periods, "1",
+                              "LessThanThreshold", "breaching"))
+        out += _alarm(indent, f"TrainingFailingAlarm{tid}",
+                      f"site {site}, task {task}: two runs in a row were refused by the quality gate or failed,"
+                      " with no version published between them",
+                      _math("IF(FILL(published, 0) == 0 AND (FILL(refused, 0) + FILL(failed, 0)) > 0, 1, 0)",
+                            "refused or failed, none published",
+                            [(s, "train_runs", {**at, "status": s}, "Sum") for s in ("published", "refused", "failed")],
+                            period, periods, 2, "1", "GreaterThanOrEqualToThreshold"))
+    return out
+
+
 def replace_block(text: str, name: str, render) -> str:
     begin, end = MARKER.format(edge="BEGIN", name=name), MARKER.format(edge="END", name=name)
     lines = text.split("\n")
@@ -168,7 +340,8 @@ def replace_block(text: str, name: str, render) -> str:
 def generate(config: Path, template_text: str) -> str:
     keys, tasks = read_config(config)
     text = replace_block(template_text, "sites", lambda ind: render_sites(keys, ind))
-    return replace_block(text, "schedules", lambda ind: render_schedules(tasks, ind))
+    text = replace_block(text, "schedules", lambda ind: render_schedules(tasks, ind))
+    return replace_block(text, "alarms", lambda ind: render_alarms(keys, tasks, ind))
 
 
 def main(argv: list[str] | None = None) -> int:

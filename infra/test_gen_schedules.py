@@ -79,6 +79,50 @@ class GenSchedulesTest(unittest.TestCase):
         self.assertEqual(len(set(ids)), 2)
         self.assertTrue(all(i.startswith("TrainScheduleABT") for i in ids))
 
+    def test_new_site_and_task_get_their_alarms(self):
+        # GIVEN a second site with a task every 15 minutes
+        self.config.write_text(
+            '[sites.demo.tasks.als]\nschedule = "rate(6 hours)"\n'
+            '[sites.radio-one.tasks.item_knn]\nschedule = "cron(0/15 * * * ? *)"\n'
+        )
+        # WHEN generated, THEN the site has its own alarms and the task its staleness and failure alarms
+        self.assertEqual(self.run_gen(), 0)
+        text = self.template.read_text()
+        block = text.split("# BEGIN GENERATED alarms")[1].split("# END GENERATED alarms")[0]
+        for lid in ("FallbackShareAlarmRadioOne:", "CollectRejectionAlarmRadioOne:", "ArchiveLagAlarmRadioOne:",
+                    "ServedLogDroppedAlarmRadioOne:", "ParkedRecordsAlarmRadioOne:", "ParkedRecordsAlarmUnknown:",
+                    "ModelStaleAlarmRadioOneItemKnn:", "TrainingFailingAlarmRadioOneItemKnn:", "ModelStaleAlarmDemoAls:"):
+            self.assertIn(lid, block)
+        stale = block.split("ModelStaleAlarmRadioOneItemKnn:")[1].split("TrainingFailingAlarm")[0]
+        # twice 15 minutes: two 15-minute periods without a published run
+        self.assertIn("Period: 900\n      EvaluationPeriods: 2\n      DatapointsToAlarm: 2", stale)
+        self.assertIn("TreatMissingData: breaching", stale)
+        # 4 per site, parked records per site and for _unknown, 2 per scheduled task
+        self.assertEqual(block.count("AlarmActions: [!Ref AlarmTopic]"), 4 * 2 + 3 + 2 * 2)
+
+    def test_schedule_intervals(self):
+        for expr, want in [
+            ("rate(1 minute)", 60), ("rate(6 hours)", 6 * 3600), ("rate(2 days)", 2 * 86400),
+            ("cron(0 3 * * ? *)", 86400), ("cron(15 * * * ? *)", 3600), ("cron(0/15 * * * ? *)", 900),
+            ("cron(0 0,6 * * ? *)", 18 * 3600), ("cron(0 */4 * * ? *)", 4 * 3600),
+            ("cron(0 9 ? * MON-FRI *)", 7 * 86400), ("cron(0 3 1 * ? *)", 31 * 86400),
+            ("cron(0 L * * ? *)", 86400),  # a form not parsed here: at least a day
+        ]:
+            self.assertEqual(gen_schedules.interval_seconds(expr), want, expr)
+
+    def test_alarm_windows_stay_within_cloudwatch_limits(self):
+        for interval, want in [(900, (900, 2)), (3600, (3600, 2)), (86400, (86400, 2)),
+                               (2 * 86400, (86400, 4)), (31 * 86400, (86400, 7))]:
+            period, periods = gen_schedules.alarm_window(interval)
+            self.assertEqual((period, periods), want, interval)
+            self.assertEqual(period % 60, 0)
+            self.assertLessEqual(period * periods, 86400 if period < 3600 else 7 * 86400)
+
+    def test_unknown_site_value_is_reserved(self):
+        self.config.write_text('[sites._unknown.tasks.als]\nschedule = "rate(1 day)"\n')
+        with self.assertRaises(gen_schedules.ConfigError):
+            gen_schedules.read_config(self.config)
+
     def test_bad_site_key(self):
         self.config.write_text('[sites.Demo.tasks.als]\nschedule = "rate(1 day)"\n')
         with self.assertRaises(gen_schedules.ConfigError):

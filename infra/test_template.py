@@ -10,6 +10,9 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "infra"))
+import gen_schedules  # noqa: E402
+import metric_names  # noqa: E402
 
 
 class _Loader(yaml.SafeLoader):
@@ -79,6 +82,62 @@ def mentions(node, target):
     if isinstance(node, list):
         return any(mentions(v, target) for v in node)
     return False
+
+
+SUB_VAR = re.compile(r"\$\{([A-Za-z0-9:.]+)\}")
+# SEARCH('{Namespace,dim,...} MetricName="name"', ...) in dashboard expressions.
+SEARCH = re.compile(r"SEARCH\('\{(?P<schema>[^}]*)\}(?P<terms>[^']*)'")
+
+
+def alarm_metric_refs(alarm):
+    """(namespace, metric name, dimension names) of every metric an alarm evaluates, including
+    the inputs of a metric-math alarm."""
+    p = alarm["Properties"]
+    if "MetricName" in p:
+        yield p["Namespace"], p["MetricName"], [d["Name"] for d in p.get("Dimensions", [])]
+    for m in p.get("Metrics", []):
+        if "MetricStat" in m:
+            metric = m["MetricStat"]["Metric"]
+            yield metric["Namespace"], metric["MetricName"], [d["Name"] for d in metric.get("Dimensions", [])]
+
+
+def dashboard_json(body_sub):
+    """The dashboard body as deployed, with every ${...} of its Fn::Sub replaced by a dummy (a
+    number where the JSON has it bare, as for threshold parameters)."""
+    return json.loads(SUB_VAR.sub(lambda m: "1" if m[1] in T["Parameters"] else f"dummy-{m[1]}", body_sub))
+
+
+def dashboard_metric_refs(body):
+    """(namespace, metric name, dimension names or None) of every metric the widgets name, either
+    as a metric row ["Namespace", "Name", ...] or in a SEARCH expression."""
+    for widget in body["widgets"]:
+        for row in widget.get("properties", {}).get("metrics", []):
+            if isinstance(row[0], str) and row[0] != ".":
+                yield row[0], row[1], None
+            for item in row:
+                if isinstance(item, dict) and "expression" in item:
+                    for m in SEARCH.finditer(item["expression"]):
+                        schema = [x.strip() for x in m["schema"].split(",")]
+                        names = re.findall(r'MetricName="([^"]*)"', m["terms"])
+                        if not names:
+                            yield schema[0], None, schema[1:]
+                        for name in names:
+                            yield schema[0], name, schema[1:]
+
+
+def unknown_nectar_metrics(refs):
+    """The problems among metric references: a Nectar metric the code does not emit (not in
+    observe/names.rs), a dimension that is not one of its keys, or a SEARCH naming no metric."""
+    bad = []
+    for ns, name, dims in refs:
+        if ns != metric_names.NAMESPACE:
+            continue
+        if name not in metric_names.METRICS:
+            bad.append(f"metric {name!r} is not in observe/names.rs")
+        for d in dims or []:
+            if d not in metric_names.DIMENSIONS:
+                bad.append(f"{name}: dimension {d!r} is not in observe/names.rs")
+    return bad
 
 
 KMS_REF = {"Ref": "KmsKeyArn"}
@@ -274,6 +333,117 @@ class TemplateTest(unittest.TestCase):
             self.assertRegex(r, r"^\+[a-z]+(\|[a-z]+)?$", r)
         for forbidden in ("keys", "flushall", "flushdb", "info", "config", "eval", "cluster"):
             self.assertNotIn(f"+{forbidden}", rules, forbidden)
+
+    # ------------------------------------------------------------ alarms and dashboard (issue 12)
+    def alarms(self):
+        return {lid: r for lid, r in R.items() if r["Type"] == "AWS::CloudWatch::Alarm"}
+
+    def test_every_alarm_metric_is_one_the_code_emits(self):
+        refs = [ref for a in self.alarms().values() for ref in alarm_metric_refs(a)]
+        self.assertEqual(unknown_nectar_metrics(refs), [])
+        used = {name for ns, name, _ in refs if ns == metric_names.NAMESPACE}
+        # the issue's alarms: staleness and failing runs, fallback share, rejection ratio, archive
+        # lag, parked records, dropped served events
+        self.assertEqual(used, {"train_runs", "recommend_fallbacks", "recommend_requests", "collect_payloads_rejected",
+                                "collect_events_accepted", "archive_lag_seconds", "archive_records_parked",
+                                "served_log_dropped"})
+        self.assertIn(("AWS/Kinesis", "GetRecords.IteratorAgeMilliseconds", ["StreamName"]), refs)
+
+    def test_the_metric_check_catches_a_typo(self):
+        # GIVEN an alarm on a name the code does not emit, and one with an unknown dimension
+        bad = {"Properties": {"Namespace": "Nectar", "MetricName": "recommend_fallback",
+                              "Dimensions": [{"Name": "site", "Value": "demo"}]}}
+        math = {"Properties": {"Metrics": [{"Id": "a", "MetricStat": {"Metric": {
+            "Namespace": "Nectar", "MetricName": "train_runs", "Dimensions": [{"Name": "tenant", "Value": "x"}]}}}]}}
+        # THEN both are reported; other namespaces are not ours to check
+        problems = unknown_nectar_metrics([*alarm_metric_refs(bad), *alarm_metric_refs(math),
+                                           ("AWS/Lambda", "Errors", ["FunctionName"])])
+        self.assertEqual(len(problems), 2, problems)
+
+    def test_every_alarm_goes_to_the_alarm_topic(self):
+        for lid, a in self.alarms().items():
+            self.assertEqual(a["Properties"]["AlarmActions"], [{"Ref": "AlarmTopic"}], lid)
+            self.assertTrue(a["Properties"].get("AlarmDescription"), lid)
+
+    def test_every_parameter_has_a_default(self):
+        for name, p in T["Parameters"].items():
+            self.assertIn("Default", p, name)
+        for name, want in (("FallbackShareAlarmThreshold", 0.2), ("CollectRejectionAlarmThreshold", 0.2),
+                           ("ArchiveLagThresholdSeconds", 900)):
+            self.assertEqual(T["Parameters"][name]["Default"], want, name)
+
+    def test_metric_math_alarms_name_their_inputs(self):
+        for lid, a in self.alarms().items():
+            metrics = a["Properties"].get("Metrics")
+            if not metrics:
+                continue
+            ids = {m["Id"] for m in metrics}
+            returned = [m for m in metrics if m.get("ReturnData")]
+            self.assertEqual(len(returned), 1, lid)
+            used = set(re.findall(r"\b([a-z][a-zA-Z0-9_]*)\b(?!\()", returned[0]["Expression"]))
+            self.assertTrue(used, lid)
+            self.assertLessEqual(used - {"AND", "OR"}, ids, lid)
+
+    def test_alarms_per_site_and_scheduled_task(self):
+        keys, tasks = gen_schedules.read_config(ROOT / "config" / "nectar.toml")
+        self.assertTrue(tasks)
+        alarms = self.alarms().values()
+
+        def metrics_of(p):
+            if "MetricName" in p:
+                yield p["MetricName"], p.get("Dimensions", [])
+            for m in p.get("Metrics", []):
+                if "MetricStat" in m:
+                    yield m["MetricStat"]["Metric"]["MetricName"], m["MetricStat"]["Metric"]["Dimensions"]
+
+        def on(name, **dims):
+            """The alarms evaluating metric `name` with exactly these dimension values."""
+            want = sorted(({"Name": k, "Value": v} for k, v in dims.items()), key=lambda d: d["Name"])
+            return [a for a in alarms if any(n == name and sorted(d, key=lambda x: x["Name"]) == want
+                                             for n, d in metrics_of(a["Properties"]))]
+
+        for site in keys:
+            for name in ("recommend_fallbacks", "collect_payloads_rejected", "archive_lag_seconds",
+                         "archive_records_parked", "served_log_dropped"):
+                self.assertTrue(on(name, site=site), (site, name))
+        self.assertTrue(on("archive_records_parked", site="_unknown"))
+        for site, task, expr in tasks:
+            interval = gen_schedules.interval_seconds(expr)
+            stale = [a["Properties"] for a in on("train_runs", site=site, task=task, status="published")
+                     if "MetricName" in a["Properties"]]
+            self.assertEqual(len(stale), 1, (site, task))
+            # no published run for every period covering twice the schedule: missing data breaches
+            p = stale[0]
+            self.assertEqual((p["TreatMissingData"], p["ComparisonOperator"], p["Threshold"]),
+                             ("breaching", "LessThanThreshold", 1))
+            self.assertEqual(p["DatapointsToAlarm"], p["EvaluationPeriods"])
+            self.assertGreaterEqual(p["Period"] * p["EvaluationPeriods"], min(2 * interval, 7 * 86400), (site, task))
+            failing = [a["Properties"] for a in on("train_runs", site=site, task=task, status="failed")]
+            self.assertEqual(len(failing), 1, (site, task))
+            self.assertEqual(failing[0]["DatapointsToAlarm"], 2)
+            self.assertTrue(on("train_runs", site=site, task=task, status="refused"))
+
+    def test_dashboard_body_is_json_and_its_metrics_are_emitted(self):
+        sub = R["Dashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
+        for var in SUB_VAR.findall(sub):  # every ${...} resolves
+            self.assertTrue(var.split(".")[0] in R or var in T["Parameters"] or var.startswith("AWS::"), var)
+        body = dashboard_json(sub)
+        refs = list(dashboard_metric_refs(body))
+        self.assertEqual(unknown_nectar_metrics(refs), [])
+        self.assertTrue(all(name for ns, name, _ in refs), "a SEARCH names no MetricName")
+        shown = {name for ns, name, _ in refs if ns == metric_names.NAMESPACE}
+        # latency, fallback share, events in, archive lag, nDCG against baseline, CTR per variant
+        for name in ("recommend_latency_ms", "recommend_fallbacks", "recommend_requests", "collect_events_accepted",
+                     "archive_lag_seconds", "train_ndcg_at_10", "train_baseline_ndcg_at_10", "report_ctr"):
+            self.assertIn(name, shown)
+        titles = " ".join(w["properties"]["title"] for w in body["widgets"])
+        self.assertIn("p50 / p99", titles)
+
+    def test_dashboard_check_sees_search_expressions(self):
+        # GIVEN a widget whose SEARCH names a metric the code does not emit; THEN it is reported
+        body = {"widgets": [{"properties": {"metrics": [[{"id": "x", "expression":
+                "SEARCH('{Nectar,site} MetricName=\"report_ctrs\"', 'Average', 60)"}]]}}]}
+        self.assertEqual(len(unknown_nectar_metrics(dashboard_metric_refs(body))), 1)
 
     def test_samples_exist_for_every_function(self):
         names = {p.name for p in (ROOT / "events").glob("*.json")}

@@ -21,6 +21,7 @@ pub mod event_log;
 pub mod http;
 pub mod model_store;
 pub mod object_store;
+pub mod observe;
 pub mod recommend;
 pub mod record_file;
 pub mod registry;

@@ -1,0 +1,3 @@
+//! Observability: the metric names every function emits (issue 12).
+
+pub mod names;
