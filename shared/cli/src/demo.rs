@@ -31,6 +31,8 @@ use nectar_platform::train::READ_CONCURRENCY;
 use rand::{Rng, SeedableRng};
 use serde_json::json;
 
+mod clicks;
+
 /// Flags of `nectar demo`.
 #[derive(Debug, clap::Args)]
 pub struct DemoArgs {
@@ -189,8 +191,9 @@ impl Audience {
     }
 
     /// One user's PEACH events over the four weeks before `now`: 5–39 plays, 40 % of them
-    /// followed by a `media_end` 20 minutes later.
-    fn user_events(&self, rng: &mut impl Rng, now: i64) -> Vec<serde_json::Value> {
+    /// followed by a `media_end` 20 minutes later; and the user's two favourite categories
+    /// (their hidden tastes, which the clicking audience of [`clicks`] uses again).
+    fn user_events(&self, rng: &mut impl Rng, now: i64) -> (Vec<serde_json::Value>, [usize; 2]) {
         let fav1 = rng.random_range(0..CATEGORIES.len());
         let fav2 = rng.random_range(0..CATEGORIES.len());
         let n = rng.random_range(5..40);
@@ -219,7 +222,7 @@ impl Audience {
                 );
             }
         }
-        events
+        (events, [fav1, fav2])
     }
 }
 
@@ -241,7 +244,7 @@ pub fn synthetic_payload(events: usize, now: i64, seed: u64) -> Vec<u8> {
     let audience = Audience::new();
     let mut all = Vec::with_capacity(events + 80);
     while all.len() < events {
-        all.extend(audience.user_events(&mut rng, now));
+        all.extend(audience.user_events(&mut rng, now).0);
     }
     all.truncate(events);
     payload(0, now, all).to_string().into_bytes()
@@ -299,10 +302,14 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let progress = Progress::new(args.users);
     // Bodies are drawn in user order (the data depend on the seed only); several requests are
     // in flight at once, as from many apps, so the log's group commit shares the fsyncs.
-    let bodies = (0..args.users).map(|u| {
-        let events = audience.user_events(&mut rng, now);
-        (events.len(), payload(u, now, events).to_string())
-    });
+    let mut tastes = Vec::with_capacity(args.users);
+    let bodies: Vec<_> = (0..args.users)
+        .map(|u| {
+            let (events, fav) = audience.user_events(&mut rng, now);
+            tastes.push(fav);
+            (events.len(), payload(u, now, events).to_string())
+        })
+        .collect();
     let mut answers = futures::stream::iter(bodies)
         .map(|(n, body)| {
             let collect = &collect;
@@ -390,8 +397,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
                 })
                 .unwrap_or_default();
             println!(
-                "  {uri}\n    → [{}]  model {} v{}{}",
+                "  {uri}\n    → [{}]  variant {}, model {} v{}{}",
                 list.join(", "),
+                v["variant"].as_str().unwrap_or("-"),
                 v["model"]["name"].as_str().unwrap_or("-"),
                 v["model"]["version"],
                 if v["fallback"] == true {
@@ -402,6 +410,28 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             );
         }
     }
+    // 5. The audience uses the app for a week: the for-you experiment (als against trending)
+    //    is served, displayed, clicked and played; then the online report reads it back.
+    println!(
+        "\nSimulating {} days of app use: {}, the default config's experiment on {} …",
+        clicks::DAYS,
+        "users open for-you, see ten programmes, click what matches their tastes and play it",
+        clicks::ENDPOINT
+    );
+    let app = CollectService::new(
+        config.clone(),
+        HistorySink::new(
+            LocalEventLog::start(&args.data_dir, "demo-app")?,
+            AnyModelStore::Local(LocalModelStore::new(&args.data_dir)),
+            config.clone(),
+        ),
+    );
+    let tally = clicks::run(&svc, &app, &tastes, now, &mut rng).await?;
+    drop(app);
+    println!(
+        "  {} visits, {} lists displayed, {} clicks, {} plays",
+        tally.visits, tally.displayed, tally.clicks, tally.plays
+    );
     println!(
         "\nDemo ready in {:.1} s (data in {}).",
         started.elapsed().as_secs_f64(),
