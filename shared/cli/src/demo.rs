@@ -413,9 +413,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     // 5. The audience uses the app for a week: the for-you experiment (als against trending)
     //    is served, displayed, clicked and played; then the online report reads it back.
     println!(
-        "\nSimulating {} days of app use: {}, the default config's experiment on {} …",
+        "\nSimulating {} days of app use: users open {}, see ten programmes, click what \
+         matches their tastes and play it (the default config's experiment: als against \
+         trending)…",
         clicks::DAYS,
-        "users open for-you, see ten programmes, click what matches their tastes and play it",
         clicks::ENDPOINT
     );
     let app = CollectService::new(
