@@ -5,10 +5,12 @@ use nectar_platform::catalog::dynamo::DynamoCatalog;
 use nectar_platform::env;
 use nectar_platform::model_store::redis_env;
 use nectar_platform::object_store::S3Store;
+use nectar_platform::observe::emf::EmfRecorder;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     lambda_runtime::tracing::init_default_subscriber();
+    let metrics = EmfRecorder::install_global();
     let bucket = env::required(env::NECTAR_BUCKET)?;
     let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let store = S3Store::new(aws_sdk_s3::Client::new(&aws), bucket);
@@ -22,7 +24,12 @@ async fn main() -> Result<(), Error> {
         .map(|t| DynamoCatalog::new(aws_sdk_dynamodb::Client::new(&aws), t));
     let catalog = catalog.as_ref().map(|c| (c, &config));
     run(service_fn(|event: LambdaEvent<_>| {
-        archive::handler::handle_with_catalog(&store, history, catalog, event)
+        let (store, metrics) = (&store, &metrics);
+        async move {
+            let out = archive::handler::handle_with_catalog(store, history, catalog, event).await;
+            metrics.flush_stdout();
+            out
+        }
     }))
     .await
 }

@@ -10,6 +10,7 @@ use nectar_platform::collect::kinesis::{KinesisSink, RetryPolicy, SdkKinesis};
 use nectar_platform::dynamo::spawn_refresh;
 use nectar_platform::env;
 use nectar_platform::model_store::redis_env;
+use nectar_platform::observe::emf::EmfRecorder;
 use nectar_platform::recommend::served_log::FlushMode;
 use nectar_platform::recommend::{RecommendOptions, RecommendService};
 
@@ -19,6 +20,7 @@ const RELOAD_TABLES_EVERY: Duration = Duration::from_secs(60);
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     lambda_http::tracing::init_default_subscriber();
+    let metrics = EmfRecorder::install_global();
     let config = Arc::new(env::config()?);
     let stream = env::required(env::NECTAR_STREAM_NAME)?;
     let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
@@ -58,9 +60,10 @@ async fn main() -> Result<(), Error> {
     let table = catalog_table.as_ref();
     let handler = run(service_fn(|req| {
         let answered = answered.clone();
-        let svc = &svc;
+        let (svc, metrics) = (&svc, &metrics);
         async move {
             let resp = recommend::handler::handle(svc, table, req).await;
+            metrics.flush_stdout();
             answered.signal();
             resp
         }

@@ -4,6 +4,7 @@ use lambda_runtime::{run, service_fn, Error, LambdaEvent};
 use nectar_platform::env;
 use nectar_platform::model_store::redis_env;
 use nectar_platform::object_store::S3Store;
+use nectar_platform::observe::emf::EmfRecorder;
 use nectar_platform::registry::DynamoRegistry;
 use nectar_platform::train::trainer::ModelTrainer;
 use nectar_platform::train::TrainDeps;
@@ -11,6 +12,7 @@ use nectar_platform::train::TrainDeps;
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     lambda_runtime::tracing::init_default_subscriber();
+    let metrics = EmfRecorder::install_global();
     let cfg = env::config()?;
     let bucket = env::required(env::NECTAR_BUCKET)?;
     let table = env::required(env::NECTAR_REGISTRY_TABLE)?;
@@ -26,7 +28,12 @@ async fn main() -> Result<(), Error> {
             registry: &registry,
             trainer: &trainer,
         };
-        train::handler::handle(&cfg, deps, event)
+        let (cfg, metrics) = (&cfg, &metrics);
+        async move {
+            let out = train::handler::handle(cfg, deps, event).await;
+            metrics.flush_stdout();
+            out
+        }
     }))
     .await
 }

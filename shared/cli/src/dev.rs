@@ -11,6 +11,7 @@ use bytes::Bytes;
 use http::{Method, StatusCode};
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::{Body as _, Incoming};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use nectar_model::event::Accepted;
 use nectar_platform::activity::HistorySink;
 use nectar_platform::auth::AdminKeys;
@@ -85,6 +86,46 @@ struct AppState {
     keys: AdminKeys,
     /// The collect limit, also applied to the bodies of the routes that take none.
     max_body_bytes: usize,
+    /// The Prometheus view of the metrics (`GET /metrics`), when this process installed it.
+    metrics: Option<PrometheusHandle>,
+}
+
+/// The Prometheus scrape route.
+pub const METRICS_PATH: &str = "/metrics";
+
+/// Histogram buckets of the `*_ms` metrics (latencies), in milliseconds.
+const LATENCY_BUCKETS_MS: &[f64] = &[
+    0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0,
+];
+
+/// Installs the Prometheus recorder as the process's metrics recorder; `None` (logged) when
+/// another recorder is already installed.
+fn install_prometheus() -> Option<PrometheusHandle> {
+    let recorder = PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Suffix("_ms".into()), LATENCY_BUCKETS_MS)
+        .expect("buckets are not empty")
+        .build_recorder();
+    let handle = recorder.handle();
+    match metrics::set_global_recorder(recorder) {
+        Ok(()) => Some(handle),
+        Err(_) => {
+            tracing::warn!("A metrics recorder is already installed; GET /metrics is off.");
+            None
+        }
+    }
+}
+
+/// `GET /metrics`: every metric in the Prometheus text format.
+fn metrics_response(handle: Option<&PrometheusHandle>) -> http::Response<Bytes> {
+    let Some(handle) = handle else {
+        return AppError::NotFound(METRICS_PATH.into()).into_response();
+    };
+    let mut resp = http::Response::new(Bytes::from(handle.render()));
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain; version=0.0.4"),
+    );
+    resp
 }
 
 /// Answers one request. Bodies are read here, after every check that needs none, within
@@ -102,7 +143,7 @@ async fn route(
             "Content-Length",
             "a request with both Content-Length and Transfer-Encoding is ambiguous; send one",
         ))
-    } else if path == "/" || path == HEALTH_PATH {
+    } else if path == "/" || path == HEALTH_PATH || path == METRICS_PATH {
         if parts.method != Method::GET && parts.method != Method::HEAD {
             AppError::MethodNotAllowed {
                 method: parts.method.to_string(),
@@ -111,6 +152,8 @@ async fn route(
             .into_response()
         } else if path == "/" {
             index(&state.config)
+        } else if path == METRICS_PATH {
+            metrics_response(state.metrics.as_ref())
         } else {
             state
                 .recommend
@@ -227,6 +270,7 @@ fn index(config: &NectarConfig) -> http::Response<Bytes> {
         &serde_json::json!({
             "service": "nectar dev",
             "health": HEALTH_PATH,
+            "metrics": METRICS_PATH,
             "routes": {
                 "collect": "POST /v1/collect?s=SITE",
                 "recommend": "GET /v1/recommend/{endpoint}?s=SITE&user_id=USER&n=10",
@@ -301,6 +345,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         config: config.clone(),
         keys,
         max_body_bytes: config.collect_limits().max_body_bytes,
+        metrics: install_prometheus(),
     });
     let listener = tokio::net::TcpListener::bind(args.addr)
         .await

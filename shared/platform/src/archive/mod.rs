@@ -20,6 +20,7 @@ use serde_json::json;
 use crate::event_log::layout::{Hour, PARKED_PREFIX};
 use crate::event_log::writer::{put_object, put_objects, Partitions};
 use crate::object_store::ObjectStore;
+use crate::observe::names::{self, dim};
 
 /// One stream record handed to the archive.
 #[derive(Debug, Clone)]
@@ -59,6 +60,8 @@ struct LineHeader<'a> {
 
 struct Parked<'a> {
     record: usize,
+    /// The site, when the line named a valid one (the parked metric's label).
+    site: Option<String>,
     reason: String,
     lines: Vec<&'a str>,
 }
@@ -76,11 +79,13 @@ pub async fn archive_batch<O: ObjectStore>(
     // named after that record, so a retried batch rewrites the same objects.
     let mut groups: Partitions<'_, usize> = Partitions::new();
     let mut parked: Vec<Parked<'_>> = Vec::new();
+    let mut newest_by_site: std::collections::HashMap<String, i64> = Default::default();
 
     for (idx, rec) in records.iter().enumerate() {
         let Ok(text) = std::str::from_utf8(&rec.data) else {
             parked.push(Parked {
                 record: idx,
+                site: None,
                 reason: "record data is not UTF-8".into(),
                 lines: Vec::new(),
             });
@@ -96,6 +101,7 @@ pub async fn archive_batch<O: ObjectStore>(
                 Err(e) => {
                     parked.push(Parked {
                         record: idx,
+                        site: None,
                         reason: format!("line is not a flat event: {e}"),
                         lines: vec![line],
                     });
@@ -105,6 +111,7 @@ pub async fn archive_batch<O: ObjectStore>(
             if !is_valid_key(&header.site_key) {
                 parked.push(Parked {
                     record: idx,
+                    site: None,
                     reason: "site_key is not a valid key".into(),
                     lines: vec![line],
                 });
@@ -117,6 +124,7 @@ pub async fn archive_batch<O: ObjectStore>(
                 None => {
                     parked.push(Parked {
                         record: idx,
+                        site: Some(header.site_key.to_string()),
                         reason: "event_id is escaped".into(),
                         lines: vec![line],
                     });
@@ -125,8 +133,15 @@ pub async fn archive_batch<O: ObjectStore>(
             };
             if !seen.insert(id) {
                 outcome.duplicates += 1;
+                metrics::counter!(names::ARCHIVE_DUPLICATES_DROPPED,
+                    dim::SITE => header.site_key.to_string())
+                .increment(1);
                 continue;
             }
+            let newest = newest_by_site
+                .entry(header.site_key.to_string())
+                .or_insert(i64::MIN);
+            *newest = (*newest).max(header.event_timestamp);
             groups.push(&header.site_key, header.event_timestamp, line, idx);
         }
     }
@@ -143,20 +158,32 @@ pub async fn archive_batch<O: ObjectStore>(
         .collect();
     let keys: Vec<String> = objects.iter().map(|(k, _)| k.clone()).collect();
     let results = put_objects(store, objects).await;
+    let mut written_sites: HashSet<String> = HashSet::new();
     for ((g, key), result) in groups.iter().zip(keys).zip(results) {
         match result {
             Ok(()) => {
                 outcome.objects += 1;
                 outcome.events_written += g.lines.len();
+                metrics::counter!(names::ARCHIVE_EVENTS_WRITTEN, dim::SITE => g.site_key.clone())
+                    .increment(g.lines.len() as u64);
+                written_sites.insert(g.site_key.clone());
             }
             Err(e) => {
                 tracing::warn!(%key, error = %e, "Object not written after retries; parking its events.");
                 parked.push(Parked {
                     record: g.first,
+                    site: Some(g.site_key.clone()),
                     reason: format!("writing {key} failed: {e}"),
                     lines: g.lines.clone(),
                 });
             }
+        }
+    }
+
+    for site in &written_sites {
+        if let Some(&newest) = newest_by_site.get(site) {
+            metrics::gauge!(names::ARCHIVE_LAG_SECONDS, dim::SITE => site.clone())
+                .set((now_ms - newest).max(0) as f64 / 1e3);
         }
     }
 
@@ -179,6 +206,12 @@ pub async fn archive_batch<O: ObjectStore>(
         match put_object(store, &key, Bytes::from(body.to_string())).await {
             Ok(()) => {
                 outcome.parked += p.lines.len().max(1);
+                let site = p
+                    .site
+                    .clone()
+                    .unwrap_or_else(|| dim::UNKNOWN_SITE.to_string());
+                metrics::counter!(names::ARCHIVE_RECORDS_PARKED, dim::SITE => site)
+                    .increment(p.lines.len().max(1) as u64);
                 tracing::warn!(%key, reason = %p.reason, "Parked undeliverable events.");
             }
             Err(e) => {

@@ -11,6 +11,7 @@ use nectar_model::event::{Accepted, EncodedEvent};
 use tokio::time::Instant;
 
 use crate::collect::sink::{EventSink, SinkError};
+use crate::observe::names::{self, dim};
 
 /// Kinesis limit on one record (data plus partition key).
 pub const MAX_RECORD_BYTES: usize = 1024 * 1024;
@@ -276,6 +277,8 @@ impl<A: PutRecordsApi> EventSink for KinesisSink<A> {
                 });
             }
             tokio::time::sleep(pause).await;
+            metrics::counter!(names::COLLECT_PUT_RETRIES, dim::SITE => batch.site_key.clone())
+                .increment(failed.len() as u64);
             pending = failed;
         }
     }

@@ -18,6 +18,8 @@ use crate::config::{NectarConfig, SiteConfig};
 use crate::http::error::AppError;
 use crate::http::request::{decode_body, header, site_key_param};
 use crate::http::response::json_response;
+use crate::observe::names::{self, dim};
+use crate::observe::request_log::{self, RequestLine};
 
 /// The collect route.
 pub const COLLECT_PATH: &str = "/v1/collect";
@@ -56,6 +58,7 @@ impl<S: EventSink> CollectService<S> {
 
     /// Answers one HTTP request for `/v1/collect`; `now_ms` is the collect timestamp.
     pub async fn handle(&self, req: &http::Request<Bytes>, now_ms: i64) -> http::Response<Bytes> {
+        let started = std::time::Instant::now();
         let origin = header(req.headers(), http::header::ORIGIN).map(str::to_string);
         let site = site_key_param(req.uri().query())
             .ok()
@@ -72,7 +75,24 @@ impl<S: EventSink> CollectService<S> {
                 allow: "POST, OPTIONS",
             })
         };
+        let site_label = match &site {
+            Some(_) => site_key_param(req.uri().query()).unwrap_or_default(),
+            None => dim::UNKNOWN_SITE.to_string(),
+        };
+        if let Err(e) = &result {
+            if e.status().is_client_error() {
+                metrics::counter!(names::COLLECT_PAYLOADS_REJECTED,
+                    dim::SITE => site_label.clone(), dim::CODE => e.code())
+                .increment(1);
+            }
+        }
         let mut resp = result.unwrap_or_else(AppError::into_response);
+        let latency_ms = started.elapsed().as_secs_f64() * 1e3;
+        metrics::histogram!(names::COLLECT_REQUEST_MS, dim::SITE => site_label.clone())
+            .record(latency_ms);
+        let mut line = RequestLine::new(COLLECT_PATH, resp.status().as_u16(), latency_ms);
+        line.site = site.is_some().then_some(site_label.as_str());
+        request_log::maybe_log(self.config.observability.request_log_rate, &line);
         // Browsers only read answers (errors included) that carry the CORS header.
         if let (Some(origin), Some(site)) = (origin.as_deref(), site.as_ref()) {
             if site.allows_origin(origin) {
@@ -144,6 +164,8 @@ impl<S: EventSink> CollectService<S> {
             }
             AppError::Unavailable(Box::new(e))
         })?;
+        metrics::counter!(names::COLLECT_EVENTS_ACCEPTED, dim::SITE => site_key.clone())
+            .increment(n as u64);
         tracing::debug!(site = %site_key, events = n, "Collected events.");
         Ok(json_response(
             site.collect_status(),

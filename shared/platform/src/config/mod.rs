@@ -176,6 +176,18 @@ pub struct NectarConfig {
     pub collect: CollectConfig,
     /// Sites by site key.
     pub sites: BTreeMap<String, SiteConfig>,
+    /// Logs and metrics settings.
+    #[serde(default)]
+    pub observability: ObservabilityConfig,
+}
+
+/// `[observability]`: logs and metrics settings shared by every function.
+#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ObservabilityConfig {
+    /// Share of requests written to the sampled request log (0 to 1; default 0: none).
+    #[serde(default)]
+    pub request_log_rate: f64,
 }
 
 /// `sites.demo.tasks.als.bogus: unknown field `bogus`, expected … (line 3, column 1)`: the
@@ -258,6 +270,13 @@ impl NectarConfig {
             return Err(invalid(
                 "collect.clock_skew_threshold_ms".into(),
                 "must not be negative",
+            ));
+        }
+        let rate = self.observability.request_log_rate;
+        if !(0.0..=1.0).contains(&rate) {
+            return Err(invalid(
+                "observability.request_log_rate".into(),
+                "must be a number from 0 to 1",
             ));
         }
         if self.sites.is_empty() {

@@ -33,9 +33,7 @@ impl TaskState {
         self.ready().map_or(Value::Null, |m| {
             // Trained time, not load time: what an operator wants to know is how stale the
             // data behind the answers is.
-            let age = m.items.metadata["trained_ms"]
-                .as_i64()
-                .map(|t| (now_ms - t).max(0) / 1000);
+            let age = m.trained_ms().map(|t| (now_ms - t).max(0) / 1000);
             json!({ "task": self.task, "version": m.version(), "age_seconds": age })
         })
     }

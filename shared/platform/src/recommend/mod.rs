@@ -19,7 +19,7 @@ pub mod served_log;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{Method, StatusCode};
@@ -35,6 +35,7 @@ use crate::http::error::AppError;
 use crate::http::request::{query_param, query_param_all, site_key_param};
 use crate::http::response::json_response;
 use crate::model_store::{user_state, ModelStore, ModelStoreError, UserState};
+use crate::observe::request_log;
 use crate::recommend::served_log::{FlushMode, ServedAnswer, ServedLog};
 
 mod health;
@@ -119,6 +120,8 @@ pub struct RecommendService<M, S> {
     options: RecommendOptions,
     cache: Mutex<HashMap<(String, String), Slot>>,
     fresh: Mutex<HashMap<(String, String), FreshList>>,
+    /// When `model_age_seconds` was last emitted per (site, task).
+    age_emitted: Mutex<HashMap<(String, String), Instant>>,
 }
 
 impl<M: ModelStore, S: EventSink + 'static> RecommendService<M, S> {
@@ -140,6 +143,7 @@ impl<M: ModelStore, S: EventSink + 'static> RecommendService<M, S> {
             options,
             cache: Mutex::new(HashMap::new()),
             fresh: Mutex::new(HashMap::new()),
+            age_emitted: Mutex::new(HashMap::new()),
         }
     }
 
@@ -170,6 +174,8 @@ impl<M: ModelStore, S: EventSink + 'static> RecommendService<M, S> {
 
     /// Answers one HTTP request; `now_ms` dates the answer and the availability rules.
     pub async fn handle(&self, req: &http::Request<Bytes>, now_ms: i64) -> http::Response<Bytes> {
+        let started = Instant::now();
+        let mut meta = AnswerMeta::default();
         let path = req.uri().path();
         let kind = if let Some(e) = path.strip_prefix(RECOMMEND_PREFIX) {
             Some((EndpointKind::User, e))
@@ -185,9 +191,10 @@ impl<M: ModelStore, S: EventSink + 'static> RecommendService<M, S> {
                     allow: "GET",
                 })
             }
-            Some((kind, endpoint)) => self.answer(req, kind, endpoint, now_ms).await,
+            Some((kind, endpoint)) => self.answer(req, kind, endpoint, now_ms, &mut meta).await,
         };
         let mut resp = result.unwrap_or_else(AppError::into_response);
+        self.observe(&meta, kind.map(|k| k.0), resp.status(), started);
         resp.headers_mut().insert(
             http::header::CACHE_CONTROL,
             http::HeaderValue::from_static("no-store"),
@@ -270,14 +277,17 @@ impl<M: ModelStore, S: EventSink + 'static> RecommendService<M, S> {
         kind: EndpointKind,
         endpoint: &str,
         now_ms: i64,
+        meta: &mut AnswerMeta,
     ) -> Result<http::Response<Bytes>, AppError> {
         let q = self.parse(req, kind, endpoint)?;
         let site = self.config.site(&q.site).expect("checked in parse");
+        meta.site = Some(q.site.clone());
         let ep = site
             .endpoints
             .get(&q.endpoint)
             .filter(|ep| ep.kind == kind)
             .ok_or_else(|| AppError::UnknownEndpoint(q.endpoint.clone()))?;
+        meta.endpoint = Some(q.endpoint.clone());
         if ep.require_key {
             self.keys.authorize(req.headers(), &q.site)?;
         }
@@ -290,6 +300,7 @@ impl<M: ModelStore, S: EventSink + 'static> RecommendService<M, S> {
                 (v.name.clone(), v.model.clone())
             }
         };
+        meta.variant = Some(variant.clone());
         let mut out = Answer::default();
         if let Some(task) = &target {
             match self.model(&q.site, task).await {
@@ -302,6 +313,7 @@ impl<M: ModelStore, S: EventSink + 'static> RecommendService<M, S> {
                     } else {
                         Ok(UserState::default())
                     };
+                    meta.model_age = Some((task.clone(), m.trained_ms()));
                     match state {
                         Ok(state) => {
                             out.items = self.rank(&m, ep, kind, &q, &state, now_ms);
@@ -319,6 +331,19 @@ impl<M: ModelStore, S: EventSink + 'static> RecommendService<M, S> {
             }
         }
         let use_fallback = out.items.as_ref().is_none_or(Vec::is_empty);
+        let reason = if !use_fallback {
+            None
+        } else if target.is_none() {
+            Some(FallbackReason::Strategy)
+        } else if out.unreachable {
+            Some(FallbackReason::StoreUnreachable)
+        } else if out.own.is_none() {
+            Some(FallbackReason::NoModel)
+        } else if out.model.is_none() {
+            Some(FallbackReason::UserStateUnavailable)
+        } else {
+            Some(FallbackReason::CannotAnswer)
+        };
         if !use_fallback {
             // Keep the fallback lists warm in memory: they are what is served when the store
             // becomes unreachable. Costs nothing between pointer checks.
@@ -407,6 +432,10 @@ impl<M: ModelStore, S: EventSink + 'static> RecommendService<M, S> {
                 ))
             });
         };
+        if fallback_used {
+            meta.fallback_reason = reason;
+        }
+        meta.short = items.len() < q.n;
         if fallback_used && out.unreachable {
             tracing::warn!(site = %q.site, endpoint = %q.endpoint, "Model store unreachable; served the in-memory fallback.");
         }
@@ -510,6 +539,124 @@ impl<M: ModelStore, S: EventSink + 'static> RecommendService<M, S> {
             .map(|(r, s)| (m.items.item_ids[r as usize].clone(), s))
             .collect();
         Some(self.apply_rules(&q.site, ep, cands, q.n, now_ms))
+    }
+}
+
+/// Why a fallback list answered (the `reason` of `recommend_fallbacks`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FallbackReason {
+    /// The variant's strategy is the fallback.
+    Strategy,
+    /// The endpoint's model has no published version.
+    NoModel,
+    /// The model store could not be read.
+    StoreUnreachable,
+    /// The user's state could not be read in time.
+    UserStateUnavailable,
+    /// The model has nothing for this subject (unknown user without history, unknown item).
+    CannotAnswer,
+}
+
+impl FallbackReason {
+    /// The metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Strategy => "strategy",
+            Self::NoModel => "no_model",
+            Self::StoreUnreachable => "store_unreachable",
+            Self::UserStateUnavailable => "user_state_unavailable",
+            Self::CannotAnswer => "cold_subject",
+        }
+    }
+}
+
+/// What a request's metrics and its request-log line need from its answer.
+#[derive(Debug, Default)]
+struct AnswerMeta {
+    site: Option<String>,
+    endpoint: Option<String>,
+    variant: Option<String>,
+    fallback_reason: Option<FallbackReason>,
+    short: bool,
+    /// The served task and its training end (ms), for `model_age_seconds`.
+    model_age: Option<(String, Option<i64>)>,
+}
+
+/// `model_age_seconds` is emitted at most this often per (site, task) and instance.
+const MODEL_AGE_EVERY: Duration = Duration::from_secs(60);
+
+impl<M: ModelStore, S: EventSink + 'static> RecommendService<M, S> {
+    /// Records the request's metrics and, when sampled, its request-log line.
+    fn observe(
+        &self,
+        meta: &AnswerMeta,
+        kind: Option<EndpointKind>,
+        status: StatusCode,
+        started: Instant,
+    ) {
+        use crate::observe::names::{self, dim};
+        let latency_ms = started.elapsed().as_secs_f64() * 1e3;
+        let site = meta
+            .site
+            .as_deref()
+            .unwrap_or(dim::UNKNOWN_SITE)
+            .to_string();
+        // Only configured endpoints become labels: a client cannot create series.
+        let endpoint = meta
+            .endpoint
+            .as_deref()
+            .unwrap_or(dim::UNKNOWN_SITE)
+            .to_string();
+        let variant = meta.variant.as_deref().unwrap_or("none").to_string();
+        metrics::counter!(names::RECOMMEND_REQUESTS,
+            dim::SITE => site.clone(), dim::ENDPOINT => endpoint.clone(),
+            dim::VARIANT => variant, dim::STATUS => status.as_str().to_string())
+        .increment(1);
+        metrics::histogram!(names::RECOMMEND_LATENCY_MS,
+            dim::SITE => site.clone(), dim::ENDPOINT => endpoint.clone())
+        .record(latency_ms);
+        if let Some(r) = meta.fallback_reason {
+            metrics::counter!(names::RECOMMEND_FALLBACKS,
+                dim::SITE => site.clone(), dim::ENDPOINT => endpoint.clone(),
+                dim::REASON => r.as_str())
+            .increment(1);
+        }
+        if meta.short && status.is_success() {
+            metrics::counter!(names::RECOMMEND_SHORT_ANSWERS,
+                dim::SITE => site.clone(), dim::ENDPOINT => endpoint.clone())
+            .increment(1);
+        }
+        if let Some((task, Some(trained_ms))) = &meta.model_age {
+            let key = (site.clone(), task.clone());
+            let now = Instant::now();
+            let due = {
+                let mut last = self.age_emitted.lock().expect("age lock");
+                match last.get(&key) {
+                    Some(t) if now.duration_since(*t) < MODEL_AGE_EVERY => false,
+                    _ => {
+                        last.insert(key, now);
+                        true
+                    }
+                }
+            };
+            if due {
+                let age = (crate::now_ms() - trained_ms).max(0) as f64 / 1e3;
+                metrics::gauge!(names::MODEL_AGE_SECONDS,
+                    dim::SITE => site.clone(), dim::TASK => task.clone())
+                .set(age);
+            }
+        }
+        let route = match kind {
+            Some(EndpointKind::User) => "/v1/recommend/{endpoint}",
+            Some(EndpointKind::Similar) => "/v1/similar/{endpoint}",
+            None => "other",
+        };
+        let mut line = request_log::RequestLine::new(route, status.as_u16(), latency_ms);
+        line.site = meta.site.as_deref();
+        line.endpoint = meta.endpoint.as_deref();
+        line.variant = meta.variant.as_deref();
+        line.fallback_reason = meta.fallback_reason.map(FallbackReason::as_str);
+        request_log::maybe_log(self.config.observability.request_log_rate, &line);
     }
 }
 

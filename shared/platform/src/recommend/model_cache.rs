@@ -110,6 +110,11 @@ impl LoadedModel {
     pub fn version(&self) -> u64 {
         self.items.version
     }
+
+    /// When the version's training ended (ms), from its metadata.
+    pub fn trained_ms(&self) -> Option<i64> {
+        self.items.metadata["trained_ms"].as_i64()
+    }
 }
 
 #[derive(Debug)]

@@ -26,6 +26,7 @@ use serde_json::json;
 use serde_json::value::{to_raw_value, RawValue};
 
 use crate::collect::sink::EventSink;
+use crate::observe::names::{self, dim};
 
 /// Queue length that triggers a background flush before the timer.
 pub const FLUSH_AT: usize = 1_000;
@@ -248,7 +249,10 @@ impl<S: EventSink + 'static> ServedLog<S> {
             failed.append(&mut q);
             if failed.len() > MAX_QUEUED {
                 report.dropped = failed.len() - MAX_QUEUED;
-                failed.drain(..report.dropped);
+                // Per site, so the alarm and the report's reader know whose answers are missing.
+                for (site, _) in failed.drain(..report.dropped) {
+                    metrics::counter!(names::SERVED_LOG_DROPPED, dim::SITE => site).increment(1);
+                }
                 tracing::error!(
                     dropped = report.dropped,
                     "Served log queue full; the oldest served events were dropped."

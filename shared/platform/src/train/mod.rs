@@ -232,6 +232,41 @@ fn ms_since(t: Instant) -> u64 {
     t.elapsed().as_millis() as u64
 }
 
+/// The run's metrics (`train_runs`, nDCG@10 beside the baseline's, stage durations,
+/// interactions), emitted once per run whatever its outcome.
+fn emit_run_metrics(run: &RunRecord) {
+    use crate::observe::names::{self, dim};
+    let (site, task) = (run.site.clone(), run.task.clone());
+    let status = match run.status {
+        RunStatus::Published => "published",
+        RunStatus::Refused => "refused",
+        RunStatus::Failed => "failed",
+    };
+    metrics::counter!(names::TRAIN_RUNS,
+        dim::SITE => site.clone(), dim::TASK => task.clone(), dim::STATUS => status)
+    .increment(1);
+    if let Some(n) = run.metrics.get(GATE_METRIC) {
+        metrics::gauge!(names::TRAIN_NDCG_AT_10, dim::SITE => site.clone(), dim::TASK => task.clone())
+            .set(*n);
+    }
+    if let Some(n) = run
+        .baseline_metrics
+        .as_ref()
+        .and_then(|m| m.get(GATE_METRIC))
+    {
+        metrics::gauge!(names::TRAIN_BASELINE_NDCG_AT_10,
+            dim::SITE => site.clone(), dim::TASK => task.clone())
+        .set(*n);
+    }
+    for (stage, ms) in &run.durations_ms {
+        metrics::gauge!(names::TRAIN_STAGE_SECONDS,
+            dim::SITE => site.clone(), dim::TASK => task.clone(), dim::STAGE => stage.clone())
+        .set(*ms as f64 / 1e3);
+    }
+    metrics::gauge!(names::TRAIN_INTERACTIONS, dim::SITE => site, dim::TASK => task)
+        .set(run.counts.interactions as f64);
+}
+
 /// Runs one training task; see the module docs. Returns the run's record (published or
 /// refused); a failed run is recorded and returned as the error.
 #[tracing::instrument(skip_all, fields(site = %req.site, task = %req.task))]
@@ -292,6 +327,10 @@ where
     let result = ctx.run(&mut run).await;
     run.durations_ms.insert("total".into(), ms_since(started));
     run.finished_ms = now_ms + ms_since(started) as i64;
+    if result.is_err() {
+        run.status = RunStatus::Failed;
+    }
+    emit_run_metrics(&run);
     match result {
         Ok(()) => {
             deps.registry.record(&run).await?;

@@ -1,0 +1,233 @@
+//! `nectar dev`'s observability as a black box: readiness before and after training, and
+//! `GET /metrics` (Prometheus text) after known traffic showing the exact counts.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct Dev {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Dev {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn nectar(args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_nectar"));
+    c.args(args).env("RUST_LOG", "warn");
+    c
+}
+
+fn start(data: &str) -> Dev {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let child = nectar(&[
+        "dev",
+        "--addr",
+        &addr,
+        "--data-dir",
+        data,
+        "--no-served-log",
+    ])
+    .stdout(Stdio::null())
+    .spawn()
+    .unwrap();
+    let t = Instant::now();
+    while TcpStream::connect(&addr).is_err() {
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "nectar dev did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Dev { child, port }
+}
+
+/// Status and body of a request.
+fn request(port: u16, head: &str, body: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    s.write_all(
+        format!(
+            "{head}\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    let text = String::from_utf8_lossy(&out).to_string();
+    let status = text.split(' ').nth(1).unwrap().parse().unwrap();
+    let body = text
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_string();
+    (status, body)
+}
+
+fn get(port: u16, path: &str) -> (u16, String) {
+    request(port, &format!("GET {path} HTTP/1.1"), "")
+}
+
+/// The value of the Prometheus sample `name{labels}` whose labels include all of `want`.
+fn sample(text: &str, name: &str, want: &[(&str, &str)]) -> Option<f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            let (n, labels) = match series.split_once('{') {
+                Some((n, rest)) => (n, rest.trim_end_matches('}')),
+                None => (series, ""),
+            };
+            (n == name
+                && want
+                    .iter()
+                    .all(|(k, v)| labels.split(',').any(|kv| kv == format!("{k}=\"{v}\""))))
+            .then(|| value.parse().unwrap())
+        })
+        .reduce(|a, b| a + b)
+}
+
+#[test]
+fn readiness_and_metrics_after_known_traffic() {
+    let dir: PathBuf =
+        std::env::temp_dir().join(format!("nectar-devmetrics-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let data = dir.to_str().unwrap();
+
+    // GIVEN a fresh server: not ready
+    let dev = start(data);
+    let (status, body) = get(dev.port, "/healthz");
+    assert_eq!(status, 503, "{body}");
+    // AND 12 users' plays collected, then one payload refused (no events array)
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let mut accepted = 0;
+    for u in 0..12 {
+        let events: Vec<String> = (0..4)
+            .map(|k| {
+                let item = (u + k) % 6;
+                format!(
+                    r#"{{"type":"media_play","id":"m-{item}","event_timestamp":{}}}"#,
+                    now - 3_600_000 + (u * 10 + k) as i64 * 1000
+                )
+            })
+            .collect();
+        accepted += events.len();
+        let payload = format!(
+            r#"{{"peach_schema_version":"1.0.3","sent_timestamp":{now},"user_id":"u{u}","client":{{"id":"c{u}","app_id":"t"}},"events":[{}]}}"#,
+            events.join(",")
+        );
+        let (s, b) = request(
+            dev.port,
+            "POST /v1/collect?s=demo HTTP/1.1\r\nContent-Type: application/json",
+            &payload,
+        );
+        assert!(s == 202, "{s} {b}");
+    }
+    let (s, _) = request(
+        dev.port,
+        "POST /v1/collect?s=demo HTTP/1.1\r\nContent-Type: application/json",
+        r#"{"peach_schema_version":"1.0.3","sent_timestamp":1}"#,
+    );
+    assert_eq!(s, 400);
+    // WHEN every task is trained (the server reads the published versions on first use)
+    for task in ["trending", "item_knn", "als"] {
+        let out = nectar(&[
+            "train",
+            "--task",
+            task,
+            "--site",
+            "demo",
+            "--data-dir",
+            data,
+        ])
+        .output()
+        .unwrap();
+        assert!(out.status.success(), "{task}: {out:?}");
+    }
+    // THEN the server becomes ready (it checks the store's pointers every 5–7.5 s)
+    let t = Instant::now();
+    loop {
+        let (status, body) = get(dev.port, "/healthz");
+        if status == 200 {
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(30), "{status} {body}");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    // WHEN 5 similar-items requests for known items and 2 for unknown ones are answered
+    for (k, item) in ["m-0", "m-1", "m-2", "m-3", "m-4", "nope-1", "nope-2"]
+        .iter()
+        .enumerate()
+    {
+        let (s, b) = get(
+            dev.port,
+            &format!("/v1/similar/more-like-this?s=demo&item_id={item}&n=3"),
+        );
+        assert_eq!(s, 200, "{k}: {b}");
+        assert_eq!(
+            b.contains("\"fallback\":true"),
+            item.starts_with("nope"),
+            "{b}"
+        );
+    }
+    // THEN /metrics shows exactly that traffic
+    let (s, text) = get(dev.port, "/metrics");
+    assert_eq!(s, 200);
+    let mlt = [("site", "demo"), ("endpoint", "more-like-this")];
+    let requests = sample(
+        &text,
+        "recommend_requests",
+        &[mlt[0], mlt[1], ("variant", "default"), ("status", "200")],
+    );
+    assert_eq!(requests, Some(7.0), "{text}");
+    let fallbacks = sample(
+        &text,
+        "recommend_fallbacks",
+        &[mlt[0], mlt[1], ("reason", "cold_subject")],
+    );
+    assert_eq!(fallbacks, Some(2.0), "{text}");
+    assert_eq!(sample(&text, "recommend_latency_ms_count", &mlt), Some(7.0));
+    assert_eq!(
+        sample(&text, "collect_events_accepted", &[("site", "demo")]),
+        Some(accepted as f64)
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "collect_payloads_rejected",
+            &[("site", "demo"), ("code", "invalid_payload")]
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, "collect_request_ms_count", &[("site", "demo")]),
+        Some(13.0)
+    );
+    // AND the model age of the served item_knn version, emitted on its first answer
+    let age = sample(
+        &text,
+        "model_age_seconds",
+        &[("site", "demo"), ("task", "item_knn")],
+    );
+    assert!(age.is_some_and(|a| (0.0..600.0).contains(&a)), "{age:?}");
+    drop(dev);
+    let _ = std::fs::remove_dir_all(&dir);
+}
