@@ -10,6 +10,9 @@ it live between marker lines in the template and are rewritten by this script:
   target is the train function with the constant input ``{"task": "<task>", "site": "<site>"}``,
   a retry policy and the dead-letter queue ``TrainDlq``.
   A task without ``schedule`` is run by hand only.
+* ``schedules`` also holds one schedule per site that declares an online report
+  (``[sites.<site>.report] schedule = "rate(1 day)"``): the train function with the input
+  ``{"site": "<site>", "job": "report"}``, which writes ``reports/site=…/date=…/report.{html,json}``.
 * ``alarms``: the CloudWatch alarms on the application metrics (namespace ``Nectar``, names from
   shared/platform/src/observe/names.rs), which need concrete dimension values: per site the
   fallback share, collect rejection ratio, archive lag, parked records and dropped served events;
@@ -104,6 +107,49 @@ def read_config(path: Path) -> tuple[list[str], list[tuple[str, str, str]]]:
             if "schedule" in task_cfg:
                 tasks.append((site, task, check_schedule(task_cfg["schedule"], where)))
     return keys, tasks
+
+
+def read_reports(path: Path) -> list[tuple[str, str]]:
+    """Return the sorted (site, schedule) pairs of the sites that declare a scheduled report."""
+    with path.open("rb") as f:
+        cfg = tomllib.load(f)
+    out = []
+    for site, site_cfg in sorted(cfg.get("sites", {}).items()):
+        report = site_cfg.get("report") if isinstance(site_cfg, dict) else None
+        if report is None:
+            continue
+        if not isinstance(report, dict) or "schedule" not in report:
+            raise ConfigError(f"sites.{site}.report: expected a table with a schedule")
+        out.append((site, check_schedule(report["schedule"], f"sites.{site}.report")))
+    return out
+
+
+def render_report_schedules(reports: list[tuple[str, str]], indent: str) -> list[str]:
+    out: list[str] = []
+    ids = logical_ids([(site, "", expr) for site, expr in reports], prefix="ReportSchedule")
+    for lid, (site, expr) in zip(ids, reports):
+        payload = json.dumps({"site": site, "job": "report"}, separators=(",", ":"))
+        out += [
+            f"{indent}{lid}:",
+            f"{indent}  Type: AWS::Scheduler::Schedule",
+            f"{indent}  Properties:",
+            f"{indent}    Description: Nectar online report of site {site} (config/nectar.toml)",
+            f"{indent}    ScheduleExpression: {expr}",
+            f"{indent}    ScheduleExpressionTimezone: UTC",
+            f"{indent}    FlexibleTimeWindow:",
+            f'{indent}      Mode: "OFF"',
+            f"{indent}    State: !Ref TrainingSchedulesState",
+            f"{indent}    Target:",
+            f"{indent}      Arn: !GetAtt TrainFunction.Arn",
+            f"{indent}      RoleArn: !GetAtt SchedulerRole.Arn",
+            f"{indent}      Input: '{payload}'",
+            f"{indent}      RetryPolicy:",
+            f"{indent}        MaximumRetryAttempts: {RETRY_ATTEMPTS}",
+            f"{indent}        MaximumEventAgeInSeconds: {RETRY_MAX_AGE_S}",
+            f"{indent}      DeadLetterConfig:",
+            f"{indent}        Arn: !GetAtt TrainDlq.Arn",
+        ]
+    return out
 
 
 def camel(name: str) -> str:
@@ -340,7 +386,12 @@ def replace_block(text: str, name: str, render) -> str:
 def generate(config: Path, template_text: str) -> str:
     keys, tasks = read_config(config)
     text = replace_block(template_text, "sites", lambda ind: render_sites(keys, ind))
-    text = replace_block(text, "schedules", lambda ind: render_schedules(tasks, ind))
+    reports = read_reports(config)
+    text = replace_block(
+        text,
+        "schedules",
+        lambda ind: render_schedules(tasks, ind) + render_report_schedules(reports, ind),
+    )
     return replace_block(text, "alarms", lambda ind: render_alarms(keys, tasks, ind))
 
 

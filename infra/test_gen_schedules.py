@@ -59,6 +59,24 @@ class GenSchedulesTest(unittest.TestCase):
         self.assertIn("DeadLetterConfig:\n          Arn: !GetAtt TrainDlq.Arn", block)
         self.assertNotIn("Manual", text)  # no schedule, no resource
 
+    def test_a_site_report_gets_its_schedule_on_the_train_function(self):
+        # GIVEN a site declaring a daily report and one without a report
+        self.config.write_text(
+            '[sites.demo.report]\nschedule = "rate(1 day)"\n'
+            '[sites.radio-one.tasks.als]\nschedule = "rate(6 hours)"\n'
+        )
+        # WHEN generated THEN one report schedule, invoking train with the report job
+        self.assertEqual(self.run_gen(), 0)
+        text = self.template.read_text()
+        self.assertIn("ReportScheduleDemo:", text)
+        self.assertNotIn("ReportScheduleRadioOne", text)
+        block = text.split("ReportScheduleDemo:")[1].split("# END GENERATED schedules")[0]
+        self.assertIn('Input: \'{"site":"demo","job":"report"}\'', block)
+        self.assertIn("DeadLetterConfig:\n          Arn: !GetAtt TrainDlq.Arn", block)
+        # AND a report without a schedule names the place
+        self.config.write_text('[sites.demo.report]\ndays = 7\n')
+        self.assertEqual(self.run_gen(), 2)
+
     def test_invalid_schedules_name_the_place(self):
         for bad, why in [
             ('"rate(1 hours)"', "singular"),
