@@ -315,6 +315,20 @@ class TemplateTest(unittest.TestCase):
                        .replace("row(", "struct<").replace(")", ">").replace(" ", ":"))
                 self.assertEqual(got, want, c["name"])
 
+    def test_online_report_query_and_permissions(self):
+        # the served marker is a column (only trusted served answers are counted)
+        cols = [c["Name"] for c in R["EventsTable"]["Properties"]["TableInput"]["StorageDescriptor"]["Columns"]]
+        self.assertIn("nectar_served", cols)
+        q = R["OnlineReportCountsQuery"]["Properties"]
+        sql = q["QueryString"]["Fn::Sub"]
+        self.assertIn("nectar_served = true", sql)
+        for col in ("served", "displayed", "clicks"):
+            self.assertRegex(sql, rf"AS {col}\b")
+        self.assertEqual(q["WorkGroup"], {"Ref": "AthenaWorkGroup"})
+        # train (job "report") may write reports/ and nothing else of the bucket
+        puts = [st for _, st in statements(R["TrainRole"]) if "s3:PutObject" in actions(st)]
+        self.assertEqual([st["Resource"] for st in puts], [{"Fn::Sub": "${EventBucket.Arn}/reports/*"}])
+
     def test_redis_urls_use_the_tls_cluster_client(self):
         # Serverless and the replication group are both cluster mode, always TLS
         # (RedisConn::connect in shared/platform/src/model_store/redis.rs).
