@@ -36,6 +36,8 @@ pub mod record_file;
 #[cfg(feature = "secrets")]
 pub mod redis_env;
 pub mod registry;
+#[cfg(feature = "report")]
+pub mod report;
 pub mod served_log;
 pub mod sink;
 pub mod store;
