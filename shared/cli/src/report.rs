@@ -1,0 +1,184 @@
+//! `nectar report`: the online report of a site (CTR per variant with intervals, lift,
+//! p-values, funnel) from the local data dir or an S3 bucket, as JSON, Markdown or one HTML
+//! page. The same code as the scheduled report task, without writing to the bucket.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use nectar_platform::catalog::Catalog;
+use nectar_platform::config::NectarConfig;
+use nectar_platform::report::{build_report, render, Format, ReportRequest};
+use nectar_platform::store::{AnyStore, LocalStore, S3Store};
+
+use crate::train::parse_time;
+
+/// The range when `--since` is not given: this many days before `--until`.
+const DEFAULT_DAYS: i64 = 7;
+
+/// Flags of `nectar report`.
+#[derive(Debug, clap::Args)]
+pub struct ReportArgs {
+    /// Data dir of the embedded backends (event log, catalog).
+    #[arg(long, env = "NECTAR_DATA_DIR", default_value = "./.nectar")]
+    pub data_dir: PathBuf,
+    /// Read the event log from this S3 bucket instead of the data dir (coverage and diversity
+    /// are then null: the catalog is not read from DynamoDB).
+    #[arg(long, env = "NECTAR_BUCKET")]
+    pub bucket: Option<String>,
+    /// S3 endpoint URL (e.g. a local moto server; path-style addressing); AWS_ENDPOINT_URL
+    /// works too.
+    #[arg(long)]
+    pub endpoint_url: Option<String>,
+    /// The site; the config's only (or first) site when omitted.
+    #[arg(long)]
+    pub site: Option<String>,
+    /// Only this endpoint.
+    #[arg(long)]
+    pub endpoint: Option<String>,
+    /// Range start: YYYY-MM-DD (UTC midnight) or an RFC 3339 time; default --until − 7 days.
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Range end (exclusive): YYYY-MM-DD (UTC midnight) or an RFC 3339 time; default now.
+    #[arg(long)]
+    pub until: Option<String>,
+    /// Output format; default: from the --out extension, else json.
+    #[arg(long, value_parser = ["html", "json", "md"])]
+    pub format: Option<String>,
+    /// Write the report to FILE instead of stdout.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Declarative config file; the embedded default when omitted.
+    #[arg(long, env = "NECTAR_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+/// A `--since`/`--until` value in ms UTC; a date is its UTC midnight.
+fn time_flag(flag: &str, value: &str) -> anyhow::Result<i64> {
+    parse_time(value, false).with_context(|| format!("{flag} {value:?}"))
+}
+
+/// The output format: `--format`, else the `--out` extension, else JSON.
+fn format_of(format: Option<&str>, out: Option<&Path>) -> Format {
+    format
+        .and_then(Format::parse)
+        .or_else(|| {
+            out.and_then(|o| o.extension())
+                .and_then(|e| e.to_str())
+                .and_then(Format::parse)
+        })
+        .unwrap_or(Format::Json)
+}
+
+/// The site asked for, else the config's only (or first) one.
+fn pick_site(cfg: &NectarConfig, site: Option<&str>) -> anyhow::Result<String> {
+    let known = || cfg.sites.keys().cloned().collect::<Vec<_>>().join(", ");
+    match site {
+        Some(s) if cfg.site(s).is_some() => Ok(s.to_string()),
+        Some(s) => bail!("--site {s:?}: unknown site (the config has: {})", known()),
+        None => cfg
+            .sites
+            .keys()
+            .next()
+            .cloned()
+            .context("the config declares no site"),
+    }
+}
+
+/// Runs `nectar report`.
+pub async fn run(args: ReportArgs) -> anyhow::Result<()> {
+    let cfg = NectarConfig::load(args.config.as_deref())?;
+    let site = pick_site(&cfg, args.site.as_deref())?;
+    let until_ms = match &args.until {
+        Some(u) => time_flag("--until", u)?,
+        None => nectar_platform::now_ms(),
+    };
+    let since_ms = match &args.since {
+        Some(s) => time_flag("--since", s)?,
+        None => until_ms - DEFAULT_DAYS * 86_400_000,
+    };
+    if since_ms >= until_ms {
+        bail!("--since must be before --until");
+    }
+    let format = format_of(args.format.as_deref(), args.out.as_deref());
+    let (store, catalog) = match &args.bucket {
+        Some(bucket) => {
+            let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+            if let Some(url) = &args.endpoint_url {
+                loader = loader.endpoint_url(url);
+            }
+            let aws = loader.load().await;
+            let conf = aws_sdk_s3::config::Builder::from(&aws)
+                .force_path_style(args.endpoint_url.is_some())
+                .build();
+            let client = aws_sdk_s3::Client::from_conf(conf);
+            (AnyStore::S3(S3Store::new(client, bucket.clone())), None)
+        }
+        None => {
+            if !args.data_dir.is_dir() {
+                bail!(
+                    "--data-dir {}: no such directory (run nectar dev or nectar demo first, or pass --bucket)",
+                    args.data_dir.display()
+                );
+            }
+            let catalog = Catalog::open(&args.data_dir)
+                .with_context(|| format!("reading the catalog of {}", args.data_dir.display()))?;
+            (
+                AnyStore::Local(LocalStore::new(&args.data_dir)),
+                Some(catalog),
+            )
+        }
+    };
+    let req = ReportRequest {
+        site: site.clone(),
+        endpoint: args.endpoint.clone(),
+        since_ms,
+        until_ms,
+    };
+    let report = build_report(&store, catalog.as_ref(), &cfg, &req).await?;
+    let text = render(&report, format);
+    match &args.out {
+        Some(path) => {
+            std::fs::write(path, &text)
+                .with_context(|| format!("--out {}: cannot write it", path.display()))?;
+            eprintln!(
+                "{site}: report of {} endpoint(s), {} – {}, written to {}",
+                report.endpoints.len(),
+                report.since.as_deref().unwrap_or("?"),
+                report.until.as_deref().unwrap_or("?"),
+                path.display()
+            );
+        }
+        None => print!("{text}"),
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_format_comes_from_the_flag_then_the_extension() {
+        assert_eq!(
+            format_of(Some("md"), Some(Path::new("x.html"))),
+            Format::Markdown
+        );
+        assert_eq!(format_of(None, Some(Path::new("r.HTML"))), Format::Html);
+        assert_eq!(format_of(None, Some(Path::new("r.txt"))), Format::Json);
+        assert_eq!(format_of(None, None), Format::Json);
+    }
+
+    #[test]
+    fn times_are_dates_at_utc_midnight_or_rfc3339_and_errors_name_the_flag() {
+        assert_eq!(
+            time_flag("--since", "2026-11-20").unwrap(),
+            1_795_132_800_000
+        );
+        assert_eq!(
+            time_flag("--until", "2026-11-20T01:00:00+01:00").unwrap(),
+            1_795_132_800_000
+        );
+        let e = format!("{:#}", time_flag("--since", "yesterday").unwrap_err());
+        assert!(e.starts_with("--since \"yesterday\""), "{e}");
+    }
+}
