@@ -5,6 +5,7 @@ use clap::{Parser, Subcommand};
 
 mod banner;
 mod bench;
+mod bench_report;
 mod demo;
 mod dev;
 mod eval;

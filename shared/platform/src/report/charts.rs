@@ -27,6 +27,13 @@ fn colour(i: usize) -> RGBColor {
     COLOURS[i % COLOURS.len()]
 }
 
+/// `n` category segments (plotters' integer ranges include their end: `0..n` has n + 1).
+fn segments(
+    n: usize,
+) -> plotters::coord::ranged1d::SegmentedCoord<plotters::coord::types::RangedCoordusize> {
+    (0..n.max(1) - 1).into_segmented()
+}
+
 type DrawResult = Result<(), Box<dyn std::error::Error>>;
 
 /// Runs a drawing into an SVG string; a failure (none is expected from the string backend)
@@ -106,7 +113,7 @@ pub(crate) fn ctr_per_day(e: &EndpointReport) -> String {
             .margin(12)
             .x_label_area_size(36)
             .y_label_area_size(56)
-            .build_cartesian_2d((0..days.len()).into_segmented(), 0.0..y_top)?;
+            .build_cartesian_2d(segments(days.len()), 0.0..y_top)?;
         let fmt_x = |x: &SegmentValue<usize>| match x {
             SegmentValue::CenterOf(i) | SegmentValue::Exact(i) => {
                 days.get(*i).map_or(String::new(), |d| d.to_string())
@@ -120,7 +127,9 @@ pub(crate) fn ctr_per_day(e: &EndpointReport) -> String {
             .x_label_formatter(&fmt_x)
             .y_desc("CTR (%)")
             .y_label_formatter(&|y| format!("{y:.1}"))
-            .label_style(label_style(12))
+            .label_style(label_style(13))
+            .light_line_style(TRANSPARENT)
+            .bold_line_style(BLACK.mix(0.12))
             .draw()?;
         for (i, (v, points)) in e.variants.iter().zip(&series).enumerate() {
             let c = colour(i);
@@ -137,10 +146,12 @@ pub(crate) fn ctr_per_day(e: &EndpointReport) -> String {
                     .collect();
                 chart.draw_series(std::iter::once(Polygon::new(band, c.mix(0.15).filled())))?;
             }
-            // A lone day has no band to fill: its interval is drawn as a bar.
-            chart.draw_series(points.iter().map(|p| {
-                ErrorBar::new_vertical(SegmentValue::CenterOf(p.0), p.2, p.1, p.3, c.mix(0.6), 8)
-            }))?;
+            if points.len() == 1 {
+                // A lone day has no band to fill: its interval is drawn as a bar.
+                chart.draw_series(points.iter().map(|p| {
+                    ErrorBar::new_vertical(SegmentValue::CenterOf(p.0), p.2, p.1, p.3, c, 10)
+                }))?;
+            }
             chart
                 .draw_series(LineSeries::new(
                     points.iter().map(|p| (SegmentValue::CenterOf(p.0), p.1)),
@@ -222,7 +233,7 @@ pub(crate) fn lift(e: &EndpointReport) -> String {
             .margin(12)
             .x_label_area_size(36)
             .y_label_area_size(56)
-            .build_cartesian_2d((0..n).into_segmented(), (lo - pad)..(hi + pad))?;
+            .build_cartesian_2d(segments(n), (lo - pad)..(hi + pad))?;
         let fmt_x = |x: &SegmentValue<usize>| match x {
             SegmentValue::CenterOf(i) | SegmentValue::Exact(i) => {
                 names.get(*i).cloned().unwrap_or_default()
@@ -236,7 +247,9 @@ pub(crate) fn lift(e: &EndpointReport) -> String {
             .x_label_formatter(&fmt_x)
             .y_desc("lift (%)")
             .y_label_formatter(&|y| format!("{y:+.0}"))
-            .label_style(label_style(12))
+            .label_style(label_style(13))
+            .light_line_style(TRANSPARENT)
+            .bold_line_style(BLACK.mix(0.12))
             .draw()?;
         chart.draw_series(DashedLineSeries::new(
             [(SegmentValue::Exact(0), 0.0), (SegmentValue::Last, 0.0)],
@@ -293,7 +306,7 @@ pub(crate) fn funnel(e: &EndpointReport) -> String {
             .margin(12)
             .x_label_area_size(36)
             .y_label_area_size(72)
-            .build_cartesian_2d((0..STAGES.len()).into_segmented(), 0.0..top * 1.15)?;
+            .build_cartesian_2d(segments(STAGES.len()), 0.0..top * 1.15)?;
         let fmt_x = |x: &SegmentValue<usize>| match x {
             SegmentValue::CenterOf(i) | SegmentValue::Exact(i) => {
                 STAGES.get(*i).map_or(String::new(), |s| s.to_string())
@@ -307,7 +320,9 @@ pub(crate) fn funnel(e: &EndpointReport) -> String {
             .x_label_formatter(&fmt_x)
             .y_desc("answers")
             .y_label_formatter(&|y| format!("{y:.0}"))
-            .label_style(label_style(12))
+            .label_style(label_style(13))
+            .light_line_style(TRANSPARENT)
+            .bold_line_style(BLACK.mix(0.12))
             .draw()?;
         // Bars are laid out in pixels inside each stage's segment: a segmented axis has no
         // coordinate between two segments.
@@ -315,7 +330,12 @@ pub(crate) fn funnel(e: &EndpointReport) -> String {
         let base = chart.backend_coord(&(SegmentValue::Exact(0), 0.0)).1;
         for (s, _) in STAGES.iter().enumerate() {
             let x0 = chart.backend_coord(&(SegmentValue::Exact(s), 0.0)).0;
-            let x1 = chart.backend_coord(&(SegmentValue::Exact(s + 1), 0.0)).0;
+            let right = if s + 1 < STAGES.len() {
+                SegmentValue::Exact(s + 1)
+            } else {
+                SegmentValue::Last
+            };
+            let x1 = chart.backend_coord(&(right, 0.0)).0;
             let pad = (x1 - x0) / 10;
             let w = ((x1 - x0 - 2 * pad) / k).max(1);
             for (v, c) in counts.iter().enumerate() {

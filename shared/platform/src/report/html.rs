@@ -32,13 +32,21 @@ fn cell_n(out: &mut String, v: u64) {
     let _ = write!(out, r#"<td class="n">{v}</td>"#);
 }
 
-fn cell_rate(out: &mut String, value: String, interval: String) {
-    let _ = write!(
-        out,
-        r#"<td class="n">{} <span class="ci">{}</span></td>"#,
-        esc(&value),
-        esc(&interval)
-    );
+/// A rate and its interval; a dash alone when the rate is undefined (the control's lift).
+fn cell_rate(out: &mut String, value: String, interval: Option<String>) {
+    match interval {
+        Some(i) => {
+            let _ = write!(
+                out,
+                r#"<td class="n">{} <span class="ci">{}</span></td>"#,
+                esc(&value),
+                esc(&i)
+            );
+        }
+        None => {
+            let _ = write!(out, r#"<td class="n">{}</td>"#, esc(&value));
+        }
+    }
 }
 
 fn comparison_table(out: &mut String, e: &EndpointReport) {
@@ -53,8 +61,12 @@ fn comparison_table(out: &mut String, e: &EndpointReport) {
         cell_n(out, v.served);
         cell_n(out, v.displayed);
         cell_n(out, v.clicks);
-        cell_rate(out, pct(v.ctr), ci(v.ctr_ci));
-        cell_rate(out, signed_pct(v.lift), signed_ci(v.lift_ci));
+        cell_rate(out, pct(v.ctr), v.ctr.map(|_| ci(v.ctr_ci)));
+        cell_rate(
+            out,
+            signed_pct(v.lift),
+            v.lift.map(|_| signed_ci(v.lift_ci)),
+        );
         let _ = write!(
             out,
             r#"<td class="n">{}</td><td class="n">{}</td></tr>"#,
@@ -83,7 +95,7 @@ fn engagement_table(out: &mut String, e: &EndpointReport) {
         cell_rate(
             out,
             pct(v.completion),
-            format!("{} (n = {})", ci(v.more.completion_ci), v.plays),
+            Some(format!("{} (n = {})", ci(v.more.completion_ci), v.plays)),
         );
         let _ = write!(
             out,
@@ -97,7 +109,11 @@ fn engagement_table(out: &mut String, e: &EndpointReport) {
         cell_rate(
             out,
             pct(v.fallback_share),
-            format!("{} (n = {})", ci(v.more.fallback_share_ci), v.served),
+            Some(format!(
+                "{} (n = {})",
+                ci(v.more.fallback_share_ci),
+                v.served
+            )),
         );
         out.push_str("</tr>");
     }

@@ -33,6 +33,14 @@ pub(crate) fn signed_ci(v: Option<Interval>) -> String {
     )
 }
 
+/// A figure followed by its interval; the figure alone (`–`) when it is undefined.
+pub(crate) fn with_ci(value: String, interval: Option<String>) -> String {
+    match interval {
+        Some(i) => format!("{value} {i}"),
+        None => value,
+    }
+}
+
 /// A p-value with four decimals (`< 0.0001` below), `–` when undefined.
 pub(crate) fn p(v: Option<f64>) -> String {
     match v {
@@ -128,14 +136,12 @@ pub fn render_markdown(r: &Report) -> String {
             };
             let _ = writeln!(
                 out,
-                "| {name} | {} | {} | {} | {} {} | {} {} | {} | {} |",
+                "| {name} | {} | {} | {} | {} | {} | {} | {} |",
                 v.served,
                 v.displayed,
                 v.clicks,
-                pct(v.ctr),
-                ci(v.ctr_ci),
-                signed_pct(v.lift),
-                signed_ci(v.lift_ci),
+                with_ci(pct(v.ctr), v.ctr.map(|_| ci(v.ctr_ci))),
+                with_ci(signed_pct(v.lift), v.lift.map(|_| signed_ci(v.lift_ci))),
                 p(v.p_value),
                 p(v.p_value_always_valid),
             );
