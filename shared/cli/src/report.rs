@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 use nectar_platform::catalog::Catalog;
 use nectar_platform::config::NectarConfig;
+use nectar_platform::dynamo_catalog::DynamoCatalog;
 use nectar_platform::report::{build_report, render, Format, ReportRequest};
 use nectar_platform::store::{AnyStore, LocalStore, S3Store};
 
@@ -21,12 +22,15 @@ pub struct ReportArgs {
     /// Data dir of the embedded backends (event log, catalog).
     #[arg(long, env = "NECTAR_DATA_DIR", default_value = "./.nectar")]
     pub data_dir: PathBuf,
-    /// Read the event log from this S3 bucket instead of the data dir (coverage and diversity
-    /// are then null: the catalog is not read from DynamoDB).
+    /// Read the event log from this S3 bucket instead of the data dir.
     #[arg(long, env = "NECTAR_BUCKET")]
     pub bucket: Option<String>,
-    /// S3 endpoint URL (e.g. a local moto server; path-style addressing); AWS_ENDPOINT_URL
-    /// works too.
+    /// Read the catalog (coverage, diversity) from this DynamoDB table instead of the data dir;
+    /// with --bucket and without it, coverage and diversity are null.
+    #[arg(long, env = "NECTAR_CATALOG_TABLE")]
+    pub catalog_table: Option<String>,
+    /// AWS endpoint URL for S3 and DynamoDB (e.g. a local moto server; S3 then uses
+    /// path-style addressing); AWS_ENDPOINT_URL works too.
     #[arg(long)]
     pub endpoint_url: Option<String>,
     /// The site; the config's only (or first) site when omitted.
@@ -100,33 +104,48 @@ pub async fn run(args: ReportArgs) -> anyhow::Result<()> {
         bail!("--since must be before --until");
     }
     let format = format_of(args.format.as_deref(), args.out.as_deref());
-    let (store, catalog) = match &args.bucket {
-        Some(bucket) => {
-            let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
-            if let Some(url) = &args.endpoint_url {
-                loader = loader.endpoint_url(url);
-            }
-            let aws = loader.load().await;
-            let conf = aws_sdk_s3::config::Builder::from(&aws)
+    let aws = if args.bucket.is_some() || args.catalog_table.is_some() {
+        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+        if let Some(url) = &args.endpoint_url {
+            loader = loader.endpoint_url(url);
+        }
+        Some(loader.load().await)
+    } else {
+        None
+    };
+    let store = match (&args.bucket, &aws) {
+        (Some(bucket), Some(aws)) => {
+            let conf = aws_sdk_s3::config::Builder::from(aws)
                 .force_path_style(args.endpoint_url.is_some())
                 .build();
             let client = aws_sdk_s3::Client::from_conf(conf);
-            (AnyStore::S3(S3Store::new(client, bucket.clone())), None)
+            AnyStore::S3(S3Store::new(client, bucket.clone()))
         }
-        None => {
+        _ => {
             if !args.data_dir.is_dir() {
                 bail!(
                     "--data-dir {}: no such directory (run nectar dev or nectar demo first, or pass --bucket)",
                     args.data_dir.display()
                 );
             }
-            let catalog = Catalog::open(&args.data_dir)
-                .with_context(|| format!("reading the catalog of {}", args.data_dir.display()))?;
-            (
-                AnyStore::Local(LocalStore::new(&args.data_dir)),
-                Some(catalog),
-            )
+            AnyStore::Local(LocalStore::new(&args.data_dir))
         }
+    };
+    let catalog = match (&args.catalog_table, &aws) {
+        (Some(table), Some(aws)) => {
+            let items = DynamoCatalog::new(aws_sdk_dynamodb::Client::new(aws), table)
+                .load_site(&site)
+                .await
+                .with_context(|| format!("--catalog-table {table}: cannot read site {site}"))?;
+            let catalog = Catalog::in_memory();
+            catalog.replace_site(&site, items);
+            Some(catalog)
+        }
+        _ if args.bucket.is_none() => Some(
+            Catalog::open(&args.data_dir)
+                .with_context(|| format!("reading the catalog of {}", args.data_dir.display()))?,
+        ),
+        _ => None,
     };
     let req = ReportRequest {
         site: site.clone(),

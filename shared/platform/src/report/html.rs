@@ -80,8 +80,8 @@ fn comparison_table(out: &mut String, e: &EndpointReport) {
 fn engagement_table(out: &mut String, e: &EndpointReport) {
     out.push_str(
         "<table><thead><tr><th>variant</th><th>plays (n = clicks)</th>\
-         <th>completion [95 % CI] (n = plays)</th><th>MRR (n = clicks)</th><th>coverage</th>\
-         <th>diversity</th><th>novelty</th><th>fallback share [95 % CI] (n = served)</th></tr>\
+         <th>completion [95 % CI] (n = plays)</th><th>MRR (n = clicks)</th><th>coverage (of the catalog)</th>\
+         <th>diversity (n = served)</th><th>novelty (n = served)</th><th>fallback share [95 % CI] (n = served)</th></tr>\
          </thead><tbody>",
     );
     for v in &e.variants {

@@ -149,7 +149,7 @@ pub fn render_markdown(r: &Report) -> String {
         let _ = writeln!(out, "\n{}\n", srm_line(e));
         let _ = writeln!(
             out,
-            "| variant | plays (n = clicks) | completion [95 % CI] (n = plays) | MRR (n = clicks) | coverage | diversity | novelty | fallback share [95 % CI] (n = served) |"
+            "| variant | plays (n = clicks) | completion [95 % CI] (n = plays) | MRR (n = clicks) | coverage (of the catalog) | diversity (n = served) | novelty (n = served) | fallback share [95 % CI] (n = served) |"
         );
         let _ = writeln!(out, "|---|---:|---|---:|---:|---:|---:|---|");
         for v in &e.variants {
