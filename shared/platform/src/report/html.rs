@@ -3,8 +3,8 @@
 
 use std::fmt::Write;
 
-use nectar_model::online::metrics::EndpointReport;
-use nectar_model::online::stats::SRM_ALPHA;
+use nectar_model::online::metrics::{EndpointReport, CTR_BASIS_DISPLAYED};
+use nectar_model::online::stats::{wilson, Counts, SRM_ALPHA};
 use nectar_model::online::Report;
 
 use super::charts;
@@ -120,6 +120,40 @@ fn engagement_table(out: &mut String, e: &EndpointReport) {
     out.push_str("</tbody></table>");
 }
 
+/// The daily rows behind the CTR chart, each CTR with its n and Wilson interval.
+fn daily_table(out: &mut String, e: &EndpointReport) {
+    out.push_str(
+        "<details><summary>Daily counts (the CTR chart's points)</summary><table><thead><tr>\
+         <th>date (UTC)</th><th>variant</th><th>served</th><th>displayed</th><th>clicks</th>\
+         <th>CTR [95 % CI]</th></tr></thead><tbody>",
+    );
+    let displayed_basis = e.ctr_basis == CTR_BASIS_DISPLAYED;
+    for d in &e.daily {
+        let n = if displayed_basis {
+            d.displayed
+        } else {
+            d.served
+        };
+        let _ = write!(
+            out,
+            "<tr><td>{}</td><td>{}</td>",
+            esc(&d.date),
+            esc(&d.variant)
+        );
+        cell_n(out, d.served);
+        cell_n(out, d.displayed);
+        cell_n(out, d.clicks);
+        cell_rate(
+            out,
+            pct(d.ctr),
+            d.ctr
+                .map(|_| format!("{} (n = {n})", ci(wilson(Counts::new(d.clicks, n))))),
+        );
+        out.push_str("</tr>");
+    }
+    out.push_str("</tbody></table></details>");
+}
+
 fn figure(out: &mut String, svg: String, caption: &str) {
     let _ = write!(
         out,
@@ -154,10 +188,11 @@ fn endpoint_section(out: &mut String, e: &EndpointReport) {
         charts::ctr_per_day(e),
         &format!(
             "CTR per UTC day and variant; the band is the 95 % Wilson interval of each day \
-             (n per day in the JSON's daily rows; n over the range in the legend; {served} \
+             (n per day in the daily counts below; n over the range in the legend; {served} \
              answers served)."
         ),
     );
+    daily_table(out, e);
     figure(
         out,
         charts::lift(e),

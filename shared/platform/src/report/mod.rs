@@ -39,8 +39,12 @@ pub use markdown::render_markdown;
 
 /// Top-level prefix of the scheduled reports in the bucket.
 pub const REPORTS_PREFIX: &str = "reports/";
-/// Event-log files fetched and decompressed at once.
+/// Event-log files fetched and decompressed at once (S3 latency wants several in flight).
 const READ_CONCURRENCY: usize = 8;
+/// Decompressed files waiting for attribution: attribution is the slower, single-threaded
+/// stage, so a short queue keeps it busy without holding many files' text (hour files of a
+/// busy site are tens of MB each).
+const QUEUED_TEXTS: usize = 2;
 const DAY_MS: i64 = 86_400_000;
 
 /// What to report on.
@@ -260,7 +264,7 @@ async fn read_log<O: ObjectStore>(
     mut pass: Pass,
 ) -> Result<Read, StoreError> {
     let keys = list_window(store, site, window, READ_CONCURRENCY).await?;
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<String>(READ_CONCURRENCY);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<String>(QUEUED_TEXTS);
     let consumer = tokio::task::spawn_blocking(move || {
         while let Some(text) = rx.blocking_recv() {
             pass.push_text(&text);

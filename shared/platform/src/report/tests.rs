@@ -150,6 +150,15 @@ async fn the_html_is_one_self_contained_page_with_three_charts_per_endpoint() {
     assert!(html.contains("a (n = 4)"), "the legend's n");
     let [lo, hi] = r.endpoints[0].variants[0].ctr_ci.unwrap();
     assert!(html.contains(&format!("[{:.1}, {:.1}] %", lo * 100.0, hi * 100.0)));
+    // AND each day's CTR is listed with its n: a on day 1, 2 clicks of 3 displayed
+    let [lo, hi] =
+        nectar_model::online::stats::wilson(nectar_model::online::Counts::new(2, 3)).unwrap();
+    let day = format!(
+        "66.7 % <span class=\"ci\">[{:.1}, {:.1}] % (n = 3)</span>",
+        lo * 100.0,
+        hi * 100.0
+    );
+    assert!(html.contains(&day), "no {day:?}");
     std::fs::remove_dir_all(dir).unwrap();
 }
 
