@@ -85,16 +85,24 @@ fn label_style(size: u32) -> TextStyle<'static> {
 /// CTR per UTC day per variant, in percent, each line with its Wilson 95 % band.
 pub(crate) fn ctr_per_day(e: &EndpointReport) -> String {
     let days = dates(e);
+    // A single day has no line to draw: the variants then stand side by side, each with its
+    // interval, instead of on top of each other.
+    let one_day = days.len() == 1;
     let mut top: f64 = 0.0;
     let series: Vec<Vec<(usize, f64, f64, f64)>> = e
         .variants
         .iter()
-        .map(|v| {
+        .enumerate()
+        .map(|(vi, v)| {
             e.daily
                 .iter()
                 .filter(|d| d.variant == v.variant)
                 .filter_map(|d| {
-                    let day = days.iter().position(|x| *x == d.date)?;
+                    let day = if one_day {
+                        vi
+                    } else {
+                        days.iter().position(|x| *x == d.date)?
+                    };
                     let c = ctr_counts(e, d.clicks, d.displayed, d.served);
                     let [lo, hi] = wilson(c)?;
                     top = top.max(hi);
@@ -107,14 +115,33 @@ pub(crate) fn ctr_per_day(e: &EndpointReport) -> String {
     svg(|root| {
         let mut chart = ChartBuilder::on(root)
             .caption(
-                format!("CTR per day ({}), 95 % Wilson bands", basis_short(e)),
+                if one_day {
+                    format!(
+                        "CTR on {} per variant ({}), 95 % Wilson intervals",
+                        days[0],
+                        basis_short(e)
+                    )
+                } else {
+                    format!("CTR per day ({}), 95 % Wilson bands", basis_short(e))
+                },
                 label_style(18),
             )
             .margin(12)
             .x_label_area_size(36)
             .y_label_area_size(56)
-            .build_cartesian_2d(segments(days.len()), 0.0..y_top)?;
+            .build_cartesian_2d(
+                segments(if one_day {
+                    e.variants.len()
+                } else {
+                    days.len()
+                }),
+                0.0..y_top,
+            )?;
         let fmt_x = |x: &SegmentValue<usize>| match x {
+            SegmentValue::CenterOf(i) | SegmentValue::Exact(i) if one_day => e
+                .variants
+                .get(*i)
+                .map_or(String::new(), |v| v.variant.clone()),
             SegmentValue::CenterOf(i) | SegmentValue::Exact(i) => {
                 days.get(*i).map_or(String::new(), |d| d.to_string())
             }
@@ -123,7 +150,11 @@ pub(crate) fn ctr_per_day(e: &EndpointReport) -> String {
         chart
             .configure_mesh()
             .disable_x_mesh()
-            .x_labels(days.len().min(14))
+            .x_labels(if one_day {
+                e.variants.len()
+            } else {
+                days.len().min(14)
+            })
             .x_label_formatter(&fmt_x)
             .y_desc("CTR (%)")
             .y_label_formatter(&|y| format!("{y:.1}"))

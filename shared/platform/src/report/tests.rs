@@ -228,3 +228,19 @@ fn formats_parse_from_flags_and_extensions() {
         "reports/site=demo/date=2026-11-22/report.json"
     );
 }
+
+#[tokio::test]
+async fn a_single_day_puts_the_variants_side_by_side() {
+    // GIVEN the contract's report cut to its first day
+    let (mut r, dir) = local_report().await;
+    r.endpoints[0].daily.retain(|d| d.date == "2026-11-20");
+    // WHEN it is rendered THEN the CTR chart is per variant for that day, with both names
+    let html = render(&r, Format::Html);
+    assert!(
+        html.contains("CTR on 2026-11-20 per variant"),
+        "one-day caption"
+    );
+    assert!(!html.contains("CTR per day ("));
+    assert_eq!(html.matches("<svg").count(), 3);
+    std::fs::remove_dir_all(dir).unwrap();
+}
