@@ -53,6 +53,9 @@ bench: ## Criterion benchmarks (release build; not part of `make test`)
 	cargo bench -p nectar-model --bench online_bandit
 	cargo bench -p nectar-model --bench online_report
 
+check-report-html: ## Online report HTML of a generated event set, screenshot and DOM in headless Chromium (target/report-check)
+	bash scripts/check-report-html.sh
+
 bench-serve: ## nectar dev with the ml-100k ALS model under wrk (release build)
 	cargo build --release -p nectar-cli
 	bash scripts/bench/serve.sh target/release/nectar 10 16
@@ -61,4 +64,4 @@ bench-serve: ## nectar dev with the ml-100k ALS model under wrk (release build)
 bench-cold-start: ## Cold start of the recommend Lambda binary (release if built) via a Runtime API emulator
 	bash scripts/bench/cold-start.sh
 
-.PHONY: help dev fmt lint services services-stop test pr-check invoke-collect invoke-recommend invoke-archive invoke-train smoke bench bench-serve bench-cold-start
+.PHONY: help dev fmt lint services services-stop test pr-check invoke-collect invoke-recommend invoke-archive invoke-train smoke bench check-report-html bench-serve bench-cold-start

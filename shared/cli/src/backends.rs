@@ -17,6 +17,7 @@ use tokio::sync::OnceCell;
 #[derive(Debug)]
 pub struct Backends {
     data_dir: PathBuf,
+    endpoint_url: Option<String>,
     aws: OnceCell<aws_config::SdkConfig>,
 }
 
@@ -25,21 +26,40 @@ impl Backends {
     pub fn new(data_dir: &Path) -> Self {
         Self {
             data_dir: data_dir.to_path_buf(),
+            endpoint_url: None,
             aws: OnceCell::new(),
         }
+    }
+
+    /// Sends every AWS call to `url` (e.g. a local moto server; S3 then uses path-style
+    /// addressing) instead of the endpoint the environment names (`AWS_ENDPOINT_URL`).
+    pub fn with_endpoint_url(mut self, url: Option<String>) -> Self {
+        self.endpoint_url = url;
+        self
     }
 
     /// The AWS configuration, loaded on first use.
     pub async fn aws(&self) -> &aws_config::SdkConfig {
         self.aws
-            .get_or_init(|| aws_config::load_defaults(aws_config::BehaviorVersion::latest()))
+            .get_or_init(|| async {
+                let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+                if let Some(url) = &self.endpoint_url {
+                    loader = loader.endpoint_url(url);
+                }
+                loader.load().await
+            })
             .await
     }
 
     /// The event log: the S3 bucket `bucket`, else the data dir.
     pub async fn events(&self, bucket: Option<&str>) -> AnyStore {
         match bucket {
-            Some(b) => AnyStore::S3(S3Store::new(aws_sdk_s3::Client::new(self.aws().await), b)),
+            Some(b) => {
+                let conf = aws_sdk_s3::config::Builder::from(self.aws().await)
+                    .force_path_style(self.endpoint_url.is_some())
+                    .build();
+                AnyStore::S3(S3Store::new(aws_sdk_s3::Client::from_conf(conf), b))
+            }
             None => AnyStore::Local(LocalStore::new(&self.data_dir)),
         }
     }

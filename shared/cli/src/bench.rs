@@ -25,6 +25,9 @@ pub enum BenchCommand {
     /// Recommend: a user vector against every item's factors, then the top N with exclusions,
     /// through the scan the server runs, for many user vectors.
     Topk(TopkArgs),
+    /// Online report: generates a data dir of served answers, displays, hits and plays, then
+    /// times `build_report` on it end to end (see bench_report.rs).
+    Report(crate::bench_report::ReportBenchArgs),
 }
 
 /// Flags of `nectar bench collect`.
@@ -63,12 +66,13 @@ pub fn run(cmd: &BenchCommand) -> anyhow::Result<()> {
     let out = match cmd {
         BenchCommand::Collect(a) => collect(a)?,
         BenchCommand::Topk(a) => topk(a)?,
+        BenchCommand::Report(a) => crate::runtime()?.block_on(crate::bench_report::run(a))?,
     };
     println!("{}", serde_json::to_string_pretty(&out)?);
     Ok(())
 }
 
-fn profile() -> &'static str {
+pub(crate) fn profile() -> &'static str {
     if cfg!(debug_assertions) {
         "debug"
     } else {

@@ -6,10 +6,12 @@ use clap::{Parser, Subcommand};
 mod backends;
 mod banner;
 mod bench;
+mod bench_report;
 mod demo;
 mod dev;
 mod eval;
 mod import;
+mod report;
 mod train;
 
 /// Nectar: recommendations for broadcasters, on AWS Lambda or on this machine.
@@ -30,6 +32,9 @@ enum Command {
     Dev(dev::DevArgs),
     /// Run training tasks on the local event log into the local model store.
     Train(train::TrainArgs),
+    /// The online report of a site (CTR per variant with intervals, lift, p-values, funnel)
+    /// from the event log, as JSON, Markdown or one self-contained HTML page.
+    Report(report::ReportArgs),
     /// Import a MovieLens-style ratings CSV into the event log.
     Import(import::ImportArgs),
     /// Offline evaluation of an algorithm on train/test CSV files (refeval's protocol).
@@ -122,6 +127,7 @@ fn main() -> anyhow::Result<()> {
         Command::Demo(args) => runtime()?.block_on(demo::run(args)),
         Command::Train(args) => runtime()?.block_on(train::run(args)),
         Command::Import(args) => runtime()?.block_on(import::run(args)),
+        Command::Report(args) => runtime()?.block_on(report::run(args)),
         Command::Eval(args) => eval::run(&args),
         Command::Bench { command } => bench::run(&command),
         Command::Key {

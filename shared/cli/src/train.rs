@@ -59,7 +59,7 @@ pub struct TrainArgs {
 }
 
 /// Parses `--since/--until`: `YYYY-MM-DD` or RFC 3339. Dates as `--until` include the day.
-fn parse_time(s: &str, is_until: bool) -> anyhow::Result<i64> {
+pub(crate) fn parse_time(s: &str, is_until: bool) -> anyhow::Result<i64> {
     if let Ok(d) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {
         let d = if is_until {
             d.succ_opt().context("date out of range")?

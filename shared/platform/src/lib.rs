@@ -25,6 +25,8 @@ pub mod observe;
 pub mod recommend;
 pub mod record_file;
 pub mod registry;
+#[cfg(feature = "report")]
+pub mod report;
 #[cfg(feature = "train")]
 pub mod train;
 
