@@ -10,6 +10,7 @@ mod demo;
 mod dev;
 mod eval;
 mod import;
+mod publish;
 mod train;
 
 /// Nectar: recommendations for broadcasters, on AWS Lambda or on this machine.
@@ -30,6 +31,10 @@ enum Command {
     Dev(dev::DevArgs),
     /// Run training tasks on the local event log into the local model store.
     Train(train::TrainArgs),
+    /// Publish a version made outside Nectar (the artifact format: a directory or
+    /// s3://bucket/prefix/) through the task's holdout, quality gate, atomic publish and
+    /// registry. Exit codes: 0 published, 2 invalid artifacts, 3 refused by the gate, 1 failed.
+    Publish(publish::PublishArgs),
     /// Import a MovieLens-style ratings CSV into the event log.
     Import(import::ImportArgs),
     /// Offline evaluation of an algorithm on train/test CSV files (refeval's protocol).
@@ -107,7 +112,7 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     // `nectar train` prints each run's outcome, and the demo also each answer's model version.
     let quiet: &[&str] = match cli.command {
-        Command::Train(_) => &["nectar_platform::train"],
+        Command::Train(_) | Command::Publish(_) => &["nectar_platform::train"],
         Command::Demo(_) => &["nectar_platform::train", "nectar_platform::recommend"],
         _ => &[],
     };
@@ -121,6 +126,13 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Demo(args) => runtime()?.block_on(demo::run(args)),
         Command::Train(args) => runtime()?.block_on(train::run(args)),
+        Command::Publish(args) => {
+            let code = runtime()?.block_on(publish::run(args))?.exit_code();
+            if code != 0 {
+                std::process::exit(code);
+            }
+            Ok(())
+        }
         Command::Import(args) => runtime()?.block_on(import::run(args)),
         Command::Eval(args) => eval::run(&args),
         Command::Bench { command } => bench::run(&command),
