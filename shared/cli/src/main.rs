@@ -127,7 +127,9 @@ fn main() -> anyhow::Result<()> {
         Command::Demo(args) => runtime()?.block_on(demo::run(args)),
         Command::Train(args) => runtime()?.block_on(train::run(args)),
         Command::Publish(args) => {
-            let code = runtime()?.block_on(publish::run(args))?.exit_code();
+            let outcome = runtime()?.block_on(publish::run(args))?;
+            outcome.report();
+            let code = outcome.exit_code();
             if code != 0 {
                 std::process::exit(code);
             }

@@ -69,6 +69,13 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// Says why nothing was published (the summary of a run is printed by [`run`]).
+    pub fn report(&self) {
+        if let Self::Invalid(message) = self {
+            eprintln!("invalid artifacts: {message} (nothing published)");
+        }
+    }
+
     /// The process exit code (see the module docs).
     pub fn exit_code(&self) -> i32 {
         match self {
@@ -167,6 +174,114 @@ pub async fn run(args: PublishArgs) -> anyhow::Result<Outcome> {
 }
 
 fn invalid(message: &str) -> Outcome {
-    eprintln!("invalid artifacts: {message} (nothing published)");
     Outcome::Invalid(message.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nectar_platform::object_store::LocalStore;
+    use nectar_platform::registry::{LocalRegistry, Registry};
+
+    fn args(data: &std::path::Path, config: &std::path::Path, artifacts: &str) -> PublishArgs {
+        PublishArgs {
+            data_dir: data.to_path_buf(),
+            site: "demo".into(),
+            task: "ext".into(),
+            artifacts: artifacts.into(),
+            source: Some("lab.ipynb@abc123".into()),
+            config: Some(config.to_path_buf()),
+            bucket: None,
+            redis: None,
+            registry_table: None,
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_trained_candidate_exported_and_published_scores_the_same() {
+        let dir = std::env::temp_dir().join(format!("nectar-pub-{}", rand::random::<u64>()));
+        let data = dir.join("data");
+        crate::train::tests::write_group_events(&LocalStore::new(&data), "demo").await;
+        let config = dir.join("nectar.toml");
+        let common = "window = { days = 30, anchor = \"latest\" }\nholdout_fraction = 0.2\n";
+        std::fs::write(
+            &config,
+            format!(
+                "[sites.demo.tasks.als]\nalgorithm = \"als\"\nparams = {{ factors = 8, iterations = 4, seed = 7 }}\n{common}\
+                 [sites.demo.tasks.knn]\nalgorithm = \"item_knn\"\nparams = {{ k = 10 }}\n{common}\
+                 [sites.demo.tasks.ext]\nalgorithm = \"external\"\n{common}"
+            ),
+        )
+        .unwrap();
+        let registry = LocalRegistry::new(&data);
+        for task in ["als", "knn"] {
+            // GIVEN a task trained with --export-artifacts
+            let out = dir.join(format!("{task}-artifacts"));
+            crate::train::run(crate::train::TrainArgs {
+                data_dir: data.clone(),
+                task: Some(task.into()),
+                site: Some("demo".into()),
+                since: None,
+                until: None,
+                config: Some(config.clone()),
+                bucket: None,
+                redis: None,
+                registry_table: None,
+                export_split: None,
+                export_artifacts: Some(out.clone()),
+            })
+            .await
+            .unwrap();
+            let trained = registry.runs("demo", task, 1).await.unwrap().remove(0);
+            // WHEN nectar publish takes the files under the external task
+            let outcome = run(args(&data, &config, out.to_str().unwrap()))
+                .await
+                .unwrap();
+            // THEN it is published (exit 0) with the trained run's nDCG@10, and recorded
+            // with its source
+            assert_eq!(outcome.exit_code(), 0, "{outcome:?}");
+            let published = registry.runs("demo", "ext", 1).await.unwrap().remove(0);
+            assert_eq!(published.status, RunStatus::Published);
+            let (a, b) = (trained.metrics["ndcg@10"], published.metrics["ndcg@10"]);
+            assert!(
+                a > 0.0 && (a - b).abs() < 1e-9,
+                "{task}: trained {a}, published {b}"
+            );
+            let source = published.source.unwrap();
+            assert_eq!(source["note"], "lab.ipynb@abc123");
+            assert_eq!(source["manifest"]["task"], task);
+        }
+        // AND bad artifacts exit 2 naming the file, and nothing is recorded
+        let bad = dir.join("als-artifacts");
+        std::fs::write(bad.join("item_ids.json"), "[\"i1\", \"i1\"]").unwrap();
+        let before = registry.runs("demo", "ext", 10).await.unwrap().len();
+        let outcome = run(args(&data, &config, bad.to_str().unwrap()))
+            .await
+            .unwrap();
+        assert_eq!(outcome.exit_code(), EXIT_INVALID);
+        let Outcome::Invalid(message) = outcome else {
+            unreachable!()
+        };
+        assert!(
+            message.contains("item_ids.json: duplicate id \"i1\""),
+            "{message}"
+        );
+        assert_eq!(
+            registry.runs("demo", "ext", 10).await.unwrap().len(),
+            before
+        );
+        // AND a refused run exits 3
+        let mut refused = registry.runs("demo", "ext", 1).await.unwrap().remove(0);
+        refused.status = RunStatus::Refused;
+        assert_eq!(Outcome::Run(Box::new(refused)).exit_code(), EXIT_REFUSED);
+        // AND an unknown task is an error before anything is read
+        let mut a = args(&data, &config, bad.to_str().unwrap());
+        a.task = "nope".into();
+        assert!(run(a)
+            .await
+            .unwrap_err()
+            .to_string()
+            .contains("no task \"nope\""));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
 }

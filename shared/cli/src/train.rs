@@ -346,7 +346,7 @@ fn no_data_hint(e: &TrainError) -> Option<&'static str> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use bytes::Bytes;
     use nectar_model::algo::AlgoSpec;
@@ -359,7 +359,7 @@ mod tests {
 
     /// Four taste groups of 10 items; every user plays about 7 items of their group and one
     /// other, at scattered times over ten days.
-    async fn write_group_events(store: &LocalStore, site: &str) {
+    pub(crate) async fn write_group_events(store: &LocalStore, site: &str) {
         let end = 1_795_132_800_000i64;
         let mut by_hour: std::collections::BTreeMap<Hour, Vec<String>> = Default::default();
         for u in 0..80i64 {
