@@ -46,6 +46,8 @@ pub mod trainer;
 
 pub use holdout::{metrics_map, Holdout};
 pub use nectar_model::evaluation::MAX_EVAL_USERS;
+#[cfg(any(test, feature = "testkit"))]
+pub use publish::contract as publish_contract;
 pub use publish::{publish_artifacts, PublishRequest};
 /// The gate needs at least this many scored users on events the current version has not
 /// seen; with fewer it is skipped (and the run says so).
