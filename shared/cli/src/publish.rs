@@ -274,6 +274,29 @@ mod tests {
         let mut refused = registry.runs("demo", "ext", 1).await.unwrap().remove(0);
         refused.status = RunStatus::Refused;
         assert_eq!(Outcome::Run(Box::new(refused)).exit_code(), EXIT_REFUSED);
+        // AND nectar train skips the external task when training every task, and refuses it
+        // by name, pointing at nectar publish
+        let train = |task: Option<&str>| crate::train::TrainArgs {
+            data_dir: data.clone(),
+            task: task.map(str::to_string),
+            site: Some("demo".into()),
+            since: None,
+            until: None,
+            config: Some(config.clone()),
+            bucket: None,
+            redis: None,
+            registry_table: None,
+            export_split: None,
+            export_artifacts: None,
+        };
+        let ext_runs = registry.runs("demo", "ext", 10).await.unwrap().len();
+        crate::train::run(train(None)).await.unwrap();
+        assert_eq!(
+            registry.runs("demo", "ext", 10).await.unwrap().len(),
+            ext_runs
+        );
+        let e = crate::train::run(train(Some("ext"))).await.unwrap_err();
+        assert!(e.to_string().contains("1 task(s) failed"), "{e}");
         // AND an unknown task is an error before anything is read
         let mut a = args(&data, &config, bad.to_str().unwrap());
         a.task = "nope".into();
