@@ -9,6 +9,7 @@ mod bench;
 mod demo;
 mod dev;
 mod eval;
+mod export;
 mod import;
 mod publish;
 mod train;
@@ -35,6 +36,9 @@ enum Command {
     /// s3://bucket/prefix/) through the task's holdout, quality gate, atomic publish and
     /// registry. Exit codes: 0 published, 2 invalid artifacts, 3 refused by the gate, 1 failed.
     Publish(publish::PublishArgs),
+    /// Write a published version's item side (item ids and factors, lists) in the artifact
+    /// format, to a directory or s3://bucket/prefix/.
+    Export(export::ExportArgs),
     /// Import a MovieLens-style ratings CSV into the event log.
     Import(import::ImportArgs),
     /// Offline evaluation of an algorithm on train/test CSV files (refeval's protocol).
@@ -135,6 +139,7 @@ fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Export(args) => runtime()?.block_on(export::run(args)).map(|_| ()),
         Command::Import(args) => runtime()?.block_on(import::run(args)),
         Command::Eval(args) => eval::run(&args),
         Command::Bench { command } => bench::run(&command),

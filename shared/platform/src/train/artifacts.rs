@@ -552,6 +552,46 @@ pub async fn write<O: ObjectStore>(
     Ok(())
 }
 
+/// The item side of a published version as artifacts and their manifest (`nectar export`):
+/// item ids and factors, the model-wide list, similar lists. User factors are left out: the
+/// model store serves them per user and does not list a version's users, so a republished
+/// export folds users in from their history. `None` when the version does not exist.
+pub async fn export_version<M: crate::model_store::ModelStore>(
+    models: &M,
+    site: &str,
+    task: &str,
+    version: u64,
+) -> Result<Option<(ModelArtifacts, Manifest)>, crate::model_store::ModelStoreError> {
+    let Some(items) = models.load_items(site, task, version).await? else {
+        return Ok(None);
+    };
+    let meta = &items.metadata;
+    let manifest = Manifest {
+        format: FORMAT.to_string(),
+        kind: if items.item_factors.is_some() {
+            ArtifactKind::Factors
+        } else {
+            ArtifactKind::List
+        },
+        algorithm: meta["algorithm"].as_str().unwrap_or("unknown").to_string(),
+        params: meta["params"].as_object().cloned().unwrap_or_default(),
+        source: serde_json::Map::from_iter([
+            ("kind".to_string(), "nectar export".into()),
+            ("site".to_string(), site.into()),
+            ("task".to_string(), task.into()),
+            ("version".to_string(), version.into()),
+        ]),
+    };
+    let model = ModelArtifacts {
+        item_ids: items.item_ids,
+        item_factors: items.item_factors,
+        popular: items.popular,
+        similar: items.similar,
+        ..ModelArtifacts::default()
+    };
+    Ok(Some((model, manifest)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
