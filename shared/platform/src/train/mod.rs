@@ -2,6 +2,9 @@
 //! (candidate and current version on the same holdout) → quality gate → refit on the whole
 //! window → publish → registry record.
 //!
+//! [`publish_artifacts`] runs the same stages, minus the fits, on a version made outside
+//! Nectar ([`artifacts`]: the artifact format), and records its `source`.
+//!
 //! Failures leave the current model in place; every run, including refused and failed ones,
 //! is recorded in the registry with its cause.
 //!

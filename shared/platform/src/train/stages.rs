@@ -1,5 +1,6 @@
 //! The stages of one training run (read, split, fit, evaluate, gate, refit, publish), over the
-//! run's context.
+//! run's context; `nectar publish` ([`super::publish`]) runs the same read, split, evaluate,
+//! gate and publish stages on artifacts made outside, without fit or refit.
 
 use super::*;
 
