@@ -357,6 +357,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         redis: None,
         registry_table: None,
         export_split: None,
+        export_artifacts: None,
     })
     .await?;
     print_metrics(&args.data_dir, &config).await;

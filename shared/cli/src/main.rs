@@ -10,7 +10,9 @@ mod bench_report;
 mod demo;
 mod dev;
 mod eval;
+mod export;
 mod import;
+mod publish;
 mod report;
 mod train;
 
@@ -35,6 +37,13 @@ enum Command {
     /// The online report of a site (CTR per variant with intervals, lift, p-values, funnel)
     /// from the event log, as JSON, Markdown or one self-contained HTML page.
     Report(report::ReportArgs),
+    /// Publish a version made outside Nectar (the artifact format: a directory or
+    /// s3://bucket/prefix/) through the task's holdout, quality gate, atomic publish and
+    /// registry. Exit codes: 0 published, 2 invalid artifacts, 3 refused by the gate, 1 failed.
+    Publish(publish::PublishArgs),
+    /// Write a published version's item side (item ids and factors, lists) in the artifact
+    /// format, to a directory or s3://bucket/prefix/.
+    Export(export::ExportArgs),
     /// Import a MovieLens-style ratings CSV into the event log.
     Import(import::ImportArgs),
     /// Offline evaluation of an algorithm on train/test CSV files (refeval's protocol).
@@ -112,7 +121,7 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     // `nectar train` prints each run's outcome, and the demo also each answer's model version.
     let quiet: &[&str] = match cli.command {
-        Command::Train(_) => &["nectar_platform::train"],
+        Command::Train(_) | Command::Publish(_) => &["nectar_platform::train"],
         Command::Demo(_) => &["nectar_platform::train", "nectar_platform::recommend"],
         _ => &[],
     };
@@ -126,6 +135,16 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Demo(args) => runtime()?.block_on(demo::run(args)),
         Command::Train(args) => runtime()?.block_on(train::run(args)),
+        Command::Publish(args) => {
+            let outcome = runtime()?.block_on(publish::run(args))?;
+            outcome.report();
+            let code = outcome.exit_code();
+            if code != 0 {
+                std::process::exit(code);
+            }
+            Ok(())
+        }
+        Command::Export(args) => runtime()?.block_on(export::run(args)).map(|_| ()),
         Command::Import(args) => runtime()?.block_on(import::run(args)),
         Command::Report(args) => runtime()?.block_on(report::run(args)),
         Command::Eval(args) => eval::run(&args),

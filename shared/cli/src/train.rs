@@ -10,10 +10,11 @@ use anyhow::{bail, Context};
 use chrono::{NaiveDate, NaiveTime};
 use indicatif::{ProgressBar, ProgressStyle};
 use nectar_model::mapping::InteractionsView;
-use nectar_platform::config::NectarConfig;
+use nectar_platform::config::{Algorithm, NectarConfig};
 use nectar_platform::event_log::reader::TimeWindow;
-use nectar_platform::model_store::AnyModelStore;
+use nectar_platform::model_store::{AnyModelStore, ModelArtifacts};
 use nectar_platform::registry::RunStatus;
+use nectar_platform::train::artifacts;
 use nectar_platform::train::trainer::ModelTrainer;
 use nectar_platform::train::{
     run_task, TrainDeps, TrainError, TrainObserver, TrainRequest, WindowChoice,
@@ -56,6 +57,11 @@ pub struct TrainArgs {
     /// metrics. Needs a single task.
     #[arg(long, value_name = "DIR")]
     pub export_split: Option<PathBuf>,
+    /// Write the run's candidate (fitted on the older part of the split, the model the run's
+    /// metrics score) into DIR in the artifact format: `nectar publish --artifacts DIR`
+    /// scores it the same on the same holdout. Needs a single task.
+    #[arg(long, value_name = "DIR")]
+    pub export_artifacts: Option<PathBuf>,
 }
 
 /// Parses `--since/--until`: `YYYY-MM-DD` or RFC 3339. Dates as `--until` include the day.
@@ -75,6 +81,8 @@ pub(crate) fn parse_time(s: &str, is_until: bool) -> anyhow::Result<i64> {
 
 struct Bar {
     bar: ProgressBar,
+    /// `--export-artifacts` DIR and the manifest written with the candidate.
+    export_artifacts: Option<(PathBuf, artifacts::Manifest)>,
     /// `--export-split` DIR, and what went wrong writing it.
     export: Option<PathBuf>,
     export_error: std::sync::Mutex<Option<anyhow::Error>>,
@@ -115,6 +123,28 @@ impl TrainObserver for Bar {
             }
         }
     }
+    fn candidate(&self, a: &ModelArtifacts) {
+        if let Some((dir, manifest)) = &self.export_artifacts {
+            let written = artifacts::encode(a, manifest)
+                .map_err(anyhow::Error::new)
+                .and_then(|files| {
+                    std::fs::create_dir_all(dir)?;
+                    for (name, body) in &files {
+                        std::fs::write(dir.join(name), body)?;
+                    }
+                    Ok(files.len())
+                });
+            match written {
+                Ok(n) => self
+                    .bar
+                    .println(format!("  candidate: {} ({n} files)", dir.display())),
+                Err(e) => {
+                    *self.export_error.lock().expect("export lock") =
+                        Some(e.context(format!("--export-artifacts {}", dir.display())))
+                }
+            }
+        }
+    }
 }
 
 /// Runs the selected tasks; fails if any run failed.
@@ -138,10 +168,23 @@ pub async fn run(args: TrainArgs) -> anyhow::Result<()> {
             args.task.as_deref().unwrap_or("any")
         );
     }
-    if args.export_split.is_some() && jobs.len() > 1 {
+    if args.task.is_none() {
+        // External tasks get their versions from `nectar publish`; training them all skips
+        // them (naming one with --task says why it cannot).
+        jobs.retain(|(site, task)| {
+            let external = cfg
+                .task(site, task)
+                .is_some_and(|t| t.algorithm == Algorithm::External);
+            if external {
+                println!("{site}/{task}: external (versions come from nectar publish); skipped");
+            }
+            !external
+        });
+    }
+    if (args.export_split.is_some() || args.export_artifacts.is_some()) && jobs.len() > 1 {
         bail!(
-            "--export-split writes one run's split: select a single task with --task and --site \
-             ({} tasks match)",
+            "--export-split and --export-artifacts write one run's files: select a single task \
+             with --task and --site ({} tasks match)",
             jobs.len()
         );
     }
@@ -205,6 +248,27 @@ pub async fn run(args: TrainArgs) -> anyhow::Result<()> {
         let observer = Bar {
             bar: bar.clone(),
             export: args.export_split.clone(),
+            export_artifacts: args.export_artifacts.clone().map(|d| {
+                let manifest = artifacts::Manifest {
+                    format: artifacts::FORMAT.to_string(),
+                    kind: if task_cfg.algorithm == Algorithm::Als {
+                        artifacts::ArtifactKind::Factors
+                    } else {
+                        artifacts::ArtifactKind::List
+                    },
+                    algorithm: task_cfg.algorithm.as_str().to_string(),
+                    params: serde_json::to_value(&task_cfg.params)
+                        .ok()
+                        .and_then(|v| v.as_object().cloned())
+                        .unwrap_or_default(),
+                    source: serde_json::Map::from_iter([
+                        ("kind".to_string(), "nectar train".into()),
+                        ("site".to_string(), site.clone().into()),
+                        ("task".to_string(), task.clone().into()),
+                    ]),
+                };
+                (d, manifest)
+            }),
             export_error: std::sync::Mutex::new(None),
         };
         let result = run_task(&cfg, &req, deps, &observer, nectar_platform::now_ms()).await;
@@ -282,7 +346,7 @@ fn no_data_hint(e: &TrainError) -> Option<&'static str> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use bytes::Bytes;
     use nectar_model::algo::AlgoSpec;
@@ -295,7 +359,7 @@ mod tests {
 
     /// Four taste groups of 10 items; every user plays about 7 items of their group and one
     /// other, at scattered times over ten days.
-    async fn write_group_events(store: &LocalStore, site: &str) {
+    pub(crate) async fn write_group_events(store: &LocalStore, site: &str) {
         let end = 1_795_132_800_000i64;
         let mut by_hour: std::collections::BTreeMap<Hour, Vec<String>> = Default::default();
         for u in 0..80i64 {
@@ -357,6 +421,7 @@ mod tests {
                 redis: None,
                 registry_table: None,
                 export_split: Some(split.clone()),
+                export_artifacts: None,
             })
             .await
             .unwrap();

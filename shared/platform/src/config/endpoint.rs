@@ -211,13 +211,13 @@ pub(super) fn validate_endpoint(
         if ep.kind == EndpointKind::Similar
             && !matches!(
                 t.algorithm,
-                Algorithm::ItemKnn | Algorithm::Als | Algorithm::Mf
+                Algorithm::ItemKnn | Algorithm::Als | Algorithm::Mf | Algorithm::External
             )
         {
             return err(
                 field,
                 format!(
-                    "a similar-items endpoint needs an item_knn, als or mf task; {task:?} is {}",
+                    "a similar-items endpoint needs an item_knn, als, mf or external task; {task:?} is {}",
                     t.algorithm
                 ),
             );

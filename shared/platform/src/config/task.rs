@@ -29,6 +29,8 @@ pub enum Algorithm {
     Als,
     /// Biased matrix factorisation for explicit ratings.
     Mf,
+    /// Versions come from outside (a notebook, Spark) through `nectar publish`; no fit.
+    External,
 }
 
 impl Algorithm {
@@ -40,6 +42,7 @@ impl Algorithm {
             Self::ItemKnn => "item_knn",
             Self::Als => "als",
             Self::Mf => "mf",
+            Self::External => "external",
         }
     }
 }
@@ -175,6 +178,12 @@ impl TaskConfig {
     pub(super) fn validate(&self, at: &str) -> Result<(), (String, String)> {
         let err = |field: &str, problem: &str| Err((format!("{at}.{field}"), problem.to_string()));
         if let Some(s) = &self.schedule {
+            if self.algorithm == Algorithm::External {
+                return err(
+                    "schedule",
+                    "an external task has no fit to schedule: its versions come from nectar publish",
+                );
+            }
             check_schedule(s).map_err(|p| (format!("{at}.schedule"), p))?;
         }
         if self.window.days == 0 || self.window.days > 3650 {
@@ -207,6 +216,16 @@ impl TaskConfig {
                     return err(&format!("params.{name}"), "must be a finite number");
                 }
             }
+        }
+        if self.algorithm == Algorithm::External {
+            // Its params are the artifacts' own (their manifest), not the config's.
+            if !self.params.is_empty() {
+                return err(
+                    "params",
+                    "an external task takes no params: its artifacts' manifest carries them",
+                );
+            }
+            return Ok(());
         }
         // The model crate parses the parameters by name: one source of truth for names,
         // types and ranges.

@@ -131,6 +131,10 @@ pub struct RunRecord {
     pub started_ms: i64,
     /// End time, ms UTC.
     pub finished_ms: i64,
+    /// Where a published-from-outside version came from (`nectar publish`: `{"kind":
+    /// "artifacts", "uri", "note", "manifest"}`); absent for training runs and old records.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<serde_json::Value>,
 }
 
 /// The sort key of a version: zero-padded to 20 digits so that string order is version order.
@@ -388,6 +392,10 @@ pub mod contract {
             refit_on_full_window: status == RunStatus::Published,
             started_ms: version as i64,
             finished_ms: version as i64 + 5,
+            // One run published from outside (`nectar publish`), to round-trip its source.
+            source: (version == 9).then(
+                || serde_json::json!({"kind": "artifacts", "uri": "s3://lab/run-9/", "note": "nb"}),
+            ),
         }
     }
 
@@ -497,6 +505,22 @@ mod tests {
         assert_eq!(runs[2], old);
         assert!(task_dir.join("runs.jsonl.torn").exists());
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn records_without_a_source_still_load_and_training_runs_write_none() {
+        // GIVEN a record written before runs had a source
+        let mut old =
+            serde_json::to_value(contract::run("demo", "als", 3, RunStatus::Published)).unwrap();
+        assert!(old.get("source").is_none(), "None is not written");
+        old.as_object_mut().unwrap().remove("source");
+        // WHEN it is read THEN it loads, without a source
+        let r: RunRecord = serde_json::from_value(old).unwrap();
+        assert_eq!(r.source, None);
+        // AND a published-from-outside run keeps its source
+        let ext = contract::run("demo", "als", 9, RunStatus::Refused);
+        let back: RunRecord = serde_json::from_str(&serde_json::to_string(&ext).unwrap()).unwrap();
+        assert_eq!(back.source.unwrap()["uri"], "s3://lab/run-9/");
     }
 
     #[test]

@@ -2,6 +2,9 @@
 //! (candidate and current version on the same holdout) → quality gate → refit on the whole
 //! window → publish → registry record.
 //!
+//! [`publish_artifacts`] runs the same stages, minus the fits, on a version made outside
+//! Nectar ([`artifacts`]: the artifact format), and records its `source`.
+//!
 //! Failures leave the current model in place; every run, including refused and failed ones,
 //! is recorded in the registry with its cause.
 //!
@@ -38,12 +41,17 @@ use crate::registry::{DataCounts, Registry, RegistryError, RunRecord, RunStatus,
 pub const K: usize = 10;
 /// The gate compares this metric.
 pub const GATE_METRIC: &str = "ndcg@10";
+pub mod artifacts;
 pub mod holdout;
+mod publish;
 mod stages;
 pub mod trainer;
 
 pub use holdout::{metrics_map, Holdout};
 pub use nectar_model::evaluation::MAX_EVAL_USERS;
+#[cfg(any(test, feature = "testkit"))]
+pub use publish::contract as publish_contract;
+pub use publish::{publish_artifacts, PublishRequest};
 /// The gate needs at least this many scored users on events the current version has not
 /// seen; with fewer it is skipped (and the run says so).
 pub const MIN_GATE_USERS: usize = 10;
@@ -111,6 +119,9 @@ pub trait TrainObserver: Send + Sync {
     /// The time split the candidate is fitted and evaluated on (`nectar train
     /// --export-split` writes it out); called once per run that splits.
     fn split(&self, _train: InteractionsView<'_>, _test: InteractionsView<'_>) {}
+    /// The candidate fitted on the older part of the split, before it is scored (`nectar
+    /// train --export-artifacts` writes it in the artifact format).
+    fn candidate(&self, _artifacts: &ModelArtifacts) {}
 }
 
 /// An observer that only logs stages.
@@ -143,6 +154,18 @@ pub enum TrainError {
     /// The site or task is not in the config.
     #[error("no task {task:?} for site {site:?} in the config")]
     UnknownTask {
+        /// Site key.
+        site: String,
+        /// Task name.
+        task: String,
+    },
+    /// The task's versions come from outside (`algorithm = "external"`): it has no fit, and
+    /// `nectar publish` gives it versions.
+    #[error(
+        "task {task:?} of site {site:?} is external (algorithm = \"external\"): it has no fit; \
+         publish its versions with nectar publish --site {site} --task {task} --artifacts DIR"
+    )]
+    External {
         /// Site key.
         site: String,
         /// Task name.
@@ -200,6 +223,7 @@ impl TrainError {
     pub fn code(&self) -> &'static str {
         match self {
             Self::UnknownTask { .. } => "UnknownTask",
+            Self::External { .. } => "ExternalTask",
             Self::NoData { .. } => "NoData",
             Self::Events(_) => "EventLogError",
             Self::Models(_) => "ModelStoreError",
@@ -283,20 +307,58 @@ where
     R: Registry,
     T: Trainer,
 {
-    let site_cfg = cfg.site(&req.site);
-    let task = site_cfg
-        .and_then(|s| s.tasks.get(&req.task))
-        .ok_or_else(|| TrainError::UnknownTask {
+    let (task, weights) = task_of(cfg, &req.site, &req.task)?;
+    if task.algorithm == Algorithm::External {
+        return Err(TrainError::External {
             site: req.site.clone(),
             task: req.task.clone(),
-        })?;
-    let weights = site_cfg.map(|s| s.weights()).unwrap_or_default();
+        });
+    }
     let current = deps.models.current_version(&req.site, &req.task).await?;
-    let version = (now_ms.max(0) as u64).max(current.map_or(0, |c| c + 1));
-    let mut run = RunRecord {
-        site: req.site.clone(),
-        task: req.task.clone(),
-        version,
+    let mut run = new_run(&req.site, &req.task, task, current, now_ms);
+    let started = Instant::now();
+    let ctx = stages::Stages {
+        req,
+        task,
+        weights: &weights,
+        deps: &deps,
+        observer,
+        now_ms,
+        current,
+    };
+    let result = ctx.run(&mut run).await;
+    finish_run(deps.registry, run, result, started, now_ms).await
+}
+
+/// The task's config and its site's event weights.
+fn task_of<'c>(
+    cfg: &'c NectarConfig,
+    site: &str,
+    task: &str,
+) -> Result<(&'c TaskConfig, nectar_model::mapping::EventWeights), TrainError> {
+    let site_cfg = cfg.site(site);
+    let t = site_cfg
+        .and_then(|s| s.tasks.get(task))
+        .ok_or_else(|| TrainError::UnknownTask {
+            site: site.to_string(),
+            task: task.to_string(),
+        })?;
+    Ok((t, site_cfg.map(|s| s.weights()).unwrap_or_default()))
+}
+
+/// A run's record before its stages: failed until they say otherwise; its version is the
+/// run's start, above the current version.
+fn new_run(
+    site: &str,
+    task_name: &str,
+    task: &TaskConfig,
+    current: Option<u64>,
+    now_ms: i64,
+) -> RunRecord {
+    RunRecord {
+        site: site.to_string(),
+        task: task_name.to_string(),
+        version: (now_ms.max(0) as u64).max(current.map_or(0, |c| c + 1)),
         algorithm: task.algorithm.as_str().to_string(),
         params: serde_json::to_value(&task.params).expect("params serialise"),
         window: WindowRecord::default(),
@@ -313,18 +375,20 @@ where
         refit_on_full_window: false,
         started_ms: now_ms,
         finished_ms: now_ms,
-    };
-    let started = Instant::now();
-    let ctx = stages::Stages {
-        req,
-        task,
-        weights: &weights,
-        deps: &deps,
-        observer,
-        now_ms,
-        current,
-    };
-    let result = ctx.run(&mut run).await;
+        source: None,
+    }
+}
+
+/// Times, emits and records a run whatever its outcome; a failed run is returned as its
+/// error (after it is recorded).
+async fn finish_run<R: Registry>(
+    registry: &R,
+    mut run: RunRecord,
+    result: Result<(), TrainError>,
+    started: Instant,
+    now_ms: i64,
+) -> Result<RunRecord, TrainError> {
+    let version = run.version;
     run.durations_ms.insert("total".into(), ms_since(started));
     run.finished_ms = now_ms + ms_since(started) as i64;
     if result.is_err() {
@@ -333,7 +397,7 @@ where
     emit_run_metrics(&run);
     match result {
         Ok(()) => {
-            deps.registry.record(&run).await?;
+            registry.record(&run).await?;
             match run.status {
                 RunStatus::Published => tracing::info!(
                     version,
@@ -350,14 +414,13 @@ where
             Ok(run)
         }
         Err(e) => {
-            run.status = RunStatus::Failed;
             run.reason = Some(error_chain(&e));
             tracing::error!(
                 version,
                 error = run.reason.as_deref().unwrap_or(""),
                 "Training failed; the current model stays."
             );
-            if let Err(re) = deps.registry.record(&run).await {
+            if let Err(re) = registry.record(&run).await {
                 tracing::error!(error = %error_chain(&re), "Could not record the failed run.");
             }
             Err(e)

@@ -1,5 +1,6 @@
 //! The stages of one training run (read, split, fit, evaluate, gate, refit, publish), over the
-//! run's context.
+//! run's context; `nectar publish` ([`super::publish`]) runs the same read, split, evaluate,
+//! gate and publish stages on artifacts made outside, without fit or refit.
 
 use super::*;
 
@@ -25,13 +26,87 @@ where
     /// Runs the stages, filling `run`; `Ok` for a published or refused candidate.
     pub(super) async fn run(&self, run: &mut RunRecord) -> Result<(), TrainError> {
         let Self {
+            task,
+            deps,
+            observer,
+            ..
+        } = *self;
+        let (all, holdout_n) = self.read(run).await?;
+        let cut = all.len() - holdout_n;
+        let (train, test) = (all.view_rows(0..cut), all.view_rows(cut..all.len()));
+        let holdout = self.split(run, train, test);
+
+        let progress = |f: f64| observer.progress(f);
+        let mut candidate = None;
+        if !holdout.is_empty() {
+            // 3. Candidate on the older part, scored on the holdout.
+            observer.stage("fit");
+            let t = Instant::now();
+            let cand = run_cpu(|| deps.trainer.fit(task, train, &progress))?;
+            cand.validate()
+                .map_err(|p| TrainError::Models(ModelStoreError::InvalidArtifacts(p)))?;
+            observer.candidate(&cand);
+            run.durations_ms.insert("fit".into(), ms_since(t));
+            if !self
+                .evaluate_and_gate(run, &holdout, train, test, &cand)
+                .await?
+            {
+                return Ok(());
+            }
+            candidate = Some(cand);
+        } else {
+            tracing::warn!(
+                holdout = test.rows.len(),
+                "No warm holdout users: publishing without evaluation or gate."
+            );
+        }
+
+        // The holdout's train matrix is not needed any more: free it before the largest fit.
+        drop(holdout);
+        // 6. Refit on the whole window (the candidate is reused when nothing was held out).
+        let artifacts = if holdout_n == 0 {
+            match candidate {
+                Some(c) => c,
+                None => {
+                    observer.stage("fit");
+                    let t = Instant::now();
+                    let a = run_cpu(|| deps.trainer.fit(task, all.view(), &progress))?;
+                    run.durations_ms.insert("fit".into(), ms_since(t));
+                    a
+                }
+            }
+        } else {
+            observer.stage("refit");
+            let t = Instant::now();
+            let a = run_cpu(|| deps.trainer.fit(task, all.view(), &progress))?;
+            run.durations_ms.insert("refit".into(), ms_since(t));
+            run.refit_on_full_window = true;
+            a
+        };
+        // The typed params (defaults filled in), so that serving folds users in with exactly
+        // what training used.
+        let spec =
+            nectar_model::algo::AlgoSpec::parse(task.algorithm.as_str(), &task.param_strings())
+                .ok();
+        let mut artifacts = artifacts;
+        artifacts.metadata = self.metadata(run, spec.as_ref(), None);
+        self.publish(run, &artifacts).await
+    }
+
+    /// 1. The window and its interactions (counts into `run`), and how many of the newest
+    ///    rows are held out (`holdout_fraction` of the window).
+    pub(super) async fn read(
+        &self,
+        run: &mut RunRecord,
+    ) -> Result<(nectar_model::mapping::InteractionLog, usize), TrainError> {
+        let Self {
             req,
             task,
             weights,
             deps,
             observer,
             now_ms,
-            current,
+            ..
         } = *self;
         // 1. Window and data.
         observer.stage("read");
@@ -86,149 +161,143 @@ where
             });
         }
 
-        // 2. Time holdout: the newest fraction of the window.
-        let t = Instant::now();
         let holdout_n = (all.len() as f64 * task.holdout_fraction).floor() as usize;
-        let cut = all.len() - holdout_n;
-        let (train, test) = (all.view_rows(0..cut), all.view_rows(cut..all.len()));
+        Ok((all, holdout_n))
+    }
+
+    /// 2. The time split's holdout (counts into `run`; the observer sees the split).
+    pub(super) fn split(
+        &self,
+        run: &mut RunRecord,
+        train: InteractionsView<'_>,
+        test: InteractionsView<'_>,
+    ) -> Holdout {
+        let t = Instant::now();
         run.counts.train_interactions = train.rows.len() as u64;
         run.counts.holdout_interactions = test.rows.len() as u64;
-        observer.split(train, test);
+        self.observer.split(train, test);
         let holdout = Holdout::new(train, test);
         run.counts.holdout_users_scored = holdout.len() as u64;
         run.durations_ms.insert("split".into(), ms_since(t));
+        holdout
+    }
 
-        let progress = |f: f64| observer.progress(f);
-        let mut candidate = None;
-        if !holdout.is_empty() {
-            // 3. Candidate on the older part, scored on the holdout.
-            observer.stage("fit");
-            let t = Instant::now();
-            let cand = run_cpu(|| deps.trainer.fit(task, train, &progress))?;
-            cand.validate()
-                .map_err(|p| TrainError::Models(ModelStoreError::InvalidArtifacts(p)))?;
-            run.durations_ms.insert("fit".into(), ms_since(t));
-            observer.stage("evaluate");
-            let t = Instant::now();
-            run.metrics = run_cpu(|| holdout.evaluate_artifacts(&cand));
-            if task.algorithm != crate::config::Algorithm::Popular {
-                // The popularity baseline on the same split (cheap: one count per item).
-                let pop_task = crate::config::TaskConfig {
-                    algorithm: crate::config::Algorithm::Popular,
-                    params: BTreeMap::new(),
-                    ..task.clone()
-                };
-                let baseline = run_cpu(|| {
-                    deps.trainer
-                        .fit(&pop_task, train, &|_| {})
-                        .map(|pop| holdout.evaluate_artifacts(&pop))
-                });
-                match baseline {
-                    Ok(m) => run.baseline_metrics = Some(m),
-                    Err(e) => tracing::warn!(error = %e, "Popularity baseline not evaluated."),
-                }
+    /// 3.–5. Scores the candidate, the popularity baseline and the current version on the
+    /// holdout, then applies the gate: `false` (and `run` refused, with the reason) when the
+    /// candidate is worse than the current version by more than `gate_max_drop`. Training
+    /// and `nectar publish` both gate through here.
+    pub(super) async fn evaluate_and_gate(
+        &self,
+        run: &mut RunRecord,
+        holdout: &Holdout,
+        train: InteractionsView<'_>,
+        test: InteractionsView<'_>,
+        cand: &ModelArtifacts,
+    ) -> Result<bool, TrainError> {
+        let Self {
+            req,
+            task,
+            deps,
+            observer,
+            current,
+            ..
+        } = *self;
+        observer.stage("evaluate");
+        let t = Instant::now();
+        run.metrics = run_cpu(|| holdout.evaluate_artifacts(cand));
+        if task.algorithm != crate::config::Algorithm::Popular {
+            // The popularity baseline on the same split (cheap: one count per item).
+            let pop_task = crate::config::TaskConfig {
+                algorithm: crate::config::Algorithm::Popular,
+                params: BTreeMap::new(),
+                ..task.clone()
+            };
+            let baseline = run_cpu(|| {
+                deps.trainer
+                    .fit(&pop_task, train, &|_| {})
+                    .map(|pop| holdout.evaluate_artifacts(&pop))
+            });
+            match baseline {
+                Ok(m) => run.baseline_metrics = Some(m),
+                Err(e) => tracing::warn!(error = %e, "Popularity baseline not evaluated."),
             }
-            // 4. The current version, scored on the held-out events it was not trained on (its
-            //    own window ends at `metadata.window.until_ms`; it has seen anything older, and
-            //    scoring it there would favour it), and the candidate on the same events.
-            if let Some(cur) = current {
-                if let Some(items) = deps.models.load_items(&req.site, &req.task, cur).await? {
-                    let seen_until = items.metadata["window"]["until_ms"].as_i64();
-                    let start =
-                        seen_until.map_or(0, |u| test.rows.partition_point(|r| r.timestamp_ms < u));
-                    let gate_holdout = if start == 0 {
-                        holdout.clone()
-                    } else {
-                        holdout.restricted(InteractionsView {
-                            rows: &test.rows[start..],
-                            ..test
-                        })
-                    };
-                    if gate_holdout.len() >= MIN_GATE_USERS {
-                        let users = gate_holdout.user_ids();
-                        let states = deps
-                            .models
-                            .user_states(&req.site, &req.task, cur, &users)
-                            .await?;
-                        let states = users.into_iter().zip(states).collect();
-                        let model = LoadedModel::new(&req.task, items);
-                        run.current_metrics = Some(metrics_map(&run_cpu(|| {
-                            gate_holdout.evaluate(&model, &states, K).map(|r| r.0)
-                        })));
-                        run.gate_metrics = Some(if start == 0 {
-                            run.metrics.clone()
-                        } else {
-                            run_cpu(|| gate_holdout.evaluate_artifacts(&cand))
-                        });
-                        run.gate = Some(format!(
-                            "compared with v{cur} on {} held-out events newer than its window ({} users)",
-                            test.rows.len() - start,
-                            gate_holdout.len()
-                        ));
-                    } else {
-                        run.gate = Some(format!(
-                            "skipped: {} users have held-out events newer than v{cur}'s window, \
-                             fewer than {MIN_GATE_USERS}",
-                            gate_holdout.len()
-                        ));
-                        tracing::warn!(gate = run.gate.as_deref().unwrap_or(""), "Gate skipped.");
-                    }
-                }
-            }
-            run.durations_ms.insert("evaluate".into(), ms_since(t));
-            // 5. The gate.
-            if let (Some(cur), Some(cand_m)) = (&run.current_metrics, &run.gate_metrics) {
-                let (c, n) = (
-                    cur.get(GATE_METRIC).copied().unwrap_or(0.0),
-                    cand_m.get(GATE_METRIC).copied().unwrap_or(0.0),
-                );
-                if n < c * (1.0 - task.gate_max_drop) {
-                    run.status = RunStatus::Refused;
-                    run.reason = Some(format!(
-                        "{GATE_METRIC} {n:.4} is below the current version's {c:.4} by more than \
-                         {:.1}%",
-                        task.gate_max_drop * 100.0
-                    ));
-                    return Ok(());
-                }
-            }
-            candidate = Some(cand);
-        } else {
-            tracing::warn!(
-                holdout = test.rows.len(),
-                "No warm holdout users: publishing without evaluation or gate."
-            );
         }
-
-        // The holdout's train matrix is not needed any more: free it before the largest fit.
-        drop(holdout);
-        // 6. Refit on the whole window (the candidate is reused when nothing was held out).
-        let artifacts = if holdout_n == 0 {
-            match candidate {
-                Some(c) => c,
-                None => {
-                    observer.stage("fit");
-                    let t = Instant::now();
-                    let a = run_cpu(|| deps.trainer.fit(task, all.view(), &progress))?;
-                    run.durations_ms.insert("fit".into(), ms_since(t));
-                    a
+        // 4. The current version, scored on the held-out events it was not trained on (its
+        //    own window ends at `metadata.window.until_ms`; it has seen anything older, and
+        //    scoring it there would favour it), and the candidate on the same events.
+        if let Some(cur) = current {
+            if let Some(items) = deps.models.load_items(&req.site, &req.task, cur).await? {
+                let seen_until = items.metadata["window"]["until_ms"].as_i64();
+                let start =
+                    seen_until.map_or(0, |u| test.rows.partition_point(|r| r.timestamp_ms < u));
+                let gate_holdout = if start == 0 {
+                    holdout.clone()
+                } else {
+                    holdout.restricted(InteractionsView {
+                        rows: &test.rows[start..],
+                        ..test
+                    })
+                };
+                if gate_holdout.len() >= MIN_GATE_USERS {
+                    let users = gate_holdout.user_ids();
+                    let states = deps
+                        .models
+                        .user_states(&req.site, &req.task, cur, &users)
+                        .await?;
+                    let states = users.into_iter().zip(states).collect();
+                    let model = LoadedModel::new(&req.task, items);
+                    run.current_metrics = Some(metrics_map(&run_cpu(|| {
+                        gate_holdout.evaluate(&model, &states, K).map(|r| r.0)
+                    })));
+                    run.gate_metrics = Some(if start == 0 {
+                        run.metrics.clone()
+                    } else {
+                        run_cpu(|| gate_holdout.evaluate_artifacts(cand))
+                    });
+                    run.gate = Some(format!(
+                        "compared with v{cur} on {} held-out events newer than its window ({} users)",
+                        test.rows.len() - start,
+                        gate_holdout.len()
+                    ));
+                } else {
+                    run.gate = Some(format!(
+                        "skipped: {} users have held-out events newer than v{cur}'s window, \
+                         fewer than {MIN_GATE_USERS}",
+                        gate_holdout.len()
+                    ));
+                    tracing::warn!(gate = run.gate.as_deref().unwrap_or(""), "Gate skipped.");
                 }
             }
-        } else {
-            observer.stage("refit");
-            let t = Instant::now();
-            let a = run_cpu(|| deps.trainer.fit(task, all.view(), &progress))?;
-            run.durations_ms.insert("refit".into(), ms_since(t));
-            run.refit_on_full_window = true;
-            a
-        };
-        let mut artifacts = artifacts;
-        // The typed params (defaults filled in), so that serving folds users in with exactly
-        // what training used.
-        let spec =
-            nectar_model::algo::AlgoSpec::parse(task.algorithm.as_str(), &task.param_strings())
-                .ok();
-        artifacts.metadata = serde_json::json!({
+        }
+        run.durations_ms.insert("evaluate".into(), ms_since(t));
+        // 5. The gate.
+        if let (Some(cur), Some(cand_m)) = (&run.current_metrics, &run.gate_metrics) {
+            let (c, n) = (
+                cur.get(GATE_METRIC).copied().unwrap_or(0.0),
+                cand_m.get(GATE_METRIC).copied().unwrap_or(0.0),
+            );
+            if n < c * (1.0 - task.gate_max_drop) {
+                run.status = RunStatus::Refused;
+                run.reason = Some(format!(
+                    "{GATE_METRIC} {n:.4} is below the current version's {c:.4} by more than \
+                     {:.1}%",
+                    task.gate_max_drop * 100.0
+                ));
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// The metadata stored with a version: what serving reads (`spec` for fold-in) and what
+    /// the run was (window, metrics, and where external artifacts came from).
+    pub(super) fn metadata(
+        &self,
+        run: &RunRecord,
+        spec: Option<&nectar_model::algo::AlgoSpec>,
+        source: Option<&serde_json::Value>,
+    ) -> serde_json::Value {
+        let mut m = serde_json::json!({
             "site": run.site,
             "task": run.task,
             "version": run.version,
@@ -238,19 +307,30 @@ where
             "window": run.window,
             "metrics": run.metrics,
             "refit_on_full_window": run.refit_on_full_window,
-            "trained_ms": now_ms,
+            "trained_ms": self.now_ms,
         });
+        if let Some(s) = source {
+            m["source"] = s.clone();
+        }
+        m
+    }
 
-        // 7. Publish: every key, then the pointer, then TTLs for the superseded version.
-        observer.stage("publish");
+    /// 7. Publish: every key, then the pointer, then TTLs for the superseded version.
+    pub(super) async fn publish(
+        &self,
+        run: &mut RunRecord,
+        artifacts: &ModelArtifacts,
+    ) -> Result<(), TrainError> {
+        self.observer.stage("publish");
         let t = Instant::now();
-        deps.models
+        self.deps
+            .models
             .publish(
-                &req.site,
-                &req.task,
+                &self.req.site,
+                &self.req.task,
                 run.version,
-                &artifacts,
-                &PublishOptions::from(&task.publish),
+                artifacts,
+                &PublishOptions::from(&self.task.publish),
             )
             .await?;
         run.durations_ms.insert("publish".into(), ms_since(t));
