@@ -89,10 +89,16 @@ class TaskSpec:
     engine: str
 
 
-def load_task(config_path: str, site: str, task: str) -> TaskSpec:
-    """Reads `[sites.<site>.event_weights]` and `[sites.<site>.tasks.<task>]` with tomllib."""
-    with open(config_path, "rb") as f:
-        cfg = tomllib.load(f)
+def load_task(config_path: str, site: str, task: str, read=None) -> TaskSpec:
+    """Reads `[sites.<site>.event_weights]` and `[sites.<site>.tasks.<task>]` with tomllib;
+    `read(uri) -> bytes` fetches a config given as a URI (s3://… on EMR)."""
+    if "://" in config_path:
+        if read is None:
+            raise JobError(f"--config {config_path}: a URI needs the Spark session to read it")
+        cfg = tomllib.loads(read(config_path).decode())
+    else:
+        with open(config_path, "rb") as f:
+            cfg = tomllib.load(f)
     site_cfg = cfg.get("sites", {}).get(site)
     if site_cfg is None:
         raise JobError(f"--site {site}: no [sites.{site}] in {config_path}")
@@ -601,7 +607,7 @@ def session(master: str | None):
 
 def run(args, spark) -> dict:
     """Reads, maps, fits and writes; returns the run summary (counts, times, params)."""
-    spec = load_task(args.config, args.site, args.task)
+    spec = load_task(args.config, args.site, args.task, read=Fs(spark).read)
     if args.days is not None and args.days <= 0:
         raise JobError("--days must be positive")
     now_ms = int(time.time() * 1000)

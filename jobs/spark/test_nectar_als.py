@@ -332,6 +332,11 @@ def test_bad_arguments_are_reported_by_name(tmp_path, capsys):
         job.load_task(str(FIXTURE_CONFIG), SITE, "nope")
     with pytest.raises(job.JobError, match="tasks.export.algorithm"):
         job.load_task(str(FIXTURE_CONFIG), SITE, "export")
+    # a config given as a URI is read through the session's file systems
+    uri = FIXTURE_CONFIG.as_uri()
+    assert job.load_task(uri, SITE, "big", read=lambda u: Path(u[len("file://"):]).read_bytes()).params["factors"] == 8
+    with pytest.raises(job.JobError, match="needs the Spark session"):
+        job.load_task(uri, SITE, "big")
     with pytest.raises(job.JobError, match="--since must be before --until"):
         job.window_of("2026-11-21", "2026-11-20", None, 0)
     with pytest.raises(job.JobError, match="RFC 3339"):
