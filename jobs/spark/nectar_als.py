@@ -494,7 +494,8 @@ def read_cells(spark, events: str, site: str, since_ms: int, until_ms: int, weig
     cells = df.groupBy("user", "item").agg(F.sum("weight").alias("rating"))
     if binary:
         cells = cells.withColumn("rating", F.lit(1.0))
-    return cells, {"parquet_files": len(parquet), "raw_files": len(raw)}
+    # Indexing users and items and the fit each read the cells: read the log once.
+    return cells.cache(), {"parquet_files": len(parquet), "raw_files": len(raw)}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -601,7 +602,12 @@ def session(master: str | None):
     if master:
         # Local workers run this interpreter (its venv has numpy), not the first python3 on PATH.
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-        b = b.master(master).config("spark.ui.enabled", "false").config("spark.sql.shuffle.partitions", "4")
+        b = (
+            b.master(master)
+            .config("spark.ui.enabled", "false")
+            .config("spark.ui.showConsoleProgress", "false")
+            .config("spark.sql.shuffle.partitions", "4")
+        )
     return b.getOrCreate()
 
 

@@ -308,6 +308,17 @@ def test_the_job_writes_valid_artifacts(spark, event_log, tmp_path):
     assert summary["items"] == len({i for _, i in cells})
 
 
+def test_an_empty_window_is_an_error_naming_the_site(spark, tmp_path):
+    # GIVEN a data dir without events WHEN the job runs THEN it stops before fitting, saying so
+    args = job.parse_args([
+        "--events", str(tmp_path), "--site", SITE, "--task", "big", "--config", str(FIXTURE_CONFIG),
+        "--out", str(tmp_path / "out"), "--days", "3",
+    ])
+    with pytest.raises(job.JobError, match=f"no interactions for site {SITE}"):
+        job.run(args, spark)
+    assert not (tmp_path / "out").exists()
+
+
 def test_publish_accepts_the_artifacts(spark, event_log, tmp_path):
     # `nectar publish` is built in parallel (issue 13 item 4): checked once the CLI has it.
     help_ = subprocess.run([nectar_bin(), "publish", "--help"], capture_output=True, text=True)
