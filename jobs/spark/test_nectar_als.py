@@ -391,27 +391,41 @@ def temporal_split(csv_path: Path, out: Path) -> None:
         (out / name).write_text("\n".join([header, *body]) + "\n")
 
 
+def warm_truth(train_rows, test_rows) -> dict[str, set]:
+    """Each user's test items whose user and item both occur in train (refeval §4)."""
+    users, items = {u for u, _ in train_rows}, {i for _, i in train_rows}
+    truth: dict[str, set] = {}
+    for u, i in test_rows:
+        if u in users and i in items:
+            truth.setdefault(u, set()).add(i)
+    return truth
+
+
+def ndcg_of_lists(lists: dict[str, list], truth: dict[str, set]) -> float:
+    """Mean nDCG@10 over the users of `truth`, binary relevance (refeval §4)."""
+    total = 0.0
+    for u, t in truth.items():
+        dcg = sum(1 / math.log2(r + 2) for r, i in enumerate(lists.get(u, [])[:10]) if i in t)
+        idcg = sum(1 / math.log2(r + 2) for r in range(min(10, len(t))))
+        total += dcg / idcg
+    return total / len(truth)
+
+
 def ndcg_at_10(user_ids, uf, item_ids, itf, train_rows, test_rows) -> tuple[float, int]:
-    """nDCG@10 with refeval §4 / `nectar eval`: warm test items, candidates = train items minus
-    the user's train items, binary relevance."""
+    """nDCG@10 with the protocol of `nectar eval`: warm test items, candidates = train items
+    minus the user's train items."""
     urow = {u: n for n, u in enumerate(user_ids)}
     irow = {i: n for n, i in enumerate(item_ids)}
     seen: dict[str, set] = {}
     for u, i in train_rows:
         seen.setdefault(u, set()).add(i)
-    truth: dict[str, set] = {}
-    for u, i in test_rows:
-        if u in urow and i in irow:
-            truth.setdefault(u, set()).add(i)
-    total = 0.0
-    for u, t in truth.items():
+    truth = warm_truth(train_rows, test_rows)
+    lists = {}
+    for u in truth:
         scores = itf @ uf[urow[u]]
         scores[[irow[i] for i in seen[u]]] = -np.inf
-        top = np.argsort(-scores, kind="stable")[:10]
-        dcg = sum(1 / math.log2(r + 2) for r, j in enumerate(top) if item_ids[j] in t)
-        idcg = sum(1 / math.log2(r + 2) for r in range(min(10, len(t))))
-        total += dcg / idcg
-    return total / len(truth), len(truth)
+        lists[u] = [item_ids[j] for j in np.argsort(-scores, kind="stable")[:10]]
+    return ndcg_of_lists(lists, truth), len(truth)
 
 
 def test_ml100k_ndcg_beside_nectar_eval(spark, tmp_path):
@@ -438,10 +452,17 @@ def test_ml100k_ndcg_beside_nectar_eval(spark, tmp_path):
     # AND nectar eval fits Nectar's ALS on the same files with the same params
     r = subprocess.run(
         [nectar_bin(), "eval", "--train", str(split / "train.csv"), "--test", str(split / "test.csv"),
-         "--algo", "als", "--json"] + [f"--param={k}={v}" for k, v in params.items()],
+         "--algo", "als", "--json", "--recs-out", str(tmp_path / "recs.csv")]
+        + [f"--param={k}={v}" for k, v in params.items()],
         check=True, capture_output=True, text=True,
     )
     nectar = json.loads(r.stdout)
+    # (the metric here is nectar eval's: scored on nectar's own lists it gives its figure)
+    lists: dict[str, list] = {}
+    with open(tmp_path / "recs.csv") as fh:
+        for row in sorted(csv.DictReader(fh), key=lambda row: int(row["rank"])):
+            lists.setdefault(row["user_id"], []).append(row["item_id"])
+    assert math.isclose(ndcg_of_lists(lists, warm_truth(train, test)), nectar["ndcg@10"], abs_tol=1e-9)
     result = {
         "split": "ml-100k temporal (refeval)",
         "users_scored": users,
