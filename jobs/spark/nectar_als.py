@@ -387,9 +387,13 @@ class Fs:
         return bool(fs.exists(p))
 
     def glob(self, pattern: str) -> list[str]:
+        return [path for path, _ in self.glob_sizes(pattern)]
+
+    def glob_sizes(self, pattern: str) -> list[tuple[str, int]]:
+        """(path, size) of what matches, sorted by path."""
         p, fs = self._fs(pattern)
         st = fs.globStatus(p)
-        return sorted(str(s.getPath().toString()) for s in st) if st else []
+        return sorted((str(s.getPath().toString()), int(s.getLen())) for s in st) if st else []
 
     def read(self, path: str) -> bytes:
         p, fs = self._fs(path)
@@ -424,22 +428,40 @@ def _manifest_parts(manifest: dict, day_dir: str, fs: Fs) -> list[str]:
     return fs.glob(day_dir + "part-*.parquet")
 
 
+def _late(manifest: dict, files: list[tuple[str, int]]) -> list[tuple[str, int]]:
+    """The raw objects a day's manifest did not compact: new keys, or objects that grew (a local
+    file appended to); `Manifest::late_objects` of the compaction."""
+    known = {}
+    for o in manifest.get("raw_objects") or []:
+        if isinstance(o, dict) and isinstance(o.get("key"), str):
+            known[o["key"]] = int(o.get("size", 0))
+    out = []
+    for path, size in files:
+        key = path[path.find("events/site=") :]
+        if key not in known or size > known[key]:
+            out.append((path, size))
+    return out
+
+
 def list_inputs(fs: Fs, events: str, site: str, since_ms: int, until_ms: int):
-    """(Parquet parts of compacted days, raw files of the other days' overlapping hours)."""
+    """(Parquet parts of compacted days; raw files of the window's hours: every one of an
+    uncompacted day, the late ones of a compacted day)."""
     root = _root(events)
     parquet, raw = [], []
     for date in dates_of(since_ms, until_ms):
+        midnight = parse_time(date, False)
+        files = []
+        for f, size in fs.glob_sizes(f"{root}events/site={site}/date={date}/hour=*/*.jsonl.gz"):
+            m = re.search(r"/hour=(\d\d)/", f)
+            start = midnight + int(m.group(1)) * HOUR_MS if m else None
+            if start is not None and start < until_ms and start + HOUR_MS > since_ms:
+                files.append((f, size))
         day_dir = f"{root}compacted/site={site}/date={date}/"
         if fs.exists(day_dir + "_manifest.json"):
             manifest = json.loads(fs.read(day_dir + "_manifest.json"))
             parquet += _manifest_parts(manifest, day_dir, fs)
-            continue
-        midnight = parse_time(date, False)
-        for f in fs.glob(f"{root}events/site={site}/date={date}/hour=*/*.jsonl.gz"):
-            m = re.search(r"/hour=(\d\d)/", f)
-            start = midnight + int(m.group(1)) * HOUR_MS if m else None
-            if start is not None and start < until_ms and start + HOUR_MS > since_ms:
-                raw.append(f)
+            files = _late(manifest, files)
+        raw += [f for f, _ in files]
     return parquet, raw
 
 
@@ -478,6 +500,12 @@ def read_cells(spark, events: str, site: str, since_ms: int, until_ms: int, weig
         def from_rows(it):
             for n, r in enumerate(it):
                 d = r.asDict()
+                hour, day = d.get("hour"), re.search(r"/date=(\d{4}-\d\d-\d\d)/", d["_file"])
+                if hour is not None and day:
+                    # As the raw read lists only the window's hours (the `hour` column keeps them).
+                    start = parse_time(day.group(1), False) + int(hour) * HOUR_MS
+                    if not (start < until_ms and start + HOUR_MS > since_ms):
+                        continue
                 m = map_event(_parquet_row_event(d), weights)
                 if m is not None:
                     user, item, w, ts, eid = m
