@@ -372,8 +372,12 @@ def test_publish_accepts_the_artifacts(spark, event_log, tmp_path):
         "--events", str(event_log), "--site", SITE, "--task", "big", "--config", str(FIXTURE_CONFIG),
         "--out", str(out), "--since", "2026-11-20", "--until", "2026-11-21",
     ]), spark)
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(event_log, data)
     r = subprocess.run(
-        [nectar_bin(), "publish", "--data-dir", str(event_log), "--config", str(FIXTURE_CONFIG),
+        [nectar_bin(), "publish", "--data-dir", str(data), "--config", str(FIXTURE_CONFIG),
          "--site", SITE, "--task", "big", "--artifacts", str(out)],
         capture_output=True, text=True,
     )
