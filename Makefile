@@ -26,6 +26,7 @@ test: ## Install what tests need, then run lint and every test (unit, handler, r
 
 pr-check: test ## What CI runs on a pull request
 
+.PHONY: test-spark
 test-spark: ## The PySpark ALS job's tests (Java 17, pyspark in .venv-spark, ml-100k; about 3 min, not in `make test`)
 	bash scripts/spark-test.sh
 
@@ -64,4 +65,4 @@ bench-serve: ## nectar dev with the ml-100k ALS model under wrk (release build)
 bench-cold-start: ## Cold start of the recommend Lambda binary (release if built) via a Runtime API emulator
 	bash scripts/bench/cold-start.sh
 
-.PHONY: help dev fmt lint services services-stop test pr-check test-spark invoke-collect invoke-recommend invoke-archive invoke-train smoke bench bench-serve bench-cold-start
+.PHONY: help dev fmt lint services services-stop test pr-check invoke-collect invoke-recommend invoke-archive invoke-train smoke bench bench-serve bench-cold-start
