@@ -26,6 +26,10 @@ test: ## Install what tests need, then run lint and every test (unit, handler, r
 
 pr-check: test ## What CI runs on a pull request
 
+.PHONY: test-spark
+test-spark: ## The PySpark ALS job's tests (Java 17, pyspark in .venv-spark, ml-100k; about 3 min, not in `make test`)
+	bash scripts/spark-test.sh
+
 # `sam local invoke` (needs Docker) runs what infra/build.sh built: the built template points
 # at the bootstrap binaries, the source template at crates SAM cannot run. EVENT=events/… overrides
 # the sample event.

@@ -2,6 +2,8 @@
 # Static checks of the deployment, offline: installs the pinned tools into .venv-infra/ (see
 # infra/venv.sh) and runs every check, reporting each, failing if any failed.
 #   cfn-lint (errors and warnings; any ignore is explained in the template's Metadata)
+#   cfn-lint and checkov on the template generated from jobs/spark/testdata/nectar-spark.toml
+#     (the spark resources, which config/nectar.toml does not declare)
 #   sam validate --lint
 #   checkov (no failed check; each skip has its reason next to the resource, see below)
 #   actionlint (with shellcheck) on .github/workflows/, shellcheck on every project script
@@ -36,10 +38,10 @@ run sam-validate sam validate --lint --template-file infra/template.yaml --regio
 # a comment next to the resource (infra/test_template.py requires the comment). The JSON report
 # is read as well, so that a template checkov could not parse (0 checks run) fails too.
 # --skip-download: no calls to the vendor's platform (offline; no API key).
-checkov_template() {
+checkov_template() {  # checkov_template [template file]
   local out rc=0
   out="$(mktemp -d)" || return 1
-  checkov --file infra/template.yaml --framework cloudformation --skip-download --compact --quiet \
+  checkov --file "${1:-infra/template.yaml}" --framework cloudformation --skip-download --compact --quiet \
     --output cli --output json --output-file-path "console,$out/results_json.json" || rc=1
   python3 - "$out/results_json.json" <<'PY' || rc=1
 import json, sys
@@ -58,6 +60,20 @@ PY
 }
 
 run checkov checkov_template
+# The spark resources are generated only for tasks with engine = "spark", and config/nectar.toml
+# has none: lint and scan the template generated from the Spark job's fixture config as well.
+spark_template() {
+  local dir rc=0
+  dir="$(mktemp -d)" || return 1
+  cp infra/template.yaml "$dir/template.yaml" &&
+    python3 infra/gen_schedules.py --config jobs/spark/testdata/nectar-spark.toml \
+      --template "$dir/template.yaml" >/dev/null || rc=1
+  [ "$rc" -eq 0 ] && { cfn-lint -- "$dir/template.yaml" || rc=1; }
+  [ "$rc" -eq 0 ] && { checkov_template "$dir/template.yaml" || rc=1; }
+  rm -rf "$dir"
+  return "$rc"
+}
+run spark-template spark_template
 run actionlint actionlint .github/workflows/*.yml
 run shellcheck shellcheck infra/*.sh scripts/*.sh scripts/bench/*.sh tests/*.sh
 run schedules python3 infra/gen_schedules.py --check

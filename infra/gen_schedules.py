@@ -13,6 +13,11 @@ it live between marker lines in the template and are rewritten by this script:
 * ``schedules`` also holds one schedule per site that declares an online report
   (``[sites.<site>.report] schedule = "rate(1 day)"``): the train function with the input
   ``{"site": "<site>", "job": "report"}``, which writes ``reports/site=…/date=…/report.{html,json}``.
+* ``spark``: for tasks with ``engine = "spark"`` (trained past one machine by
+  ``jobs/spark/nectar_als.py``), the EMR Serverless application ``SparkApplication``, its job
+  role, one Step Functions state machine ``SparkTrainStateMachine`` (the job run, then the train
+  function's ``publish`` job on its artifacts) and per scheduled spark task a schedule starting
+  it. Spark tasks get no train-function schedule. Nothing is generated without spark tasks.
 * ``alarms``: the CloudWatch alarms on the application metrics (namespace ``Nectar``, names from
   shared/platform/src/observe/names.rs), which need concrete dimension values: per site the
   fallback share, collect rejection ratio, archive lag, parked records and dropped served events;
@@ -104,7 +109,7 @@ def read_config(path: Path) -> tuple[list[str], list[tuple[str, str, str]]]:
                 raise ConfigError(f"{where}: task names are [a-z0-9_-]{{1,64}}")
             if not isinstance(task_cfg, dict):
                 raise ConfigError(f"{where}: expected a table")
-            if "schedule" in task_cfg:
+            if "schedule" in task_cfg and task_cfg.get("engine", "native") != "spark":
                 tasks.append((site, task, check_schedule(task_cfg["schedule"], where)))
     return keys, tasks
 
@@ -372,6 +377,313 @@ def render_alarms(keys: list[str], tasks: list[tuple[str, str, str]], indent: st
     return out
 
 
+# EMR Serverless release of the Spark application (Spark 3.5.6); the job is tested on PyPI
+# pyspark of jobs/spark/requirements.txt. Change both together.
+SPARK_RELEASE_LABEL = "emr-7.11.0"
+# What the job run gets (jobs/spark/README.md "Deploy"): the script, the config and the packed
+# Python environment (Python 3.11 for tomllib, numpy) are uploaded under this prefix.
+SPARK_JOB_PREFIX = "jobs/spark/"
+SPARK_ARTIFACTS_PREFIX = "artifacts/"
+
+
+def read_spark_tasks(path: Path) -> list[tuple[str, str, str | None]]:
+    """The sorted (site, task, schedule or None) of the tasks with engine = "spark"."""
+    with path.open("rb") as f:
+        cfg = tomllib.load(f)
+    out = []
+    for site, site_cfg in sorted(cfg.get("sites", {}).items()):
+        for task, task_cfg in sorted((site_cfg.get("tasks") or {}).items()):
+            where = f"sites.{site}.tasks.{task}"
+            engine = task_cfg.get("engine", "native")
+            if engine not in ("native", "spark"):
+                raise ConfigError(f"{where}.engine: native or spark, not {engine!r}")
+            if engine != "spark":
+                continue
+            if task_cfg.get("algorithm") != "als":
+                raise ConfigError(f'{where}.engine: "spark" trains ALS only (algorithm = "als")')
+            expr = task_cfg.get("schedule")
+            out.append((site, task, check_schedule(expr, where) if expr is not None else None))
+    return out
+
+
+def _spark_definition() -> list[str]:
+    """The state machine: the Spark job run (waiting for it: .sync), then the train function's
+    publish job on the run's artifacts. Input: {"site", "task"}."""
+    submit = (
+        f"--conf spark.archives=s3://${{Bucket}}/{SPARK_JOB_PREFIX}pyspark_env.tar.gz#environment"
+        " --conf spark.emr-serverless.driverEnv.PYSPARK_DRIVER_PYTHON=./environment/bin/python"
+        " --conf spark.emr-serverless.driverEnv.PYSPARK_PYTHON=./environment/bin/python"
+        " --conf spark.executorEnv.PYSPARK_PYTHON=./environment/bin/python"
+    )
+    out = f"s3://${{Bucket}}/{SPARK_ARTIFACTS_PREFIX}site={{}}/task={{}}/run={{}}/"
+    return [
+        "Comment: Nectar spark task - EMR Serverless ALS job, then publish its artifacts",
+        "StartAt: Train",
+        "States:",
+        "  Train:",
+        "    Type: Task",
+        "    Resource: arn:aws:states:::emr-serverless:startJobRun.sync",
+        "    Parameters:",
+        "      ApplicationId: ${ApplicationId}",
+        "      ExecutionRoleArn: ${JobRoleArn}",
+        "      Name.$: States.Format('{}-{}', $.site, $.task)",
+        "      ExecutionTimeoutMinutes: 240",
+        "      JobDriver:",
+        "        SparkSubmit:",
+        f"          EntryPoint: s3://${{Bucket}}/{SPARK_JOB_PREFIX}nectar_als.py",
+        "          EntryPointArguments.$: >-",
+        "            States.Array('--events', 's3://${Bucket}/', '--site', $.site, '--task', $.task,",
+        f"            '--config', 's3://${{Bucket}}/{SPARK_JOB_PREFIX}nectar.toml', '--out',",
+        f"            States.Format('{out}', $.site, $.task, $$.Execution.Name))",
+        f"          SparkSubmitParameters: '{submit}'",
+        "    ResultPath: null",
+        "    Next: Publish",
+        "  Publish:",
+        "    Type: Task",
+        "    Resource: arn:aws:states:::lambda:invoke",
+        "    Parameters:",
+        "      FunctionName: ${TrainFunctionArn}",
+        "      Payload:",
+        "        site.$: $.site",
+        "        task.$: $.task",
+        "        job: publish",
+        f"        artifacts.$: States.Format('{out}', $.site, $.task, $$.Execution.Name)",
+        "    End: true",
+    ]
+
+
+def render_spark(spark: list[tuple[str, str, str | None]], indent: str) -> list[str]:
+    """The spark resources (none without spark tasks); see the module docstring."""
+    if not spark:
+        return []
+    i = indent
+    bucket_arn = "${EventBucket.Arn}"
+    lines = [
+        f"{i}SparkApplication:",
+        f"{i}  Type: AWS::EMRServerless::Application",
+        f"{i}  Properties:",
+        f"{i}    Name: !Sub nectar-spark-${{AWS::StackName}}",
+        f"{i}    ReleaseLabel: {SPARK_RELEASE_LABEL}",
+        f"{i}    Type: SPARK",
+        f"{i}    Architecture: ARM64",
+        f"{i}    AutoStartConfiguration: {{Enabled: true}}",
+        f"{i}    AutoStopConfiguration: {{Enabled: true, IdleTimeoutMinutes: 15}}",
+        f"{i}    MaximumCapacity: {{Cpu: 64 vCPU, Memory: 256 GB, Disk: 1000 GB}}",
+        "",
+        # The job reads the event log (raw and compacted) and its own files, and writes
+        # artifacts/ only: nothing else of the bucket, no other service.
+        f"{i}SparkJobRole:",
+        f"{i}  Type: AWS::IAM::Role",
+        f"{i}  Properties:",
+        f"{i}    AssumeRolePolicyDocument:",
+        f'{i}      Version: "2012-10-17"',
+        f"{i}      Statement:",
+        f"{i}        - Effect: Allow",
+        f"{i}          Principal: {{Service: emr-serverless.amazonaws.com}}",
+        f"{i}          Action: sts:AssumeRole",
+        f"{i}          Condition:",
+        f"{i}            StringEquals:",
+        f"{i}              aws:SourceAccount: !Ref AWS::AccountId",
+        f"{i}    Policies:",
+        f"{i}      - PolicyName: spark-job",
+        f"{i}        PolicyDocument:",
+        f'{i}          Version: "2012-10-17"',
+        f"{i}          Statement:",
+        f"{i}            - Effect: Allow",
+        f"{i}              Action: [s3:ListBucket]",
+        f"{i}              Resource: !GetAtt EventBucket.Arn",
+        f"{i}              Condition:",
+        f"{i}                StringLike:",
+        f"{i}                  s3:prefix: [events/, events/*, compacted/, compacted/*, {SPARK_ARTIFACTS_PREFIX}*]",
+        f"{i}            - Effect: Allow",
+        f"{i}              Action: [s3:GetObject]",
+        f"{i}              Resource:",
+        f"{i}                - !Sub {bucket_arn}/events/*",
+        f"{i}                - !Sub {bucket_arn}/compacted/*",
+        f"{i}                - !Sub {bucket_arn}/{SPARK_JOB_PREFIX}*",
+        f"{i}            - Effect: Allow",
+        f"{i}              Action: [s3:PutObject]",
+        f"{i}              Resource: !Sub {bucket_arn}/{SPARK_ARTIFACTS_PREFIX}*",
+        f"{i}      - !If",
+        f"{i}        - HasKmsKey",
+        f"{i}        - PolicyName: kms",
+        f"{i}          PolicyDocument:",
+        f'{i}            Version: "2012-10-17"',
+        f"{i}            Statement:",
+        f"{i}              - Effect: Allow",
+        f"{i}                Action: [kms:Decrypt, kms:GenerateDataKey]",
+        f"{i}                Resource: !Ref KmsKeyArn",
+        f"{i}                Condition:",
+        f"{i}                  StringEquals:",
+        f'{i}                    kms:ViaService: !Sub "s3.${{AWS::Region}}.amazonaws.com"',
+        f"{i}        - !Ref AWS::NoValue",
+        "",
+        # Publish reads the artifacts the job wrote (the train function's own role).
+        f"{i}SparkArtifactsReadPolicy:",
+        f"{i}  Type: AWS::IAM::RolePolicy",
+        f"{i}  Properties:",
+        f"{i}    RoleName: !Ref TrainRole",
+        f"{i}    PolicyName: spark-artifacts",
+        f"{i}    PolicyDocument:",
+        f'{i}      Version: "2012-10-17"',
+        f"{i}      Statement:",
+        f"{i}        - Effect: Allow",
+        f"{i}          Action: [s3:ListBucket]",
+        f"{i}          Resource: !GetAtt EventBucket.Arn",
+        f"{i}          Condition:",
+        f"{i}            StringLike:",
+        f"{i}              s3:prefix: [{SPARK_ARTIFACTS_PREFIX}*]",
+        f"{i}        - Effect: Allow",
+        f"{i}          Action: [s3:GetObject]",
+        f"{i}          Resource: !Sub {bucket_arn}/{SPARK_ARTIFACTS_PREFIX}*",
+        "",
+        f"{i}SparkStateMachineLogGroup:",
+        f"{i}  Type: AWS::Logs::LogGroup",
+        f"{i}  Metadata: *LogGroupCheckov",
+        f"{i}  DeletionPolicy: Delete",
+        f"{i}  UpdateReplacePolicy: Delete",
+        f"{i}  Properties:",
+        f"{i}    LogGroupName: !Sub /aws/vendedlogs/states/nectar-spark-${{AWS::StackName}}",
+        f"{i}    RetentionInDays: !Ref LogRetentionDays",
+        f"{i}    KmsKeyId: !If [HasKmsKey, !Ref KmsKeyArn, !Ref AWS::NoValue]",
+        "",
+        f"{i}SparkStateMachineRole:",
+        f"{i}  Type: AWS::IAM::Role",
+        f"{i}  Properties:",
+        f"{i}    AssumeRolePolicyDocument:",
+        f'{i}      Version: "2012-10-17"',
+        f"{i}      Statement:",
+        f"{i}        - Effect: Allow",
+        f"{i}          Principal: {{Service: states.amazonaws.com}}",
+        f"{i}          Action: sts:AssumeRole",
+        f"{i}          Condition:",
+        f"{i}            StringEquals:",
+        f"{i}              aws:SourceAccount: !Ref AWS::AccountId",
+        f"{i}    Policies:",
+        f"{i}      - PolicyName: spark-train",
+        f"{i}        PolicyDocument:",
+        f'{i}          Version: "2012-10-17"',
+        f"{i}          Statement:",
+        f"{i}            - Effect: Allow",
+        f"{i}              Action: [emr-serverless:StartJobRun]",
+        f"{i}              Resource: !GetAtt SparkApplication.Arn",
+        f"{i}            - Effect: Allow",
+        f"{i}              Action: [emr-serverless:GetJobRun, emr-serverless:CancelJobRun]",
+        f"{i}              Resource: !Sub ${{SparkApplication.Arn}}/jobruns/*",
+        f"{i}            - Effect: Allow",
+        f"{i}              Action: [iam:PassRole]",
+        f"{i}              Resource: !GetAtt SparkJobRole.Arn",
+        f"{i}              Condition:",
+        f"{i}                StringEquals:",
+        f"{i}                  iam:PassedToService: emr-serverless.amazonaws.com",
+        # .sync waits on the job through this managed EventBridge rule.
+        f"{i}            - Effect: Allow",
+        f"{i}              Action: [events:PutTargets, events:PutRule, events:DescribeRule]",
+        f"{i}              Resource: !Sub arn:${{AWS::Partition}}:events:${{AWS::Region}}:${{AWS::AccountId}}:rule/StepFunctionsGetEventsForEMRServerlessJobRule",
+        f"{i}            - Effect: Allow",
+        f"{i}              Action: [lambda:InvokeFunction]",
+        f"{i}              Resource:",
+        f"{i}                - !GetAtt TrainFunction.Arn",
+        f"{i}                - !Sub ${{TrainFunction.Arn}}:*",
+        f"{i}            - Effect: Allow",
+        f"{i}              Action: [xray:PutTraceSegments, xray:PutTelemetryRecords]",
+        f'{i}              Resource: "*"',
+        # Step Functions' log delivery actions take no resource (AWS requires "*").
+        f"{i}            - Effect: Allow",
+        f"{i}              Action:",
+        f"{i}                - logs:CreateLogDelivery",
+        f"{i}                - logs:GetLogDelivery",
+        f"{i}                - logs:UpdateLogDelivery",
+        f"{i}                - logs:DeleteLogDelivery",
+        f"{i}                - logs:ListLogDeliveries",
+        f"{i}                - logs:PutResourcePolicy",
+        f"{i}                - logs:DescribeResourcePolicies",
+        f"{i}                - logs:DescribeLogGroups",
+        f'{i}              Resource: "*"',
+        "",
+        f"{i}SparkTrainStateMachine:",
+        f"{i}  Type: AWS::StepFunctions::StateMachine",
+        f"{i}  Properties:",
+        f"{i}    StateMachineType: STANDARD",
+        f"{i}    RoleArn: !GetAtt SparkStateMachineRole.Arn",
+        f"{i}    TracingConfiguration: {{Enabled: true}}",
+        f"{i}    LoggingConfiguration:",
+        f"{i}      Level: ERROR",
+        f"{i}      IncludeExecutionData: false",
+        f"{i}      Destinations:",
+        f"{i}        - CloudWatchLogsLogGroup: {{LogGroupArn: !GetAtt SparkStateMachineLogGroup.Arn}}",
+        f"{i}    DefinitionSubstitutions:",
+        f"{i}      ApplicationId: !Ref SparkApplication",
+        f"{i}      JobRoleArn: !GetAtt SparkJobRole.Arn",
+        f"{i}      Bucket: !Ref EventBucket",
+        f"{i}      TrainFunctionArn: !GetAtt TrainFunction.Arn",
+        f"{i}    Definition:",
+        *[f"{i}      {line}" for line in _spark_definition()],
+        "",
+        f"{i}SparkSchedulerRole:",
+        f"{i}  Type: AWS::IAM::Role",
+        f"{i}  Properties:",
+        f"{i}    AssumeRolePolicyDocument:",
+        f'{i}      Version: "2012-10-17"',
+        f"{i}      Statement:",
+        f"{i}        - Effect: Allow",
+        f"{i}          Principal: {{Service: scheduler.amazonaws.com}}",
+        f"{i}          Action: sts:AssumeRole",
+        f"{i}          Condition:",
+        f"{i}            StringEquals:",
+        f"{i}              aws:SourceAccount: !Ref AWS::AccountId",
+        f"{i}    Policies:",
+        f"{i}      - PolicyName: start-spark-train",
+        f"{i}        PolicyDocument:",
+        f'{i}          Version: "2012-10-17"',
+        f"{i}          Statement:",
+        f"{i}            - Effect: Allow",
+        f"{i}              Action: [states:StartExecution]",
+        f"{i}              Resource: !Ref SparkTrainStateMachine",
+        f"{i}            - Effect: Allow",
+        f"{i}              Action: [sqs:SendMessage]",
+        f"{i}              Resource: !GetAtt TrainDlq.Arn",
+        f"{i}      - !If",
+        f"{i}        - HasKmsKey",
+        f"{i}        - PolicyName: kms",
+        f"{i}          PolicyDocument:",
+        f'{i}            Version: "2012-10-17"',
+        f"{i}            Statement:",
+        f"{i}              - Effect: Allow",
+        f"{i}                Action: [kms:Decrypt, kms:GenerateDataKey]",
+        f"{i}                Resource: !Ref KmsKeyArn",
+        f"{i}                Condition:",
+        f"{i}                  StringEquals:",
+        f'{i}                    kms:ViaService: !Sub "sqs.${{AWS::Region}}.amazonaws.com"',
+        f"{i}        - !Ref AWS::NoValue",
+    ]
+    scheduled = [(s, t, e) for s, t, e in spark if e]
+    for lid, (site, task, expr) in zip(logical_ids(scheduled, "SparkSchedule"), scheduled):
+        payload = json.dumps({"site": site, "task": task}, separators=(",", ":"))
+        lines += [
+            "",
+            f"{i}{lid}:",
+            f"{i}  Type: AWS::Scheduler::Schedule",
+            f"{i}  Properties:",
+            f"{i}    Description: Nectar spark task {task} of site {site} (config/nectar.toml)",
+            f"{i}    ScheduleExpression: {expr}",
+            f"{i}    ScheduleExpressionTimezone: UTC",
+            f"{i}    FlexibleTimeWindow:",
+            f'{i}      Mode: "OFF"',
+            f"{i}    State: !Ref TrainingSchedulesState",
+            f"{i}    Target:",
+            f"{i}      Arn: !Ref SparkTrainStateMachine",
+            f"{i}      RoleArn: !GetAtt SparkSchedulerRole.Arn",
+            f"{i}      Input: '{payload}'",
+            f"{i}      RetryPolicy:",
+            f"{i}        MaximumRetryAttempts: {RETRY_ATTEMPTS}",
+            f"{i}        MaximumEventAgeInSeconds: {RETRY_MAX_AGE_S}",
+            f"{i}      DeadLetterConfig:",
+            f"{i}        Arn: !GetAtt TrainDlq.Arn",
+        ]
+    return lines
+
+
 def replace_block(text: str, name: str, render) -> str:
     begin, end = MARKER.format(edge="BEGIN", name=name), MARKER.format(edge="END", name=name)
     lines = text.split("\n")
@@ -392,7 +704,11 @@ def generate(config: Path, template_text: str) -> str:
         "schedules",
         lambda ind: render_schedules(tasks, ind) + render_report_schedules(reports, ind),
     )
-    return replace_block(text, "alarms", lambda ind: render_alarms(keys, tasks, ind))
+    spark = read_spark_tasks(config)
+    text = replace_block(text, "spark", lambda ind: render_spark(spark, ind))
+    # A scheduled spark task publishes through the train function too: the same alarms apply.
+    alarmed = sorted(tasks + [(s, t, e) for s, t, e in spark if e])
+    return replace_block(text, "alarms", lambda ind: render_alarms(keys, alarmed, ind))
 
 
 def main(argv: list[str] | None = None) -> int:

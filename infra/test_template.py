@@ -465,5 +465,102 @@ class TemplateTest(unittest.TestCase):
             self.assertTrue(any(n.startswith(prefix) for n in names), prefix)
 
 
+SPARK_FIXTURE = ROOT / "jobs" / "spark" / "testdata" / "nectar-spark.toml"
+
+
+class SparkTemplateTest(unittest.TestCase):
+    """The resources of a task with engine = "spark", generated from the Spark job's fixture
+    config (config/nectar.toml declares no spark task, so the committed template has none)."""
+
+    @classmethod
+    def setUpClass(cls):
+        text = gen_schedules.generate(SPARK_FIXTURE, (ROOT / "infra" / "template.yaml").read_text())
+        cls.R = yaml.load(text, Loader=_Loader)["Resources"]
+
+    def test_the_committed_template_has_no_spark_resources(self):
+        self.assertFalse([lid for lid in R if lid.startswith("Spark")])
+
+    def test_a_spark_task_gets_the_application_and_a_schedule_starting_the_state_machine(self):
+        app = self.R["SparkApplication"]["Properties"]
+        self.assertEqual((app["Type"], app["ReleaseLabel"]), ("SPARK", gen_schedules.SPARK_RELEASE_LABEL))
+        # the scheduled spark task starts the state machine, not the train function
+        self.assertNotIn("TrainScheduleFxBig", self.R)
+        target = self.R["SparkScheduleFxBig"]["Properties"]["Target"]
+        self.assertEqual(target["Arn"], {"Ref": "SparkTrainStateMachine"})
+        self.assertEqual(json.loads(target["Input"]), {"site": "fx", "task": "big"})
+        self.assertEqual(target["DeadLetterConfig"]["Arn"], {"Fn::GetAtt": "TrainDlq.Arn"})
+        # and it is alarmed on as a scheduled task
+        self.assertIn("ModelStaleAlarmFxBig", self.R)
+        # the native task without a schedule gets nothing
+        self.assertFalse([lid for lid in self.R if lid.endswith("FxExport")])
+
+    def test_the_state_machine_runs_the_job_then_publishes_its_output(self):
+        sm = self.R["SparkTrainStateMachine"]["Properties"]
+        states = sm["Definition"]["States"]
+        train, publish = states["Train"], states["Publish"]
+        self.assertEqual(train["Resource"], "arn:aws:states:::emr-serverless:startJobRun.sync")
+        self.assertEqual(train["Next"], "Publish")
+        args = train["Parameters"]["JobDriver"]["SparkSubmit"]["EntryPointArguments.$"]
+        for flag in ("--events", "--site", "--task", "--config", "--out"):
+            self.assertIn(f"'{flag}'", args)
+        out = re.search(r"States\.Format\('(s3://[^']*)'", args)[1]
+        self.assertTrue(out.startswith("s3://${Bucket}/artifacts/"), out)
+        self.assertEqual(publish["Resource"], "arn:aws:states:::lambda:invoke")
+        self.assertEqual(publish["Parameters"]["FunctionName"], "${TrainFunctionArn}")
+        payload = publish["Parameters"]["Payload"]
+        self.assertEqual(payload["job"], "publish")
+        self.assertIn(f"'{out}'", payload["artifacts.$"])
+        self.assertEqual(sm["DefinitionSubstitutions"]["TrainFunctionArn"], {"Fn::GetAtt": "TrainFunction.Arn"})
+        self.assertTrue(sm["TracingConfiguration"]["Enabled"])
+
+    def test_the_job_role_reads_the_event_log_and_writes_artifacts_only(self):
+        for has_key in (False, True):
+            conds = {"HasKmsKey": has_key, "NoKmsKey": not has_key}
+            role = resolve(self.R["SparkJobRole"], conds)
+            granted = {}
+            for _, st in statements(role):
+                self.assertEqual(st["Effect"], "Allow")
+                for a in actions(st):
+                    granted.setdefault(a, []).append(st["Resource"])
+            kms = {"kms:Decrypt", "kms:GenerateDataKey"} if has_key else set()
+            self.assertEqual(set(granted), {"s3:ListBucket", "s3:GetObject", "s3:PutObject"} | kms)
+            for a in kms:
+                self.assertEqual(granted[a], [KMS_REF])
+            subs = lambda res: sorted(r["Fn::Sub"] for r in (res if isinstance(res, list) else [res]))
+            self.assertEqual(subs(granted["s3:PutObject"][0]), ["${EventBucket.Arn}/artifacts/*"])
+            self.assertEqual(subs(granted["s3:GetObject"][0]), ["${EventBucket.Arn}/compacted/*",
+                                                               "${EventBucket.Arn}/events/*",
+                                                               "${EventBucket.Arn}/jobs/spark/*"])
+        # the train function may read what it publishes, nothing more
+        policy = self.R["SparkArtifactsReadPolicy"]["Properties"]
+        self.assertEqual(policy["RoleName"], {"Ref": "TrainRole"})
+        acts = {a for st in policy["PolicyDocument"]["Statement"] for a in actions(st)}
+        self.assertEqual(acts, {"s3:ListBucket", "s3:GetObject"})
+
+    def test_spark_roles_name_their_resources(self):
+        for lid in ("SparkJobRole", "SparkStateMachineRole", "SparkSchedulerRole"):
+            for _, st in statements(self.R[lid]):
+                for a in actions(st):
+                    self.assertNotIn("*", a, f"{lid}: {a}")
+                if st["Resource"] == "*":
+                    # X-Ray, and Step Functions' log delivery, which takes no resource
+                    self.assertTrue(all(a.startswith(("xray:", "logs:")) for a in actions(st)), f"{lid}: {st}")
+        passes = [st for _, st in statements(self.R["SparkStateMachineRole"]) if "iam:PassRole" in actions(st)]
+        self.assertEqual(passes[0]["Resource"], {"Fn::GetAtt": "SparkJobRole.Arn"})
+        self.assertEqual(passes[0]["Condition"]["StringEquals"]["iam:PassedToService"], "emr-serverless.amazonaws.com")
+
+    def test_engine_is_checked(self):
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as d:
+            bad = Path(d) / "bad.toml"
+            bad.write_text('[sites.s.tasks.t]\nalgorithm = "item_knn"\nengine = "spark"\n')
+            with self.assertRaisesRegex(gen_schedules.ConfigError, "sites.s.tasks.t.engine"):
+                gen_schedules.read_spark_tasks(bad)
+            bad.write_text('[sites.s.tasks.t]\nalgorithm = "als"\nengine = "flink"\n')
+            with self.assertRaisesRegex(gen_schedules.ConfigError, "native or spark"):
+                gen_schedules.read_spark_tasks(bad)
+
+
 if __name__ == "__main__":
     sys.exit(unittest.main())

@@ -10,7 +10,7 @@ use anyhow::{bail, Context};
 use chrono::{NaiveDate, NaiveTime};
 use indicatif::{ProgressBar, ProgressStyle};
 use nectar_model::mapping::InteractionsView;
-use nectar_platform::config::{Algorithm, NectarConfig};
+use nectar_platform::config::{Algorithm, Engine, NectarConfig};
 use nectar_platform::event_log::reader::TimeWindow;
 use nectar_platform::model_store::{AnyModelStore, ModelArtifacts};
 use nectar_platform::registry::RunStatus;
@@ -155,8 +155,18 @@ pub async fn run(args: TrainArgs) -> anyhow::Result<()> {
         if args.site.as_ref().is_some_and(|s| s != site) {
             continue;
         }
-        for name in sc.tasks.keys() {
+        for (name, task) in &sc.tasks {
             if args.task.as_ref().is_none_or(|t| t == name) {
+                if task.engine == Engine::Spark {
+                    // Spark tasks are fitted past one machine; asking for one by name is a
+                    // mistake to report, running "every task" just passes over it.
+                    let why = spark_task_note(site, name);
+                    if args.task.is_some() {
+                        bail!("{why}");
+                    }
+                    eprintln!("skipped: {why}");
+                    continue;
+                }
                 jobs.push((site.clone(), name.clone()));
             }
         }
@@ -327,6 +337,16 @@ pub async fn run(args: TrainArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Why `nectar train` does not fit a task with `engine = "spark"`, and what trains it.
+fn spark_task_note(site: &str, task: &str) -> String {
+    format!(
+        "{site}/{task} has engine = \"spark\": nectar train does not fit it. The PySpark job \
+         jobs/spark/nectar_als.py trains it (on EMR Serverless by its schedule, or locally: see \
+         README \"Spark\"), and its artifacts are published with \
+         nectar publish --site {site} --task {task} --artifacts DIR"
+    )
+}
+
 /// What to try when a window held nothing: most often the history is older than the window
 /// (an import of past ratings), or nothing was collected yet.
 fn no_data_hint(e: &TrainError) -> Option<&'static str> {
@@ -454,6 +474,43 @@ pub(crate) mod tests {
             );
             assert!((report.ranking.map - recorded.metrics["map@10"]).abs() < 1e-9);
         }
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_spark_task_is_refused_by_name_and_passed_over_otherwise() {
+        // GIVEN a config with one spark task and no events
+        let dir = std::env::temp_dir().join(format!("nectar-spark-{}", rand::random::<u64>()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let config = dir.join("nectar.toml");
+        std::fs::write(
+            &config,
+            "[sites.s.tasks.big]\nalgorithm = \"als\"\nengine = \"spark\"\n",
+        )
+        .unwrap();
+        let args = |task: Option<&str>| TrainArgs {
+            data_dir: dir.join("data"),
+            task: task.map(str::to_string),
+            site: Some("s".into()),
+            since: None,
+            until: None,
+            config: Some(config.clone()),
+            bucket: None,
+            redis: None,
+            registry_table: None,
+            export_split: None,
+        };
+        // WHEN it is asked for by name THEN the refusal points at the job and at publish
+        let e = format!("{:#}", run(args(Some("big"))).await.unwrap_err());
+        assert!(
+            e.contains("s/big has engine = \"spark\"")
+                && e.contains("jobs/spark/nectar_als.py")
+                && e.contains("nectar publish --site s --task big"),
+            "{e}"
+        );
+        // WHEN every task is run THEN it is passed over, leaving nothing to run
+        let e = format!("{:#}", run(args(None)).await.unwrap_err());
+        assert!(e.contains("no task matches"), "{e}");
         std::fs::remove_dir_all(dir).unwrap();
     }
 

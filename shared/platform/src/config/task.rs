@@ -53,6 +53,28 @@ impl std::fmt::Display for Algorithm {
     }
 }
 
+/// Where a task is trained.
+#[derive(Debug, Clone, Copy, Deserialize, serde::Serialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Engine {
+    /// In the train function (or `nectar train`), with the model crate's algorithms.
+    #[default]
+    Native,
+    /// Past one machine: the PySpark ALS job (`jobs/spark/`) on EMR Serverless writes
+    /// artifacts, then the train function publishes them. `nectar train` refuses such a task.
+    Spark,
+}
+
+impl Engine {
+    /// The config spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Native => "native",
+            Self::Spark => "spark",
+        }
+    }
+}
+
 /// A parameter value passed to an algorithm by name.
 #[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq)]
 #[serde(untagged)]
@@ -146,6 +168,9 @@ impl Default for PublishConfig {
 pub struct TaskConfig {
     /// What is trained (with [`TaskConfig::params`]).
     pub algorithm: Algorithm,
+    /// Where it is trained: `native` (default) or `spark`.
+    #[serde(default)]
+    pub engine: Engine,
     /// EventBridge schedule expression, `rate(…)` or `cron(…)`; none: run on demand only.
     #[serde(default)]
     pub schedule: Option<String>,
@@ -177,6 +202,13 @@ impl TaskConfig {
     /// Checks the task; errors are `(place, problem)` with `at` the task's dotted path.
     pub(super) fn validate(&self, at: &str) -> Result<(), (String, String)> {
         let err = |field: &str, problem: &str| Err((format!("{at}.{field}"), problem.to_string()));
+        if self.engine == Engine::Spark && self.algorithm != Algorithm::Als {
+            // The Spark job fits MLlib ALS only.
+            return err(
+                "engine",
+                "\"spark\" trains ALS only: set algorithm = \"als\" or engine = \"native\"",
+            );
+        }
         if let Some(s) = &self.schedule {
             if self.algorithm == Algorithm::External {
                 return err(
@@ -299,4 +331,59 @@ pub fn check_schedule(s: &str) -> Result<(), String> {
         return Ok(());
     }
     Err("an EventBridge schedule is rate(…) or cron(…)".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{Engine, NectarConfig};
+
+    const SPARK_TASK: &str = "[sites.s.tasks.big]\nalgorithm = \"als\"\nengine = \"spark\"\nschedule = \"rate(1 day)\"\nparams = { factors = 32 }\n";
+
+    #[test]
+    fn engine_defaults_to_native_and_spark_is_read() {
+        // GIVEN a task without `engine` and one with engine = "spark"
+        let cfg = NectarConfig::from_toml(
+            &format!("{SPARK_TASK}[sites.s.tasks.small]\nalgorithm = \"als\"\n"),
+            "f.toml",
+        )
+        .unwrap();
+        // THEN the first is native and the second spark
+        assert_eq!(cfg.task("s", "small").unwrap().engine, Engine::Native);
+        assert_eq!(cfg.task("s", "big").unwrap().engine, Engine::Spark);
+        assert_eq!(Engine::Spark.as_str(), "spark");
+    }
+
+    #[test]
+    fn engine_is_validated_by_name_and_spark_trains_als_only() {
+        // WHEN the engine is unknown THEN the error names the key and the choices
+        let e = NectarConfig::from_toml(
+            "[sites.s.tasks.t]\nalgorithm = \"als\"\nengine = \"flink\"\n",
+            "f.toml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("sites.s.tasks.t.engine") && e.contains("native") && e.contains("spark"),
+            "{e}"
+        );
+        // WHEN a spark task names another algorithm THEN it is refused at its engine key
+        let e = NectarConfig::from_toml(
+            "[sites.s.tasks.t]\nalgorithm = \"item_knn\"\nengine = \"spark\"\n",
+            "f.toml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("sites.s.tasks.t.engine") && e.contains("ALS only"),
+            "{e}"
+        );
+        // AND a spark task's params are checked like a native ALS task's
+        let e = NectarConfig::from_toml(
+            "[sites.s.tasks.t]\nalgorithm = \"als\"\nengine = \"spark\"\nparams = { rank = 8 }\n",
+            "f.toml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("sites.s.tasks.t.params.rank"), "{e}");
+    }
 }
