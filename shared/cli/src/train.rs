@@ -499,6 +499,7 @@ pub(crate) mod tests {
             redis: None,
             registry_table: None,
             export_split: None,
+            export_artifacts: None,
         };
         // WHEN it is asked for by name THEN the refusal points at the job and at publish
         let e = format!("{:#}", run(args(Some("big"))).await.unwrap_err());
