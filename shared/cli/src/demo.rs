@@ -434,6 +434,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         "  {} visits, {} lists displayed, {} clicks, {} plays",
         tally.visits, tally.displayed, tally.clicks, tally.plays
     );
+    clicks::print_report(&args.data_dir, &config, now).await?;
     println!(
         "\nDemo ready in {:.1} s (data in {}).",
         started.elapsed().as_secs_f64(),

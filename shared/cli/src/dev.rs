@@ -28,6 +28,7 @@ use nectar_platform::http::response::json_response;
 use nectar_platform::model_store::AnyModelStore;
 use nectar_platform::object_store::AnyStore;
 use nectar_platform::recommend::{RecommendOptions, RecommendService, HEALTH_PATH};
+use nectar_platform::report::route::{self as report_route, REPORT_PATH};
 
 mod conn;
 
@@ -88,6 +89,8 @@ struct AppState {
     max_body_bytes: usize,
     /// The Prometheus view of the metrics (`GET /metrics`), when this process installed it.
     metrics: Option<PrometheusHandle>,
+    /// The event log the online report reads (`GET /v1/report`).
+    events: AnyStore,
 }
 
 /// The Prometheus scrape route.
@@ -190,6 +193,16 @@ async fn route(
                         .await
                 } else if path == ITEMS_PATH {
                     handle_items(&state.config, &state.keys, state.recommend.catalog(), &req)
+                } else if path == REPORT_PATH {
+                    report_route::handle(
+                        &state.events,
+                        Some(state.recommend.catalog()),
+                        &state.config,
+                        &state.keys,
+                        &req,
+                        nectar_platform::now_ms(),
+                    )
+                    .await
                 } else {
                     AppError::NotFound(path).into_response()
                 }
@@ -271,6 +284,7 @@ fn index(config: &NectarConfig) -> http::Response<Bytes> {
             "service": "nectar dev",
             "health": HEALTH_PATH,
             "metrics": METRICS_PATH,
+            "report": "GET /v1/report?s=SITE&format=json|html|md (Authorization: Bearer KEY)",
             "routes": {
                 "collect": "POST /v1/collect?s=SITE",
                 "recommend": "GET /v1/recommend/{endpoint}?s=SITE&user_id=USER&n=10",
@@ -346,6 +360,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         keys,
         max_body_bytes: config.collect_limits().max_body_bytes,
         metrics: install_prometheus(),
+        events: banner_events.clone(),
     });
     let listener = tokio::net::TcpListener::bind(args.addr)
         .await

@@ -195,6 +195,66 @@ where
     Ok(tally)
 }
 
+/// Reads the week back through the online report (the same code as `nectar report` and the
+/// report task), prints the experiment's summary and writes the HTML page into the data dir.
+pub(super) async fn print_report(
+    data_dir: &std::path::Path,
+    config: &nectar_platform::config::NectarConfig,
+    now: i64,
+) -> anyhow::Result<()> {
+    use nectar_platform::report::{build_report, render, Format, ReportRequest};
+    let store = nectar_platform::object_store::LocalStore::new(data_dir);
+    let catalog = nectar_platform::catalog::Catalog::open(data_dir)?;
+    let req = ReportRequest {
+        site: SITE.to_string(),
+        endpoint: Some(ENDPOINT.to_string()),
+        since_ms: now - DAYS * DAY_MS,
+        until_ms: now,
+    };
+    let report = build_report(&store, Some(&catalog), config, &req).await?;
+    let pct = |x: Option<f64>| x.map_or("–".to_string(), |v| format!("{:.1} %", v * 100.0));
+    let ci = |x: Option<[f64; 2]>| {
+        x.map_or(String::new(), |[lo, hi]| {
+            format!(" [{:.1}, {:.1}]", lo * 100.0, hi * 100.0)
+        })
+    };
+    let p = |x: Option<f64>| x.map_or("–".to_string(), |v| format!("{v:.2e}"));
+    println!("\nOnline report of {ENDPOINT} (nectar report; 95 % intervals):");
+    for ep in &report.endpoints {
+        println!(
+            "  experiment {} (CTR over {} answers), sample-ratio p = {}",
+            ep.experiment.as_deref().unwrap_or("-"),
+            ep.ctr_basis,
+            p(ep.srm_p_value)
+        );
+        for v in &ep.variants {
+            let lift = match v.lift {
+                None => "control".to_string(),
+                Some(_) => format!(
+                    "lift {}{}, p = {}, always-valid p = {}",
+                    pct(v.lift),
+                    ci(v.lift_ci),
+                    p(v.p_value),
+                    p(v.p_value_always_valid)
+                ),
+            };
+            println!(
+                "    {:<10} CTR {}{} ({} clicks / {} displayed, {} served); {lift}",
+                v.variant,
+                pct(v.ctr),
+                ci(v.ctr_ci),
+                v.clicks,
+                v.displayed,
+                v.served
+            );
+        }
+    }
+    let html = data_dir.join("report.html");
+    std::fs::write(&html, render(&report, Format::Html))?;
+    println!("  HTML report (charts): {}", html.display());
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -15,6 +15,7 @@ mod charts;
 pub mod contract;
 mod html;
 mod markdown;
+pub mod route;
 #[cfg(test)]
 mod tests;
 
@@ -271,13 +272,15 @@ async fn read_log<O: ObjectStore>(
         }
         pass
     });
-    let mut files = futures::stream::iter(keys.iter())
-        .map(|key| async move {
-            let Some(body) = store.get(key).await? else {
+    // Owned keys: a stream of futures borrowing `&String` items is not `Send` for every
+    // lifetime, which a server's spawned request task needs.
+    let n_files = keys.len();
+    let mut files = futures::stream::iter(keys.into_iter())
+        .map(|key: String| async move {
+            let Some(body) = store.get(&key).await? else {
                 // Listed then gone (lifecycle rule): nothing to read.
                 return Ok(None);
             };
-            let key = key.clone();
             let text = tokio::task::spawn_blocking(move || {
                 let file = gunzip_text(&body);
                 if !file.is_clean() {
@@ -323,7 +326,7 @@ async fn read_log<O: ObjectStore>(
             "Skipped event-log lines that are not flat events."
         );
     }
-    tracing::debug!(%site, files = keys.len(), lines = pass.lines, "Read the event log for the report.");
+    tracing::debug!(%site, files = n_files, lines = pass.lines, "Read the event log for the report.");
     Ok(Read {
         attribution: pass.attributor.finish(),
         plays: pass.plays,
@@ -431,8 +434,29 @@ pub async fn run_report_task<O: ObjectStore>(
             Bytes::from(render_html(&report)),
         )
         .await?;
+    emit_report_metrics(&report);
     tracing::info!(%site, %date, endpoints = report.endpoints.len(), "Wrote the online report.");
     Ok(report)
+}
+
+/// The report's per-variant figures as metrics (`report_ctr`, `report_served`,
+/// `report_clicks`), for the dashboard's CTR per variant.
+fn emit_report_metrics(report: &Report) {
+    use crate::observe::names::{self, dim};
+    for ep in &report.endpoints {
+        for v in &ep.variants {
+            let labels = [
+                (dim::SITE, report.site.clone()),
+                (dim::ENDPOINT, ep.endpoint.clone()),
+                (dim::VARIANT, v.variant.clone()),
+            ];
+            metrics::gauge!(names::REPORT_SERVED, &labels).set(v.served as f64);
+            metrics::gauge!(names::REPORT_CLICKS, &labels).set(v.clicks as f64);
+            if let Some(ctr) = v.ctr {
+                metrics::gauge!(names::REPORT_CTR, &labels).set(ctr);
+            }
+        }
+    }
 }
 
 /// Escapes text from the data (site, endpoint, variant names) for HTML content and attributes.
