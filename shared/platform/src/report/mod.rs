@@ -275,7 +275,7 @@ async fn read_log<O: ObjectStore>(
     // Owned keys: a stream of futures borrowing `&String` items is not `Send` for every
     // lifetime, which a server's spawned request task needs.
     let n_files = keys.len();
-    let mut files = futures::stream::iter(keys.into_iter())
+    let mut files = futures::stream::iter(keys)
         .map(|key: String| async move {
             let Some(body) = store.get(&key).await? else {
                 // Listed then gone (lifecycle rule): nothing to read.
