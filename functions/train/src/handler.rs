@@ -1,12 +1,16 @@
 //! Scheduled event → train service → run summary.
 
 use lambda_runtime::{Diagnostic, LambdaEvent};
+use nectar_platform::catalog::Catalog;
 use nectar_platform::config::NectarConfig;
 use nectar_platform::model_store::ModelStore;
 use nectar_platform::object_store::ObjectStore;
 use nectar_platform::registry::{Registry, RunRecord};
+use nectar_platform::report::{run_report_task, ReportError};
+use nectar_platform::train::artifacts::{self, ArtifactError, Location};
 use nectar_platform::train::{
-    run_task, LogObserver, TrainDeps, TrainError, TrainRequest, Trainer, WindowChoice,
+    publish_artifacts, run_task, LogObserver, PublishRequest, TrainDeps, TrainError, TrainRequest,
+    Trainer, WindowChoice,
 };
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -29,6 +33,12 @@ pub enum HandlerError {
     /// The run failed (recorded in the registry; the current model stays).
     #[error(transparent)]
     Train(#[from] TrainError),
+    /// The `report` job failed.
+    #[error(transparent)]
+    Report(#[from] ReportError),
+    /// The `publish` job's artifacts are missing or invalid (nothing was published).
+    #[error(transparent)]
+    Artifacts(#[from] ArtifactError),
 }
 
 impl From<HandlerError> for Diagnostic {
@@ -36,6 +46,8 @@ impl From<HandlerError> for Diagnostic {
         let error_type = match &e {
             HandlerError::InvalidInput(_) => "InvalidInput",
             HandlerError::Train(t) => t.code(),
+            HandlerError::Report(r) => r.code(),
+            HandlerError::Artifacts(_) => "InvalidArtifacts",
         };
         let mut message = e.to_string();
         let mut src = std::error::Error::source(&e);
@@ -64,6 +76,89 @@ pub fn parse_input(event: &Value) -> Result<TaskInput, HandlerError> {
     }
 }
 
+/// A job other than training, named by the input's `job` (at the top level or in a scheduled
+/// event's `detail`): `{"site", "job": "report"}` (the scheduled online report) or
+/// `{"site", "task", "job": "publish", "artifacts": "s3://<event bucket>/<prefix>"}` (the
+/// Spark state machine's second step). `None` for a training input.
+pub fn job_of(event: &Value) -> Option<(&str, &Value)> {
+    let input = if event.get("job").is_some() {
+        event
+    } else {
+        event.get("detail").filter(|d| d.get("job").is_some())?
+    };
+    Some((input.get("job")?.as_str()?, input))
+}
+
+fn string_field<'a>(input: &'a Value, name: &str) -> Result<&'a str, HandlerError> {
+    input[name]
+        .as_str()
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| {
+            HandlerError::InvalidInput(format!("{name}: a non-empty string is required"))
+        })
+}
+
+/// Runs a non-training job; see [`job_of`].
+pub async fn run_job<O, M, R, T>(
+    cfg: &NectarConfig,
+    deps: TrainDeps<'_, O, M, R, T>,
+    catalog: Option<&Catalog>,
+    job: &str,
+    input: &Value,
+) -> Result<Value, HandlerError>
+where
+    O: ObjectStore,
+    M: ModelStore,
+    R: Registry,
+    T: Trainer,
+{
+    let site = string_field(input, "site")?;
+    if cfg.site(site).is_none() {
+        return Err(HandlerError::InvalidInput(format!(
+            "site {site:?} is not in the config"
+        )));
+    }
+    let now = nectar_platform::now_ms();
+    match job {
+        "report" => {
+            let report = run_report_task(deps.events, catalog, cfg, site, now).await?;
+            Ok(json!({
+                "site": site,
+                "job": "report",
+                "endpoints": report.endpoints.len(),
+                "orphan_hits": report.orphan_hits,
+            }))
+        }
+        "publish" => {
+            let task = string_field(input, "task")?;
+            let uri = string_field(input, "artifacts")?;
+            // The Spark job writes its artifacts into the event bucket (artifacts/ prefix),
+            // which is the store this function reads.
+            let prefix = match Location::parse(uri) {
+                Ok(Location::S3 { prefix, .. }) => prefix,
+                _ => {
+                    return Err(HandlerError::InvalidInput(format!(
+                        "artifacts: an s3://<event bucket>/<prefix> URI is required, not {uri:?}"
+                    )))
+                }
+            };
+            let artifacts = artifacts::read(deps.events, &prefix).await?;
+            let req = PublishRequest {
+                site: site.to_string(),
+                task: task.to_string(),
+                window: WindowChoice::Configured,
+                uri: uri.to_string(),
+                note: input["note"].as_str().map(str::to_string),
+            };
+            let run = publish_artifacts(cfg, &req, deps, artifacts, &LogObserver, now).await?;
+            Ok(summary(&run))
+        }
+        other => Err(HandlerError::InvalidInput(format!(
+            "job: {other:?} is not a job of this function (report, publish, compact)"
+        ))),
+    }
+}
+
 /// The summary returned to the invoker (and visible in the Lambda console).
 pub fn summary(run: &RunRecord) -> Value {
     json!({
@@ -84,6 +179,7 @@ pub fn summary(run: &RunRecord) -> Value {
 pub async fn handle<O, M, R, T>(
     cfg: &NectarConfig,
     deps: TrainDeps<'_, O, M, R, T>,
+    catalog: Option<&Catalog>,
     event: LambdaEvent<Value>,
 ) -> Result<Value, HandlerError>
 where
@@ -92,6 +188,9 @@ where
     R: Registry,
     T: Trainer,
 {
+    if let Some((job, input)) = job_of(&event.payload) {
+        return run_job(cfg, deps, catalog, job, input).await;
+    }
     let input = parse_input(&event.payload)?;
     let req = TrainRequest {
         site: input.site,
@@ -167,18 +266,116 @@ mod tests {
                 .replace("\"demo\"", "\"s1\""),
         )
         .unwrap();
-        let out = handle(&cfg, deps(), LambdaEvent::new(payload, Default::default()))
-            .await
-            .unwrap();
+        let out = handle(
+            &cfg,
+            deps(),
+            None,
+            LambdaEvent::new(payload, Default::default()),
+        )
+        .await
+        .unwrap();
         // THEN the model is published and the summary says so
         assert_eq!(out["status"], "published");
         assert!(out["metrics"]["ndcg@10"].as_f64().unwrap() > 0.0);
         // AND an unknown task is a diagnosable error
         let payload = json!({"task": "nope", "site": "s1"});
-        let err = handle(&cfg, deps(), LambdaEvent::new(payload, Default::default()))
+        let err = handle(
+            &cfg,
+            deps(),
+            None,
+            LambdaEvent::new(payload, Default::default()),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(Diagnostic::from(err).error_type, "UnknownTask");
+
+        // WHEN the published version is exported into the bucket's artifacts/ prefix and the
+        // Spark state machine's publish job names it
+        let version = models.current_version("s1", "pop").await.unwrap().unwrap();
+        let (model, manifest) = artifacts::export_version(&models, "s1", "pop", version)
+            .await
+            .unwrap()
+            .unwrap();
+        artifacts::write(&events, "artifacts/run-1/", &model, &manifest)
+            .await
+            .unwrap();
+        let payload = json!({"site": "s1", "task": "pop", "job": "publish",
+                             "artifacts": "s3://bucket/artifacts/run-1"});
+        let out = handle(
+            &cfg,
+            deps(),
+            None,
+            LambdaEvent::new(payload, Default::default()),
+        )
+        .await
+        .unwrap();
+        // THEN it goes through the gate and is published as a new version with its source
+        assert_eq!(out["status"], "published", "{out}");
+        assert!(out["version"].as_u64().unwrap() > version);
+        // AND missing artifacts are refused as invalid, naming the file
+        let payload = json!({"site": "s1", "task": "pop", "job": "publish",
+                             "artifacts": "s3://bucket/artifacts/none"});
+        let err = handle(
+            &cfg,
+            deps(),
+            None,
+            LambdaEvent::new(payload, Default::default()),
+        )
+        .await
+        .unwrap_err();
+        let d = Diagnostic::from(err);
+        assert_eq!(d.error_type, "InvalidArtifacts");
+        assert!(
+            d.error_message.contains("manifest.json"),
+            "{}",
+            d.error_message
+        );
+
+        // WHEN the report job runs for a site without [report] THEN it says so
+        let payload = json!({"detail": {"site": "s1", "job": "report"}});
+        let err = handle(
+            &cfg,
+            deps(),
+            None,
+            LambdaEvent::new(payload.clone(), Default::default()),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(Diagnostic::from(err).error_type, "report_not_scheduled");
+        // AND with a [report] section it writes reports/site=s1/date=…/report.{json,html}
+        let mut cfg = cfg.clone();
+        cfg.sites.get_mut("s1").unwrap().report = Some(nectar_platform::config::ReportConfig {
+            schedule: "rate(1 day)".into(),
+            days: 7,
+        });
+        let out = handle(
+            &cfg,
+            deps(),
+            None,
+            LambdaEvent::new(payload, Default::default()),
+        )
+        .await
+        .unwrap();
+        assert_eq!(out["job"], "report", "{out}");
+        let written = events.list("reports/site=s1/").await.unwrap();
+        assert_eq!(written.len(), 2, "{written:?}");
+        assert!(written.iter().any(|k| k.ends_with("/report.json")));
+        assert!(written.iter().any(|k| k.ends_with("/report.html")));
+        // AND an unknown job or site is refused
+        for payload in [
+            json!({"site": "s1", "job": "dance"}),
+            json!({"site": "nope", "job": "report"}),
+        ] {
+            let err = handle(
+                &cfg,
+                deps(),
+                None,
+                LambdaEvent::new(payload, Default::default()),
+            )
             .await
             .unwrap_err();
-        assert_eq!(Diagnostic::from(err).error_type, "UnknownTask");
+            assert_eq!(Diagnostic::from(err).error_type, "InvalidInput");
+        }
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -1,6 +1,8 @@
 #![recursion_limit = "256"]
 
 use lambda_runtime::{run, service_fn, Error, LambdaEvent};
+use nectar_platform::catalog::dynamo::DynamoCatalog;
+use nectar_platform::catalog::Catalog;
 use nectar_platform::env;
 use nectar_platform::model_store::redis_env;
 use nectar_platform::object_store::S3Store;
@@ -21,6 +23,9 @@ async fn main() -> Result<(), Error> {
     let models = redis_env::required_model_store_from_env(&aws).await?;
     let registry = DynamoRegistry::new(aws_sdk_dynamodb::Client::new(&aws), table);
     let trainer = ModelTrainer;
+    // The report job reads item categories (diversity, coverage) from the catalog table.
+    let catalog_table = env::optional(env::NECTAR_CATALOG_TABLE)
+        .map(|t| DynamoCatalog::new(aws_sdk_dynamodb::Client::new(&aws), t));
     run(service_fn(|event: LambdaEvent<serde_json::Value>| {
         let deps = TrainDeps {
             events: &events,
@@ -28,12 +33,34 @@ async fn main() -> Result<(), Error> {
             registry: &registry,
             trainer: &trainer,
         };
-        let (cfg, metrics) = (&cfg, &metrics);
+        let (cfg, metrics, catalog_table) = (&cfg, &metrics, &catalog_table);
         async move {
-            let out = train::handler::handle(cfg, deps, event).await;
+            let catalog = report_catalog(catalog_table.as_ref(), &event.payload).await;
+            let out = train::handler::handle(cfg, deps, catalog.as_ref(), event).await;
             metrics.flush_stdout();
             out
         }
     }))
     .await
+}
+
+/// The site's catalog for a report job, when a catalog table is configured; a failed read is
+/// logged and the report goes on without it (coverage and diversity are then null).
+async fn report_catalog(
+    table: Option<&DynamoCatalog>,
+    payload: &serde_json::Value,
+) -> Option<Catalog> {
+    let (job, input) = train::handler::job_of(payload)?;
+    let site = input["site"].as_str().filter(|_| job == "report")?;
+    match table?.load_site(site).await {
+        Ok(items) => {
+            let catalog = Catalog::in_memory();
+            catalog.replace_site(site, items);
+            Some(catalog)
+        }
+        Err(e) => {
+            tracing::warn!(%site, error = %e, "Catalog unavailable; the report has no coverage or diversity.");
+            None
+        }
+    }
 }
