@@ -201,3 +201,35 @@ impl BanditStore for LocalModelStore {
         Ok(out)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn local_store_passes_the_bandit_contract() {
+        let store = LocalModelStore::new(std::env::temp_dir().join("nectar-bandit-unused"));
+        super::super::bandit_contract::bandit_store_contract(&store).await;
+    }
+
+    #[test]
+    fn the_served_lookup_expires_and_stays_bounded() {
+        // GIVEN an expiring map
+        let mut m: Expiring<u32, ()> = Expiring::default();
+        // WHEN an entry expires THEN it reads as absent and can be inserted again
+        assert!(m.insert_new(1, (), 100, 0));
+        assert!(!m.insert_new(1, (), 100, 50));
+        assert!(m.get(&1, 100).is_none());
+        assert!(m.insert_new(1, (), 300, 100));
+        m.purge(150);
+        assert!(m.get(&1, 150).is_some());
+        // AND beyond the bound the oldest entries leave
+        for k in 0..(MAX_LOCAL_SERVED as u32 + 10) {
+            m.insert_new(k + 10, (), i64::MAX, 0);
+        }
+        m.purge(0);
+        assert_eq!(m.order.len(), MAX_LOCAL_SERVED);
+        assert!(m.get(&10, 0).is_none());
+        assert!(m.get(&(MAX_LOCAL_SERVED as u32 + 19), 0).is_some());
+    }
+}

@@ -29,6 +29,8 @@ mod redis_conn;
 pub mod redis_env;
 
 #[cfg(any(test, feature = "testkit"))]
+pub mod bandit_contract;
+#[cfg(any(test, feature = "testkit"))]
 pub mod contract;
 
 pub use self::bandit::{
