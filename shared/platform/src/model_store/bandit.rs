@@ -13,6 +13,7 @@
 //! | `nectar:{<site>:rec}:<rec id>` | JSON `{endpoint, variant, items}`, TTL = attribution window |
 //! | `nectar:{<site>:rec}:<rec id>:displayed` / `:clicked` | `1`: counted once, same TTL |
 //! | `nectar:{<site>:explore}:first` | sorted set item → first seen (ms) |
+//! | `nectar:{<site>:explore}:last` | sorted set item → last seen (ms) |
 //! | `nectar:{<site>:explore}:counts` | hash `<item>:i` (impressions), `<item>:c` (clicks) |
 //!
 //! The local store keeps the same in memory (like its hourly counts): a restart of
@@ -126,12 +127,13 @@ pub struct VariantIncrement {
 /// One batch of exploration updates of a site.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ExploreUpdate {
-    /// Items seen, with the earliest time seen in the batch (ms); the store keeps the
-    /// earliest ever.
-    pub seen: Vec<(String, i64)>,
+    /// Items seen, with the earliest and the latest time seen in the batch (ms); the store
+    /// keeps the earliest and the latest ever.
+    pub seen: Vec<(String, i64, i64)>,
     /// Per item: impressions and clicks to add.
     pub counts: Vec<(String, ArmCounts)>,
-    /// Items first seen before this (ms) are forgotten, with their counts.
+    /// Items not seen since this (ms) are forgotten, with their counts (an item that keeps
+    /// appearing keeps its first-seen time, so it never becomes new again).
     pub keep_since_ms: i64,
 }
 
@@ -191,8 +193,8 @@ pub trait BanditStore: Send + Sync {
         endpoint: &str,
     ) -> impl Future<Output = Result<HashMap<String, VariantCounts>, ModelStoreError>> + Send;
 
-    /// Records items' first-seen times and adds their counts; forgets items first seen before
-    /// `keep_since_ms`.
+    /// Records items' first- and last-seen times and adds their counts; forgets items last
+    /// seen before `keep_since_ms`.
     fn add_explore(
         &self,
         site: &str,

@@ -121,7 +121,10 @@ pub async fn bandit_store_contract<S: BanditStore>(store: &S) {
         }
     );
     assert_eq!(home.len(), 2);
-    assert_eq!(store.variant_counts(site, "next").await.unwrap()["als"].served, 7);
+    assert_eq!(
+        store.variant_counts(site, "next").await.unwrap()["als"].served,
+        7
+    );
 
     // GIVEN items seen at various times WHEN counts are added THEN items read newest first
     // with their counts, the earliest sighting wins, and old items are forgotten
@@ -131,9 +134,10 @@ pub async fn bandit_store_contract<S: BanditStore>(store: &S) {
             site,
             &ExploreUpdate {
                 seen: vec![
-                    ("new".into(), now - DAY),
-                    ("mid".into(), now - 5 * DAY),
-                    ("old".into(), now - 20 * DAY),
+                    ("new".into(), now - DAY, now - DAY),
+                    ("mid".into(), now - 5 * DAY, now - 5 * DAY),
+                    ("old".into(), now - 20 * DAY, now - 20 * DAY),
+                    ("kept".into(), now - 40 * DAY, now - 40 * DAY),
                 ],
                 counts: vec![("new".into(), ArmCounts::new(10, 2))],
                 keep_since_ms: now - 30 * DAY,
@@ -146,7 +150,11 @@ pub async fn bandit_store_contract<S: BanditStore>(store: &S) {
             site,
             &ExploreUpdate {
                 // A later sighting keeps the first; an earlier one moves it back.
-                seen: vec![("new".into(), now), ("mid".into(), now - 6 * DAY)],
+                seen: vec![
+                    ("new".into(), now, now),
+                    ("mid".into(), now - 6 * DAY, now - 6 * DAY),
+                    ("kept".into(), now - 2 * DAY, now - 2 * DAY),
+                ],
                 counts: vec![
                     ("new".into(), ArmCounts::new(5, 1)),
                     ("mid".into(), ArmCounts::new(3, 0)),
@@ -168,8 +176,17 @@ pub async fn bandit_store_contract<S: BanditStore>(store: &S) {
             ("mid", now - 6 * DAY, ArmCounts::new(3, 0)),
         ]
     );
-    assert_eq!(store.explore_items(site, now - 25 * DAY).await.unwrap().len(), 3);
-    // WHEN the retention moves past "old" THEN it is gone, counts and all
+    assert_eq!(
+        store
+            .explore_items(site, now - 25 * DAY)
+            .await
+            .unwrap()
+            .len(),
+        3
+    );
+    // WHEN the retention moves past "old" (last seen 20 days ago) THEN it is gone, counts and
+    // all, while "kept" (first seen 40 days ago, seen again 2 days ago) stays old
+    // (an item that keeps appearing never becomes new again)
     store
         .add_explore(
             site,
@@ -181,5 +198,17 @@ pub async fn bandit_store_contract<S: BanditStore>(store: &S) {
         )
         .await
         .unwrap();
-    assert_eq!(store.explore_items(site, 0).await.unwrap().len(), 2);
+    let all = store.explore_items(site, 0).await.unwrap();
+    let all: Vec<(&str, i64)> = all
+        .iter()
+        .map(|e| (e.item.as_str(), e.first_seen_ms))
+        .collect();
+    assert_eq!(
+        all,
+        [
+            ("new", now - DAY),
+            ("mid", now - 6 * DAY),
+            ("kept", now - 40 * DAY)
+        ]
+    );
 }

@@ -66,12 +66,16 @@ pub(super) struct LocalBandit {
     served: Expiring<(String, String), ServedRef>,
     marks: Expiring<(String, OnceMark, String), ()>,
     variants: HashMap<(String, String), HashMap<String, VariantCounts>>,
-    explore: HashMap<String, HashMap<String, (i64, ArmCounts)>>,
+    /// Per site: item → (first seen, last seen, counts).
+    explore: HashMap<String, HashMap<String, (i64, i64, ArmCounts)>>,
 }
 
 fn expiry(ttl_secs: u64) -> (i64, i64) {
     let now = crate::now_ms();
-    (now, now.saturating_add(ttl_secs.max(1).saturating_mul(1000) as i64))
+    (
+        now,
+        now.saturating_add(ttl_secs.max(1).saturating_mul(1000) as i64),
+    )
 }
 
 impl BanditStore for LocalModelStore {
@@ -158,19 +162,20 @@ impl BanditStore for LocalModelStore {
     async fn add_explore(&self, site: &str, update: &ExploreUpdate) -> Result<(), ModelStoreError> {
         let mut b = self.bandit.lock().expect("bandit lock");
         let items = b.explore.entry(site.to_string()).or_default();
-        for (item, t) in &update.seen {
+        for (item, first, last) in &update.seen {
             let e = items
                 .entry(item.clone())
-                .or_insert((*t, ArmCounts::default()));
-            e.0 = e.0.min(*t);
+                .or_insert((*first, *last, ArmCounts::default()));
+            e.0 = e.0.min(*first);
+            e.1 = e.1.max(*last);
         }
         for (item, c) in &update.counts {
             if let Some(e) = items.get_mut(item) {
-                e.1.impressions += c.impressions;
-                e.1.clicks += c.clicks;
+                e.2.impressions += c.impressions;
+                e.2.clicks += c.clicks;
             }
         }
-        items.retain(|_, (t, _)| *t >= update.keep_since_ms);
+        items.retain(|_, (_, last, _)| *last >= update.keep_since_ms);
         Ok(())
     }
 
@@ -185,8 +190,8 @@ impl BanditStore for LocalModelStore {
             .get(site)
             .into_iter()
             .flatten()
-            .filter(|(_, (t, _))| *t >= since_ms)
-            .map(|(item, (t, c))| ExploreItem {
+            .filter(|(_, (t, _, _))| *t >= since_ms)
+            .map(|(item, (t, _, c))| ExploreItem {
                 item: item.clone(),
                 first_seen_ms: *t,
                 counts: *c,

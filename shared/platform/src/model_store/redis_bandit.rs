@@ -50,6 +50,11 @@ impl RedisModelStore {
         format!("nectar:{{{site}:explore}}:first")
     }
 
+    /// `nectar:{<site>:explore}:last`: items → last seen (ms), a sorted set.
+    pub fn explore_last_key(site: &str) -> String {
+        format!("nectar:{{{site}:explore}}:last")
+    }
+
     /// `nectar:{<site>:explore}:counts`: `<item>:i` impressions, `<item>:c` clicks.
     pub fn explore_counts_key(site: &str) -> String {
         format!("nectar:{{{site}:explore}}:counts")
@@ -194,13 +199,20 @@ impl BanditStore for RedisModelStore {
 
     async fn add_explore(&self, site: &str, update: &ExploreUpdate) -> Result<(), ModelStoreError> {
         let first = Self::explore_first_key(site);
+        let last = Self::explore_last_key(site);
         let counts = Self::explore_counts_key(site);
         let mut p = redis::pipe();
         for chunk in update.seen.chunks(PIPE) {
-            // LT: a later batch with an earlier sighting moves the first-seen time back.
+            // LT / GT: a batch with an earlier (later) sighting moves the first (last) time.
             let mut cmd = redis::cmd("ZADD");
             cmd.arg(&first).arg("LT");
-            for (item, t) in chunk {
+            for (item, t, _) in chunk {
+                cmd.arg(*t).arg(item);
+            }
+            p.add_command(cmd).ignore();
+            let mut cmd = redis::cmd("ZADD");
+            cmd.arg(&last).arg("GT");
+            for (item, _, t) in chunk {
                 cmd.arg(*t).arg(item);
             }
             p.add_command(cmd).ignore();
@@ -215,7 +227,7 @@ impl BanditStore for RedisModelStore {
             }
         }
         p.cmd("ZRANGEBYSCORE")
-            .arg(&first)
+            .arg(&last)
             .arg("-inf")
             .arg(format!("({}", update.keep_since_ms))
             .arg("LIMIT")
@@ -228,10 +240,11 @@ impl BanditStore for RedisModelStore {
             .map_err(redis_err("ZADD explore"))?
             .pop()
             .unwrap_or(Value::Nil);
-        let old: Vec<String> = redis::from_redis_value(old).map_err(|e| corrupt(&first, e))?;
+        let old: Vec<String> = redis::from_redis_value(old).map_err(|e| corrupt(&last, e))?;
         if !old.is_empty() {
             let mut p = redis::pipe();
             p.zrem(&first, &old).ignore();
+            p.zrem(&last, &old).ignore();
             let fields: Vec<String> = old
                 .iter()
                 .flat_map(|i| [format!("{i}:i"), format!("{i}:c")])
