@@ -149,7 +149,7 @@ pub struct ExploreItem {
 }
 
 /// Explore candidates read at most per site (the newest first).
-pub const MAX_EXPLORE_ITEMS: usize = 2_000;
+pub const MAX_EXPLORE_ITEMS: usize = 500;
 
 /// The bandit port (every [`super::ModelStore`] is one).
 pub trait BanditStore: Send + Sync {
