@@ -137,7 +137,7 @@ pub async fn bandit_store_contract<S: BanditStore>(store: &S) {
                     ("new".into(), now - DAY, now - DAY),
                     ("mid".into(), now - 5 * DAY, now - 5 * DAY),
                     ("old".into(), now - 20 * DAY, now - 20 * DAY),
-                    ("kept".into(), now - 40 * DAY, now - 40 * DAY),
+                    ("kept".into(), now - 40 * DAY, now - 3 * DAY),
                 ],
                 counts: vec![("new".into(), ArmCounts::new(10, 2))],
                 keep_since_ms: now - 30 * DAY,
