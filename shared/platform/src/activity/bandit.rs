@@ -153,7 +153,15 @@ pub async fn record_bandit<M: ModelStore>(
     interactions: &[(String, Interaction)],
     now_ms: i64,
 ) -> Result<BanditOutcome, ModelStoreError> {
-    let mut plans: BTreeMap<String, Option<SitePlan>> = BTreeMap::new();
+    let mut plans: BTreeMap<String, Option<SitePlan>> = config
+        .sites
+        .iter()
+        .map(|(key, site)| (key.clone(), SitePlan::of(site)))
+        .collect();
+    if plans.values().all(Option::is_none) {
+        // No bandit anywhere: not a line is parsed.
+        return Ok(BanditOutcome::default());
+    }
     let mut events = site_events(config, &mut plans, lines);
     for (site, _) in interactions {
         if !events.contains_key(site) {
