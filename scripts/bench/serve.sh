@@ -5,6 +5,8 @@
 # Usage: scripts/bench/serve.sh [NECTAR_BIN] [SECONDS] [CONNECTIONS] [--redis]
 #   --redis: train into and serve from the test redis-server (tests/services.sh) instead of the
 #   data dir's model store.
+# SERVE_ALLOCATION=fixed|thompson: for-you gets a two-variant experiment (both variants the same
+# ALS model, so only the allocation differs) with that allocation.
 # ml-100k comes from ../shared/tools/refeval/get_data.sh (never committed).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
@@ -43,6 +45,9 @@ model = "als"
 fallback = "trending"
 rules = { exclude_consumed = true, max_per_category = 4 }
 TOML
+if [ -n "${SERVE_ALLOCATION:-}" ]; then
+  echo "experiment = { name = \"bench\", allocation = \"$SERVE_ALLOCATION\", variants = [{ name = \"a\", weight = 1, model = \"als\" }, { name = \"b\", weight = 1, model = \"als\" }] }" >>"$WORK/nectar.toml"
+fi
 
 REDIS_FLAG=()
 if [ "$MODE" = "--redis" ]; then

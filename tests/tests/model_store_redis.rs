@@ -136,3 +136,62 @@ async fn redis_cluster_readers_see_one_complete_version_while_publishing() {
     let s = cluster_store().await;
     concurrent_publish_contract(&s, "concurrent", 6).await;
 }
+
+#[tokio::test]
+async fn redis_store_passes_the_bandit_contract() {
+    nectar_platform::model_store::bandit_contract::bandit_store_contract(&store().await).await;
+}
+
+#[tokio::test]
+async fn redis_cluster_store_passes_the_bandit_contract() {
+    let s = cluster_store().await;
+    nectar_platform::model_store::bandit_contract::bandit_store_contract(&s).await;
+}
+
+#[tokio::test]
+async fn redis_bandit_keys_are_as_documented_with_a_ttl_on_served_answers_only() {
+    use nectar_platform::model_store::{
+        BanditStore, OnceMark, ServedRef, VariantCounter, VariantIncrement,
+    };
+    use redis::AsyncCommands;
+    let s = store().await;
+    let site = format!("t{:016x}", rand::random::<u64>());
+    // GIVEN an answer remembered for 30 minutes, clicked once, and a variant counter
+    let r = ServedRef {
+        endpoint: "home".into(),
+        variant: "als".into(),
+        items: vec!["m1".into()],
+    };
+    s.remember_served(&site, &[("r-1".into(), r)], 1800)
+        .await
+        .unwrap();
+    s.mark_once(&site, OnceMark::Clicked, &["r-1".into()], 1800)
+        .await
+        .unwrap();
+    s.add_variant_counts(
+        &site,
+        &[VariantIncrement {
+            endpoint: "home".into(),
+            variant: "als".into(),
+            counter: VariantCounter::Clicks,
+            n: 2,
+        }],
+    )
+    .await
+    .unwrap();
+    let mut c = client().await;
+    // THEN the answer and its mark expire with the attribution window
+    let ttl: i64 = c.ttl(format!("nectar:{{{site}:rec}}:r-1")).await.unwrap();
+    assert!((1790..=1800).contains(&ttl), "{ttl}");
+    let ttl: i64 = c
+        .ttl(format!("nectar:{{{site}:rec}}:r-1:clicked"))
+        .await
+        .unwrap();
+    assert!((1790..=1800).contains(&ttl), "{ttl}");
+    // AND the variant counters are a hash without TTL
+    let key = format!("nectar:{{{site}:exp:home}}");
+    let n: u64 = c.hget(&key, "als:clicks").await.unwrap();
+    assert_eq!(n, 2);
+    let ttl: i64 = c.ttl(&key).await.unwrap();
+    assert_eq!(ttl, -1);
+}

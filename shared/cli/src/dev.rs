@@ -82,7 +82,7 @@ impl EventSink for DevSink {
 /// The services behind the dev server.
 struct AppState {
     collect: CollectService<HistorySink<Arc<DevSink>, AnyModelStore>>,
-    recommend: RecommendService<AnyModelStore, DevSink>,
+    recommend: RecommendService<AnyModelStore, HistorySink<Arc<DevSink>, AnyModelStore>>,
     config: Arc<NectarConfig>,
     keys: AdminKeys,
     /// The collect limit, also applied to the bodies of the routes that take none.
@@ -350,8 +350,9 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         ),
         recommend: RecommendService::new(
             config.clone(),
-            models,
-            sink,
+            models.clone(),
+            // Served answers update the live bandit counts, as the archive function does.
+            Arc::new(HistorySink::new(sink, models, config.clone())),
             catalog,
             keys.clone(),
             options,

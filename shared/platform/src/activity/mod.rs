@@ -8,6 +8,8 @@
 //! The same two paths fill the item catalog from the events' `metadata`
 //! ([`catalog_updates`], [`record_catalog`]), so titles, categories and availability windows
 //! sent by the apps reach the business rules without a separate catalog feed.
+//!
+//! [`record_history`] also keeps the live bandit counts ([`bandit`]).
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
@@ -22,6 +24,8 @@ use crate::catalog::{valid_item_id, Catalog, CatalogWriter, ItemMeta};
 use crate::collect::sink::{EventSink, SinkError};
 use crate::config::NectarConfig;
 use crate::model_store::{ModelStore, ModelStoreError, HOUR_MS};
+
+pub mod bandit;
 
 /// Items kept per user.
 pub const HISTORY_LEN: usize = 100;
@@ -110,14 +114,16 @@ fn counts_of(interactions: &[(String, Interaction)]) -> BTreeMap<String, Vec<(i6
         .collect()
 }
 
-/// Appends the users' new items to their histories and adds the hourly item counts;
-/// returns the number of users updated.
+/// Appends the users' new items to their histories and adds the hourly item counts, then the
+/// live bandit counts ([`bandit::record_bandit`], best effort: a failure is logged); returns
+/// the number of users updated.
 pub async fn record_history<'a, M: ModelStore>(
     models: &M,
     config: &NectarConfig,
     lines: impl IntoIterator<Item = &'a str>,
 ) -> Result<usize, ModelStoreError> {
-    let interactions = site_interactions(config, lines);
+    let lines: Vec<&str> = lines.into_iter().collect();
+    let interactions = site_interactions(config, lines.iter().copied());
     let updates = histories_of(&interactions);
     for ((site, user), items) in &updates {
         models
@@ -126,6 +132,11 @@ pub async fn record_history<'a, M: ModelStore>(
     }
     for (site, counts) in counts_of(&interactions) {
         models.add_item_counts(&site, &counts).await?;
+    }
+    if let Err(e) =
+        bandit::record_bandit(models, config, &lines, &interactions, crate::now_ms()).await
+    {
+        tracing::warn!(error = %e, "Bandit counts not updated.");
     }
     Ok(updates.len())
 }

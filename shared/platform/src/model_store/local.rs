@@ -56,6 +56,7 @@ pub struct LocalModelStore {
     users: Arc<Mutex<UserCache>>,
     history: Arc<Mutex<HashMap<String, SiteHistory>>>,
     counts: Arc<Mutex<SiteCounts>>,
+    pub(super) bandit: Arc<Mutex<super::local_bandit::LocalBandit>>,
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ModelStoreError + '_ {
@@ -110,6 +111,7 @@ impl LocalModelStore {
             users: Arc::default(),
             history: Arc::default(),
             counts: Arc::default(),
+            bandit: Arc::default(),
         }
     }
 

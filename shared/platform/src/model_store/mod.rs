@@ -16,17 +16,27 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub mod bandit;
 pub mod local;
+mod local_bandit;
 #[cfg(feature = "redis")]
 pub mod redis;
+#[cfg(feature = "redis")]
+mod redis_bandit;
 #[cfg(feature = "redis")]
 mod redis_conn;
 #[cfg(feature = "secrets")]
 pub mod redis_env;
 
 #[cfg(any(test, feature = "testkit"))]
+pub mod bandit_contract;
+#[cfg(any(test, feature = "testkit"))]
 pub mod contract;
 
+pub use self::bandit::{
+    BanditStore, ExploreItem, ExploreUpdate, OnceMark, ServedRef, VariantCounter, VariantCounts,
+    VariantIncrement,
+};
 pub use self::local::LocalModelStore;
 #[cfg(feature = "redis")]
 pub use self::redis::{RedisAuth, RedisModelStore, RedisOptions};
@@ -254,8 +264,8 @@ pub enum ModelStoreError {
     },
 }
 
-/// The model store port.
-pub trait ModelStore: Send + Sync {
+/// The model store port (with the live bandit counts, [`BanditStore`]).
+pub trait ModelStore: BanditStore + Send + Sync {
     /// Publishes `version` of `model` (a task name) for `site`: every key, then the pointer,
     /// then TTLs (or deletion) for superseded versions.
     fn publish(

@@ -11,6 +11,7 @@
 //! lists already in memory are served, marked `"fallback": true`. [`HEALTH_PATH`] reports,
 //! per endpoint, what it would serve.
 
+mod bandit;
 mod experiment;
 mod fresh_trending;
 mod model_cache;
@@ -30,7 +31,7 @@ use serde_json::json;
 use crate::auth::AdminKeys;
 use crate::catalog::Catalog;
 use crate::collect::sink::EventSink;
-use crate::config::{EndpointConfig, EndpointKind, NectarConfig};
+use crate::config::{Allocation, EndpointConfig, EndpointKind, NectarConfig};
 use crate::http::error::AppError;
 use crate::http::request::{query_param, query_param_all, site_key_param};
 use crate::http::response::json_response;
@@ -100,6 +101,27 @@ struct Query {
     context_item: Option<String>,
 }
 
+/// Ids an answer never lists: the request's `exclude`, the user's consumed items (when the
+/// rules exclude them) and, for similar items, the item itself.
+fn excluded_ids<'a>(
+    q: &'a Query,
+    ep: &EndpointConfig,
+    kind: EndpointKind,
+    history: &'a [String],
+) -> HashSet<&'a str> {
+    q.exclude
+        .iter()
+        .map(String::as_str)
+        .chain(
+            (ep.rules.exclude_consumed && kind == EndpointKind::User)
+                .then_some(history.iter().map(String::as_str))
+                .into_iter()
+                .flatten(),
+        )
+        .chain((kind == EndpointKind::Similar).then_some(q.subject.as_str()))
+        .collect()
+}
+
 fn check_id(field: &str, v: &str) -> Result<(), AppError> {
     if v.is_empty() || v.len() > MAX_ID_LEN || v.chars().any(char::is_control) {
         return Err(AppError::invalid(
@@ -122,6 +144,7 @@ pub struct RecommendService<M, S> {
     fresh: Mutex<HashMap<(String, String), FreshList>>,
     /// When `model_age_seconds` was last emitted per (site, task).
     age_emitted: Mutex<HashMap<(String, String), Instant>>,
+    bandit: bandit::BanditCache,
 }
 
 impl<M: ModelStore, S: EventSink + 'static> RecommendService<M, S> {
@@ -144,6 +167,7 @@ impl<M: ModelStore, S: EventSink + 'static> RecommendService<M, S> {
             cache: Mutex::new(HashMap::new()),
             fresh: Mutex::new(HashMap::new()),
             age_emitted: Mutex::new(HashMap::new()),
+            bandit: bandit::BanditCache::default(),
         }
     }
 
@@ -293,6 +317,10 @@ impl<M: ModelStore, S: EventSink + 'static> RecommendService<M, S> {
         }
         let (variant, target) = match &ep.experiment {
             None => ("default".to_string(), Some(ep.model.clone())),
+            Some(x) if x.allocation == Allocation::Thompson => {
+                let v = self.thompson_variant(&q.site, &q.endpoint, x).await;
+                (v.name.clone(), v.model.clone())
+            }
             Some(x) => {
                 // Logged-in users keep their variant across devices.
                 let id = q.user_id.as_deref().unwrap_or(&q.subject);
@@ -370,18 +398,7 @@ impl<M: ModelStore, S: EventSink + 'static> RecommendService<M, S> {
         }
         let mut fallback_tasks_missing = false;
         if use_fallback {
-            let exclude: HashSet<&str> = q
-                .exclude
-                .iter()
-                .map(String::as_str)
-                .chain(
-                    (ep.rules.exclude_consumed && kind == EndpointKind::User)
-                        .then_some(out.history.iter().map(String::as_str))
-                        .into_iter()
-                        .flatten(),
-                )
-                .chain((kind == EndpointKind::Similar).then_some(q.subject.as_str()))
-                .collect();
+            let exclude = excluded_ids(&q, ep, kind, &out.history);
             for task in ep.fallback_tasks() {
                 match self.model(&q.site, &task).await {
                     ModelState::Ready(m) => {
@@ -416,7 +433,7 @@ impl<M: ModelStore, S: EventSink + 'static> RecommendService<M, S> {
                 }
             }
         }
-        let Some(items) = out.items else {
+        let Some(mut items) = out.items else {
             return Err(if out.unreachable {
                 AppError::Unavailable(
                     "the model store is unreachable and no list is in memory".into(),
@@ -439,6 +456,13 @@ impl<M: ModelStore, S: EventSink + 'static> RecommendService<M, S> {
         if fallback_used && out.unreachable {
             tracing::warn!(site = %q.site, endpoint = %q.endpoint, "Model store unreachable; served the in-memory fallback.");
         }
+        let explored = if ep.rules.explore.is_some() {
+            let excluded = excluded_ids(&q, ep, kind, &out.history);
+            self.explore(&q.site, ep, &excluded, &mut items, now_ms)
+                .await
+        } else {
+            HashSet::new()
+        };
         let rec_id = new_recommendation_id();
         let (model_name, version) = out.model.unwrap_or_default();
         let body = json!({
@@ -446,7 +470,7 @@ impl<M: ModelStore, S: EventSink + 'static> RecommendService<M, S> {
             "endpoint": q.endpoint,
             "variant": variant,
             "model": { "name": model_name, "version": version },
-            "items": items.iter().map(|(id, s)| json!({"id": id, "score": s})).collect::<Vec<_>>(),
+            "items": items.iter().map(|(id, s)| bandit::item_json(id, *s, &explored)).collect::<Vec<_>>(),
             "fallback": fallback_used,
         });
         if self.options.log_served {
