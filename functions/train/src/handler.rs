@@ -2,6 +2,7 @@
 
 use lambda_runtime::{Diagnostic, LambdaEvent};
 use nectar_platform::config::NectarConfig;
+use nectar_platform::event_log::compact::{compact_site, CompactError, CompactOptions};
 use nectar_platform::model_store::ModelStore;
 use nectar_platform::object_store::ObjectStore;
 use nectar_platform::registry::{Registry, RunRecord};
@@ -29,6 +30,9 @@ pub enum HandlerError {
     /// The run failed (recorded in the registry; the current model stays).
     #[error(transparent)]
     Train(#[from] TrainError),
+    /// The `compact` job failed (days compacted before the failure stay compacted).
+    #[error(transparent)]
+    Compact(#[from] CompactError),
 }
 
 impl From<HandlerError> for Diagnostic {
@@ -36,6 +40,7 @@ impl From<HandlerError> for Diagnostic {
         let error_type = match &e {
             HandlerError::InvalidInput(_) => "InvalidInput",
             HandlerError::Train(t) => t.code(),
+            HandlerError::Compact(c) => c.code(),
         };
         let mut message = e.to_string();
         let mut src = std::error::Error::source(&e);
@@ -62,6 +67,17 @@ pub fn parse_input(event: &Value) -> Result<TaskInput, HandlerError> {
             None => Err(HandlerError::InvalidInput(e.to_string())),
         },
     }
+}
+
+/// The site of a compaction job, `{"site": "<site>", "job": "compact"}` (the schedule's
+/// constant input, or a scheduled event's `detail`); `None` for any other event.
+pub fn compact_job(event: &Value) -> Option<String> {
+    let input = if event.get("job").is_some() {
+        event
+    } else {
+        event.get("detail")?
+    };
+    (input.get("job")? == "compact").then(|| input.get("site")?.as_str().map(str::to_string))?
 }
 
 /// The summary returned to the invoker (and visible in the Lambda console).
@@ -92,6 +108,14 @@ where
     R: Registry,
     T: Trainer,
 {
+    if let Some(site) = compact_job(&event.payload) {
+        if cfg.site(&site).is_none() {
+            return Err(HandlerError::InvalidInput(format!("site {site:?} is not in the config")));
+        }
+        let now = nectar_platform::now_ms();
+        let days = compact_site(deps.events, &site, CompactOptions::default(), now).await?;
+        return Ok(json!({"site": site, "job": "compact", "days": days}));
+    }
     let input = parse_input(&event.payload)?;
     let req = TrainRequest {
         site: input.site,
@@ -179,6 +203,28 @@ mod tests {
             .await
             .unwrap_err();
         assert_eq!(Diagnostic::from(err).error_type, "UnknownTask");
+        // AND the compact job (the schedule's input) compacts the site's finished days
+        let payload: Value =
+            serde_json::from_str(include_str!("../../../events/train-compact-input.json")).unwrap();
+        let payload = json!({"site": "s1", "job": payload["job"]});
+        let out = handle(&cfg, deps(), LambdaEvent::new(payload.clone(), Default::default()))
+            .await
+            .unwrap();
+        let days = out["days"].as_array().unwrap();
+        assert!(!days.is_empty(), "{out}");
+        assert!(days.iter().all(|d| d["status"] == "compacted"), "{out}");
+        assert!(dir.join("compacted/site=s1").is_dir());
+        // AND a second run has nothing left to do
+        let out = handle(&cfg, deps(), LambdaEvent::new(payload, Default::default()))
+            .await
+            .unwrap();
+        assert_eq!(out["days"], json!([]));
+        // AND an unknown site is refused
+        let payload = json!({"detail": {"site": "nope", "job": "compact"}});
+        let err = handle(&cfg, deps(), LambdaEvent::new(payload, Default::default()))
+            .await
+            .unwrap_err();
+        assert_eq!(Diagnostic::from(err).error_type, "InvalidInput");
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 mod backends;
 mod banner;
 mod bench;
+mod compact;
 mod demo;
 mod dev;
 mod eval;
@@ -30,6 +31,9 @@ enum Command {
     Dev(dev::DevArgs),
     /// Run training tasks on the local event log into the local model store.
     Train(train::TrainArgs),
+    /// Compact the finished UTC days of the event log into Parquet (`compacted/`), as the
+    /// train Lambda's `compact` job does.
+    Compact(compact::CompactArgs),
     /// Import a MovieLens-style ratings CSV into the event log.
     Import(import::ImportArgs),
     /// Offline evaluation of an algorithm on train/test CSV files (refeval's protocol).
@@ -122,6 +126,7 @@ fn main() -> anyhow::Result<()> {
         Command::Demo(args) => runtime()?.block_on(demo::run(args)),
         Command::Train(args) => runtime()?.block_on(train::run(args)),
         Command::Import(args) => runtime()?.block_on(import::run(args)),
+        Command::Compact(args) => runtime()?.block_on(compact::run(args)),
         Command::Eval(args) => eval::run(&args),
         Command::Bench { command } => bench::run(&command),
         Command::Key {
