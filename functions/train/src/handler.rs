@@ -110,7 +110,9 @@ where
 {
     if let Some(site) = compact_job(&event.payload) {
         if cfg.site(&site).is_none() {
-            return Err(HandlerError::InvalidInput(format!("site {site:?} is not in the config")));
+            return Err(HandlerError::InvalidInput(format!(
+                "site {site:?} is not in the config"
+            )));
         }
         let now = nectar_platform::now_ms();
         let days = compact_site(deps.events, &site, CompactOptions::default(), now).await?;
@@ -207,9 +209,13 @@ mod tests {
         let payload: Value =
             serde_json::from_str(include_str!("../../../events/train-compact-input.json")).unwrap();
         let payload = json!({"site": "s1", "job": payload["job"]});
-        let out = handle(&cfg, deps(), LambdaEvent::new(payload.clone(), Default::default()))
-            .await
-            .unwrap();
+        let out = handle(
+            &cfg,
+            deps(),
+            LambdaEvent::new(payload.clone(), Default::default()),
+        )
+        .await
+        .unwrap();
         let days = out["days"].as_array().unwrap();
         assert!(!days.is_empty(), "{out}");
         assert!(days.iter().all(|d| d["status"] == "compacted"), "{out}");

@@ -533,6 +533,45 @@ pub fn map_lines<'a>(
 mod tests {
     use super::*;
 
+    #[test]
+    fn fields_map_exactly_as_their_line() {
+        // GIVEN events of each mapping rule, as a line and as borrowed fields (the compacted
+        // log's columns), with `client` and `context` as JSON text
+        let mut w = EventWeights::default();
+        w.set("rating", WeightRule::PropsValue);
+        let cases = [
+            line("media_play", "m1", ""),
+            line("media_play", "m1", r#","user_id":"u7""#),
+            line("rating", "m2", r#","props":{"value":"4"}"#),
+            line("rating", "m2", r#","props":{"value":0}"#),
+            line(
+                "recommendation_hit",
+                "r1",
+                r#","context":{"items":["a",{"id":"b"}],"hit_index":1}"#,
+            ),
+            line("recommendation_hit", "r1", r#","context":{"items":[]}"#),
+            line("recommendation_displayed", "r1", ""),
+            r#"{"event_id":"e","type":"media_play","id":"m","event_timestamp":5}"#.to_string(),
+        ];
+        for l in &cases {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            let text = |k: &str| v.get(k).map(|x| x.to_string());
+            let (client, context, props) = (text("client"), text("context"), text("props"));
+            let f = EventFields {
+                event_id: v["event_id"].as_str().unwrap(),
+                event_type: v["type"].as_str().unwrap(),
+                id: v["id"].as_str().unwrap(),
+                event_timestamp: v["event_timestamp"].as_i64().unwrap(),
+                user_id: v.get("user_id").and_then(|u| u.as_str()),
+                client: client.as_deref(),
+                context: context.as_deref(),
+                props: props.as_deref(),
+            };
+            // WHEN mapped both ways THEN the outcome is the same
+            assert_eq!(map_event_fields(&f, &w), map_event_line(l, &w), "{l}");
+        }
+    }
+
     fn line(t: &str, id: &str, extra: &str) -> String {
         format!(
             r#"{{"event_id":"{}","site_key":"demo","type":"{t}","id":"{id}","event_timestamp":1000,"collect_timestamp":1001,"sent_timestamp":1001,"peach_schema_version":"1.0.3","client":{{"id":"dev-1","app_id":"a"}}{extra}}}"#,

@@ -27,6 +27,8 @@ impl ObjectStore for S3Store {
         check_key(key)?;
         let content_type = if key.ends_with(".gz") {
             "application/gzip"
+        } else if key.ends_with(".parquet") {
+            "application/vnd.apache.parquet"
         } else {
             "application/json"
         };
