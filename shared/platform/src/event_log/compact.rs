@@ -879,6 +879,108 @@ mod tests {
         std::fs::remove_dir_all(dir).unwrap();
     }
 
+    /// Compaction time, size ratio and read time of a window, raw vs compacted, on synthetic
+    /// days (`NECTAR_MEASURE_DAYS`, default 90, of `NECTAR_MEASURE_EVENTS` events each, default
+    /// 5000). Run: `cargo test -p nectar-platform --lib measure_compaction -- --ignored --nocapture`.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "a measurement, not a check"]
+    async fn measure_compaction() {
+        use crate::event_log::jsonl::gzip_lines;
+        use crate::event_log::layout::{event_object_key, Hour};
+        use crate::event_log::reader::contract::event_line;
+        use crate::event_log::reader::read_window;
+        let env = |k: &str, d: i64| {
+            std::env::var(k)
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(d)
+        };
+        let (days, per_day) = (
+            env("NECTAR_MEASURE_DAYS", 90),
+            env("NECTAR_MEASURE_EVENTS", 5000),
+        );
+        let dir = std::env::temp_dir().join(format!("nectar-measure-{}", rand::random::<u64>()));
+        let store = crate::object_store::LocalStore::new(&dir);
+        let day0 = 1_795_132_800_000i64 - days * DAY_MS;
+        let types = [
+            "media_play",
+            "media_end",
+            "page_view",
+            "recommendation_displayed",
+        ];
+        for d in 0..days {
+            // per hour, two writers' files (the archive's shards), 2 % of events re-delivered
+            for h in 0..24 {
+                let n = per_day / 24;
+                let lines: Vec<String> = (0..n)
+                    .map(|i| {
+                        let k = d * per_day + h * n + i;
+                        let ts = day0 + d * DAY_MS + h * HOUR_MS + i * (HOUR_MS / n.max(1));
+                        event_line(
+                            "m",
+                            types[(k % 4) as usize],
+                            &format!("item-{}", (k * 7919) % 5000),
+                            &format!("user-{}", (k * 104_729) % 20_000),
+                            ts,
+                        )
+                    })
+                    .collect();
+                for (w, chunk) in lines.chunks(lines.len().div_ceil(2).max(1)).enumerate() {
+                    let mut chunk: Vec<&str> = chunk.iter().map(String::as_str).collect();
+                    chunk.extend(chunk.clone().into_iter().step_by(50));
+                    let key = event_object_key(
+                        "m",
+                        Hour::of(day0 + d * DAY_MS + h * HOUR_MS),
+                        &format!("shardId-{w}"),
+                        "1",
+                    );
+                    store
+                        .put(&key, Bytes::from(gzip_lines(chunk)))
+                        .await
+                        .unwrap();
+                }
+            }
+        }
+        let window = TimeWindow {
+            since_ms: day0,
+            until_ms: day0 + days * DAY_MS,
+        };
+        let w = EventWeights::default();
+        let t = std::time::Instant::now();
+        let raw = read_window(&store, "m", window, &w, 8).await.unwrap();
+        let raw_ms = t.elapsed().as_millis();
+        let t = std::time::Instant::now();
+        let done = compact_site(
+            &store,
+            "m",
+            CompactOptions::default(),
+            day0 + (days + 1) * DAY_MS,
+        )
+        .await
+        .unwrap();
+        let compact_ms = t.elapsed().as_millis();
+        let (raw_bytes, pq_bytes) = done.iter().fold((0, 0), |(r, p), o| {
+            let m = o.manifest.as_ref().unwrap();
+            (r + m.raw_bytes, p + m.parquet_bytes)
+        });
+        let t = std::time::Instant::now();
+        let compacted = read_window(&store, "m", window, &w, 8).await.unwrap();
+        let pq_ms = t.elapsed().as_millis();
+        assert_eq!(
+            raw.interactions.rows.len(),
+            compacted.interactions.rows.len()
+        );
+        println!(
+            "{days} days x {per_day} events: compaction {compact_ms} ms ({} ms/day), raw gz {raw_bytes} B -> parquet {pq_bytes} B (ratio {:.2}); window read raw {raw_ms} ms ({} files) vs compacted {pq_ms} ms ({} files), {} interactions",
+            compact_ms / days.max(1) as u128,
+            pq_bytes as f64 / raw_bytes.max(1) as f64,
+            raw.files,
+            compacted.files,
+            raw.interactions.rows.len()
+        );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
     #[test]
     fn late_objects_are_new_or_grown_never_gone() {
         let meta = |key: &str, size| ObjectMeta {
