@@ -15,9 +15,10 @@ use bytes::Bytes;
 use nectar_model::mapping::EventFields;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::{ArrowWriter, ProjectionMask};
-use parquet::basic::{Compression, ZstdLevel};
+use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
+use parquet::schema::types::ColumnPath;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
@@ -245,12 +246,29 @@ fn batch_of(rows: &[EventRow], schema: &SchemaRef) -> Result<RecordBatch, Parque
 /// Encodes rows as one zstd Parquet file tagged with the compaction's `generation`.
 pub fn write_part(rows: &[EventRow], generation: &str) -> Result<Vec<u8>, ParquetError> {
     let schema = schema();
-    let props = WriterProperties::builder()
+    let mut props = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(3)?))
         .set_key_value_metadata(Some(vec![KeyValue::new(
             GENERATION_KEY.to_string(),
             generation.to_string(),
-        )]))
+        )]));
+    // Rows are sorted by user, so a user's times increase: deltas pack them into a few bits,
+    // where dictionaries of distinct times would only grow.
+    for col in [
+        "event_timestamp",
+        "event_timestamp_original",
+        "collect_timestamp",
+        "sent_timestamp",
+        "session_start_timestamp",
+        "raw_order",
+    ] {
+        props = props
+            .set_column_dictionary_enabled(ColumnPath::from(col), false)
+            .set_column_encoding(ColumnPath::from(col), Encoding::DELTA_BINARY_PACKED);
+    }
+    // Every event id is distinct: a dictionary would be as large as the column.
+    let props = props
+        .set_column_dictionary_enabled(ColumnPath::from("event_id"), false)
         .build();
     let mut w = ArrowWriter::try_new(Vec::new(), schema.clone(), Some(props))?;
     for chunk in rows.chunks(BATCH_ROWS) {
@@ -273,81 +291,87 @@ pub const MAPPING_COLUMNS: [&str; 10] = [
     "hour",
 ];
 
-/// The mapping columns of one decoded batch.
+/// The mapping columns of one decoded batch, resolved once per batch.
 #[derive(Debug)]
 pub struct MappingBatch {
-    batch: RecordBatch,
+    event_id: StringArray,
+    event_type: StringArray,
+    id: StringArray,
+    user_id: StringArray,
+    client: StringArray,
+    context: StringArray,
+    props: StringArray,
+    event_timestamp: Int64Array,
+    raw_order: Int64Array,
+    hour: Int32Array,
 }
 
 impl MappingBatch {
-    fn text(&self, name: &'static str) -> Result<&arrow_array::StringArray, ParquetError> {
-        self.batch
-            .column_by_name(name)
-            .and_then(|c| c.as_string_opt::<i32>())
-            .ok_or(ParquetError::Column(name))
-    }
-
-    fn check(&self) -> Result<(), ParquetError> {
-        for name in [
-            "event_id", "type", "id", "user_id", "client", "context", "props",
-        ] {
-            self.text(name)?;
-        }
-        for name in ["event_timestamp", "raw_order"] {
-            self.batch
+    fn new(batch: &RecordBatch) -> Result<Self, ParquetError> {
+        let text = |name: &'static str| {
+            batch
+                .column_by_name(name)
+                .and_then(|c| c.as_string_opt::<i32>())
+                .cloned()
+                .ok_or(ParquetError::Column(name))
+        };
+        let int = |name: &'static str| {
+            batch
                 .column_by_name(name)
                 .and_then(|c| c.as_primitive_opt::<Int64Type>())
-                .ok_or(ParquetError::Column(name))?;
-        }
-        self.batch
-            .column_by_name("hour")
-            .and_then(|c| c.as_primitive_opt::<Int32Type>())
-            .ok_or(ParquetError::Column("hour"))?;
-        Ok(())
+                .cloned()
+                .ok_or(ParquetError::Column(name))
+        };
+        Ok(Self {
+            event_id: text("event_id")?,
+            event_type: text("type")?,
+            id: text("id")?,
+            user_id: text("user_id")?,
+            client: text("client")?,
+            context: text("context")?,
+            props: text("props")?,
+            event_timestamp: int("event_timestamp")?,
+            raw_order: int("raw_order")?,
+            hour: batch
+                .column_by_name("hour")
+                .and_then(|c| c.as_primitive_opt::<Int32Type>())
+                .cloned()
+                .ok_or(ParquetError::Column("hour"))?,
+        })
     }
 
     /// Rows in the batch.
     pub fn len(&self) -> usize {
-        self.batch.num_rows()
+        self.event_id.len()
     }
 
     /// Whether the batch has no rows.
     pub fn is_empty(&self) -> bool {
-        self.batch.num_rows() == 0
+        self.event_id.is_empty()
     }
 
     /// Row `i`'s raw order, hour and the fields the mapping reads.
     pub fn row(&self, i: usize) -> (i64, i32, EventFields<'_>) {
-        let opt = |name: &'static str| {
-            let a = self.text(name).expect("checked at decode");
+        fn opt(a: &StringArray, i: usize) -> Option<&str> {
             (!a.is_null(i)).then(|| a.value(i))
-        };
-        let req = |name: &'static str| opt(name).unwrap_or("");
-        let int = |name: &str| {
-            self.batch
-                .column_by_name(name)
-                .expect("checked at decode")
-                .as_primitive::<Int64Type>()
-                .value(i)
-        };
-        let hour = self
-            .batch
-            .column_by_name("hour")
-            .expect("checked at decode")
-            .as_primitive::<Int32Type>()
-            .value(i);
+        }
+        let (event_id, event_type, id) = (
+            opt(&self.event_id, i).unwrap_or(""),
+            opt(&self.event_type, i).unwrap_or(""),
+            opt(&self.id, i).unwrap_or(""),
+        );
         (
-            int("raw_order"),
-            hour,
+            self.raw_order.value(i),
+            self.hour.value(i),
             EventFields {
-                event_id: req("event_id"),
-                event_type: req("type"),
-                id: req("id"),
-                event_timestamp: int("event_timestamp"),
-                user_id: opt("user_id"),
-                client: opt("client"),
-                context: opt("context"),
-                props: opt("props"),
+                event_id,
+                event_type,
+                id,
+                event_timestamp: self.event_timestamp.value(i),
+                user_id: opt(&self.user_id, i),
+                client: opt(&self.client, i),
+                context: opt(&self.context, i),
+                props: opt(&self.props, i),
             },
         )
     }
@@ -366,9 +390,11 @@ pub fn read_mapping(part: Bytes) -> Result<(Option<String>, Vec<MappingBatch>), 
     let reader = builder.with_projection(mask).build()?;
     let mut batches = Vec::new();
     for batch in reader {
-        let b = MappingBatch { batch: batch? };
-        b.check()?;
-        batches.push(b);
+        let batch = batch?;
+        if batch.num_columns() != MAPPING_COLUMNS.len() {
+            return Err(ParquetError::Column("(projection)"));
+        }
+        batches.push(MappingBatch::new(&batch)?);
     }
     Ok((generation, batches))
 }
@@ -474,13 +500,11 @@ mod tests {
         assert_eq!(read_rows(Bytes::from(part.clone())).unwrap(), rows);
         let (generation, batches) = read_mapping(Bytes::from(part)).unwrap();
         assert_eq!(generation.as_deref(), Some("g1"));
-        assert_eq!(batches[0].batch.num_columns(), MAPPING_COLUMNS.len());
         let (order, hour, f) = batches[0].row(0);
         assert_eq!((order, hour), (0, 1));
         assert_eq!(f.context, Some(r#"{"items":["x"],"hit_index":0}"#));
         assert_eq!(f.user_id, Some("u"));
-        assert!(batches[0].batch.column_by_name("metadata").is_none());
-        assert!(batches[0].batch.column(0).len() == 2);
+        assert_eq!(batches[0].len(), 2);
     }
 
     #[test]
