@@ -684,6 +684,74 @@ pub mod contract {
         assert_eq!(a.out_of_window, b.out_of_window);
     }
 
+    /// Writes `days` synthetic days of `per_day` events (two writers' files per hour, 2 % of
+    /// the events re-delivered), reads the whole window raw, compacts, reads it again, and says
+    /// how long each took and how large the raw and Parquet days are.
+    pub async fn measure<O: ObjectStore>(store: &O, days: i64, per_day: i64) -> String {
+        use crate::event_log::reader::read_window;
+        let day0 = DAY0 - days * DAY_MS;
+        let types = [
+            "media_play",
+            "media_end",
+            "page_view",
+            "recommendation_displayed",
+        ];
+        let n = (per_day / 24).max(1);
+        for d in 0..days {
+            for h in 0..24 {
+                let lines: Vec<String> = (0..n)
+                    .map(|i| {
+                        let k = d * per_day + h * n + i;
+                        let ts = day0 + d * DAY_MS + h * HOUR_MS + i * (HOUR_MS / n);
+                        let item = format!("item-{}", (k * 7919) % 5000);
+                        let user = format!("user-{}", (k * 104_729) % 20_000);
+                        event_line("m", types[(k % 4) as usize], &item, &user, ts)
+                    })
+                    .collect();
+                for (w, chunk) in lines.chunks(lines.len().div_ceil(2)).enumerate() {
+                    let mut chunk: Vec<&str> = chunk.iter().map(String::as_str).collect();
+                    chunk.extend(chunk.clone().into_iter().step_by(50));
+                    let hour = Hour::of(day0 + d * DAY_MS + h * HOUR_MS);
+                    let key = event_object_key("m", hour, &format!("shardId-{w}"), "1");
+                    store
+                        .put(&key, Bytes::from(gzip_lines(chunk)))
+                        .await
+                        .unwrap();
+                }
+            }
+        }
+        let window = TimeWindow {
+            since_ms: day0,
+            until_ms: day0 + days * DAY_MS,
+        };
+        let w = EventWeights::default();
+        let t = std::time::Instant::now();
+        let raw = read_window(store, "m", window, &w, 8).await.unwrap();
+        let raw_ms = t.elapsed().as_millis();
+        let t = std::time::Instant::now();
+        let now = day0 + (days + 1) * DAY_MS;
+        let done = compact_site(store, "m", CompactOptions::default(), now)
+            .await
+            .unwrap();
+        let compact_ms = t.elapsed().as_millis();
+        let (raw_bytes, pq_bytes) = done.iter().fold((0, 0), |(r, p), o| {
+            let m = o.manifest.as_ref().unwrap();
+            (r + m.raw_bytes, p + m.parquet_bytes)
+        });
+        let t = std::time::Instant::now();
+        let compacted = read_window(store, "m", window, &w, 8).await.unwrap();
+        let pq_ms = t.elapsed().as_millis();
+        same_interactions(&raw, &compacted);
+        format!(
+            "{days} days x {per_day} events: compaction {compact_ms} ms ({} ms/day), raw gz {raw_bytes} B -> parquet {pq_bytes} B (ratio {:.2}); window read raw {raw_ms} ms ({} files) vs compacted {pq_ms} ms ({} files), {} interactions",
+            compact_ms / days.max(1) as u128,
+            pq_bytes as f64 / raw_bytes.max(1) as f64,
+            raw.files,
+            compacted.files,
+            raw.interactions.rows.len()
+        )
+    }
+
     /// Writes three finished days and today (with duplicates, a malformed line, a torn member,
     /// several users and hours), compacts, and checks conservation, exactly-once, the sort,
     /// the parts, reads equal to the raw read, late events and the generation guard.
@@ -885,99 +953,21 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     #[ignore = "a measurement, not a check"]
     async fn measure_compaction() {
-        use crate::event_log::jsonl::gzip_lines;
-        use crate::event_log::layout::{event_object_key, Hour};
-        use crate::event_log::reader::contract::event_line;
-        use crate::event_log::reader::read_window;
         let env = |k: &str, d: i64| {
             std::env::var(k)
                 .ok()
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(d)
         };
-        let (days, per_day) = (
-            env("NECTAR_MEASURE_DAYS", 90),
-            env("NECTAR_MEASURE_EVENTS", 5000),
-        );
         let dir = std::env::temp_dir().join(format!("nectar-measure-{}", rand::random::<u64>()));
         let store = crate::object_store::LocalStore::new(&dir);
-        let day0 = 1_795_132_800_000i64 - days * DAY_MS;
-        let types = [
-            "media_play",
-            "media_end",
-            "page_view",
-            "recommendation_displayed",
-        ];
-        for d in 0..days {
-            // per hour, two writers' files (the archive's shards), 2 % of events re-delivered
-            for h in 0..24 {
-                let n = per_day / 24;
-                let lines: Vec<String> = (0..n)
-                    .map(|i| {
-                        let k = d * per_day + h * n + i;
-                        let ts = day0 + d * DAY_MS + h * HOUR_MS + i * (HOUR_MS / n.max(1));
-                        event_line(
-                            "m",
-                            types[(k % 4) as usize],
-                            &format!("item-{}", (k * 7919) % 5000),
-                            &format!("user-{}", (k * 104_729) % 20_000),
-                            ts,
-                        )
-                    })
-                    .collect();
-                for (w, chunk) in lines.chunks(lines.len().div_ceil(2).max(1)).enumerate() {
-                    let mut chunk: Vec<&str> = chunk.iter().map(String::as_str).collect();
-                    chunk.extend(chunk.clone().into_iter().step_by(50));
-                    let key = event_object_key(
-                        "m",
-                        Hour::of(day0 + d * DAY_MS + h * HOUR_MS),
-                        &format!("shardId-{w}"),
-                        "1",
-                    );
-                    store
-                        .put(&key, Bytes::from(gzip_lines(chunk)))
-                        .await
-                        .unwrap();
-                }
-            }
-        }
-        let window = TimeWindow {
-            since_ms: day0,
-            until_ms: day0 + days * DAY_MS,
-        };
-        let w = EventWeights::default();
-        let t = std::time::Instant::now();
-        let raw = read_window(&store, "m", window, &w, 8).await.unwrap();
-        let raw_ms = t.elapsed().as_millis();
-        let t = std::time::Instant::now();
-        let done = compact_site(
+        let report = contract::measure(
             &store,
-            "m",
-            CompactOptions::default(),
-            day0 + (days + 1) * DAY_MS,
+            env("NECTAR_MEASURE_DAYS", 90),
+            env("NECTAR_MEASURE_EVENTS", 5000),
         )
-        .await
-        .unwrap();
-        let compact_ms = t.elapsed().as_millis();
-        let (raw_bytes, pq_bytes) = done.iter().fold((0, 0), |(r, p), o| {
-            let m = o.manifest.as_ref().unwrap();
-            (r + m.raw_bytes, p + m.parquet_bytes)
-        });
-        let t = std::time::Instant::now();
-        let compacted = read_window(&store, "m", window, &w, 8).await.unwrap();
-        let pq_ms = t.elapsed().as_millis();
-        assert_eq!(
-            raw.interactions.rows.len(),
-            compacted.interactions.rows.len()
-        );
-        println!(
-            "{days} days x {per_day} events: compaction {compact_ms} ms ({} ms/day), raw gz {raw_bytes} B -> parquet {pq_bytes} B (ratio {:.2}); window read raw {raw_ms} ms ({} files) vs compacted {pq_ms} ms ({} files), {} interactions",
-            compact_ms / days.max(1) as u128,
-            pq_bytes as f64 / raw_bytes.max(1) as f64,
-            raw.files,
-            compacted.files,
-            raw.interactions.rows.len()
-        );
+        .await;
+        println!("local dir: {report}");
         std::fs::remove_dir_all(dir).unwrap();
     }
 
