@@ -427,6 +427,17 @@ pub async fn compact_site<O: ObjectStore>(
     Ok(out)
 }
 
+impl FileResult {
+    /// Appends another source's result after this one's.
+    fn append(&mut self, other: FileResult) {
+        self.interactions.extend(other.interactions);
+        self.stats.add(&other.stats);
+        self.files += other.files;
+        self.bytes += other.bytes;
+        self.torn_members += other.torn_members;
+    }
+}
+
 /// A compacted day of a read window: its manifest, the raw objects that arrived after it, and
 /// every raw object of the day in the window (read instead if the parts are not the
 /// manifest's).
