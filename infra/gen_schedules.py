@@ -18,6 +18,10 @@ it live between marker lines in the template and are rewritten by this script:
   role, one Step Functions state machine ``SparkTrainStateMachine`` (the job run, then the train
   function's ``publish`` job on its artifacts) and per scheduled spark task a schedule starting
   it. Spark tasks get no train-function schedule. Nothing is generated without spark tasks.
+* ``schedules`` also holds one compaction schedule per site, always (no config: every site's
+  event log is compacted): the train function daily at ``COMPACT_SCHEDULE`` (01:30 UTC, after
+  the day ended and the archive caught up) with the input ``{"site": "<site>", "job":
+  "compact"}``, which rewrites every finished day that needs it into ``compacted/``.
 * ``alarms``: the CloudWatch alarms on the application metrics (namespace ``Nectar``, names from
   shared/platform/src/observe/names.rs), which need concrete dimension values: per site the
   fallback share, collect rejection ratio, archive lag, parked records and dropped served events;
@@ -52,6 +56,9 @@ MARKER = "# {edge} GENERATED {name}"
 # refused before sending it to the dead-letter queue (TrainDlq).
 RETRY_ATTEMPTS = 3
 RETRY_MAX_AGE_S = 900
+# When each site's event log is compacted: daily, once the previous UTC day has ended and the
+# archive has written its last records (late events are picked up by the next day's run).
+COMPACT_SCHEDULE = "cron(30 1 * * ? *)"
 
 
 class ConfigError(Exception):
@@ -140,6 +147,34 @@ def render_report_schedules(reports: list[tuple[str, str]], indent: str) -> list
             f"{indent}  Properties:",
             f"{indent}    Description: Nectar online report of site {site} (config/nectar.toml)",
             f"{indent}    ScheduleExpression: {expr}",
+            f"{indent}    ScheduleExpressionTimezone: UTC",
+            f"{indent}    FlexibleTimeWindow:",
+            f'{indent}      Mode: "OFF"',
+            f"{indent}    State: !Ref TrainingSchedulesState",
+            f"{indent}    Target:",
+            f"{indent}      Arn: !GetAtt TrainFunction.Arn",
+            f"{indent}      RoleArn: !GetAtt SchedulerRole.Arn",
+            f"{indent}      Input: '{payload}'",
+            f"{indent}      RetryPolicy:",
+            f"{indent}        MaximumRetryAttempts: {RETRY_ATTEMPTS}",
+            f"{indent}        MaximumEventAgeInSeconds: {RETRY_MAX_AGE_S}",
+            f"{indent}      DeadLetterConfig:",
+            f"{indent}        Arn: !GetAtt TrainDlq.Arn",
+        ]
+    return out
+
+
+def render_compact_schedules(keys: list[str], indent: str) -> list[str]:
+    out: list[str] = []
+    ids = logical_ids([(site, "", COMPACT_SCHEDULE) for site in keys], prefix="CompactSchedule")
+    for lid, site in zip(ids, keys):
+        payload = json.dumps({"site": site, "job": "compact"}, separators=(",", ":"))
+        out += [
+            f"{indent}{lid}:",
+            f"{indent}  Type: AWS::Scheduler::Schedule",
+            f"{indent}  Properties:",
+            f"{indent}    Description: Nectar event-log compaction of site {site} (finished days to Parquet)",
+            f"{indent}    ScheduleExpression: {COMPACT_SCHEDULE}",
             f"{indent}    ScheduleExpressionTimezone: UTC",
             f"{indent}    FlexibleTimeWindow:",
             f'{indent}      Mode: "OFF"',
@@ -702,7 +737,9 @@ def generate(config: Path, template_text: str) -> str:
     text = replace_block(
         text,
         "schedules",
-        lambda ind: render_schedules(tasks, ind) + render_report_schedules(reports, ind),
+        lambda ind: render_schedules(tasks, ind)
+        + render_report_schedules(reports, ind)
+        + render_compact_schedules(keys, ind),
     )
     spark = read_spark_tasks(config)
     text = replace_block(text, "spark", lambda ind: render_spark(spark, ind))

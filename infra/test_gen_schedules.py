@@ -77,6 +77,21 @@ class GenSchedulesTest(unittest.TestCase):
         self.config.write_text('[sites.demo.report]\ndays = 7\n')
         self.assertEqual(self.run_gen(), 2)
 
+    def test_every_site_gets_a_daily_compaction_schedule(self):
+        # GIVEN two sites, one without any task or report
+        self.config.write_text(
+            '[sites.demo.tasks.als]\nschedule = "rate(6 hours)"\n[sites.radio-one]\nweights = {}\n'
+        )
+        # WHEN generated THEN each site's event log is compacted daily by the train function
+        self.assertEqual(self.run_gen(), 0)
+        text = self.template.read_text()
+        for lid, site in [("CompactScheduleDemo", "demo"), ("CompactScheduleRadioOne", "radio-one")]:
+            block = text.split(f"{lid}:")[1].split("# END GENERATED schedules")[0].split("Schedule:")[0]
+            self.assertIn("ScheduleExpression: cron(30 1 * * ? *)", block)
+            self.assertIn("Arn: !GetAtt TrainFunction.Arn", block)
+            self.assertIn(f'Input: \'{{"site":"{site}","job":"compact"}}\'', block)
+            self.assertIn("DeadLetterConfig:\n          Arn: !GetAtt TrainDlq.Arn", block)
+
     def test_invalid_schedules_name_the_place(self):
         for bad, why in [
             ('"rate(1 hours)"', "singular"),

@@ -304,6 +304,33 @@ class TemplateTest(unittest.TestCase):
         cols = [c["Name"] for c in table["StorageDescriptor"]["Columns"]] + [p["Name"] for p in table["PartitionKeys"]]
         select = re.search(r"SELECT (.*?) FROM", presto["originalSql"]).group(1)
         self.assertEqual([s.strip().strip('"') for s in select.split(",")], cols)
+        # the compacted branch names the same columns in the same order (converted where the
+        # Parquet type differs: client is JSON text there, hour an int)
+        compacted = presto["originalSql"].split("UNION ALL SELECT ")[1].split(' FROM "')[0]
+        items, depth, cur = [], 0, ""
+        for ch in compacted:  # split on the commas outside parentheses
+            depth += {"(": 1, ")": -1}.get(ch, 0)
+            if ch == "," and depth == 0:
+                items.append(cur)
+                cur = ""
+            else:
+                cur += ch
+        items.append(cur)
+        self.assertEqual([i.rsplit(" AS ", 1)[-1].strip().strip('"') for i in items], cols)
+        self.assertIn('NOT EXISTS (SELECT 1 FROM "${GlueDatabase}"."events_compacted" c', presto["originalSql"])
+        # and the compacted table has every column the view reads from it
+        ctable = R["EventsCompactedTable"]["Properties"]["TableInput"]
+        ccols = [c["Name"] for c in ctable["StorageDescriptor"]["Columns"]] + [p["Name"] for p in ctable["PartitionKeys"]]
+        self.assertLessEqual(set(cols), set(ccols))
+        self.assertEqual([p["Name"] for p in ctable["PartitionKeys"]], ["site", "date"])
+        self.assertEqual(
+            ctable["StorageDescriptor"]["SerdeInfo"]["SerializationLibrary"],
+            "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe",
+        )
+        self.assertEqual(
+            ctable["Parameters"]["storage.location.template"],
+            {"Fn::Sub": "s3://${EventBucket}/compacted/site=${!site}/date=${!date}"},
+        )
         self.assertEqual([c["name"] for c in presto["columns"]], cols)
         self.assertEqual([c["Name"] for c in view["StorageDescriptor"]["Columns"]], cols)
         hive = {c["Name"]: c["Type"] for c in table["StorageDescriptor"]["Columns"]}
@@ -325,9 +352,12 @@ class TemplateTest(unittest.TestCase):
         for col in ("served", "displayed", "clicks"):
             self.assertRegex(sql, rf"AS {col}\b")
         self.assertEqual(q["WorkGroup"], {"Ref": "AthenaWorkGroup"})
-        # train (job "report") may write reports/ and nothing else of the bucket
+        # train (job "report") may write reports/, and (job "compact") compacted/, nothing else
         puts = [st for _, st in statements(R["TrainRole"]) if "s3:PutObject" in actions(st)]
-        self.assertEqual([st["Resource"] for st in puts], [{"Fn::Sub": "${EventBucket.Arn}/reports/*"}])
+        self.assertEqual(
+            sorted(st["Resource"]["Fn::Sub"] for st in puts),
+            ["${EventBucket.Arn}/compacted/*", "${EventBucket.Arn}/reports/*"],
+        )
 
     def test_redis_urls_use_the_tls_cluster_client(self):
         # Serverless and the replication group are both cluster mode, always TLS

@@ -3,6 +3,7 @@
 use lambda_runtime::{Diagnostic, LambdaEvent};
 use nectar_platform::catalog::Catalog;
 use nectar_platform::config::NectarConfig;
+use nectar_platform::event_log::compact::{compact_site, CompactError, CompactOptions};
 use nectar_platform::model_store::ModelStore;
 use nectar_platform::object_store::ObjectStore;
 use nectar_platform::registry::{Registry, RunRecord};
@@ -39,6 +40,9 @@ pub enum HandlerError {
     /// The `publish` job's artifacts are missing or invalid (nothing was published).
     #[error(transparent)]
     Artifacts(#[from] ArtifactError),
+    /// The `compact` job failed (days compacted before the failure stay compacted).
+    #[error(transparent)]
+    Compact(#[from] CompactError),
 }
 
 impl From<HandlerError> for Diagnostic {
@@ -48,6 +52,7 @@ impl From<HandlerError> for Diagnostic {
             HandlerError::Train(t) => t.code(),
             HandlerError::Report(r) => r.code(),
             HandlerError::Artifacts(_) => "InvalidArtifacts",
+            HandlerError::Compact(c) => c.code(),
         };
         let mut message = e.to_string();
         let mut src = std::error::Error::source(&e);
@@ -79,7 +84,8 @@ pub fn parse_input(event: &Value) -> Result<TaskInput, HandlerError> {
 /// A job other than training, named by the input's `job` (at the top level or in a scheduled
 /// event's `detail`): `{"site", "job": "report"}` (the scheduled online report) or
 /// `{"site", "task", "job": "publish", "artifacts": "s3://<event bucket>/<prefix>"}` (the
-/// Spark state machine's second step). `None` for a training input.
+/// Spark state machine's second step) or `{"site", "job": "compact"}` (every finished day of
+/// the site's event log that needs it, into `compacted/`). `None` for a training input.
 pub fn job_of(event: &Value) -> Option<(&str, &Value)> {
     let input = if event.get("job").is_some() {
         event
@@ -128,6 +134,10 @@ where
                 "endpoints": report.endpoints.len(),
                 "orphan_hits": report.orphan_hits,
             }))
+        }
+        "compact" => {
+            let days = compact_site(deps.events, site, CompactOptions::default(), now).await?;
+            Ok(json!({"site": site, "job": "compact", "days": days}))
         }
         "publish" => {
             let task = string_field(input, "task")?;
@@ -376,6 +386,43 @@ mod tests {
             .unwrap_err();
             assert_eq!(Diagnostic::from(err).error_type, "InvalidInput");
         }
+        // AND the compact job (the schedule's input) compacts the site's finished days
+        let payload: Value =
+            serde_json::from_str(include_str!("../../../events/train-compact-input.json")).unwrap();
+        let payload = json!({"site": "s1", "job": payload["job"]});
+        let out = handle(
+            &cfg,
+            deps(),
+            None,
+            LambdaEvent::new(payload.clone(), Default::default()),
+        )
+        .await
+        .unwrap();
+        let days = out["days"].as_array().unwrap();
+        assert!(!days.is_empty(), "{out}");
+        assert!(days.iter().all(|d| d["status"] == "compacted"), "{out}");
+        assert!(dir.join("compacted/site=s1").is_dir());
+        // AND a second run has nothing left to do
+        let out = handle(
+            &cfg,
+            deps(),
+            None,
+            LambdaEvent::new(payload, Default::default()),
+        )
+        .await
+        .unwrap();
+        assert_eq!(out["days"], json!([]));
+        // AND an unknown site is refused
+        let payload = json!({"detail": {"site": "nope", "job": "compact"}});
+        let err = handle(
+            &cfg,
+            deps(),
+            None,
+            LambdaEvent::new(payload, Default::default()),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(Diagnostic::from(err).error_type, "InvalidInput");
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -7,6 +7,7 @@ mod backends;
 mod banner;
 mod bench;
 mod bench_report;
+mod compact;
 mod demo;
 mod dev;
 mod eval;
@@ -44,6 +45,9 @@ enum Command {
     /// Write a published version's item side (item ids and factors, lists) in the artifact
     /// format, to a directory or s3://bucket/prefix/.
     Export(export::ExportArgs),
+    /// Compact the finished UTC days of the event log into Parquet (`compacted/`), as the
+    /// train Lambda's `compact` job does.
+    Compact(compact::CompactArgs),
     /// Import a MovieLens-style ratings CSV into the event log.
     Import(import::ImportArgs),
     /// Offline evaluation of an algorithm on train/test CSV files (refeval's protocol).
@@ -147,6 +151,7 @@ fn main() -> anyhow::Result<()> {
         Command::Export(args) => runtime()?.block_on(export::run(args)).map(|_| ()),
         Command::Import(args) => runtime()?.block_on(import::run(args)),
         Command::Report(args) => runtime()?.block_on(report::run(args)),
+        Command::Compact(args) => runtime()?.block_on(compact::run(args)),
         Command::Eval(args) => eval::run(&args),
         Command::Bench { command } => bench::run(&command),
         Command::Key {

@@ -167,10 +167,50 @@ pub fn id_names_item(event_type: &str, weights: &EventWeights) -> bool {
         || weights.rule(event_type).is_some()
 }
 
+/// The fields of a flat event that the mapping reads, borrowed from wherever the event is
+/// stored: a JSON line of the raw log ([`map_event_line`]) or the columns of the compacted
+/// Parquet log. The free-form objects stay JSON text, parsed only when a rule needs them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventFields<'a> {
+    /// The event's id (the dedupe key).
+    pub event_id: &'a str,
+    /// The PEACH event type.
+    pub event_type: &'a str,
+    /// What the event is about (the item, or the recommendation for `recommendation_*`).
+    pub id: &'a str,
+    /// Event time, ms UTC.
+    pub event_timestamp: i64,
+    /// `user_id`, when present.
+    pub user_id: Option<&'a str>,
+    /// The `client` object as JSON text.
+    pub client: Option<&'a str>,
+    /// The `context` object as JSON text.
+    pub context: Option<&'a str>,
+    /// The `props` object as JSON text.
+    pub props: Option<&'a str>,
+}
+
 /// Maps one flat event (a JSON line of the event log) to an interaction.
 pub fn map_event_line(line: &str, weights: &EventWeights) -> Result<Interaction, Skip> {
     let ev: LineView<'_> =
         serde_json::from_str(line).map_err(|e| Skip::Malformed(e.to_string()))?;
+    map_event_fields(
+        &EventFields {
+            event_id: ev.event_id,
+            event_type: ev.event_type,
+            id: &ev.id,
+            event_timestamp: ev.event_timestamp,
+            user_id: ev.user_id.as_deref(),
+            client: ev.client.map(RawValue::get),
+            context: ev.context.map(RawValue::get),
+            props: ev.props.map(RawValue::get),
+        },
+        weights,
+    )
+}
+
+/// Maps a flat event's fields to an interaction: the one mapping, whatever the storage.
+pub fn map_event_fields(ev: &EventFields<'_>, weights: &EventWeights) -> Result<Interaction, Skip> {
     if NON_ITEM_TYPES.contains(&ev.event_type) {
         return Err(Skip::NotAnInteraction);
     }
@@ -183,7 +223,7 @@ pub fn map_event_line(line: &str, weights: &EventWeights) -> Result<Interaction,
     let item = if ev.event_type == "recommendation_hit" {
         hit_item(ev.context).ok_or(Skip::NoHitItem)?
     } else if id_names_item(ev.event_type, weights) {
-        ev.id.into_owned()
+        ev.id.to_string()
     } else {
         return Err(Skip::NotAnInteraction);
     };
@@ -191,10 +231,10 @@ pub fn map_event_line(line: &str, weights: &EventWeights) -> Result<Interaction,
         return Err(Skip::Malformed("empty item id".into()));
     }
     let user = match ev.user_id.filter(|u| !u.is_empty()) {
-        Some(u) => u.into_owned(),
+        Some(u) => u.to_string(),
         None => ev
             .client
-            .and_then(|c| serde_json::from_str::<ClientView<'_>>(c.get()).ok())
+            .and_then(|c| serde_json::from_str::<ClientView<'_>>(c).ok())
             .and_then(|c| c.id)
             .filter(|id| !id.is_empty())
             .map(|id| id.into_owned())
@@ -209,8 +249,8 @@ pub fn map_event_line(line: &str, weights: &EventWeights) -> Result<Interaction,
     })
 }
 
-fn props_value(props: Option<&RawValue>) -> Option<f32> {
-    let p: ValueProps = serde_json::from_str(props?.get()).ok()?;
+fn props_value(props: Option<&str>) -> Option<f32> {
+    let p: ValueProps = serde_json::from_str(props?).ok()?;
     let v = value_number(&p.value?)?;
     (v > 0.0).then_some(v as f32)
 }
@@ -242,15 +282,20 @@ pub fn metadata_ms(v: &serde_json::Value) -> Option<i64> {
     }
 }
 
-fn hit_item(context: Option<&RawValue>) -> Option<String> {
-    hit_target(context).map(|(_, item)| item)
+fn hit_item(context: Option<&str>) -> Option<String> {
+    hit_target_text(context).map(|(_, item)| item)
 }
 
 /// The clicked item of a `recommendation_hit` and its 0-based `context.hit_index` (a number, or
 /// a string holding one): `context.items[hit_index]`, an id string or an `{ "id": … }` object.
 /// `None` when the context does not name a non-empty item.
 pub(crate) fn hit_target(context: Option<&RawValue>) -> Option<(usize, String)> {
-    let ctx: HitContext = serde_json::from_str(context?.get()).ok()?;
+    hit_target_text(context.map(RawValue::get))
+}
+
+/// [`hit_target`] on the context's JSON text.
+fn hit_target_text(context: Option<&str>) -> Option<(usize, String)> {
+    let ctx: HitContext = serde_json::from_str(context?).ok()?;
     let index = match ctx.hit_index? {
         serde_json::Value::Number(n) => n.as_u64()?,
         serde_json::Value::String(s) => s.trim().parse::<u64>().ok()?,
@@ -487,6 +532,45 @@ pub fn map_lines<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fields_map_exactly_as_their_line() {
+        // GIVEN events of each mapping rule, as a line and as borrowed fields (the compacted
+        // log's columns), with `client` and `context` as JSON text
+        let mut w = EventWeights::default();
+        w.set("rating", WeightRule::PropsValue);
+        let cases = [
+            line("media_play", "m1", ""),
+            line("media_play", "m1", r#","user_id":"u7""#),
+            line("rating", "m2", r#","props":{"value":"4"}"#),
+            line("rating", "m2", r#","props":{"value":0}"#),
+            line(
+                "recommendation_hit",
+                "r1",
+                r#","context":{"items":["a",{"id":"b"}],"hit_index":1}"#,
+            ),
+            line("recommendation_hit", "r1", r#","context":{"items":[]}"#),
+            line("recommendation_displayed", "r1", ""),
+            r#"{"event_id":"e","type":"media_play","id":"m","event_timestamp":5}"#.to_string(),
+        ];
+        for l in &cases {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            let text = |k: &str| v.get(k).map(|x| x.to_string());
+            let (client, context, props) = (text("client"), text("context"), text("props"));
+            let f = EventFields {
+                event_id: v["event_id"].as_str().unwrap(),
+                event_type: v["type"].as_str().unwrap(),
+                id: v["id"].as_str().unwrap(),
+                event_timestamp: v["event_timestamp"].as_i64().unwrap(),
+                user_id: v.get("user_id").and_then(|u| u.as_str()),
+                client: client.as_deref(),
+                context: context.as_deref(),
+                props: props.as_deref(),
+            };
+            // WHEN mapped both ways THEN the outcome is the same
+            assert_eq!(map_event_fields(&f, &w), map_event_line(l, &w), "{l}");
+        }
+    }
 
     fn line(t: &str, id: &str, extra: &str) -> String {
         format!(

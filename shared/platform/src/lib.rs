@@ -4,7 +4,7 @@
 //! errors to HTTP answers.
 //!
 //! Each cloud adapter, and training, is behind a cargo feature (`kinesis`, `s3`, `dynamodb`,
-//! `redis`, `secrets`, `csv`, `train`; all on by default) so that a function links only the
+//! `redis`, `secrets`, `csv`, `train`, `parquet`; all on by default) so that a function links only the
 //! SDKs it calls.
 #![warn(missing_docs)]
 

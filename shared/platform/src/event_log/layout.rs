@@ -6,6 +6,8 @@ use chrono::{DateTime, Datelike, Timelike, Utc};
 
 /// Top-level prefix of the event log.
 pub const EVENTS_PREFIX: &str = "events/";
+/// Top-level prefix of the compacted event log (Parquet, one folder per site and day).
+pub const COMPACTED_PREFIX: &str = "compacted/";
 /// Top-level prefix of records that could not be archived.
 pub const PARKED_PREFIX: &str = "parked/";
 
@@ -62,6 +64,24 @@ pub fn day_prefix(site_key: &str, date: &str) -> String {
     format!("{EVENTS_PREFIX}site={site_key}/date={date}/")
 }
 
+/// `compacted/site=<site>/date=YYYY-MM-DD/`: the compacted day's folder.
+pub fn compacted_day_prefix(site_key: &str, date: &str) -> String {
+    format!("{COMPACTED_PREFIX}site={site_key}/date={date}/")
+}
+
+/// The compacted day's manifest, written last: the day counts as compacted once it exists.
+pub fn manifest_key(site_key: &str, date: &str) -> String {
+    format!("{}_manifest.json", compacted_day_prefix(site_key, date))
+}
+
+/// The `n`th Parquet part of a compacted day: `part-NNNNN.parquet`.
+pub fn part_key(site_key: &str, date: &str, n: usize) -> String {
+    format!(
+        "{}part-{n:05}.parquet",
+        compacted_day_prefix(site_key, date)
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -81,6 +101,14 @@ mod tests {
                 "4955"
             ),
             "events/site=demo/date=2026-11-22/hour=00/shardId-000000000001-4955.jsonl.gz"
+        );
+        assert_eq!(
+            part_key("demo", "2026-11-22", 3),
+            "compacted/site=demo/date=2026-11-22/part-00003.parquet"
+        );
+        assert_eq!(
+            manifest_key("demo", "2026-11-22"),
+            "compacted/site=demo/date=2026-11-22/_manifest.json"
         );
     }
 }

@@ -1,6 +1,8 @@
 //! The event-log reader of training: lists the hour partitions of a window (one listing per
 //! day, concurrently), reads and decodes the files concurrently (bounded), maps events to
-//! interactions and dedupes them by `event_id` (the log is at-least-once).
+//! interactions and dedupes them by `event_id` (the log is at-least-once). Days with a
+//! compaction manifest are read from their Parquet parts instead (plus any raw object that
+//! arrived after the manifest), with the same result (`compact`).
 
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use futures::{StreamExt, TryStreamExt};
@@ -39,11 +41,11 @@ pub struct ReadOutcome {
     pub out_of_window: u64,
 }
 
-const HOUR_MS: i64 = 3_600_000;
+pub(crate) const HOUR_MS: i64 = 3_600_000;
 
 /// The suffix of event-log files; anything else under `events/` (such as the `.torn` sidecar
 /// of a local file whose tail was cut) is not read.
-const LOG_FILE_SUFFIX: &str = ".jsonl.gz";
+pub(crate) const LOG_FILE_SUFFIX: &str = ".jsonl.gz";
 
 /// The start (ms UTC) of the hour partition an event-log key belongs to.
 pub fn partition_start_ms(key: &str) -> Option<i64> {
@@ -54,7 +56,7 @@ pub fn partition_start_ms(key: &str) -> Option<i64> {
     Some(midnight + hour * HOUR_MS)
 }
 
-fn dates_of(w: TimeWindow) -> Vec<String> {
+pub(crate) fn dates_of(w: TimeWindow) -> Vec<String> {
     let (Some(start), Some(end)) = (
         DateTime::<Utc>::from_timestamp_millis(w.since_ms),
         DateTime::<Utc>::from_timestamp_millis(w.until_ms - 1),
@@ -99,15 +101,27 @@ pub async fn list_window<O: ObjectStore>(
     Ok(keys)
 }
 
-struct FileResult {
+/// What one source of a read (a raw file, or a compacted day) decoded to, in reading order.
+#[derive(Debug, Default)]
+pub(crate) struct FileResult {
     /// Dedupe key and interaction (its `event_id` string dropped to save memory).
-    interactions: Vec<(u128, Interaction)>,
-    stats: MapStats,
-    bytes: u64,
-    torn_members: u64,
+    pub(crate) interactions: Vec<(u128, Interaction)>,
+    pub(crate) stats: MapStats,
+    pub(crate) files: u64,
+    pub(crate) bytes: u64,
+    pub(crate) torn_members: u64,
 }
 
-fn decode_file(key: &str, data: &[u8], weights: &EventWeights) -> FileResult {
+/// One source of a window read, in reading order.
+pub(crate) enum Source {
+    /// A raw event-log file.
+    Raw(String),
+    /// A compacted day.
+    #[cfg(feature = "parquet")]
+    Compacted(Box<crate::event_log::compact::CompactedDay>),
+}
+
+pub(crate) fn decode_file(key: &str, data: &[u8], weights: &EventWeights) -> FileResult {
     let file = gunzip_text(data);
     if !file.is_clean() {
         tracing::warn!(
@@ -137,6 +151,7 @@ fn decode_file(key: &str, data: &[u8], weights: &EventWeights) -> FileResult {
     FileResult {
         interactions,
         stats,
+        files: 1,
         bytes: data.len() as u64,
         torn_members: file.torn_members,
     }
@@ -151,8 +166,20 @@ pub async fn read_files<O: ObjectStore>(
     weights: &EventWeights,
     concurrency: usize,
 ) -> Result<ReadOutcome, StoreError> {
-    let mut files = futures::stream::iter(keys.iter())
-        .map(|key| async move {
+    let sources: Vec<Source> = keys.iter().cloned().map(Source::Raw).collect();
+    read_sources(store, &sources, window, weights, concurrency).await
+}
+
+// Only compacted days filter by the window here (raw files are listed by it).
+#[cfg_attr(not(feature = "parquet"), allow(unused_variables))]
+async fn read_source<O: ObjectStore>(
+    store: &O,
+    source: &Source,
+    window: TimeWindow,
+    weights: &EventWeights,
+) -> Result<Option<FileResult>, StoreError> {
+    match source {
+        Source::Raw(key) => {
             let Some(body) = store.get(key).await? else {
                 // Listed then gone (lifecycle rule): nothing to read.
                 return Ok(None);
@@ -161,17 +188,35 @@ pub async fn read_files<O: ObjectStore>(
             let r = tokio::task::spawn_blocking(move || decode_file(&key, &body, &w))
                 .await
                 .expect("decoder task panicked");
-            Ok::<_, StoreError>(Some(r))
-        })
-        // `buffered` keeps key order, so the dedupe (first occurrence wins) is deterministic;
-        // each file is merged as it arrives, so memory holds the interned log plus the files
-        // in flight only.
+            Ok(Some(r))
+        }
+        #[cfg(feature = "parquet")]
+        Source::Compacted(day) => {
+            crate::event_log::compact::read_compacted_day(store, day, window, weights)
+                .await
+                .map(Some)
+        }
+    }
+}
+
+async fn read_sources<O: ObjectStore>(
+    store: &O,
+    sources: &[Source],
+    window: TimeWindow,
+    weights: &EventWeights,
+    concurrency: usize,
+) -> Result<ReadOutcome, StoreError> {
+    let mut files = futures::stream::iter(sources.iter())
+        .map(|source| read_source(store, source, window, weights))
+        // `buffered` keeps source order, so the dedupe (first occurrence wins) is
+        // deterministic; each source is merged as it arrives, so memory holds the interned
+        // log plus the sources in flight only.
         .buffered(concurrency.max(1));
     let mut out = ReadOutcome::default();
     let mut dedupe = Deduper::new();
     while let Some(f) = files.try_next().await? {
         let Some(f) = f else { continue };
-        out.files += 1;
+        out.files += f.files;
         out.bytes += f.bytes;
         out.torn_members += f.torn_members;
         out.stats.add(&f.stats);
@@ -190,7 +235,8 @@ pub async fn read_files<O: ObjectStore>(
     Ok(out)
 }
 
-/// Lists and reads the window of `site`.
+/// Lists and reads the window of `site`: compacted days from their Parquet parts (with the
+/// `parquet` feature), the others from their raw files.
 pub async fn read_window<O: ObjectStore>(
     store: &O,
     site: &str,
@@ -198,8 +244,19 @@ pub async fn read_window<O: ObjectStore>(
     weights: &EventWeights,
     concurrency: usize,
 ) -> Result<ReadOutcome, StoreError> {
-    let keys = list_window(store, site, window, concurrency).await?;
-    read_files(store, &keys, window, weights, concurrency).await
+    if window.until_ms <= window.since_ms {
+        return Ok(ReadOutcome::default());
+    }
+    #[cfg(feature = "parquet")]
+    let sources =
+        crate::event_log::compact::window_sources(store, site, window, concurrency).await?;
+    #[cfg(not(feature = "parquet"))]
+    let sources: Vec<Source> = list_window(store, site, window, concurrency)
+        .await?
+        .into_iter()
+        .map(Source::Raw)
+        .collect();
+    read_sources(store, &sources, window, weights, concurrency).await
 }
 
 /// The time just after the newest event of `site` (for windows anchored at `latest`): the

@@ -38,6 +38,15 @@ pub enum StoreError {
     },
 }
 
+/// A listed object: its key and size in bytes.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ObjectMeta {
+    /// The key.
+    pub key: String,
+    /// Size in bytes (grows when a local event-log file is appended to).
+    pub size: u64,
+}
+
 /// A flat key → bytes store.
 pub trait ObjectStore: Send + Sync {
     /// Writes (or overwrites) an object atomically.
@@ -46,6 +55,25 @@ pub trait ObjectStore: Send + Sync {
     fn get(&self, key: &str) -> impl Future<Output = Result<Option<Bytes>, StoreError>> + Send;
     /// Lists every key under a prefix, in lexical order.
     fn list(&self, prefix: &str) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send;
+    /// Lists every object under a prefix with its size, in lexical order. The default reads
+    /// each object; the adapters answer from the listing (S3) or the file system.
+    fn list_meta(
+        &self,
+        prefix: &str,
+    ) -> impl Future<Output = Result<Vec<ObjectMeta>, StoreError>> + Send {
+        async move {
+            let mut out = Vec::new();
+            for key in self.list(prefix).await? {
+                if let Some(body) = self.get(&key).await? {
+                    out.push(ObjectMeta {
+                        key,
+                        size: body.len() as u64,
+                    });
+                }
+            }
+            Ok(out)
+        }
+    }
 }
 
 fn check_key(key: &str) -> Result<(), StoreError> {
@@ -145,6 +173,26 @@ impl ObjectStore for LocalStore {
         .await
         .expect("local store lister task panicked")
     }
+
+    async fn list_meta(&self, prefix: &str) -> Result<Vec<ObjectMeta>, StoreError> {
+        let keys = self.list(prefix).await?;
+        let root = self.root.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut out = Vec::with_capacity(keys.len());
+            for key in keys {
+                let path = root.join(&key);
+                match std::fs::metadata(&path) {
+                    Ok(m) => out.push(ObjectMeta { key, size: m.len() }),
+                    // Listed then gone: as S3 would not list it.
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(LocalStore::io(&path)(e)),
+                }
+            }
+            Ok(out)
+        })
+        .await
+        .expect("local store lister task panicked")
+    }
 }
 
 /// Either store, chosen at run time (`nectar dev` with or without `--bucket`).
@@ -177,6 +225,13 @@ impl ObjectStore for AnyStore {
             Self::Local(s) => s.list(prefix).await,
             #[cfg(feature = "s3")]
             Self::S3(s) => s.list(prefix).await,
+        }
+    }
+    async fn list_meta(&self, prefix: &str) -> Result<Vec<ObjectMeta>, StoreError> {
+        match self {
+            Self::Local(s) => s.list_meta(prefix).await,
+            #[cfg(feature = "s3")]
+            Self::S3(s) => s.list_meta(prefix).await,
         }
     }
 }
@@ -212,6 +267,13 @@ mod tests {
             vec!["events/site=b/y.gz"]
         );
         assert!(s.list("nothing/").await.unwrap().is_empty());
+        assert_eq!(
+            s.list_meta("events/site=b").await.unwrap(),
+            vec![ObjectMeta {
+                key: "events/site=b/y.gz".into(),
+                size: 1
+            }]
+        );
         assert!(matches!(
             s.put("../escape", Bytes::new()).await,
             Err(StoreError::InvalidKey(_))

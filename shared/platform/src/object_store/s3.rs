@@ -2,7 +2,7 @@
 
 use bytes::Bytes;
 
-use super::{check_key, ObjectStore, StoreError};
+use super::{check_key, ObjectMeta, ObjectStore, StoreError};
 
 /// Objects in an S3 bucket.
 #[derive(Debug, Clone)]
@@ -27,6 +27,8 @@ impl ObjectStore for S3Store {
         check_key(key)?;
         let content_type = if key.ends_with(".gz") {
             "application/gzip"
+        } else if key.ends_with(".parquet") {
+            "application/vnd.apache.parquet"
         } else {
             "application/json"
         };
@@ -96,6 +98,32 @@ impl ObjectStore for S3Store {
             );
         }
         out.sort();
+        Ok(out)
+    }
+
+    async fn list_meta(&self, prefix: &str) -> Result<Vec<ObjectMeta>, StoreError> {
+        let mut out = Vec::new();
+        let mut pages = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(prefix)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| StoreError::S3 {
+                op: "ListObjectsV2",
+                key: prefix.to_string(),
+                source: Box::new(e),
+            })?;
+            out.extend(page.contents().iter().filter_map(|o| {
+                Some(ObjectMeta {
+                    key: o.key()?.to_string(),
+                    size: o.size().unwrap_or(0).max(0) as u64,
+                })
+            }));
+        }
+        out.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(out)
     }
 }
