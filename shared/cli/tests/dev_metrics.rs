@@ -161,11 +161,14 @@ fn readiness_and_metrics_after_known_traffic() {
         .unwrap();
         assert!(out.status.success(), "{task}: {out:?}");
     }
-    // THEN the server becomes ready (it checks the store's pointers every 5–7.5 s)
+    // THEN the server becomes ready with every model loaded (it checks each task's pointer
+    // every 5–7.5 s, each on its own jitter: ready can come from a fallback list first)
     let t = Instant::now();
     loop {
         let (status, body) = get(dev.port, "/healthz");
-        if status == 200 {
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        let loaded = |ep: &str| !v["sites"]["demo"]["endpoints"][ep]["model"].is_null();
+        if status == 200 && loaded("more-like-this") {
             break;
         }
         assert!(t.elapsed() < Duration::from_secs(30), "{status} {body}");
