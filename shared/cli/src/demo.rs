@@ -358,6 +358,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         registry_table: None,
         export_split: None,
         export_artifacts: None,
+        metrics_file: None,
     })
     .await?;
     print_metrics(&args.data_dir, &config).await;

@@ -103,7 +103,7 @@ const LATENCY_BUCKETS_MS: &[f64] = &[
 
 /// Installs the Prometheus recorder as the process's metrics recorder; `None` (logged) when
 /// another recorder is already installed.
-fn install_prometheus() -> Option<PrometheusHandle> {
+pub(crate) fn install_prometheus() -> Option<PrometheusHandle> {
     let recorder = PrometheusBuilder::new()
         .set_buckets_for_metric(Matcher::Suffix("_ms".into()), LATENCY_BUCKETS_MS)
         .expect("buckets are not empty")
@@ -114,6 +114,17 @@ fn install_prometheus() -> Option<PrometheusHandle> {
         Err(_) => {
             tracing::warn!("A metrics recorder is already installed; GET /metrics is off.");
             None
+        }
+    }
+}
+
+/// Counters whose alerts test "> 0" start at 0 for every site, so a dashboard or an alert
+/// tells "none" from "not reported".
+fn zero_counters(config: &NectarConfig) {
+    use nectar_platform::observe::names::{self, dim};
+    for site in config.sites.keys() {
+        for name in [names::SERVED_LOG_DROPPED, names::ARCHIVE_RECORDS_PARKED] {
+            metrics::counter!(name, dim::SITE => site.clone()).absolute(0);
         }
     }
 }
@@ -360,7 +371,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         config: config.clone(),
         keys,
         max_body_bytes: config.collect_limits().max_body_bytes,
-        metrics: install_prometheus(),
+        metrics: install_prometheus().inspect(|_| zero_counters(&config)),
         events: banner_events.clone(),
     });
     let listener = tokio::net::TcpListener::bind(args.addr)

@@ -101,6 +101,7 @@ mod tests {
             registry_table: None,
             export_split: None,
             export_artifacts: None,
+            metrics_file: None,
         })
         .await
         .unwrap();

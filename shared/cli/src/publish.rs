@@ -229,6 +229,7 @@ mod tests {
                 registry_table: None,
                 export_split: None,
                 export_artifacts: Some(out.clone()),
+                metrics_file: None,
             })
             .await
             .unwrap();
@@ -288,6 +289,7 @@ mod tests {
             registry_table: None,
             export_split: None,
             export_artifacts: None,
+            metrics_file: None,
         };
         let ext_runs = registry.runs("demo", "ext", 10).await.unwrap().len();
         crate::train::run(train(None)).await.unwrap();

@@ -62,6 +62,11 @@ pub struct TrainArgs {
     /// scores it the same on the same holdout. Needs a single task.
     #[arg(long, value_name = "DIR")]
     pub export_artifacts: Option<PathBuf>,
+    /// Write the runs' metrics (`train_runs`, nDCG@10 beside the baseline, stage seconds,
+    /// interactions) to FILE in the Prometheus text format when done, for node_exporter's
+    /// textfile collector (self-hosted schedules: cron + `nectar train`).
+    #[arg(long, value_name = "FILE")]
+    pub metrics_file: Option<PathBuf>,
 }
 
 /// Parses `--since/--until`: `YYYY-MM-DD` or RFC 3339. Dates as `--until` include the day.
@@ -149,6 +154,25 @@ impl TrainObserver for Bar {
 
 /// Runs the selected tasks; fails if any run failed.
 pub async fn run(args: TrainArgs) -> anyhow::Result<()> {
+    let metrics = match &args.metrics_file {
+        Some(_) => Some(
+            crate::dev::install_prometheus()
+                .context("--metrics-file: another metrics recorder is installed")?,
+        ),
+        None => None,
+    };
+    let result = run_tasks(&args).await;
+    if let (Some(path), Some(handle)) = (&args.metrics_file, &metrics) {
+        // Atomic for the collector, which may read at any time.
+        let tmp = path.with_extension("prom.tmp");
+        std::fs::write(&tmp, handle.render())
+            .and_then(|()| std::fs::rename(&tmp, path))
+            .with_context(|| format!("--metrics-file {}", path.display()))?;
+    }
+    result
+}
+
+async fn run_tasks(args: &TrainArgs) -> anyhow::Result<()> {
     let cfg = NectarConfig::load(args.config.as_deref())?;
     let mut jobs = Vec::new();
     for (site, sc) in &cfg.sites {
@@ -442,6 +466,7 @@ pub(crate) mod tests {
                 registry_table: None,
                 export_split: Some(split.clone()),
                 export_artifacts: None,
+                metrics_file: None,
             })
             .await
             .unwrap();
@@ -500,6 +525,7 @@ pub(crate) mod tests {
             registry_table: None,
             export_split: None,
             export_artifacts: None,
+            metrics_file: None,
         };
         // WHEN it is asked for by name THEN the refusal points at the job and at publish
         let e = format!("{:#}", run(args(Some("big"))).await.unwrap_err());

@@ -32,17 +32,10 @@ fn start(data: &str) -> Dev {
         .unwrap()
         .port();
     let addr = format!("127.0.0.1:{port}");
-    let child = nectar(&[
-        "dev",
-        "--addr",
-        &addr,
-        "--data-dir",
-        data,
-        "--no-served-log",
-    ])
-    .stdout(Stdio::null())
-    .spawn()
-    .unwrap();
+    let child = nectar(&["dev", "--addr", &addr, "--data-dir", data])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
     let t = Instant::now();
     while TcpStream::connect(&addr).is_err() {
         assert!(
@@ -100,6 +93,9 @@ fn sample(text: &str, name: &str, want: &[(&str, &str)]) -> Option<f64> {
         .reduce(|a, b| a + b)
 }
 
+/// Users whose plays are collected (enough for the quality gate's holdout to score some).
+const USERS: usize = 60;
+
 #[test]
 fn readiness_and_metrics_after_known_traffic() {
     let dir: PathBuf =
@@ -108,7 +104,12 @@ fn readiness_and_metrics_after_known_traffic() {
     std::fs::create_dir_all(&dir).unwrap();
     let data = dir.to_str().unwrap();
 
-    // GIVEN a fresh server: not ready
+    // GIVEN a site admin key and a fresh server: not ready
+    let out = nectar(&["key", "create", "--site", "demo", "--data-dir", data])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let key = String::from_utf8(out.stdout).unwrap().trim().to_string();
     let dev = start(data);
     let (status, body) = get(dev.port, "/healthz");
     assert_eq!(status, 503, "{body}");
@@ -118,13 +119,13 @@ fn readiness_and_metrics_after_known_traffic() {
         .unwrap()
         .as_millis() as i64;
     let mut accepted = 0;
-    for u in 0..12 {
+    for u in 0..USERS {
         let events: Vec<String> = (0..4)
             .map(|k| {
-                let item = (u + k) % 6;
+                let item = (u + k) % 8;
                 format!(
                     r#"{{"type":"media_play","id":"m-{item}","event_timestamp":{}}}"#,
-                    now - 3_600_000 + (u * 10 + k) as i64 * 1000
+                    now - 3_600_000 + (k * USERS + u) as i64 * 1000
                 )
             })
             .collect();
@@ -147,7 +148,9 @@ fn readiness_and_metrics_after_known_traffic() {
     );
     assert_eq!(s, 400);
     // WHEN every task is trained (the server reads the published versions on first use)
+    let mut train_metrics = String::new();
     for task in ["trending", "item_knn", "als"] {
+        let prom = dir.join(format!("train-{task}.prom"));
         let out = nectar(&[
             "train",
             "--task",
@@ -156,10 +159,22 @@ fn readiness_and_metrics_after_known_traffic() {
             "demo",
             "--data-dir",
             data,
+            "--metrics-file",
+            prom.to_str().unwrap(),
         ])
         .output()
         .unwrap();
         assert!(out.status.success(), "{task}: {out:?}");
+        train_metrics += &std::fs::read_to_string(&prom).unwrap();
+    }
+    // AND each run's metrics file says it published
+    for task in ["trending", "item_knn", "als"] {
+        let runs = sample(
+            &train_metrics,
+            "train_runs",
+            &[("task", task), ("status", "published")],
+        );
+        assert_eq!(runs, Some(1.0), "{task}: {train_metrics}");
     }
     // THEN the server becomes ready with every model loaded (it checks each task's pointer
     // every 5–7.5 s, each on its own jitter: ready can come from a fallback list first)
@@ -189,6 +204,23 @@ fn readiness_and_metrics_after_known_traffic() {
             item.starts_with("nope"),
             "{b}"
         );
+    }
+    // AND the online report is asked for once the served log has written the 7 answers (it
+    // flushes every 200 ms); its per-variant gauges follow the latest report
+    let t = Instant::now();
+    loop {
+        let (s, b) = request(
+            dev.port,
+            &format!("GET /v1/report?s=demo&endpoint=more-like-this HTTP/1.1\r\nAuthorization: Bearer {key}"),
+            "",
+        );
+        assert_eq!(s, 200, "{b}");
+        let v: serde_json::Value = serde_json::from_str(&b).unwrap();
+        if v["endpoints"][0]["variants"][0]["served"] == 7 {
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(20), "{b}");
+        std::thread::sleep(Duration::from_millis(200));
     }
     // THEN /metrics shows exactly that traffic
     let (s, text) = get(dev.port, "/metrics");
@@ -222,7 +254,7 @@ fn readiness_and_metrics_after_known_traffic() {
     );
     assert_eq!(
         sample(&text, "collect_request_ms_count", &[("site", "demo")]),
-        Some(13.0)
+        Some(USERS as f64 + 1.0)
     );
     // AND the model age of the served item_knn version, emitted on its first answer
     let age = sample(
@@ -231,6 +263,45 @@ fn readiness_and_metrics_after_known_traffic() {
         &[("site", "demo"), ("task", "item_knn")],
     );
     assert!(age.is_some_and(|a| (0.0..600.0).contains(&a)), "{age:?}");
+    assert_eq!(
+        sample(
+            &text,
+            "report_served",
+            &[("endpoint", "more-like-this"), ("variant", "default")]
+        ),
+        Some(7.0),
+        "{text}"
+    );
+    // AND every metric a panel of the Grafana dashboard queries is exported: by the server's
+    // /metrics, or by `nectar train --metrics-file` for the training runs. The one exception
+    // is archive_lag_seconds, reported by the archive (the Lambda, or `nectar dev --stream`'s
+    // archiver) once it has written a batch.
+    let names = Command::new("python3")
+        .args([workspace_file("infra/test_grafana.py").as_str(), "--names"])
+        .output()
+        .unwrap();
+    assert!(names.status.success(), "{names:?}");
+    let exported = format!("{text}\n{train_metrics}");
+    let mut checked = 0;
+    for name in String::from_utf8(names.stdout).unwrap().lines() {
+        if name == "archive_lag_seconds" {
+            continue;
+        }
+        let present = exported.lines().any(|l| {
+            !l.starts_with('#')
+                && (l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
+        });
+        assert!(
+            present,
+            "the Grafana dashboard queries {name}, which is not exported"
+        );
+        checked += 1;
+    }
+    assert!(checked >= 10, "{checked}");
     drop(dev);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn workspace_file(rel: &str) -> String {
+    format!("{}/../../{rel}", env!("CARGO_MANIFEST_DIR"))
 }

@@ -384,7 +384,9 @@ pub async fn build_report<O: ObjectStore>(
             .collect();
     }
     input.popularity = read.plays;
-    Ok(report(&read.attribution, &input))
+    let report = report(&read.attribution, &input);
+    emit_report_metrics(&report);
+    Ok(report)
 }
 
 /// The key of a scheduled report file: `reports/site=<site>/date=<YYYY-MM-DD>/report.<ext>`.
@@ -434,13 +436,13 @@ pub async fn run_report_task<O: ObjectStore>(
             Bytes::from(render_html(&report)),
         )
         .await?;
-    emit_report_metrics(&report);
     tracing::info!(%site, %date, endpoints = report.endpoints.len(), "Wrote the online report.");
     Ok(report)
 }
 
 /// The report's per-variant figures as metrics (`report_ctr`, `report_served`,
-/// `report_clicks`), for the dashboard's CTR per variant.
+/// `report_clicks`), for the dashboard's CTR per variant: set by every report built (the
+/// scheduled task, `GET /v1/report`), so the gauges hold the latest report's figures.
 fn emit_report_metrics(report: &Report) {
     use crate::observe::names::{self, dim};
     for ep in &report.endpoints {
