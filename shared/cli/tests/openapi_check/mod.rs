@@ -67,8 +67,8 @@ pub fn check(path: &str, method: &str, status: u16, body: &str) -> Result<(), St
         .filter(|(_, op)| op.is_object());
     let Some((template, _)) = op else {
         // Not a documented operation: only an error answer fits (404 no route, 405 method,
-        // or a refusal that comes before routing: 400 framing, 408, 413).
-        if !matches!(status, 400 | 404 | 405 | 408 | 413) {
+        // or a refusal that comes before routing: 400 framing, 408, 413, 503 over the bound).
+        if !matches!(status, 400 | 404 | 405 | 408 | 413 | 503) {
             return Err(format!(
                 "{method} {path} is not documented, yet answered {status}"
             ));

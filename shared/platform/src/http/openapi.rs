@@ -51,6 +51,7 @@ pub const ROUTE_ERRORS: &[(&str, &str, &[(u16, &[&str])])] = &[
         &[
             (400, &["invalid_request"]),
             (403, &["unknown_site", "origin_not_allowed"]),
+            (503, &["unavailable"]),
         ],
     ),
     ("/v1/recommend/{endpoint}", "get", RECOMMEND_ERRORS),
@@ -82,6 +83,7 @@ pub const ROUTE_ERRORS: &[(&str, &str, &[(u16, &[&str])])] = &[
             (400, &["invalid_request"]),
             (404, &["not_found"]),
             (405, &["method_not_allowed"]),
+            (503, &["unavailable"]),
         ],
     ),
     ("/openapi.json", "get", GET_ONLY_ERRORS),
@@ -110,9 +112,13 @@ const ADMIN_READ_ERRORS: &[(u16, &[&str])] = &[
     (503, &["unavailable"]),
 ];
 
-/// Routes without a body still refuse a request whose framing is ambiguous (400).
-const GET_ONLY_ERRORS: &[(u16, &[&str])] =
-    &[(400, &["invalid_request"]), (405, &["method_not_allowed"])];
+/// Routes without a body still refuse a request whose framing is ambiguous (400), and any
+/// route answers 503 when the server is over its connection bound.
+const GET_ONLY_ERRORS: &[(u16, &[&str])] = &[
+    (400, &["invalid_request"]),
+    (405, &["method_not_allowed"]),
+    (503, &["unavailable"]),
+];
 
 /// A PEACH Collect Format v1.0.3 payload: the fields the collect validator reads (others are
 /// stored as sent).
@@ -284,6 +290,34 @@ pub struct VariantHealth {
     pub model: Option<TaskVersion>,
 }
 
+/// `GET /`: where things are (each value a route, as text).
+#[derive(Serialize, ToSchema)]
+pub struct IndexAnswer {
+    /// `nectar dev`.
+    pub service: String,
+    /// The readiness route.
+    pub health: String,
+    /// The Prometheus route.
+    pub metrics: String,
+    /// The OpenAPI document's route.
+    pub openapi: String,
+    /// The HTML reference's route.
+    pub docs: String,
+    /// The report route.
+    pub report: String,
+    /// Each API route by name.
+    pub routes: HashMap<String, String>,
+    /// Per site, its endpoints' example requests.
+    pub sites: HashMap<String, IndexSite>,
+}
+
+/// A site in the index.
+#[derive(Serialize, ToSchema)]
+pub struct IndexSite {
+    /// Per endpoint name, an example request.
+    pub endpoints: HashMap<String, String>,
+}
+
 /// `DELETE /v1/users/{user_id}`: what was erased.
 #[derive(Serialize, ToSchema)]
 pub struct UserDeleted {
@@ -429,7 +463,7 @@ fn health() {}
 
 #[utoipa::path(get, path = "/", tag = "operations",
     responses((status = 200, description = "Where things are: routes and each site's endpoints",
-        body = HashMap<String, Object>)))]
+        body = IndexAnswer)))]
 #[allow(dead_code)]
 fn index() {}
 
@@ -440,7 +474,7 @@ fn index() {}
 fn metrics() {}
 
 #[utoipa::path(get, path = "/openapi.json", tag = "operations",
-    responses((status = 200, description = "This document", body = HashMap<String, Object>)))]
+    responses((status = 200, description = "This document", body = Object)))]
 #[allow(dead_code)]
 fn openapi() {}
 
@@ -478,7 +512,7 @@ impl Modify for AdminKey {
     components(schemas(ErrorBody, ErrorDetail, Problem, RecommendAnswer, ModelRef, ScoredItem,
         CollectAnswer, UpsertAnswer, PeachPayload, PeachClient, PeachDevice, DeviceType,
         PeachEvent, ItemsUpsert, ItemUpsertDoc, HealthAnswer, HealthStatus, SiteHealth,
-        EndpointHealth, TaskVersion, VariantHealth, UserDeleted, UserExport, Report,
+        EndpointHealth, TaskVersion, VariantHealth, IndexAnswer, IndexSite, UserDeleted, UserExport, Report,
         EndpointReport, VariantReport, DailyReport)),
     modifiers(&AdminKey),
 )]
@@ -500,10 +534,23 @@ pub fn document() -> Value {
                 .map(|c| format!("`{c}`"))
                 .collect::<Vec<_>>()
                 .join(", ");
-            op["responses"][status.to_string()] = json!({
-                "description": format!("{} ({codes})", reason(*status)),
-                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}},
-            });
+            let error = json!({"$ref": "#/components/schemas/ErrorBody"});
+            let answer = &mut op["responses"][status.to_string()];
+            if answer.is_object() {
+                // The route's own answer with this status (the readiness 503): either body.
+                let own = answer["content"]["application/json"]["schema"].take();
+                answer["content"]["application/json"]["schema"] = json!({"anyOf": [own, error]});
+                let d = format!(
+                    "{}; or an error ({codes})",
+                    answer["description"].as_str().unwrap_or("")
+                );
+                answer["description"] = json!(d);
+            } else {
+                *answer = json!({
+                    "description": format!("{} ({codes})", reason(*status)),
+                    "content": {"application/json": {"schema": error}},
+                });
+            }
         }
     }
     doc
@@ -552,9 +599,10 @@ mod tests {
             assert!(op.is_object(), "{method} {path} is not in the document");
             for (status, codes) in *errors {
                 let r = &op["responses"][status.to_string()];
-                assert_eq!(
-                    r["content"]["application/json"]["schema"]["$ref"],
-                    "#/components/schemas/ErrorBody",
+                let schema = &r["content"]["application/json"]["schema"];
+                let error = "#/components/schemas/ErrorBody";
+                assert!(
+                    schema["$ref"] == error || schema["anyOf"][1]["$ref"] == error,
                     "{method} {path} {status}"
                 );
                 for c in *codes {
