@@ -28,7 +28,7 @@ pub const ADMIN_KEY_SCHEME: &str = "admin_key";
 
 /// Each route's error answers: (path, method, [(status, codes)]). The codes are those of
 /// `AppError::code`; every error answer has the [`ErrorBody`] shape.
-pub const ROUTE_ERRORS: &[(&str, &str, &[(u16, &[&str])])] = &[
+pub const ROUTE_ERRORS: &[(&str, &str, ErrorAnswers)] = &[
     (
         "/v1/collect",
         "post",
@@ -90,7 +90,10 @@ pub const ROUTE_ERRORS: &[(&str, &str, &[(u16, &[&str])])] = &[
     ("/docs", "get", GET_ONLY_ERRORS),
 ];
 
-const RECOMMEND_ERRORS: &[(u16, &[&str])] = &[
+/// A route's error answers: (status, the codes it can carry).
+pub type ErrorAnswers = &'static [(u16, &'static [&'static str])];
+
+const RECOMMEND_ERRORS: ErrorAnswers = &[
     (400, &["invalid_request"]),
     (401, &["unauthorized"]),
     (403, &["unknown_site", "forbidden"]),
@@ -101,7 +104,7 @@ const RECOMMEND_ERRORS: &[(u16, &[&str])] = &[
     (503, &["no_model", "unavailable"]),
 ];
 
-const ADMIN_READ_ERRORS: &[(u16, &[&str])] = &[
+const ADMIN_READ_ERRORS: ErrorAnswers = &[
     (400, &["invalid_request"]),
     (401, &["unauthorized"]),
     (403, &["unknown_site", "forbidden"]),
@@ -114,7 +117,7 @@ const ADMIN_READ_ERRORS: &[(u16, &[&str])] = &[
 
 /// Routes without a body still refuse a request whose framing is ambiguous (400), and any
 /// route answers 503 when the server is over its connection bound.
-const GET_ONLY_ERRORS: &[(u16, &[&str])] = &[
+const GET_ONLY_ERRORS: ErrorAnswers = &[
     (400, &["invalid_request"]),
     (405, &["method_not_allowed"]),
     (503, &["unavailable"]),
