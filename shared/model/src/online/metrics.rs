@@ -157,7 +157,10 @@ pub struct VariantReport {
     /// Click-through rate on the endpoint's basis.
     pub ctr: Option<f64>,
     /// Its Wilson 95 % interval.
-    #[cfg_attr(feature = "openapi", schema(value_type = Option<Vec<f64>>))]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(value_type = Option<Vec<f64>>, min_items = 2, max_items = 2)
+    )]
     pub ctr_ci: Option<Interval>,
     /// Clicks followed by a play.
     pub plays: u64,
@@ -176,7 +179,10 @@ pub struct VariantReport {
     /// Relative CTR lift against the control (`null` for the control).
     pub lift: Option<f64>,
     /// Its Katz log 95 % interval.
-    #[cfg_attr(feature = "openapi", schema(value_type = Option<Vec<f64>>))]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(value_type = Option<Vec<f64>>, min_items = 2, max_items = 2)
+    )]
     pub lift_ci: Option<Interval>,
     /// Two-proportion z-test p-value against the control.
     pub p_value: Option<f64>,

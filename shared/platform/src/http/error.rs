@@ -100,7 +100,7 @@ pub struct ErrorBody {
 #[derive(Debug, Clone, Serialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorDetail {
-    /// The stable machine-readable code (one of [`ERROR_CODES`]).
+    /// The stable machine-readable code; the same for the same mistake in every release.
     pub code: String,
     /// What is wrong, naming the field.
     pub message: String,

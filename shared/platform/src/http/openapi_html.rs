@@ -25,7 +25,7 @@ pub fn render(doc: &Value) -> String {
          <style>{STYLE}</style></head><body><h1>{t} API reference</h1><p>{d}</p>\
          <p>OpenAPI {v}: <a href=\"/openapi.json\">/openapi.json</a>.</p>",
         t = esc(title),
-        d = esc(doc["info"]["description"].as_str().unwrap_or("")),
+        d = inline_code(doc["info"]["description"].as_str().unwrap_or("")),
         v = esc(doc["openapi"].as_str().unwrap_or("")),
     );
     if let Some(schemes) = doc["components"]["securitySchemes"].as_object() {
@@ -36,7 +36,7 @@ pub fn render(doc: &Value) -> String {
                 "<li><code>{}</code>: HTTP <code>Authorization: {} &lt;key&gt;</code>. {}</li>",
                 esc(name),
                 esc(&capitalised(s["scheme"].as_str().unwrap_or(""))),
-                esc(s["description"].as_str().unwrap_or(""))
+                inline_code(s["description"].as_str().unwrap_or(""))
             );
         }
         h.push_str("</ul>");
@@ -113,7 +113,7 @@ fn operation(h: &mut String, path: &str, method: &str, op: &Value) {
                 esc(p["in"].as_str().unwrap_or("")),
                 type_of(&p["schema"]),
                 if p["required"] == true { "yes" } else { "no" },
-                esc(p["description"].as_str().unwrap_or(""))
+                inline_code(p["description"].as_str().unwrap_or(""))
             );
         }
         h.push_str("</table>");
@@ -122,10 +122,11 @@ fn operation(h: &mut String, path: &str, method: &str, op: &Value) {
         let _ = write!(
             h,
             "<p>Request body: {}</p>",
-            esc(body
-                .get("description")
-                .and_then(Value::as_str)
-                .unwrap_or(""))
+            inline_code(
+                body.get("description")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+            )
         );
         content_table(h, body.get("content").unwrap_or(&Value::Null));
     }
@@ -296,6 +297,8 @@ mod tests {
         assert!(page.contains("<code>user_id</code>"));
         assert!(page.contains("<code>unknown_endpoint</code>"));
         assert!(page.contains("Authorization: Bearer"));
+        // AND the descriptions' `code` spans are rendered, not shown as backticks
+        assert!(!page.contains('`'), "a raw backtick on the page");
         // AND it is self-contained: no script, nothing loaded from elsewhere
         assert!(!page.contains("<script"));
         assert!(!page.contains("src="));

@@ -41,7 +41,7 @@ pub struct ScoredItem {
     pub id: String,
     /// Its score (higher is better; comparable within one answer only); `null` for a pinned
     /// promotion (a non-finite score serialises as `null`).
-    #[cfg_attr(feature = "openapi", schema(value_type = Option<f32>))]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<f32>, required = true))]
     pub score: f32,
     /// Set when the item was placed by exploration rather than by its score.
     #[serde(default, skip_serializing_if = "Option::is_none")]
