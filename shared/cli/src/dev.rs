@@ -411,6 +411,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         log_served: !args.no_served_log,
         ..RecommendOptions::default()
     };
+    let api_doc = openapi::document();
     let state = Arc::new(AppState {
         collect: CollectService::new(
             config.clone(),
@@ -431,8 +432,8 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         max_body_bytes: config.collect_limits().max_body_bytes,
         metrics: install_prometheus(),
         events: banner_events.clone(),
-        openapi: openapi::document(),
-        docs: Bytes::from(openapi_html::render(&openapi::document())),
+        docs: Bytes::from(openapi_html::render(&api_doc)),
+        openapi: api_doc,
     });
     let listener = tokio::net::TcpListener::bind(args.addr)
         .await
