@@ -24,6 +24,8 @@ use nectar_platform::collect::{CollectService, COLLECT_PATH};
 use nectar_platform::config::NectarConfig;
 use nectar_platform::event_log::local::LocalEventLog;
 use nectar_platform::http::error::AppError;
+use nectar_platform::http::openapi::{self, DOCS_PATH, OPENAPI_PATH};
+use nectar_platform::http::openapi_html;
 use nectar_platform::http::response::json_response;
 use nectar_platform::model_store::AnyModelStore;
 use nectar_platform::object_store::AnyStore;
@@ -91,10 +93,59 @@ struct AppState {
     metrics: Option<PrometheusHandle>,
     /// The event log the online report reads (`GET /v1/report`).
     events: AnyStore,
+    /// The OpenAPI document (`GET /openapi.json`) and its HTML rendering (`GET /docs`),
+    /// built once.
+    openapi: serde_json::Value,
+    docs: Bytes,
 }
 
 /// The Prometheus scrape route.
 pub const METRICS_PATH: &str = "/metrics";
+
+/// Every route `nectar dev` serves: the router answers those that take no body before reading
+/// any, and a test checks that each is in the OpenAPI document.
+pub const ROUTES: &[Route] = &[
+    Route::body("post", COLLECT_PATH),
+    Route::body("options", COLLECT_PATH),
+    Route::body("get", "/v1/recommend/{endpoint}"),
+    Route::body("get", "/v1/similar/{endpoint}"),
+    Route::body("put", ITEMS_PATH),
+    Route::body("get", REPORT_PATH),
+    Route::no_body("get", "/"),
+    Route::no_body("get", HEALTH_PATH),
+    Route::no_body("get", METRICS_PATH),
+    Route::no_body("get", OPENAPI_PATH),
+    Route::no_body("get", DOCS_PATH),
+];
+
+/// One route of [`ROUTES`].
+#[derive(Debug, Clone, Copy)]
+pub struct Route {
+    /// The method, lower case as in OpenAPI.
+    pub method: &'static str,
+    /// The path template, as in the OpenAPI document.
+    pub path: &'static str,
+    /// Whether the route reads a request body (GET-only routes without one answer first).
+    pub reads_body: bool,
+}
+
+impl Route {
+    const fn body(method: &'static str, path: &'static str) -> Self {
+        Self {
+            method,
+            path,
+            reads_body: true,
+        }
+    }
+
+    const fn no_body(method: &'static str, path: &'static str) -> Self {
+        Self {
+            method,
+            path,
+            reads_body: false,
+        }
+    }
+}
 
 /// Histogram buckets of the `*_ms` metrics (latencies), in milliseconds.
 const LATENCY_BUCKETS_MS: &[f64] = &[
@@ -157,7 +208,10 @@ async fn route(
             "Content-Length",
             "a request with both Content-Length and Transfer-Encoding is ambiguous; send one",
         ))
-    } else if path == "/" || path == HEALTH_PATH || path == METRICS_PATH {
+    } else if ROUTES
+        .iter()
+        .any(|r| !r.reads_body && r.method == "get" && r.path == path)
+    {
         if parts.method != Method::GET && parts.method != Method::HEAD {
             AppError::MethodNotAllowed {
                 method: parts.method.to_string(),
@@ -168,6 +222,10 @@ async fn route(
             index(&state.config)
         } else if path == METRICS_PATH {
             metrics_response(state.metrics.as_ref())
+        } else if path == OPENAPI_PATH {
+            json_response(StatusCode::OK, &state.openapi)
+        } else if path == DOCS_PATH {
+            html_response(&state.docs)
         } else {
             state
                 .recommend
@@ -265,6 +323,16 @@ fn full(resp: http::Response<Bytes>) -> conn::DevResponse {
     resp.map(Full::new)
 }
 
+/// `GET /docs`: a static page.
+fn html_response(page: &Bytes) -> http::Response<Bytes> {
+    let mut resp = http::Response::new(page.clone());
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    resp
+}
+
 /// `GET /`: where things are.
 fn index(config: &NectarConfig) -> http::Response<Bytes> {
     let sites: serde_json::Map<String, serde_json::Value> = config
@@ -295,6 +363,8 @@ fn index(config: &NectarConfig) -> http::Response<Bytes> {
             "service": "nectar dev",
             "health": HEALTH_PATH,
             "metrics": METRICS_PATH,
+            "openapi": OPENAPI_PATH,
+            "docs": DOCS_PATH,
             "report": "GET /v1/report?s=SITE&format=json|html|md (Authorization: Bearer KEY)",
             "routes": {
                 "collect": "POST /v1/collect?s=SITE",
@@ -352,6 +422,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         log_served: !args.no_served_log,
         ..RecommendOptions::default()
     };
+    let api_doc = openapi::document();
     let state = Arc::new(AppState {
         collect: CollectService::new(
             config.clone(),
@@ -373,6 +444,8 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         max_body_bytes: config.collect_limits().max_body_bytes,
         metrics: install_prometheus().inspect(|_| zero_counters(&config)),
         events: banner_events.clone(),
+        docs: Bytes::from(openapi_html::render(&api_doc)),
+        openapi: api_doc,
     });
     let listener = tokio::net::TcpListener::bind(args.addr)
         .await
@@ -436,5 +509,32 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_route_served_is_in_the_openapi_document() {
+        // GIVEN the document
+        let doc = openapi::document();
+        // THEN each route of the router has an operation there, and a path is not listed twice
+        for r in ROUTES {
+            assert!(
+                doc["paths"][r.path][r.method].is_object(),
+                "{} {} is served but not documented",
+                r.method,
+                r.path
+            );
+            assert_eq!(
+                ROUTES
+                    .iter()
+                    .filter(|o| o.path == r.path && o.method == r.method)
+                    .count(),
+                1
+            );
+        }
     }
 }

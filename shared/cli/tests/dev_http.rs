@@ -13,6 +13,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+mod openapi_check;
+use openapi_check::openapi_check_raw;
+
 /// `HEADER_READ_TIMEOUT` and `BODY_READ_TIMEOUT` of `nectar dev` (shared/cli/src/dev/conn.rs).
 const SERVER_TIMEOUT: Duration = Duration::from_secs(10);
 /// `MAX_CONNECTIONS` of `nectar dev`.
@@ -109,7 +112,14 @@ fn raw(port: u16, bytes: &[u8], half_close: bool) -> (u16, Value) {
     }
     let mut out = Vec::new();
     let _ = s.read_to_end(&mut out);
-    parse(&out)
+    let (status, body) = parse(&out);
+    let text = String::from_utf8_lossy(&out);
+    openapi_check_raw(
+        bytes,
+        status,
+        text.split_once("\r\n\r\n").map_or("", |(_, b)| b),
+    );
+    (status, body)
 }
 
 fn get(port: u16, path: &str) -> (u16, Value) {

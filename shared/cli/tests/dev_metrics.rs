@@ -7,6 +7,9 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod openapi_check;
+use openapi_check::openapi_check_raw;
+
 struct Dev {
     child: Child,
     port: u16,
@@ -67,6 +70,7 @@ fn request(port: u16, head: &str, body: &str) -> (u16, String) {
         .split_once("\r\n\r\n")
         .map_or("", |(_, b)| b)
         .to_string();
+    openapi_check_raw(head.as_bytes(), status, &body);
     (status, body)
 }
 

@@ -8,6 +8,9 @@ use nectar_platform::collect::sink::EventSink;
 use nectar_platform::event_log::local::LocalEventLog;
 use nectar_platform::report::contract;
 
+mod openapi_check;
+use openapi_check::openapi_check;
+
 /// The binary, with none of the caller's NECTAR_* or RUST_LOG settings.
 fn nectar() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_nectar"));
@@ -109,6 +112,8 @@ async fn out_picks_the_format_from_its_extension_and_json_is_the_default() {
         "2026-11-22",
     ]));
     assert!(out.status.success(), "{stderr}");
+    // (the JSON report is the body of `GET /v1/report`: it must match that answer's schema)
+    openapi_check("/v1/report", "GET", 200, &stdout);
     let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(v["orphan_hits"], 2);
     assert_eq!(v["endpoints"][0]["variants"][0]["clicks"], 3);

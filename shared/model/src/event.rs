@@ -63,6 +63,7 @@ impl Default for CollectLimits {
 
 /// One reason a payload was rejected, with the JSON path of the offending field.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Problem {
     /// JSON path such as `events[3].event_timestamp`.
     pub path: String,

@@ -110,6 +110,7 @@ impl ReportInput {
 
 /// The online report of one site.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Report {
     /// The site.
     pub site: String,
@@ -125,6 +126,7 @@ pub struct Report {
 
 /// One endpoint's figures.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct EndpointReport {
     /// The endpoint.
     pub endpoint: String,
@@ -142,6 +144,7 @@ pub struct EndpointReport {
 
 /// One variant's figures over the range.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct VariantReport {
     /// The variant.
     pub variant: String,
@@ -154,6 +157,10 @@ pub struct VariantReport {
     /// Click-through rate on the endpoint's basis.
     pub ctr: Option<f64>,
     /// Its Wilson 95 % interval.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(value_type = Option<Vec<f64>>, min_items = 2, max_items = 2)
+    )]
     pub ctr_ci: Option<Interval>,
     /// Clicks followed by a play.
     pub plays: u64,
@@ -172,6 +179,10 @@ pub struct VariantReport {
     /// Relative CTR lift against the control (`null` for the control).
     pub lift: Option<f64>,
     /// Its Katz log 95 % interval.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(value_type = Option<Vec<f64>>, min_items = 2, max_items = 2)
+    )]
     pub lift_ci: Option<Interval>,
     /// Two-proportion z-test p-value against the control.
     pub p_value: Option<f64>,
@@ -179,6 +190,7 @@ pub struct VariantReport {
     pub p_value_always_valid: Option<f64>,
     /// Figures outside the JSON contract, for the HTML and Markdown renderings.
     #[serde(skip)]
+    #[cfg_attr(feature = "openapi", schema(ignore))]
     pub more: VariantExtras,
 }
 
@@ -199,6 +211,7 @@ pub struct VariantExtras {
 
 /// One variant's counts on one UTC day.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DailyReport {
     /// `YYYY-MM-DD`.
     pub date: String,

@@ -21,7 +21,6 @@ use nectar_model::event::has_control_chars;
 use nectar_model::mapping::{metadata_ms, TIMESTAMP_PROBLEM};
 use nectar_model::strict_json;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 
 use crate::auth::AdminKeys;
 use crate::config::NectarConfig;
@@ -371,7 +370,10 @@ pub fn authorize_items_request(
 
 /// The answer to a successful upsert of `n` items.
 pub fn upserted_response(n: usize) -> http::Response<Bytes> {
-    json_response(StatusCode::OK, &json!({ "upserted": n }))
+    json_response(
+        StatusCode::OK,
+        &crate::http::answers::to_json(&crate::http::answers::UpsertAnswer { upserted: n }),
+    )
 }
 
 /// `PUT /v1/items` on the local catalog (`nectar dev`).

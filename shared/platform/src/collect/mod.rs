@@ -11,7 +11,6 @@ use bytes::Bytes;
 use http::{HeaderValue, Method, StatusCode};
 use nectar_model::event::{accept_site_payload, CollectLimits};
 use nectar_model::mapping::EventWeights;
-use serde_json::json;
 
 use crate::collect::sink::{EventSink, SinkError};
 use crate::config::{NectarConfig, SiteConfig};
@@ -169,7 +168,7 @@ impl<S: EventSink> CollectService<S> {
         tracing::debug!(site = %site_key, events = n, "Collected events.");
         Ok(json_response(
             site.collect_status(),
-            &json!({ "accepted": n }),
+            &crate::http::answers::to_json(&crate::http::answers::CollectAnswer { accepted: n }),
         ))
     }
 }
@@ -203,6 +202,7 @@ fn add_cors(resp: &mut http::Response<Bytes>, origin: &str) {
 mod tests {
     use super::*;
     use nectar_model::event::Accepted;
+    use serde_json::json;
     use std::sync::Mutex;
 
     /// GIVEN-style in-memory sink for handler tests.

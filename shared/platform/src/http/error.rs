@@ -3,7 +3,7 @@
 
 use bytes::Bytes;
 use nectar_model::event::{Problem, Rejection};
-use serde_json::json;
+use serde::Serialize;
 
 /// An error answered to an HTTP client.
 #[derive(Debug, thiserror::Error)]
@@ -69,6 +69,50 @@ pub enum AppError {
     Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
+/// Every stable code [`AppError::code`] answers (the OpenAPI document lists them).
+pub const ERROR_CODES: &[&str] = &[
+    "invalid_payload",
+    "reserved_event_type",
+    "invalid_request",
+    "unknown_site",
+    "origin_not_allowed",
+    "not_found",
+    "unknown_endpoint",
+    "no_model",
+    "unauthorized",
+    "forbidden",
+    "method_not_allowed",
+    "payload_too_large",
+    "request_timeout",
+    "unsupported_media_type",
+    "unavailable",
+];
+
+/// The body of every error answer: `{"error": {...}}`.
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ErrorBody {
+    /// The error.
+    pub error: ErrorDetail,
+}
+
+/// What went wrong, in a stable code and a message safe to show.
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ErrorDetail {
+    /// The stable machine-readable code; the same for the same mistake in every release.
+    pub code: String,
+    /// What is wrong, naming the field.
+    pub message: String,
+    /// Each problem with the JSON path (or parameter) it concerns (`invalid_payload`,
+    /// `invalid_request`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub details: Option<Vec<Problem>>,
+    /// `true` when the client may send the same request again (`unavailable`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retryable: Option<bool>,
+}
+
 impl AppError {
     /// The HTTP status.
     pub fn status(&self) -> http::StatusCode {
@@ -118,19 +162,24 @@ impl AppError {
 
     /// The JSON body: `{"error": {"code", "message", "details"?, "retryable"?}}`.
     pub fn body(&self) -> serde_json::Value {
-        let mut err = json!({ "code": self.code(), "message": self.to_string() });
+        let mut error = ErrorDetail {
+            code: self.code().to_string(),
+            message: self.to_string(),
+            details: None,
+            retryable: None,
+        };
         match self {
-            Self::InvalidPayload(r) => err["details"] = json!(r.problems),
+            Self::InvalidPayload(r) => error.details = Some(r.problems.clone()),
             Self::InvalidRequest { field, problem } => {
-                err["details"] = json!([Problem {
+                error.details = Some(vec![Problem {
                     path: field.clone(),
-                    problem: problem.clone()
+                    problem: problem.clone(),
                 }])
             }
-            Self::Unavailable(_) => err["retryable"] = json!(true),
+            Self::Unavailable(_) => error.retryable = Some(true),
             _ => {}
         }
-        json!({ "error": err })
+        serde_json::to_value(ErrorBody { error }).expect("plain data serialises")
     }
 
     /// The whole HTTP response.
@@ -204,6 +253,7 @@ mod tests {
         for (err, status, code) in cases {
             let body = err.body();
             assert_eq!(body["error"]["code"], code);
+            assert!(ERROR_CODES.contains(&code), "{code} is not in ERROR_CODES");
             let resp = err.into_response();
             assert_eq!(resp.status().as_u16(), status);
             let parsed: serde_json::Value = serde_json::from_slice(resp.body()).unwrap();

@@ -18,7 +18,6 @@ use nectar_model::online::bandit::{
     apply_exploration, explore_picks, thompson_pick, ArmCounts, ExploreRule, NewItem,
 };
 use rand::Rng;
-use serde_json::json;
 
 use super::RecommendService;
 use crate::catalog::Catalog;
@@ -268,16 +267,6 @@ pub(super) fn place_explored<R: Rng + ?Sized>(
     }
     *items = organic;
     explored
-}
-
-/// One item of an answer: `{"id", "score"}`, plus `"explore": true` when exploration put it
-/// there.
-pub(super) fn item_json(id: &str, score: f32, explored: &HashSet<String>) -> serde_json::Value {
-    if explored.contains(id) {
-        json!({"id": id, "score": score, "explore": true})
-    } else {
-        json!({"id": id, "score": score})
-    }
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@
 //! lists already in memory are served, marked `"fallback": true`. [`HEALTH_PATH`] reports,
 //! per endpoint, what it would serve.
 
+pub mod answer;
 mod bandit;
 mod experiment;
 mod fresh_trending;
@@ -26,7 +27,6 @@ use bytes::Bytes;
 use http::{Method, StatusCode};
 use nectar_model::rank;
 use rand::Rng;
-use serde_json::json;
 
 use crate::auth::AdminKeys;
 use crate::catalog::Catalog;
@@ -43,6 +43,7 @@ mod health;
 #[cfg(test)]
 mod serving_tests;
 
+pub use answer::{ModelRef, RecommendAnswer, ScoredItem};
 pub use experiment::{assign_variant, assignment_point};
 use fresh_trending::FreshList;
 pub use health::HEALTH_PATH;
@@ -465,14 +466,24 @@ impl<M: ModelStore, S: EventSink + 'static> RecommendService<M, S> {
         };
         let rec_id = new_recommendation_id();
         let (model_name, version) = out.model.unwrap_or_default();
-        let body = json!({
-            "recommendation_id": rec_id,
-            "endpoint": q.endpoint,
-            "variant": variant,
-            "model": { "name": model_name, "version": version },
-            "items": items.iter().map(|(id, s)| bandit::item_json(id, *s, &explored)).collect::<Vec<_>>(),
-            "fallback": fallback_used,
-        });
+        let body = RecommendAnswer {
+            recommendation_id: rec_id,
+            endpoint: q.endpoint.clone(),
+            variant,
+            model: ModelRef {
+                name: model_name,
+                version,
+            },
+            items: items
+                .iter()
+                .map(|(id, s)| ScoredItem {
+                    explore: explored.contains(id).then_some(true),
+                    ..ScoredItem::new(id, *s)
+                })
+                .collect(),
+            fallback: fallback_used,
+        }
+        .to_json();
         if self.options.log_served {
             self.log_served(&q, &body, now_ms);
         }
@@ -762,6 +773,7 @@ mod tests {
     use crate::config::VariantConfig;
     use crate::model_store::{Factors, ModelItems, HOUR_MS};
     use nectar_model::topk::{dot_scores, top_k, Exclude};
+    use serde_json::json;
 
     #[test]
     fn large_catalogues_scan_quantised_and_agree_with_the_exact_ranking() {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use nectar_model::event::Accepted;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use super::*;
 use crate::collect::sink::SinkError;
