@@ -19,6 +19,8 @@ use std::sync::{Arc, Mutex};
 
 use crate::record_file::{Durability, LineFormat, RecordFile};
 
+mod forget;
+
 use super::{
     f32s_to_le, le_to_f32s, Factors, ModelArtifacts, ModelItems, ModelStore, ModelStoreError,
     PublishOptions, Scored, UserState, VersionMeta, COUNTS_TTL_SECS, HOUR_MS, ITEM_CHUNK_ROWS,
@@ -541,6 +543,14 @@ impl ModelStore for LocalModelStore {
             })
             .collect())
     }
+
+    async fn forget_user(
+        &self,
+        site: &str,
+        user: &str,
+    ) -> Result<super::ForgetReport, ModelStoreError> {
+        self.forget_blocking(site, user)
+    }
 }
 
 #[cfg(test)]
@@ -552,6 +562,27 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("nectar-ms-{}", rand::random::<u64>()));
         let store = LocalModelStore::new(&dir);
         super::super::contract::model_store_contract(&store, "contract").await;
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn local_store_passes_the_forget_contract_and_no_file_names_the_user() {
+        let dir = std::env::temp_dir().join(format!("nectar-ms-{}", rand::random::<u64>()));
+        let store = LocalModelStore::new(&dir);
+        super::super::forget_contract::forget_contract(&store).await;
+        // THEN no file under models/ still holds the erased id (as a JSON string)
+        let mut stack = vec![dir.join("models")];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).unwrap() {
+                let p = e.unwrap().path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else {
+                    let text = String::from_utf8_lossy(&std::fs::read(&p).unwrap()).to_string();
+                    assert!(!text.contains("\"u1\""), "{} names u1", p.display());
+                }
+            }
+        }
         std::fs::remove_dir_all(dir).unwrap();
     }
 
