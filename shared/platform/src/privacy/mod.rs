@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::model_store::{ForgetReport, ModelStore, ModelStoreError};
+use crate::object_store::{ObjectStore, StoreError};
 use crate::record_file::{Durability, LineFormat, RecordFile};
 
 pub mod route;
@@ -101,21 +102,21 @@ pub trait ErasureLog: Send + Sync {
 /// The local erasure log: `<data-dir>/erasures/site=<site>.jsonl`, one [`Erasure`] a line.
 #[derive(Debug, Clone)]
 pub struct LocalErasureLog {
-    dir: PathBuf,
+    data_dir: PathBuf,
 }
 
 impl LocalErasureLog {
     /// The log under `<data_dir>/erasures/`.
     pub fn new(data_dir: impl AsRef<Path>) -> Self {
         Self {
-            dir: data_dir.as_ref().join("erasures"),
+            data_dir: data_dir.as_ref().to_path_buf(),
         }
     }
 
     fn file(&self, site: &str) -> RecordFile {
         // Synced: an acknowledged erasure must survive a crash.
         RecordFile::new(
-            self.dir.join(format!("site={site}.jsonl")),
+            self.data_dir.join(erasures_key(site)),
             LineFormat::Json,
             Durability::Sync,
         )
@@ -136,7 +137,8 @@ impl ErasureLog for LocalErasureLog {
         subject: &Subject,
         requested_ms: i64,
     ) -> Result<(), ErasureLogError> {
-        std::fs::create_dir_all(&self.dir).map_err(io_err(&self.dir))?;
+        let dir = self.data_dir.join("erasures");
+        std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
         let f = self.file(site);
         f.append(&Erasure {
             subject: subject.key(),
@@ -153,6 +155,29 @@ impl ErasureLog for LocalErasureLog {
             Err(e) => Err(io_err(f.path())(e)),
         }
     }
+}
+
+/// The key of a site's erasure log relative to the data dir (and the event store rooted at it,
+/// where the event-log reader finds it).
+pub fn erasures_key(site: &str) -> String {
+    format!("erasures/site={site}.jsonl")
+}
+
+/// The erased subjects of `site`, read from the event store's `erasures/site=<site>.jsonl`
+/// (the local erasure log when the store is the data dir); none when it does not exist.
+/// Lines that do not parse (a torn tail) are skipped.
+pub async fn load_erasure_set<O: ObjectStore>(
+    store: &O,
+    site: &str,
+) -> Result<ErasureSet, StoreError> {
+    let Some(body) = store.get(&erasures_key(site)).await? else {
+        return Ok(ErasureSet::default());
+    };
+    let erasures: Vec<Erasure> = body
+        .split(|&b| b == b'\n')
+        .filter_map(|l| serde_json::from_slice(l).ok())
+        .collect();
+    Ok(ErasureSet::new(&erasures))
 }
 
 /// The erased subjects of a site, loaded once at the start of a training or compaction run.
