@@ -17,8 +17,10 @@ impl LocalModelStore {
         site: &str,
         user: &str,
     ) -> Result<ForgetReport, ModelStoreError> {
-        let mut report = ForgetReport::default();
-        report.history_items = self.forget_history(site, user)?;
+        let mut report = ForgetReport {
+            history_items: self.forget_history(site, user)?,
+            ..ForgetReport::default()
+        };
         let site_dir = self.root.join(format!("site={site}"));
         let entries = match std::fs::read_dir(&site_dir) {
             Ok(e) => e,
