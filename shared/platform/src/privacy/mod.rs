@@ -185,12 +185,16 @@ pub async fn load_erasure_set<O: ObjectStore>(
 pub struct ErasureSet {
     users: HashSet<String>,
     clients: HashSet<String>,
+    records: u64,
 }
 
 impl ErasureSet {
     /// The set of these erasures.
     pub fn new(erasures: &[Erasure]) -> Self {
-        let mut s = Self::default();
+        let mut s = Self {
+            records: erasures.len() as u64,
+            ..Self::default()
+        };
         for e in erasures {
             match Subject::from_key(&e.subject) {
                 Some(Subject::User(u)) => s.users.insert(u),
@@ -204,6 +208,17 @@ impl ErasureSet {
     /// Whether nobody is erased.
     pub fn is_empty(&self) -> bool {
         self.users.is_empty() && self.clients.is_empty()
+    }
+
+    /// The erasure records the set was built from (the log is append-only, so a larger count
+    /// means new erasures: compaction's watermark).
+    pub fn records(&self) -> u64 {
+        self.records
+    }
+
+    /// Whether an event is erased: its user (`user_id`, else `client.id`) or its client.
+    pub fn erases_event(&self, user_key: &str, client_id: Option<&str>) -> bool {
+        self.erases(user_key) || client_id.is_some_and(|c| self.clients.contains(c))
     }
 
     /// Whether an interaction's user (its `user_id`, else its `client.id`) is erased.
