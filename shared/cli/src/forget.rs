@@ -76,6 +76,8 @@ mod tests {
     use super::*;
     use crate::train::tests::write_group_events;
     use crate::train::{run as train, TrainArgs};
+    use nectar_platform::event_log::compact::{compact_site, CompactOptions};
+    use nectar_platform::event_log::parquet::read_rows;
     use nectar_platform::model_store::{user_state, LocalModelStore, ModelStore};
     use nectar_platform::object_store::LocalStore;
 
@@ -101,7 +103,7 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn after_forget_no_model_file_names_the_user_and_training_skips_their_events() {
+    async fn after_forget_no_model_file_or_compacted_row_names_the_user_and_training_skips_them() {
         let dir = std::env::temp_dir().join(format!("nectar-forget-{}", rand::random::<u64>()));
         let data = dir.join("data");
         write_group_events(&LocalStore::new(&data), "demo").await;
@@ -124,7 +126,21 @@ mod tests {
             export_split: None,
             export_artifacts: None,
         };
-        // GIVEN a trained model that knows u7 (a client id in these events) and u7's history
+        // GIVEN a compacted log and a trained model that know u7 (a client id in these
+        // events), and u7's history
+        let events = LocalStore::new(&data);
+        let compact = || async {
+            compact_site(
+                &events,
+                "demo",
+                CompactOptions::default(),
+                nectar_platform::now_ms(),
+            )
+            .await
+            .unwrap()
+        };
+        assert!(!compact().await.is_empty());
+        assert!(compacted_users(&data).contains("u7"));
         train(train_args()).await.unwrap();
         let store = LocalModelStore::new(&data);
         store
@@ -180,7 +196,32 @@ mod tests {
             files_naming(&data.join("models"), "u7"),
             Vec::<String>::new()
         );
+        // WHEN compaction runs THEN no compacted row is u7's, the others' are there
+        compact().await;
+        let users = compacted_users(&data);
+        assert!(!users.contains("u7") && users.contains("u8"), "{users:?}");
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// The user keys and client ids of every row of every compacted part of the data dir.
+    fn compacted_users(data: &std::path::Path) -> std::collections::BTreeSet<String> {
+        let mut out = std::collections::BTreeSet::new();
+        let mut stack = vec![data.join("compacted")];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).unwrap() {
+                let p = e.unwrap().path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else if p.extension().is_some_and(|x| x == "parquet") {
+                    let body = bytes::Bytes::from(std::fs::read(&p).unwrap());
+                    for r in read_rows(body).unwrap() {
+                        out.insert(r.user_key().to_string());
+                        out.extend(r.client_id);
+                    }
+                }
+            }
+        }
+        out
     }
 
     #[tokio::test]
