@@ -20,6 +20,8 @@ use crate::model_store::{ForgetReport, ModelStore, ModelStoreError};
 use crate::object_store::{ObjectStore, StoreError};
 use crate::record_file::{Durability, LineFormat, RecordFile};
 
+#[cfg(feature = "dynamodb")]
+pub mod dynamo;
 pub mod route;
 
 /// Who is erased.
@@ -78,6 +80,15 @@ pub enum ErasureLogError {
         /// The cause.
         #[source]
         source: std::io::Error,
+    },
+    /// DynamoDB failed.
+    #[error("erasure log DynamoDB {op} failed")]
+    Dynamo {
+        /// The operation.
+        op: &'static str,
+        /// The cause.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
 }
 
@@ -227,6 +238,33 @@ impl ErasureSet {
     }
 }
 
+/// The contract every [`ErasureLog`] passes (local unit test, moto DynamoDB in
+/// `tests/tests/erasures_dynamodb.rs`). Panics on a violation.
+#[cfg(any(test, feature = "testkit"))]
+pub async fn erasure_log_contract<L: ErasureLog>(log: &L) {
+    let site = format!("t{:08x}", rand::random::<u32>());
+    assert!(log.erasures(&site).await.unwrap().is_empty());
+    log.record(&site, &Subject::User("u1".into()), 10)
+        .await
+        .unwrap();
+    log.record(&site, &Subject::Client("u1".into()), 20)
+        .await
+        .unwrap();
+    // A repeated request: the first time still counts.
+    log.record(&site, &Subject::User("u1".into()), 30)
+        .await
+        .unwrap();
+    log.record("other-site", &Subject::User("u9".into()), 5)
+        .await
+        .unwrap();
+    let all = log.erasures(&site).await.unwrap();
+    assert_eq!(erasure_of(&all, &Subject::User("u1".into())), Some(10));
+    assert_eq!(erasure_of(&all, &Subject::Client("u1".into())), Some(20));
+    assert_eq!(erasure_of(&all, &Subject::User("u9".into())), None);
+    let set = ErasureSet::new(&all);
+    assert!(set.erases("u1") && !set.erases("u9"));
+}
+
 /// The earliest erasure of `subject`, if any.
 pub fn erasure_of(erasures: &[Erasure], subject: &Subject) -> Option<i64> {
     let key = subject.key();
@@ -300,6 +338,13 @@ mod tests {
         assert!(set.erases("u1") && set.erases("c9") && !set.erases("u2"));
         assert!(dir.join("erasures/site=demo.jsonl").exists());
         assert!(log.erasures("other").await.unwrap().is_empty());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn the_local_log_passes_the_erasure_log_contract() {
+        let dir = std::env::temp_dir().join(format!("nectar-elog-{}", rand::random::<u64>()));
+        erasure_log_contract(&LocalErasureLog::new(&dir)).await;
         std::fs::remove_dir_all(dir).unwrap();
     }
 
