@@ -198,16 +198,17 @@ async fn served_events<O: ObjectStore>(
     window: TimeWindow,
 ) -> Result<Vec<Value>, crate::object_store::StoreError> {
     let keys = list_window(events, site, window, READ_CONCURRENCY).await?;
-    let texts: Vec<Option<String>> = futures::stream::iter(keys)
+    // Each file is filtered as it arrives and dropped: memory holds the files in flight and
+    // the user's events, never the days' text.
+    let mut texts = futures::stream::iter(keys)
         .map(|key: String| async move {
             let body = events.get(&key).await?;
             Ok::<_, crate::object_store::StoreError>(body.map(|b| gunzip_text(&b).text))
         })
-        .buffered(READ_CONCURRENCY)
-        .try_collect()
-        .await?;
+        .buffered(READ_CONCURRENCY);
     let mut out: Vec<Value> = Vec::new();
-    for text in texts.into_iter().flatten() {
+    while let Some(text) = texts.try_next().await? {
+        let Some(text) = text else { continue };
         // The id must appear in the line for it to be the user's: skip parsing the others.
         for line in text.lines().filter(|l| l.contains(user)) {
             let Ok(v) = serde_json::from_str::<Value>(line) else {
@@ -222,10 +223,19 @@ async fn served_events<O: ObjectStore>(
                 out.push(v);
             }
         }
+        if out.len() > 2 * EXPORT_SERVED_MAX {
+            // A very active user: keep memory bounded to the newest answers.
+            newest_first(&mut out);
+        }
     }
-    out.sort_by_key(|v| std::cmp::Reverse(v["event_timestamp"].as_i64().unwrap_or(0)));
-    out.truncate(EXPORT_SERVED_MAX);
+    newest_first(&mut out);
     Ok(out)
+}
+
+/// Sorts served events newest first and keeps [`EXPORT_SERVED_MAX`].
+fn newest_first(events: &mut Vec<Value>) {
+    events.sort_by_key(|v| std::cmp::Reverse(v["event_timestamp"].as_i64().unwrap_or(0)));
+    events.truncate(EXPORT_SERVED_MAX);
 }
 
 /// An event's user as training reads it: `user_id`, else `client.id`.
