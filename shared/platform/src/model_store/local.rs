@@ -30,6 +30,9 @@ use super::{
 /// Per-user data of one version, loaded once per version.
 #[derive(Debug)]
 struct UserIndex {
+    /// `meta.json`'s modification time when loaded: an erasure rewrites it last, so another
+    /// process's `nectar forget` invalidates this cache.
+    meta_mtime: Option<std::time::SystemTime>,
     rows: HashMap<String, usize>,
     factors: Option<Factors>,
     top: Option<Vec<Vec<Scored>>>,
@@ -351,9 +354,13 @@ impl LocalModelStore {
     ) -> Result<Option<Arc<UserIndex>>, ModelStoreError> {
         let key = (site.to_string(), model.to_string(), version);
         let dir = self.version_dir(site, model, version);
+        let meta_mtime = std::fs::metadata(dir.join("meta.json"))
+            .and_then(|m| m.modified())
+            .ok();
         if let Some(ix) = self.users.lock().expect("cache lock").get(&key) {
-            // Another process may have deleted the version since it was cached.
-            if dir.join("meta.json").exists() {
+            // Another process may have deleted the version (or erased a user) since it was
+            // cached.
+            if meta_mtime.is_some() && ix.meta_mtime == meta_mtime {
                 return Ok(Some(ix.clone()));
             }
         }
@@ -376,6 +383,7 @@ impl LocalModelStore {
             None
         };
         let ix = Arc::new(UserIndex {
+            meta_mtime,
             rows: ids.into_iter().enumerate().map(|(i, u)| (u, i)).collect(),
             factors,
             top,
@@ -583,6 +591,28 @@ mod tests {
                 }
             }
         }
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_forget_by_another_process_is_seen_by_a_store_that_cached_the_version() {
+        let dir = std::env::temp_dir().join(format!("nectar-ms-{}", rand::random::<u64>()));
+        let serving = LocalModelStore::new(&dir);
+        let a = super::super::contract::artifacts(1, 5, 3);
+        serving
+            .publish("demo", "als", 1, &a, &PublishOptions::default())
+            .await
+            .unwrap();
+        // GIVEN a serving store that has loaded u1's factors
+        let u1 = || super::super::user_state(&serving, "demo", "als", 1, "u1");
+        assert!(u1().await.unwrap().factors.is_some());
+        // WHEN another store (nectar forget) erases u1
+        LocalModelStore::new(&dir)
+            .forget_user("demo", "u1")
+            .await
+            .unwrap();
+        // THEN the serving store no longer answers with them
+        assert_eq!(u1().await.unwrap().factors, None);
         std::fs::remove_dir_all(dir).unwrap();
     }
 
