@@ -36,3 +36,13 @@ async fn measure_compaction_on_s3() {
     .await;
     println!("moto S3: {report}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_compaction_drops_erased_subjects_and_scrubs_days_compacted_before() {
+    let client = common::s3_client().await;
+    let bucket = common::new_bucket(&client, "nectar-erase").await;
+    nectar_platform::event_log::compact_erase::contract::erasure_compaction_contract(
+        &S3Store::new(client, bucket),
+    )
+    .await;
+}

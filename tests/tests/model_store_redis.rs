@@ -195,3 +195,46 @@ async fn redis_bandit_keys_are_as_documented_with_a_ttl_on_served_answers_only()
     let ttl: i64 = c.ttl(&key).await.unwrap();
     assert_eq!(ttl, -1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_store_passes_the_forget_contract() {
+    nectar_platform::model_store::forget_contract::forget_contract(&store().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_cluster_store_passes_the_forget_contract() {
+    // The user's keys live on one of three masters: the SCAN must reach that node.
+    nectar_platform::model_store::forget_contract::forget_contract(&cluster_store().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_forget_no_redis_key_or_user_list_names_the_user() {
+    use redis::AsyncCommands;
+    let s = store().await;
+    let site = format!("f{:08x}", rand::random::<u32>());
+    let opts = PublishOptions::default();
+    s.publish(&site, "als", 1, &artifacts(1, 5, 3), &opts)
+        .await
+        .unwrap();
+    s.append_history(&site, "u1", &["a".into()], 10)
+        .await
+        .unwrap();
+    s.forget_user(&site, "u1").await.unwrap();
+    let mut c = client().await;
+    let keys: Vec<String> = c.keys(format!("nectar:{{{site}*")).await.unwrap();
+    for k in keys {
+        assert!(!k.contains(":u:u1}"), "{k} is left");
+        let t: String = redis::cmd("TYPE")
+            .arg(&k)
+            .query_async(&mut c)
+            .await
+            .unwrap();
+        if t == "string" {
+            let v: Vec<u8> = c.get(&k).await.unwrap();
+            assert!(
+                !String::from_utf8_lossy(&v).contains("\"u1\""),
+                "{k} names u1"
+            );
+        }
+    }
+}

@@ -29,6 +29,7 @@ use nectar_platform::http::openapi_html;
 use nectar_platform::http::response::json_response;
 use nectar_platform::model_store::AnyModelStore;
 use nectar_platform::object_store::AnyStore;
+use nectar_platform::privacy::{route as privacy_route, LocalErasureLog};
 use nectar_platform::recommend::{RecommendOptions, RecommendService, HEALTH_PATH};
 use nectar_platform::report::route::{self as report_route, REPORT_PATH};
 
@@ -97,6 +98,10 @@ struct AppState {
     /// built once.
     openapi: serde_json::Value,
     docs: Bytes,
+    /// The model store the privacy routes erase from and export.
+    models: AnyModelStore,
+    /// The erasure log of the privacy routes.
+    erasures: LocalErasureLog,
 }
 
 /// The Prometheus scrape route.
@@ -111,6 +116,9 @@ pub const ROUTES: &[Route] = &[
     Route::body("get", "/v1/similar/{endpoint}"),
     Route::body("put", ITEMS_PATH),
     Route::body("get", REPORT_PATH),
+    Route::body("delete", "/v1/users/{user_id}"),
+    Route::body("delete", "/v1/clients/{client_id}"),
+    Route::body("get", "/v1/users/{user_id}/export"),
     Route::no_body("get", "/"),
     Route::no_body("get", HEALTH_PATH),
     Route::no_body("get", METRICS_PATH),
@@ -272,6 +280,17 @@ async fn route(
                         nectar_platform::now_ms(),
                     )
                     .await
+                } else if privacy_route::routes(&path) {
+                    let p = privacy_route::Privacy {
+                        store: &state.models,
+                        log: &state.erasures,
+                        events: &state.events,
+                        config: &state.config,
+                        keys: &state.keys,
+                        // The local event log has no lifecycle rule.
+                        raw_log_expiry_days: None,
+                    };
+                    privacy_route::handle(&p, &req, nectar_platform::now_ms()).await
                 } else {
                     AppError::NotFound(path).into_response()
                 }
@@ -371,6 +390,8 @@ fn index(config: &NectarConfig) -> http::Response<Bytes> {
                 "recommend": "GET /v1/recommend/{endpoint}?s=SITE&user_id=USER&n=10",
                 "similar": "GET /v1/similar/{endpoint}?s=SITE&item_id=ITEM&n=10",
                 "items": "PUT /v1/items?s=SITE (Authorization: Bearer KEY)",
+                "erase": "DELETE /v1/users/{user_id}?s=SITE, DELETE /v1/clients/{client_id}?s=SITE (Authorization: Bearer KEY)",
+                "export": "GET /v1/users/{user_id}/export?s=SITE (Authorization: Bearer KEY)",
                 "health": "GET /healthz",
             },
             "sites": sites,
@@ -434,7 +455,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             config.clone(),
             models.clone(),
             // Served answers update the live bandit counts, as the archive function does.
-            Arc::new(HistorySink::new(sink, models, config.clone())),
+            Arc::new(HistorySink::new(sink, models.clone(), config.clone())),
             catalog,
             keys.clone(),
             options,
@@ -446,6 +467,8 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         events: banner_events.clone(),
         docs: Bytes::from(openapi_html::render(&api_doc)),
         openapi: api_doc,
+        models,
+        erasures: LocalErasureLog::new(&args.data_dir),
     });
     let listener = tokio::net::TcpListener::bind(args.addr)
         .await

@@ -12,6 +12,7 @@ mod demo;
 mod dev;
 mod eval;
 mod export;
+mod forget;
 mod import;
 mod publish;
 mod report;
@@ -48,6 +49,9 @@ enum Command {
     /// Compact the finished UTC days of the event log into Parquet (`compacted/`), as the
     /// train Lambda's `compact` job does.
     Compact(compact::CompactArgs),
+    /// Erase a user or a client of a site (GDPR): their history, factors and lists now,
+    /// their events at the next training and compaction.
+    Forget(forget::ForgetArgs),
     /// Import a MovieLens-style ratings CSV into the event log.
     Import(import::ImportArgs),
     /// Offline evaluation of an algorithm on train/test CSV files (refeval's protocol).
@@ -150,6 +154,7 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Export(args) => runtime()?.block_on(export::run(args)).map(|_| ()),
         Command::Import(args) => runtime()?.block_on(import::run(args)),
+        Command::Forget(args) => runtime()?.block_on(forget::run(args)).map(|_| ()),
         Command::Report(args) => runtime()?.block_on(report::run(args)),
         Command::Compact(args) => runtime()?.block_on(compact::run(args)),
         Command::Eval(args) => eval::run(&args),

@@ -22,6 +22,7 @@ pub mod http;
 pub mod model_store;
 pub mod object_store;
 pub mod observe;
+pub mod privacy;
 pub mod recommend;
 pub mod record_file;
 pub mod registry;

@@ -93,6 +93,13 @@ pub struct Manifest {
     pub raw_bytes: u64,
     /// Parquet bytes written.
     pub parquet_bytes: u64,
+    /// Records of the site's erasure log applied (their subjects' rows dropped); a day whose
+    /// count is below the log's is scrubbed ([`super::compact_erase`]).
+    #[serde(default)]
+    pub erasures_applied: u64,
+    /// Rows dropped because their user or client was erased.
+    #[serde(default)]
+    pub erased_rows: u64,
 }
 
 impl Manifest {
@@ -324,7 +331,13 @@ async fn rewrite_day<O: ObjectStore>(
         torn_members: 0,
         raw_bytes: 0,
         parquet_bytes: 0,
+        erasures_applied: 0,
+        erased_rows: 0,
     };
+    // Loaded before reading: an erasure recorded later raises the log's count above this
+    // one, and the next run scrubs the day.
+    let erased = crate::privacy::load_erasure_set(store, site).await?;
+    m.erasures_applied = erased.records();
     let mut order = 0i64;
     while let Some(r) = reads.try_next().await? {
         let Some(r) = r else { continue };
@@ -338,7 +351,9 @@ async fn rewrite_day<O: ObjectStore>(
                 continue;
             };
             order += 1;
-            if seen.insert(dedupe_key(&row.event_id)) {
+            if erased.erases_event(row.user_key(), row.client_id.as_deref()) {
+                m.erased_rows += 1;
+            } else if seen.insert(dedupe_key(&row.event_id)) {
                 rows.push(row);
             } else {
                 m.duplicates += 1;
@@ -350,6 +365,20 @@ async fn rewrite_day<O: ObjectStore>(
             .cmp(b.user_key())
             .then(a.raw_order.cmp(&b.raw_order))
     });
+    write_parts(store, m, rows, opts).await
+}
+
+/// Writes `rows` (sorted) as the parts of `m`'s generation, then the manifest, last.
+pub(crate) async fn write_parts<O: ObjectStore>(
+    store: &O,
+    mut m: Manifest,
+    rows: Vec<EventRow>,
+    opts: CompactOptions,
+) -> Result<Manifest, CompactError> {
+    let (site, date) = (m.site.clone(), m.date.clone());
+    let (site, date) = (site.as_str(), date.as_str());
+    m.parts.clear();
+    m.parquet_bytes = 0;
     m.distinct_event_ids = rows.len() as u64;
     let rows = std::sync::Arc::new(rows);
     let per_part = opts.max_rows_per_part.max(1);
@@ -376,6 +405,21 @@ async fn rewrite_day<O: ObjectStore>(
     store
         .put(&manifest_key(site, date), Bytes::from(body))
         .await?;
+    // Parts of an earlier, larger generation are not read any more, but may hold erased rows:
+    // they are overwritten empty (the port has no delete).
+    let named: HashSet<&str> = m.parts.iter().map(|p| p.key.as_str()).collect();
+    for key in store
+        .list(&crate::event_log::layout::compacted_day_prefix(site, date))
+        .await?
+    {
+        if key.ends_with(".parquet") && !named.contains(key.as_str()) {
+            let generation = m.generation.clone();
+            let empty = tokio::task::spawn_blocking(move || write_part(&[], &generation))
+                .await
+                .expect("parquet writer task panicked")?;
+            store.put(&key, Bytes::from(empty)).await?;
+        }
+    }
     Ok(m)
 }
 
@@ -424,6 +468,7 @@ pub async fn compact_site<O: ObjectStore>(
         }
         out.push(compact_day(store, site, &date, opts, now_ms).await?);
     }
+    super::compact_erase::scrub_site(store, site, opts, now_ms).await?;
     Ok(out)
 }
 
@@ -1003,6 +1048,8 @@ mod tests {
             torn_members: 0,
             raw_bytes: 0,
             parquet_bytes: 0,
+            erasures_applied: 0,
+            erased_rows: 0,
         };
         let now = [meta("a", 10), meta("b", 12), meta("c", 1)];
         let late: Vec<&str> = m

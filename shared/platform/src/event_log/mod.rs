@@ -7,6 +7,8 @@
 
 #[cfg(feature = "parquet")]
 pub mod compact;
+#[cfg(feature = "parquet")]
+pub mod compact_erase;
 pub mod jsonl;
 pub mod layout;
 pub mod local;

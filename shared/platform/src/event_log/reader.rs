@@ -13,6 +13,7 @@ use nectar_model::mapping::{
 use crate::event_log::jsonl::gunzip_text;
 use crate::event_log::layout::{day_prefix, EVENTS_PREFIX};
 use crate::object_store::{ObjectStore, StoreError};
+use crate::privacy::{load_erasure_set, ErasureSet};
 
 /// A time window `[since_ms, until_ms)`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,6 +40,9 @@ pub struct ReadOutcome {
     pub torn_members: u64,
     /// Interactions in the partitions read but outside the window (boundary hours).
     pub out_of_window: u64,
+    /// Interactions dropped because their user (or client) was erased
+    /// ([`crate::privacy::ErasureSet`]).
+    pub erased: u64,
 }
 
 pub(crate) const HOUR_MS: i64 = 3_600_000;
@@ -167,7 +171,15 @@ pub async fn read_files<O: ObjectStore>(
     concurrency: usize,
 ) -> Result<ReadOutcome, StoreError> {
     let sources: Vec<Source> = keys.iter().cloned().map(Source::Raw).collect();
-    read_sources(store, &sources, window, weights, concurrency).await
+    read_sources(
+        store,
+        &sources,
+        window,
+        weights,
+        concurrency,
+        &ErasureSet::default(),
+    )
+    .await
 }
 
 // Only compacted days filter by the window here (raw files are listed by it).
@@ -205,6 +217,7 @@ async fn read_sources<O: ObjectStore>(
     window: TimeWindow,
     weights: &EventWeights,
     concurrency: usize,
+    erased: &ErasureSet,
 ) -> Result<ReadOutcome, StoreError> {
     let mut files = futures::stream::iter(sources.iter())
         .map(|source| read_source(store, source, window, weights))
@@ -225,6 +238,8 @@ async fn read_sources<O: ObjectStore>(
                 out.stats.duplicates += 1;
             } else if i.timestamp_ms < window.since_ms || i.timestamp_ms >= window.until_ms {
                 out.out_of_window += 1;
+            } else if erased.erases(&i.user) {
+                out.erased += 1;
             } else {
                 out.interactions.push(i);
             }
@@ -236,7 +251,8 @@ async fn read_sources<O: ObjectStore>(
 }
 
 /// Lists and reads the window of `site`: compacted days from their Parquet parts (with the
-/// `parquet` feature), the others from their raw files.
+/// `parquet` feature), the others from their raw files. The interactions of users and clients
+/// erased before the read starts are dropped (the site's erasure log, loaded once).
 pub async fn read_window<O: ObjectStore>(
     store: &O,
     site: &str,
@@ -256,7 +272,8 @@ pub async fn read_window<O: ObjectStore>(
         .into_iter()
         .map(Source::Raw)
         .collect();
-    read_sources(store, &sources, window, weights, concurrency).await
+    let erased = load_erasure_set(store, site).await?;
+    read_sources(store, &sources, window, weights, concurrency, &erased).await
 }
 
 /// The time just after the newest event of `site` (for windows anchored at `latest`): the

@@ -73,6 +73,7 @@ pub const ROUTE_ERRORS: &[(&str, &str, ErrorAnswers)] = &[
     ),
     ("/v1/report", "get", ADMIN_READ_ERRORS),
     ("/v1/users/{user_id}", "delete", ADMIN_READ_ERRORS),
+    ("/v1/clients/{client_id}", "delete", ADMIN_READ_ERRORS),
     ("/v1/users/{user_id}/export", "get", ADMIN_READ_ERRORS),
     ("/healthz", "get", GET_ONLY_ERRORS),
     ("/", "get", GET_ONLY_ERRORS),
@@ -321,26 +322,55 @@ pub struct IndexSite {
     pub endpoints: HashMap<String, String>,
 }
 
-/// `DELETE /v1/users/{user_id}`: what was erased.
+/// What an erasure removed at once (`erased` of `DELETE /v1/users/{user_id}` and
+/// `DELETE /v1/clients/{client_id}`).
 #[derive(Serialize, ToSchema)]
-pub struct UserDeleted {
-    /// The site.
-    pub site: String,
-    /// The user.
-    pub user_id: String,
-    /// Records removed (events, history, per-user model data).
-    pub deleted: u64,
+pub struct Erased {
+    /// Items removed from the recent history.
+    pub history_items: u64,
+    /// Factor vectors removed (one per version of a task that knew the subject).
+    pub factors: u64,
+    /// Precomputed top lists removed.
+    pub top_lists: u64,
+    /// The `task:v<version>` versions the subject was removed from.
+    pub versions: Vec<String>,
 }
 
-/// `GET /v1/users/{user_id}/export`: everything kept about a user.
+/// `DELETE /v1/users/{user_id}` (and `/v1/clients/{client_id}`): accepted; what was removed at
+/// once and what follows.
+#[derive(Serialize, ToSchema)]
+pub struct UserDeleted {
+    /// Removed at once.
+    pub erased: Erased,
+    /// What follows: the next training and compaction skip the subject, the raw log expires.
+    pub pending: Vec<String>,
+}
+
+/// The erasure state in an export.
+#[derive(Serialize, ToSchema)]
+pub struct ErasureState {
+    /// When erasure was requested (ms UTC), if it was.
+    pub requested_ms: Option<i64>,
+    /// `none` or `requested`.
+    pub state: String,
+}
+
+/// `GET /v1/users/{user_id}/export`: what Nectar holds on a user.
 #[derive(Serialize, ToSchema)]
 pub struct UserExport {
-    /// The site.
-    pub site: String,
     /// The user.
     pub user_id: String,
-    /// The user's flat events as stored in the event log.
-    pub events: Vec<HashMap<String, Value>>,
+    /// The site.
+    pub site: String,
+    /// The recent history, newest first.
+    pub history: Vec<String>,
+    /// The user's served recommendations in the raw log of the last `served_days` days, newest
+    /// first (flat `recommendation_served` events).
+    pub served: Vec<HashMap<String, Value>>,
+    /// Days of the raw log read for `served`.
+    pub served_days: i64,
+    /// The pending erasure state.
+    pub erasure: ErasureState,
 }
 
 #[utoipa::path(post, path = "/v1/collect", tag = "collect",
@@ -441,10 +471,20 @@ fn report() {}
         ("user_id" = String, Path, description = "The user to erase"),
         ("s" = String, Query, description = "Site key"),
     ),
-    responses((status = 200, description = "Erased", body = UserDeleted)),
+    responses((status = 202, description = "Erased at once; training and compaction follow", body = UserDeleted)),
     security(("admin_key" = [])))]
 #[allow(dead_code)]
 fn user_delete() {}
+
+#[utoipa::path(delete, path = "/v1/clients/{client_id}", tag = "admin",
+    params(
+        ("client_id" = String, Path, description = "The client (device) to erase"),
+        ("s" = String, Query, description = "Site key"),
+    ),
+    responses((status = 202, description = "Erased at once; training and compaction follow", body = UserDeleted)),
+    security(("admin_key" = [])))]
+#[allow(dead_code)]
+fn client_delete() {}
 
 #[utoipa::path(get, path = "/v1/users/{user_id}/export", tag = "admin",
     params(
@@ -511,11 +551,11 @@ impl Modify for AdminKey {
     info(title = "Nectar", description = "Recommendations for broadcasters: the collect API \
         (EBU PEACH format), the recommendation endpoints, admin and operations routes."),
     paths(collect, collect_preflight, recommend, similar, session, items, report,
-        user_delete, user_export, health, index, metrics, openapi, docs),
+        user_delete, client_delete, user_export, health, index, metrics, openapi, docs),
     components(schemas(ErrorBody, ErrorDetail, Problem, RecommendAnswer, ModelRef, ScoredItem,
         CollectAnswer, UpsertAnswer, PeachPayload, PeachClient, PeachDevice, DeviceType,
         PeachEvent, ItemsUpsert, ItemUpsertDoc, HealthAnswer, HealthStatus, SiteHealth,
-        EndpointHealth, TaskVersion, VariantHealth, IndexAnswer, IndexSite, UserDeleted, UserExport, Report,
+        EndpointHealth, TaskVersion, VariantHealth, IndexAnswer, IndexSite, Erased, UserDeleted, ErasureState, UserExport, Report,
         EndpointReport, VariantReport, DailyReport)),
     modifiers(&AdminKey),
 )]

@@ -19,6 +19,8 @@ use std::sync::{Arc, Mutex};
 
 use crate::record_file::{Durability, LineFormat, RecordFile};
 
+mod forget;
+
 use super::{
     f32s_to_le, le_to_f32s, Factors, ModelArtifacts, ModelItems, ModelStore, ModelStoreError,
     PublishOptions, Scored, UserState, VersionMeta, COUNTS_TTL_SECS, HOUR_MS, ITEM_CHUNK_ROWS,
@@ -28,6 +30,9 @@ use super::{
 /// Per-user data of one version, loaded once per version.
 #[derive(Debug)]
 struct UserIndex {
+    /// `meta.json`'s modification time when loaded: an erasure rewrites it last, so another
+    /// process's `nectar forget` invalidates this cache.
+    meta_mtime: Option<std::time::SystemTime>,
     rows: HashMap<String, usize>,
     factors: Option<Factors>,
     top: Option<Vec<Vec<Scored>>>,
@@ -349,9 +354,13 @@ impl LocalModelStore {
     ) -> Result<Option<Arc<UserIndex>>, ModelStoreError> {
         let key = (site.to_string(), model.to_string(), version);
         let dir = self.version_dir(site, model, version);
+        let meta_mtime = std::fs::metadata(dir.join("meta.json"))
+            .and_then(|m| m.modified())
+            .ok();
         if let Some(ix) = self.users.lock().expect("cache lock").get(&key) {
-            // Another process may have deleted the version since it was cached.
-            if dir.join("meta.json").exists() {
+            // Another process may have deleted the version (or erased a user) since it was
+            // cached.
+            if meta_mtime.is_some() && ix.meta_mtime == meta_mtime {
                 return Ok(Some(ix.clone()));
             }
         }
@@ -374,6 +383,7 @@ impl LocalModelStore {
             None
         };
         let ix = Arc::new(UserIndex {
+            meta_mtime,
             rows: ids.into_iter().enumerate().map(|(i, u)| (u, i)).collect(),
             factors,
             top,
@@ -541,6 +551,14 @@ impl ModelStore for LocalModelStore {
             })
             .collect())
     }
+
+    async fn forget_user(
+        &self,
+        site: &str,
+        user: &str,
+    ) -> Result<super::ForgetReport, ModelStoreError> {
+        self.forget_blocking(site, user)
+    }
 }
 
 #[cfg(test)]
@@ -552,6 +570,49 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("nectar-ms-{}", rand::random::<u64>()));
         let store = LocalModelStore::new(&dir);
         super::super::contract::model_store_contract(&store, "contract").await;
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn local_store_passes_the_forget_contract_and_no_file_names_the_user() {
+        let dir = std::env::temp_dir().join(format!("nectar-ms-{}", rand::random::<u64>()));
+        let store = LocalModelStore::new(&dir);
+        super::super::forget_contract::forget_contract(&store).await;
+        // THEN no file under models/ still holds the erased id (as a JSON string)
+        let mut stack = vec![dir.join("models")];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).unwrap() {
+                let p = e.unwrap().path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else {
+                    let text = String::from_utf8_lossy(&std::fs::read(&p).unwrap()).to_string();
+                    assert!(!text.contains("\"u1\""), "{} names u1", p.display());
+                }
+            }
+        }
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_forget_by_another_process_is_seen_by_a_store_that_cached_the_version() {
+        let dir = std::env::temp_dir().join(format!("nectar-ms-{}", rand::random::<u64>()));
+        let serving = LocalModelStore::new(&dir);
+        let a = super::super::contract::artifacts(1, 5, 3);
+        serving
+            .publish("demo", "als", 1, &a, &PublishOptions::default())
+            .await
+            .unwrap();
+        // GIVEN a serving store that has loaded u1's factors
+        let u1 = || super::super::user_state(&serving, "demo", "als", 1, "u1");
+        assert!(u1().await.unwrap().factors.is_some());
+        // WHEN another store (nectar forget) erases u1
+        LocalModelStore::new(&dir)
+            .forget_user("demo", "u1")
+            .await
+            .unwrap();
+        // THEN the serving store no longer answers with them
+        assert_eq!(u1().await.unwrap().factors, None);
         std::fs::remove_dir_all(dir).unwrap();
     }
 

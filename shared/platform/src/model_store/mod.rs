@@ -17,6 +17,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 pub mod bandit;
+mod forget;
 pub mod local;
 mod local_bandit;
 #[cfg(feature = "redis")]
@@ -32,11 +33,14 @@ pub mod redis_env;
 pub mod bandit_contract;
 #[cfg(any(test, feature = "testkit"))]
 pub mod contract;
+#[cfg(any(test, feature = "testkit"))]
+pub mod forget_contract;
 
 pub use self::bandit::{
     BanditStore, ExploreItem, ExploreUpdate, OnceMark, ServedRef, VariantCounter, VariantCounts,
     VariantIncrement,
 };
+pub use self::forget::ForgetReport;
 pub use self::local::LocalModelStore;
 #[cfg(feature = "redis")]
 pub use self::redis::{RedisAuth, RedisModelStore, RedisOptions};
@@ -337,6 +341,14 @@ pub trait ModelStore: BanditStore + Send + Sync {
         site: &str,
         hours: &[i64],
     ) -> impl Future<Output = Result<Vec<HashMap<String, u64>>, ModelStoreError>> + Send;
+
+    /// Erases a user (GDPR): their recent history, and their factors, top list and user-list
+    /// entry in every kept version of every task of the site. Idempotent.
+    fn forget_user(
+        &self,
+        site: &str,
+        user: &str,
+    ) -> impl Future<Output = Result<ForgetReport, ModelStoreError>> + Send;
 }
 
 /// How long hourly interaction counts are kept (8 days: a week of trending and a margin).
@@ -517,6 +529,13 @@ impl ModelStore for AnyModelStore {
             Self::Local(s) => s.item_counts(site, hours).await,
             #[cfg(feature = "redis")]
             Self::Redis(s) => s.item_counts(site, hours).await,
+        }
+    }
+    async fn forget_user(&self, site: &str, user: &str) -> Result<ForgetReport, ModelStoreError> {
+        match self {
+            Self::Local(s) => s.forget_user(site, user).await,
+            #[cfg(feature = "redis")]
+            Self::Redis(s) => s.forget_user(site, user).await,
         }
     }
 }

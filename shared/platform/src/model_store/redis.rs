@@ -24,6 +24,8 @@
 use std::collections::{BTreeMap, HashMap};
 
 use futures::{StreamExt, TryStreamExt};
+
+mod forget;
 use redis::{Pipeline, Value};
 
 pub use super::redis_conn::{key_slot, RedisAuth, RedisConn, RedisOptions};
@@ -727,5 +729,13 @@ impl ModelStore for RedisModelStore {
                 })
             })
             .collect()
+    }
+
+    async fn forget_user(
+        &self,
+        site: &str,
+        user: &str,
+    ) -> Result<super::ForgetReport, ModelStoreError> {
+        self.forget(site, user).await
     }
 }
