@@ -102,16 +102,19 @@ struct Query {
 }
 
 /// Ids an answer never lists: the request's `exclude`, the user's consumed items (when the
-/// rules exclude them) and, for similar items, the item itself.
+/// rules exclude them), the items they disliked or dismissed (always) and, for similar items,
+/// the item itself.
 fn excluded_ids<'a>(
     q: &'a Query,
     ep: &EndpointConfig,
     kind: EndpointKind,
     history: &'a [String],
+    rejected: &'a [String],
 ) -> HashSet<&'a str> {
     q.exclude
         .iter()
         .map(String::as_str)
+        .chain(rejected.iter().map(String::as_str))
         .chain(
             (ep.rules.exclude_consumed && kind == EndpointKind::User)
                 .then_some(history.iter().map(String::as_str))
@@ -346,6 +349,7 @@ impl<M: ModelStore, S: EventSink + 'static> RecommendService<M, S> {
                         Ok(state) => {
                             out.items = self.rank(&m, ep, kind, &q, &state, now_ms);
                             out.history = state.history;
+                            out.rejected = state.rejected;
                             out.history_fetched = kind == EndpointKind::User;
                         }
                         Err(e) => {
@@ -380,17 +384,15 @@ impl<M: ModelStore, S: EventSink + 'static> RecommendService<M, S> {
             }
         }
         let mut fallback_used = false;
-        if use_fallback
-            && kind == EndpointKind::User
-            && ep.rules.exclude_consumed
-            && !out.history_fetched
-            && !out.unreachable
-        {
+        if use_fallback && kind == EndpointKind::User && !out.history_fetched && !out.unreachable {
             // No model answered (none yet, or unknown user): the fallback still leaves out
-            // what the user consumed. History does not depend on a model version.
+            // what the user consumed and rejected. History does not depend on a model version.
             let task = target.as_deref().unwrap_or(&ep.model);
             match self.user_at(&q.site, task, 0, &q.subject).await {
-                Ok(state) => out.history = state.history,
+                Ok(state) => {
+                    out.history = state.history;
+                    out.rejected = state.rejected;
+                }
                 Err(e) => {
                     tracing::warn!(site = %q.site, error = %e, "Recent history unavailable for the fallback.")
                 }
@@ -398,7 +400,7 @@ impl<M: ModelStore, S: EventSink + 'static> RecommendService<M, S> {
         }
         let mut fallback_tasks_missing = false;
         if use_fallback {
-            let exclude = excluded_ids(&q, ep, kind, &out.history);
+            let exclude = excluded_ids(&q, ep, kind, &out.history, &out.rejected);
             for task in ep.fallback_tasks() {
                 match self.model(&q.site, &task).await {
                     ModelState::Ready(m) => {
@@ -457,7 +459,7 @@ impl<M: ModelStore, S: EventSink + 'static> RecommendService<M, S> {
             tracing::warn!(site = %q.site, endpoint = %q.endpoint, "Model store unreachable; served the in-memory fallback.");
         }
         let explored = if ep.rules.explore.is_some() {
-            let excluded = excluded_ids(&q, ep, kind, &out.history);
+            let excluded = excluded_ids(&q, ep, kind, &out.history, &out.rejected);
             self.explore(&q.site, ep, &excluded, &mut items, now_ms)
                 .await
         } else {
@@ -540,6 +542,13 @@ impl<M: ModelStore, S: EventSink + 'static> RecommendService<M, S> {
                     .filter_map(|id| m.index.get(id).copied()),
             );
         }
+        // Negative feedback applies whatever the rules say.
+        excluded.extend(
+            state
+                .rejected
+                .iter()
+                .filter_map(|id| m.index.get(id).copied()),
+        );
         let subject_row = m.index.get(&q.subject).copied();
         if kind == EndpointKind::Similar {
             excluded.extend(subject_row);
@@ -693,6 +702,8 @@ struct Answer {
     history: Vec<String>,
     /// Whether `history` was read (a model's user state includes it).
     history_fetched: bool,
+    /// Items the user disliked or dismissed (read with the history).
+    rejected: Vec<String>,
     unreachable: bool,
 }
 

@@ -278,3 +278,38 @@ async fn readiness_checks_every_experiment_variant() {
     // AND the endpoints without the experiment are ready
     assert_eq!(body["sites"]["demo"]["endpoints"]["for-you"]["ready"], true);
 }
+
+#[tokio::test]
+async fn disliked_and_dismissed_items_are_never_served_to_that_user() {
+    let f = fixture("rejected", CONFIG);
+    f.store
+        .publish("demo", "knn", 1, &knn(), &PublishOptions::default())
+        .await
+        .unwrap();
+    // GIVEN u1 played a (so item-kNN answers b) and then disliked b
+    f.store
+        .append_history("demo", "u1", &["a".into()], 10)
+        .await
+        .unwrap();
+    let (_, before) = get(&f.svc, "/v1/recommend/for-you?s=demo&user_id=u1").await;
+    assert_eq!(ids(&before)[0], "b");
+    f.store
+        .append_rejected("demo", "u1", &["b".into()], 10)
+        .await
+        .unwrap();
+    // WHEN u1 asks again THEN b is gone (the model path)
+    let (status, body) = get(&f.svc, "/v1/recommend/for-you?s=demo&user_id=u1").await;
+    assert_eq!(status, 200);
+    assert!(!ids(&body).contains(&"b"), "{body}");
+    // GIVEN an unknown device that dismissed c
+    f.store
+        .append_rejected("demo", "d9", &["c".into()], 10)
+        .await
+        .unwrap();
+    // WHEN it asks THEN the fallback list leaves c out, and another device still gets c
+    let (_, body) = get(&f.svc, "/v1/recommend/for-you?s=demo&client_id=d9").await;
+    assert_eq!(body["fallback"], true);
+    assert_eq!(ids(&body), vec!["a"], "{body}");
+    let (_, other) = get(&f.svc, "/v1/recommend/for-you?s=demo&client_id=d8").await;
+    assert_eq!(ids(&other), vec!["c", "a"]);
+}
