@@ -11,10 +11,11 @@ use crate::model_store::{ModelStore, ModelStoreError};
 /// Items kept per user on the rejected list.
 pub const REJECTED_LEN: usize = 100;
 
+/// Interactions with their site.
+type SiteInteractions = Vec<(String, Interaction)>;
+
 /// Splits mapped interactions into (positive, negative feedback) by the sign of the weight.
-pub(super) fn split_negative(
-    all: Vec<(String, Interaction)>,
-) -> (Vec<(String, Interaction)>, Vec<(String, Interaction)>) {
+pub(super) fn split_negative(all: SiteInteractions) -> (SiteInteractions, SiteInteractions) {
     all.into_iter().partition(|(_, i)| i.weight > 0.0)
 }
 
