@@ -271,6 +271,9 @@ fn index(config: &NectarConfig) -> http::Response<Bytes> {
                         nectar_platform::config::EndpointKind::Similar => {
                             format!("GET /v1/similar/{name}?s={site}&item_id=ITEM&n=10")
                         }
+                        nectar_platform::config::EndpointKind::Session => {
+                            format!("GET /v1/session/{name}?s={site}&items=ITEM,ITEM&n=10")
+                        }
                     };
                     (name.clone(), serde_json::json!(route))
                 })

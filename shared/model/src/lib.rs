@@ -43,6 +43,7 @@ pub mod interactions;
 pub mod mapping;
 pub mod online;
 pub mod rank;
+pub mod session;
 pub mod strict_json;
 pub mod synthetic;
 pub mod topk;

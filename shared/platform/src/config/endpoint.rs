@@ -13,6 +13,8 @@ pub enum EndpointKind {
     User,
     /// Items similar to one item (`GET /v1/similar/{endpoint}`).
     Similar,
+    /// Items for a visit from the items seen in it (`GET /v1/session/{endpoint}`).
+    Session,
 }
 
 /// One task name or a list of them, tried in order.
@@ -208,7 +210,7 @@ pub(super) fn validate_endpoint(
         let Some(t) = site.tasks.get(task) else {
             return err(field, format!("no task {task:?} is declared for this site"));
         };
-        if ep.kind == EndpointKind::Similar
+        if matches!(ep.kind, EndpointKind::Similar | EndpointKind::Session)
             && !matches!(
                 t.algorithm,
                 Algorithm::ItemKnn | Algorithm::Als | Algorithm::Mf | Algorithm::External
@@ -217,7 +219,7 @@ pub(super) fn validate_endpoint(
             return err(
                 field,
                 format!(
-                    "a similar-items endpoint needs an item_knn, als, mf or external task; {task:?} is {}",
+                    "a similar-items or session endpoint needs an item_knn, als, mf or external task; {task:?} is {}",
                     t.algorithm
                 ),
             );

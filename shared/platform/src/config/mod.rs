@@ -676,6 +676,7 @@ mod tests {
             ("kind = \"user\"\nmodel = \"nope\"", "sites.d.endpoints.e.model"),
             ("kind = \"users\"\nmodel = \"als\"", "kind"),
             ("kind = \"similar\"\nmodel = \"pop\"", "sites.d.endpoints.e.model"),
+            ("kind = \"session\"\nmodel = \"pop\"", "sites.d.endpoints.e.model"),
             ("kind = \"user\"\nmodel = \"als\"\nfallback = \"als\"", "sites.d.endpoints.e.fallback"),
             ("kind = \"user\"\nmodel = \"als\"\nfallback = [\"pop\", \"x\"]", "sites.d.endpoints.e.fallback[1]"),
             ("kind = \"user\"\nmodel = \"als\"\nrules = { max_per_category = 0 }", "sites.d.endpoints.e.rules.max_per_category"),

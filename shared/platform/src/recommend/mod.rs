@@ -17,6 +17,7 @@ mod fresh_trending;
 mod model_cache;
 mod rules;
 pub mod served_log;
+pub mod session;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -99,6 +100,20 @@ struct Query {
     n: usize,
     exclude: Vec<String>,
     context_item: Option<String>,
+    /// A session request's items, newest last (empty otherwise).
+    session: Vec<String>,
+}
+
+impl Query {
+    /// Whose rejected items (negative feedback) apply: the user of a per-user request, the
+    /// `user_id`/`client_id` of a session request when given.
+    fn visitor(&self, kind: EndpointKind) -> Option<&str> {
+        match kind {
+            EndpointKind::User => Some(&self.subject),
+            EndpointKind::Session => self.user_id.as_deref().or(self.client_id.as_deref()),
+            EndpointKind::Similar => None,
+        }
+    }
 }
 
 /// Ids an answer never lists: the request's `exclude`, the user's consumed items (when the
@@ -122,6 +137,7 @@ fn excluded_ids<'a>(
                 .flatten(),
         )
         .chain((kind == EndpointKind::Similar).then_some(q.subject.as_str()))
+        .chain(q.session.iter().map(String::as_str))
         .collect()
 }
 
@@ -196,7 +212,9 @@ impl<M: ModelStore, S: EventSink + 'static> RecommendService<M, S> {
 
     /// Whether a path is served here.
     pub fn routes(path: &str) -> bool {
-        path.starts_with(RECOMMEND_PREFIX) || path.starts_with(SIMILAR_PREFIX)
+        path.starts_with(RECOMMEND_PREFIX)
+            || path.starts_with(SIMILAR_PREFIX)
+            || path.starts_with(session::SESSION_PREFIX)
     }
 
     /// Answers one HTTP request; `now_ms` dates the answer and the availability rules.
@@ -209,6 +227,10 @@ impl<M: ModelStore, S: EventSink + 'static> RecommendService<M, S> {
         } else {
             path.strip_prefix(SIMILAR_PREFIX)
                 .map(|e| (EndpointKind::Similar, e))
+                .or_else(|| {
+                    path.strip_prefix(session::SESSION_PREFIX)
+                        .map(|e| (EndpointKind::Session, e))
+                })
         };
         let result = match kind {
             None => Err(AppError::NotFound(path.to_string())),
@@ -285,6 +307,20 @@ impl<M: ModelStore, S: EventSink + 'static> RecommendService<M, S> {
             EndpointKind::Similar => {
                 item_id.ok_or_else(|| AppError::invalid("item_id", "item_id is required"))?
             }
+            // Set below from the items: anonymous visits are logged under their newest item.
+            EndpointKind::Session => String::new(),
+        };
+        let session = if kind == EndpointKind::Session {
+            session::session_items(q, check_id)?
+        } else {
+            Vec::new()
+        };
+        let subject = match (kind, session.last()) {
+            (EndpointKind::Session, Some(newest)) => user_id
+                .clone()
+                .or_else(|| client_id.clone())
+                .unwrap_or_else(|| format!("session:{newest}")),
+            _ => subject,
         };
         Ok(Query {
             site,
@@ -295,6 +331,7 @@ impl<M: ModelStore, S: EventSink + 'static> RecommendService<M, S> {
             n,
             exclude,
             context_item,
+            session,
         })
     }
 
@@ -338,9 +375,8 @@ impl<M: ModelStore, S: EventSink + 'static> RecommendService<M, S> {
                 ModelState::Ready(m) => {
                     out.model = Some((task.clone(), m.version()));
                     out.own = Some(m.clone());
-                    let state = if kind == EndpointKind::User {
-                        self.user_at(&q.site, &m.task, m.version(), &q.subject)
-                            .await
+                    let state = if let Some(v) = q.visitor(kind) {
+                        self.user_at(&q.site, &m.task, m.version(), v).await
                     } else {
                         Ok(UserState::default())
                     };
@@ -350,7 +386,7 @@ impl<M: ModelStore, S: EventSink + 'static> RecommendService<M, S> {
                             out.items = self.rank(&m, ep, kind, &q, &state, now_ms);
                             out.history = state.history;
                             out.rejected = state.rejected;
-                            out.history_fetched = kind == EndpointKind::User;
+                            out.history_fetched = q.visitor(kind).is_some();
                         }
                         Err(e) => {
                             tracing::warn!(site = %q.site, model = %task, error = %e, "User state unavailable; serving the fallback.");
@@ -384,11 +420,12 @@ impl<M: ModelStore, S: EventSink + 'static> RecommendService<M, S> {
             }
         }
         let mut fallback_used = false;
-        if use_fallback && kind == EndpointKind::User && !out.history_fetched && !out.unreachable {
+        let visitor = q.visitor(kind).filter(|_| !out.history_fetched);
+        if let Some(v) = visitor.filter(|_| use_fallback && !out.unreachable) {
             // No model answered (none yet, or unknown user): the fallback still leaves out
             // what the user consumed and rejected. History does not depend on a model version.
             let task = target.as_deref().unwrap_or(&ep.model);
-            match self.user_at(&q.site, task, 0, &q.subject).await {
+            match self.user_at(&q.site, task, 0, v).await {
                 Ok(state) => {
                     out.history = state.history;
                     out.rejected = state.rejected;
@@ -553,6 +590,7 @@ impl<M: ModelStore, S: EventSink + 'static> RecommendService<M, S> {
         if kind == EndpointKind::Similar {
             excluded.extend(subject_row);
         }
+        excluded.extend(q.session.iter().filter_map(|id| m.index.get(id).copied()));
         excluded.sort_unstable();
         excluded.dedup();
         let catalog_rules = ep.rules.max_per_category.is_some() || ep.rules.availability;
@@ -566,6 +604,7 @@ impl<M: ModelStore, S: EventSink + 'static> RecommendService<M, S> {
                 rank::similar_to(&m.item_side(), subject_row?, &excluded, want)?
             }
             EndpointKind::User => m.rank_user(state, q.context_item.as_deref(), &excluded, want)?,
+            EndpointKind::Session => session::rank(m, &q.session, &excluded, want)?,
         };
         let cands = rows
             .into_iter()
@@ -682,6 +721,7 @@ impl<M: ModelStore, S: EventSink + 'static> RecommendService<M, S> {
         let route = match kind {
             Some(EndpointKind::User) => "/v1/recommend/{endpoint}",
             Some(EndpointKind::Similar) => "/v1/similar/{endpoint}",
+            Some(EndpointKind::Session) => "/v1/session/{endpoint}",
             None => "other",
         };
         let mut line = request_log::RequestLine::new(route, status.as_u16(), latency_ms);

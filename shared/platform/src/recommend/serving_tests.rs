@@ -313,3 +313,55 @@ async fn disliked_and_dismissed_items_are_never_served_to_that_user() {
     let (_, other) = get(&f.svc, "/v1/recommend/for-you?s=demo&client_id=d8").await;
     assert_eq!(ids(&other), vec!["c", "a"]);
 }
+
+#[tokio::test]
+async fn session_requests_rank_from_the_visit_and_fall_back_when_nothing_is_known() {
+    let config = format!(
+        "{CONFIG}[sites.demo.endpoints.visit]\nkind = \"session\"\nmodel = \"knn\"\nfallback = \"trending\"\nrules = {{ availability = false }}\n"
+    );
+    let f = fixture("session", &config);
+    f.store
+        .publish("demo", "knn", 1, &knn(), &PublishOptions::default())
+        .await
+        .unwrap();
+    // GIVEN a visit that saw an unknown item and a (whose neighbour is b)
+    let (status, body) = get(&f.svc, "/v1/session/visit?s=demo&items=zz,a").await;
+    // THEN b is answered by the model, the seen items left out
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(ids(&body), vec!["b"]);
+    assert_eq!(body["fallback"], false);
+    // GIVEN a visit of items with no neighbours THEN the fallback, without the visit's items
+    let (_, body) = get(&f.svc, "/v1/session/visit?s=demo&items=c").await;
+    assert_eq!(body["fallback"], true);
+    assert_eq!(ids(&body), vec!["a"]);
+    // GIVEN a visitor who dismissed b THEN b is not served to them
+    f.store
+        .append_rejected("demo", "d1", &["b".into()], 10)
+        .await
+        .unwrap();
+    let (_, body) = get(&f.svc, "/v1/session/visit?s=demo&items=a&client_id=d1").await;
+    assert!(!ids(&body).contains(&"b"), "{body}");
+    // AND bad input is a 400 naming `items`
+    let many = (0..51)
+        .map(|i| format!("i{i}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    for uri in [
+        "/v1/session/visit?s=demo".to_string(),
+        "/v1/session/visit?s=demo&items=,".to_string(),
+        format!("/v1/session/visit?s=demo&items={many}"),
+        "/v1/session/visit?s=demo&items=a%01".to_string(),
+    ] {
+        let (status, body) = get(&f.svc, &uri).await;
+        assert_eq!(status, 400, "{uri}");
+        assert!(
+            body["error"]["message"].as_str().unwrap().contains("items"),
+            "{body}"
+        );
+    }
+    // AND a session endpoint is not served on the other routes, nor the reverse
+    let (status, _) = get(&f.svc, "/v1/recommend/visit?s=demo&user_id=u").await;
+    assert_eq!(status, 404);
+    let (status, _) = get(&f.svc, "/v1/session/for-you?s=demo&items=a").await;
+    assert_eq!(status, 404);
+}
