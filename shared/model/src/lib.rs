@@ -39,6 +39,7 @@ pub mod algo;
 pub mod error;
 pub mod evaluation;
 pub mod event;
+pub mod explain;
 pub mod interactions;
 pub mod mapping;
 pub mod online;

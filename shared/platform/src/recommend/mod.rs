@@ -13,6 +13,7 @@
 
 mod bandit;
 mod experiment;
+pub mod explain;
 mod fresh_trending;
 mod model_cache;
 mod rules;
@@ -102,6 +103,8 @@ struct Query {
     context_item: Option<String>,
     /// A session request's items, newest last (empty otherwise).
     session: Vec<String>,
+    /// `explain=true`: items carry `because`.
+    explain: bool,
 }
 
 impl Query {
@@ -332,6 +335,7 @@ impl<M: ModelStore, S: EventSink + 'static> RecommendService<M, S> {
             exclude,
             context_item,
             session,
+            explain: explain::explain_param(q)?,
         })
     }
 
@@ -504,7 +508,7 @@ impl<M: ModelStore, S: EventSink + 'static> RecommendService<M, S> {
         };
         let rec_id = new_recommendation_id();
         let (model_name, version) = out.model.unwrap_or_default();
-        let body = json!({
+        let mut body = json!({
             "recommendation_id": rec_id,
             "endpoint": q.endpoint,
             "variant": variant,
@@ -514,6 +518,19 @@ impl<M: ModelStore, S: EventSink + 'static> RecommendService<M, S> {
         });
         if self.options.log_served {
             self.log_served(&q, &body, now_ms);
+        }
+        if q.explain {
+            let seeds: Vec<&str> = match kind {
+                EndpointKind::User => q
+                    .context_item
+                    .iter()
+                    .chain(out.history.iter())
+                    .map(String::as_str)
+                    .collect(),
+                EndpointKind::Session => q.session.iter().rev().map(String::as_str).collect(),
+                EndpointKind::Similar => vec![q.subject.as_str()],
+            };
+            explain::annotate(&mut body, out.own.as_deref(), &seeds);
         }
         Ok(json_response(StatusCode::OK, &body))
     }

@@ -365,3 +365,75 @@ async fn session_requests_rank_from_the_visit_and_fall_back_when_nothing_is_know
     let (status, _) = get(&f.svc, "/v1/session/for-you?s=demo&items=a").await;
     assert_eq!(status, 404);
 }
+
+fn because(body: &Value) -> Vec<Vec<&str>> {
+    body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            i["because"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|b| b.as_str().unwrap())
+                .collect()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn explain_names_the_items_that_led_to_each_answer() {
+    let config = format!(
+        "{CONFIG}[sites.demo.endpoints.visit]\nkind = \"session\"\nmodel = \"knn\"\nfallback = \"trending\"\n"
+    );
+    let f = fixture("explain", &config);
+    f.store
+        .publish("demo", "knn", 1, &knn(), &PublishOptions::default())
+        .await
+        .unwrap();
+    f.store
+        .append_history("demo", "u1", &["c".into(), "a".into()], 10)
+        .await
+        .unwrap();
+    // GIVEN u1 played c then a (a's neighbour is b) WHEN asked with explain=true
+    let (_, body) = get(
+        &f.svc,
+        "/v1/recommend/for-you?s=demo&user_id=u1&explain=true",
+    )
+    .await;
+    // THEN b is there because of a (the item-kNN neighbour list that led to it)
+    assert_eq!(ids(&body), vec!["b"]);
+    assert_eq!(because(&body), vec![vec!["a"]]);
+    // AND similar and session answers name their seed items
+    let (_, body) = get(&f.svc, "/v1/similar/more?s=demo&item_id=a&explain=true").await;
+    assert_eq!(because(&body), vec![vec!["a"]]);
+    let (_, body) = get(&f.svc, "/v1/session/visit?s=demo&items=a,c&explain=true").await;
+    assert_eq!(because(&body), vec![vec!["a"]]);
+    // AND a fallback answer is explained by "trending"
+    let (_, body) = get(
+        &f.svc,
+        "/v1/recommend/for-you?s=demo&user_id=new&explain=true",
+    )
+    .await;
+    assert_eq!(body["fallback"], true);
+    assert!(
+        because(&body).iter().all(|b| b == &vec!["trending"]),
+        "{body}"
+    );
+    // AND without explain (or explain=false) there is no `because`
+    for uri in [
+        "/v1/recommend/for-you?s=demo&user_id=u1",
+        "/v1/recommend/for-you?s=demo&user_id=u1&explain=false",
+    ] {
+        let (_, body) = get(&f.svc, uri).await;
+        assert!(body["items"][0].get("because").is_none(), "{body}");
+    }
+    // AND explain must be a boolean
+    let (status, body) = get(&f.svc, "/v1/recommend/for-you?s=demo&user_id=u1&explain=1").await;
+    assert_eq!(status, 400);
+    assert!(body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("explain"));
+}
