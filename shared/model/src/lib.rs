@@ -36,6 +36,7 @@
 #![warn(missing_docs)]
 
 pub mod algo;
+pub mod diversity;
 pub mod error;
 pub mod evaluation;
 pub mod event;

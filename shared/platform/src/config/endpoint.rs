@@ -67,6 +67,18 @@ pub struct RulesConfig {
     /// and clicks).
     #[serde(default)]
     pub explore: Option<ExploreConfig>,
+    /// Re-rank by maximal marginal relevance before pins and exploration.
+    #[serde(default)]
+    pub diversity: Option<DiversityConfig>,
+}
+
+/// `diversity = { lambda = 0.3 }`: MMR with `lambda` the weight of diversity (0 = none, 1 =
+/// only diversity); similarity is the cosine of item factors, else same catalog category.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DiversityConfig {
+    /// The weight of diversity against relevance, 0 to 1.
+    pub lambda: f64,
 }
 
 /// `explore = { slots = [3, 7], new_days = 7 }`: the given 1-based positions are filled by
@@ -97,6 +109,7 @@ impl Default for RulesConfig {
             availability: true,
             pinned: Vec::new(),
             explore: None,
+            diversity: None,
         }
     }
 }
@@ -290,6 +303,11 @@ pub(super) fn validate_endpoint(
         }
         if !(1..=365).contains(&x.new_days) {
             return err("rules.explore.new_days", "must be between 1 and 365".into());
+        }
+    }
+    if let Some(d) = &ep.rules.diversity {
+        if !(0.0..=1.0).contains(&d.lambda) {
+            return err("rules.diversity.lambda", "must be between 0 and 1".into());
         }
     }
     if let Some(x) = &ep.experiment {

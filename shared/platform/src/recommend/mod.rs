@@ -12,6 +12,7 @@
 //! per endpoint, what it would serve.
 
 mod bandit;
+mod diversity;
 mod experiment;
 pub mod explain;
 mod fresh_trending;
@@ -451,7 +452,8 @@ impl<M: ModelStore, S: EventSink + 'static> RecommendService<M, S> {
                             .filter(|(id, _)| !exclude.contains(id.as_str()))
                             .cloned()
                             .collect();
-                        out.items = Some(self.apply_rules(&q.site, ep, cands, q.n, now_ms));
+                        out.items =
+                            Some(self.apply_rules(&q.site, ep, Some(&m), cands, q.n, now_ms));
                         out.model = Some((task.clone(), m.version()));
                         fallback_used = true;
                         break;
@@ -471,7 +473,7 @@ impl<M: ModelStore, S: EventSink + 'static> RecommendService<M, S> {
                         .filter(|(id, _)| !exclude.contains(id.as_str()))
                         .cloned()
                         .collect();
-                    out.items = Some(self.apply_rules(&q.site, ep, cands, q.n, now_ms));
+                    out.items = Some(self.apply_rules(&q.site, ep, Some(m), cands, q.n, now_ms));
                     fallback_used = true;
                 }
             }
@@ -610,7 +612,9 @@ impl<M: ModelStore, S: EventSink + 'static> RecommendService<M, S> {
         excluded.extend(q.session.iter().filter_map(|id| m.index.get(id).copied()));
         excluded.sort_unstable();
         excluded.dedup();
-        let catalog_rules = ep.rules.max_per_category.is_some() || ep.rules.availability;
+        let catalog_rules = ep.rules.max_per_category.is_some()
+            || ep.rules.availability
+            || ep.rules.diversity.is_some();
         let want = if catalog_rules {
             (q.n * 4 + 20).min(n_items)
         } else {
@@ -627,7 +631,7 @@ impl<M: ModelStore, S: EventSink + 'static> RecommendService<M, S> {
             .into_iter()
             .map(|(r, s)| (m.items.item_ids[r as usize].clone(), s))
             .collect();
-        Some(self.apply_rules(&q.site, ep, cands, q.n, now_ms))
+        Some(self.apply_rules(&q.site, ep, Some(m), cands, q.n, now_ms))
     }
 }
 

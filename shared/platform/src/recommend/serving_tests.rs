@@ -9,6 +9,7 @@ use nectar_model::event::Accepted;
 use serde_json::Value;
 
 use super::*;
+use crate::catalog::ItemMeta;
 use crate::collect::sink::SinkError;
 use crate::model_store::{LocalModelStore, ModelArtifacts, PublishOptions};
 use crate::recommend::served_log::FlushMode;
@@ -436,4 +437,60 @@ async fn explain_names_the_items_that_led_to_each_answer() {
         .as_str()
         .unwrap()
         .contains("explain"));
+}
+
+#[tokio::test]
+async fn the_diversity_rule_raises_intra_list_diversity_with_lambda() {
+    // GIVEN a popularity list whose four best items are news, then sport, music and film
+    let ids_cats = [
+        ("n1", "news"),
+        ("n2", "news"),
+        ("n3", "news"),
+        ("n4", "news"),
+        ("s1", "sport"),
+        ("m1", "music"),
+        ("f1", "film"),
+    ];
+    let arts = ModelArtifacts {
+        item_ids: ids_cats.iter().map(|(i, _)| i.to_string()).collect(),
+        popular: (0..7).map(|r| (r as u32, 10.0 - r as f32)).collect(),
+        metadata: json!({ "algorithm": "popular", "trained_ms": 1_000_000 }),
+        ..Default::default()
+    };
+    let mut ild = Vec::new();
+    for lambda in [0.0, 0.3, 0.9] {
+        let config = format!(
+            "[sites.demo.tasks.pop]\nalgorithm = \"popular\"\n[sites.demo.endpoints.home]\nkind = \"user\"\nmodel = \"pop\"\nrules = {{ availability = false, diversity = {{ lambda = {lambda} }} }}\n"
+        );
+        let f = fixture(&format!("div{}", (lambda * 10.0) as u32), &config);
+        f.store
+            .publish("demo", "pop", 1, &arts, &PublishOptions::default())
+            .await
+            .unwrap();
+        f.svc
+            .catalog()
+            .upsert(
+                "demo",
+                ids_cats
+                    .iter()
+                    .map(|(id, c)| ItemMeta {
+                        id: id.to_string(),
+                        category: Some(c.to_string()),
+                        ..Default::default()
+                    })
+                    .collect(),
+            )
+            .unwrap();
+        // WHEN the top 4 is asked
+        let (status, body) = get(&f.svc, "/v1/recommend/home?s=demo&user_id=u&n=4").await;
+        assert_eq!(status, 200, "{body}");
+        let cats: Vec<Option<&str>> = ids(&body)
+            .iter()
+            .map(|id| ids_cats.iter().find(|(i, _)| i == id).map(|(_, c)| *c))
+            .collect();
+        ild.push(nectar_model::diversity::category_diversity(&cats));
+    }
+    // THEN distinct categories / length rises with lambda (0: the plain ranking, all news)
+    assert_eq!(ild[0], 0.25);
+    assert!(ild[1] > ild[0] && ild[2] >= ild[1], "{ild:?}");
 }
