@@ -175,6 +175,7 @@ class TemplateTest(unittest.TestCase):
             ("OPTIONS", "/v1/collect"): "CollectFunction",
             ("GET", "/v1/recommend/{endpoint}"): "RecommendFunction",
             ("GET", "/v1/similar/{endpoint}"): "RecommendFunction",
+            ("GET", "/v1/session/{endpoint}"): "RecommendFunction",
             ("PUT", "/v1/items"): "RecommendFunction",
         })
         self.assertNotIn("CorsConfiguration", R["HttpApi"]["Properties"])

@@ -7,6 +7,10 @@
 #   data dir's model store.
 # SERVE_ALLOCATION=fixed|thompson: for-you gets a two-variant experiment (both variants the same
 # ALS model, so only the allocation differs) with that allocation.
+# SERVE_EXPLAIN=1: requests ask explain=true (each item gets `because`).
+# SERVE_DIVERSITY=0.3: for-you gets the rule diversity = { lambda = 0.3 } (MMR on the ALS factors).
+# SERVE_SESSION=1: requests go to a session endpoint over the same ALS model,
+# GET /v1/session/visit?items=<10 random known items>, instead of per-user requests.
 # ml-100k comes from ../shared/tools/refeval/get_data.sh (never committed).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
@@ -43,11 +47,24 @@ holdout_fraction = 0
 kind = "user"
 model = "als"
 fallback = "trending"
-rules = { exclude_consumed = true, max_per_category = 4 }
 TOML
+DIVERSITY=
+if [ -n "${SERVE_DIVERSITY:-}" ]; then DIVERSITY=", diversity = { lambda = $SERVE_DIVERSITY }"; fi
+echo "rules = { exclude_consumed = true, max_per_category = 4$DIVERSITY }" >>"$WORK/nectar.toml"
 if [ -n "${SERVE_ALLOCATION:-}" ]; then
   echo "experiment = { name = \"bench\", allocation = \"$SERVE_ALLOCATION\", variants = [{ name = \"a\", weight = 1, model = \"als\" }, { name = \"b\", weight = 1, model = \"als\" }] }" >>"$WORK/nectar.toml"
 fi
+
+if [ -n "${SERVE_SESSION:-}" ]; then
+  cat >>"$WORK/nectar.toml" <<TOML
+[sites.demo.endpoints.visit]
+kind = "session"
+model = "als"
+fallback = "trending"
+rules = { max_per_category = 4$DIVERSITY }
+TOML
+fi
+EXPLAIN=${SERVE_EXPLAIN:+&explain=true}
 
 REDIS_FLAG=()
 if [ "$MODE" = "--redis" ]; then
@@ -61,11 +78,18 @@ fi
 "$BIN" train --site demo --config "$WORK/nectar.toml" --data-dir "$WORK/data" "${REDIS_FLAG[@]}" | grep -v '^ '
 
 # Random known users (ml-100k user ids are 1..943).
-cat >"$WORK/get.lua" <<'LUA'
+# Session requests: 10 random items (ml-100k item ids are 1..1682).
+cat >"$WORK/get.lua" <<LUA
 math.randomseed(42)
 local non200 = 0
+local session = "${SERVE_SESSION:-}" ~= ""
 request = function()
-  return wrk.format("GET", "/v1/recommend/for-you?s=demo&n=10&user_id=" .. math.random(1, 943))
+  if session then
+    local items = {}
+    for i = 1, 10 do items[i] = math.random(1, 1682) end
+    return wrk.format("GET", "/v1/session/visit?s=demo&n=10${EXPLAIN}&items=" .. table.concat(items, ","))
+  end
+  return wrk.format("GET", "/v1/recommend/for-you?s=demo&n=10${EXPLAIN}&user_id=" .. math.random(1, 943))
 end
 response = function(status, headers, body) if status ~= 200 then non200 = non200 + 1 end end
 done = function(summary, latency, requests)
@@ -81,7 +105,11 @@ PORT=$((20000 + RANDOM % 10000))
 PID=$!
 for _ in $(seq 1 100); do curl -s -o /dev/null "http://127.0.0.1:$PORT/" && break; sleep 0.1; done
 # One answer to check, and to load the model before timing.
-ANSWER=$(curl -s "http://127.0.0.1:$PORT/v1/recommend/for-you?s=demo&n=10&user_id=1")
+if [ -n "${SERVE_SESSION:-}" ]; then
+  ANSWER=$(curl -s "http://127.0.0.1:$PORT/v1/session/visit?s=demo&n=10${EXPLAIN}&items=1,2,3,4,5,6,7,8,9,10")
+else
+  ANSWER=$(curl -s "http://127.0.0.1:$PORT/v1/recommend/for-you?s=demo&n=10${EXPLAIN}&user_id=1")
+fi
 echo "$ANSWER" | python3 -c 'import json,sys; a=json.load(sys.stdin); assert a["fallback"] is False and len(a["items"]) == 10, a; print("user 1 →", [i["id"] for i in a["items"]], a["model"])'
 wrk -t2 -c"$CONNS" -d"${SECS}s" --latency -s "$WORK/get.lua" "http://127.0.0.1:$PORT" | tee "$WORK/wrk.txt"
 kill $PID; wait $PID 2>/dev/null || true

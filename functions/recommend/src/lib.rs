@@ -1,4 +1,4 @@
-//! The recommend Lambda: `GET /v1/recommend/{endpoint}` and `GET /v1/similar/{endpoint}`
+//! The recommend Lambda: `GET /v1/recommend/{endpoint}`, `GET /v1/similar/{endpoint}` and `GET /v1/session/{endpoint}`
 //! from the models in Redis; served recommendations are logged through Kinesis.
 //! `main.rs` wires it up; [`handler`] maps Lambda HTTP events to the recommend service.
 

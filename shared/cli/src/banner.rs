@@ -116,6 +116,10 @@ pub fn request_lines(
                     "{base}/v1/similar/{name}?s={site}&item_id={}&n=10",
                     query_value(item)
                 ),
+                EndpointKind::Session => format!(
+                    "{base}/v1/session/{name}?s={site}&items={}&n=10",
+                    query_value(item)
+                ),
             };
             let auth = if ep.require_key {
                 " -H \"authorization: Bearer $KEY\""

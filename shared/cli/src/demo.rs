@@ -381,11 +381,13 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         let subjects: Vec<String> = match ep.kind {
             EndpointKind::User => vec!["user-1".into(), "user-7".into(), "new-visitor".into()],
             EndpointKind::Similar => vec![item_id(2, 0), item_id(1, 3)],
+            EndpointKind::Session => vec![format!("{},{}", item_id(2, 0), item_id(1, 3))],
         };
         for s in subjects {
             let uri = match ep.kind {
                 EndpointKind::User => format!("/v1/recommend/{name}?s={SITE}&user_id={s}&n=5"),
                 EndpointKind::Similar => format!("/v1/similar/{name}?s={SITE}&item_id={s}&n=5"),
+                EndpointKind::Session => format!("/v1/session/{name}?s={SITE}&items={s}&n=5"),
             };
             let req = http::Request::get(&uri).body(Bytes::new())?;
             let resp = svc.handle(&req, nectar_platform::now_ms()).await;

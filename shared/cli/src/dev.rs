@@ -114,6 +114,7 @@ pub const ROUTES: &[Route] = &[
     Route::body("options", COLLECT_PATH),
     Route::body("get", "/v1/recommend/{endpoint}"),
     Route::body("get", "/v1/similar/{endpoint}"),
+    Route::body("get", "/v1/session/{endpoint}"),
     Route::body("put", ITEMS_PATH),
     Route::body("get", REPORT_PATH),
     Route::body("delete", "/v1/users/{user_id}"),
@@ -368,6 +369,9 @@ fn index(config: &NectarConfig) -> http::Response<Bytes> {
                         }
                         nectar_platform::config::EndpointKind::Similar => {
                             format!("GET /v1/similar/{name}?s={site}&item_id=ITEM&n=10")
+                        }
+                        nectar_platform::config::EndpointKind::Session => {
+                            format!("GET /v1/session/{name}?s={site}&items=ITEM,ITEM&n=10")
                         }
                     };
                     (name.clone(), serde_json::json!(route))

@@ -406,7 +406,10 @@ impl InteractionsBuilder {
 
     /// Adds one record. Records with a zero or non-finite weight are ignored (a zero weight in
     /// config means "this event type does not count"). Duplicates of a (user, item) pair are
-    /// combined by the [`ValueMode`]; the cell keeps the newest timestamp.
+    /// combined by the [`ValueMode`]; the cell keeps the newest timestamp. A negative weight
+    /// (negative feedback) is summed with the pair's other records, and a pair whose total is
+    /// not positive has no cell at all (in both modes): every algorithm sees a disliked item as
+    /// unobserved, never as a positive, and a dislike cancels that much of the pair's plays.
     pub fn push(&mut self, user_key: &str, item_key: &str, weight: f32, timestamp_ms: i64) {
         if weight == 0.0 || !weight.is_finite() {
             return;
@@ -494,7 +497,8 @@ impl InteractionsBuilder {
                 }
             }
             // `out <= a` always holds, so writing back in place never clobbers unread entries.
-            for &(i, w, t) in &tmp {
+            // Negative feedback: a pair whose total is not positive is dropped (clamped at 0).
+            for &(i, w, t) in tmp.iter().filter(|c| c.1 > 0.0) {
                 s_items[out] = i;
                 s_w[out] = match mode {
                     ValueMode::Sum => w,
@@ -629,6 +633,30 @@ mod tests {
         let mut k = vec!["10", "b", "9", "a1", "010", "2"];
         k.sort_by(|a, b| key_cmp(a, b));
         assert_eq!(k, vec!["2", "9", "10", "010", "a1", "b"]);
+    }
+
+    #[test]
+    fn negative_feedback_cancels_a_pair_and_never_counts_as_positive() {
+        for mode in [ValueMode::Sum, ValueMode::Binary] {
+            // GIVEN a disliked item never played, a played-then-disliked one, and a liked one
+            let mut b = InteractionsBuilder::new().value_mode(mode);
+            b.push("u1", "disliked", -1.0, 1);
+            b.push("u1", "cancelled", 1.0, 1);
+            b.push("u1", "cancelled", -1.0, 2);
+            b.push("u1", "kept", 3.0, 1);
+            b.push("u1", "kept", -0.5, 2);
+            b.push("u2", "disliked", 1.0, 1);
+            // WHEN built
+            let m = b.build().unwrap();
+            // THEN only pairs with a positive total have a cell, net of the dislike
+            let kept = m.item_index("kept").unwrap();
+            let (cols, vals) = m.user_row(0);
+            assert_eq!(cols, &[kept][..], "{mode:?}");
+            let want = if mode == ValueMode::Sum { 2.5 } else { 1.0 };
+            assert_eq!(vals, &[want][..]);
+            // AND another user's positive on the same item is untouched
+            assert_eq!(m.user_row(1).0, &[m.item_index("disliked").unwrap()][..]);
+        }
     }
 
     #[test]

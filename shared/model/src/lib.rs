@@ -36,13 +36,16 @@
 #![warn(missing_docs)]
 
 pub mod algo;
+pub mod diversity;
 pub mod error;
 pub mod evaluation;
 pub mod event;
+pub mod explain;
 pub mod interactions;
 pub mod mapping;
 pub mod online;
 pub mod rank;
+pub mod session;
 pub mod strict_json;
 pub mod synthetic;
 pub mod topk;

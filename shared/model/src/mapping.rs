@@ -10,6 +10,9 @@
 //! - The weight comes from the site's [`EventWeights`]: a fixed number per type, or
 //!   [`WeightRule::PropsValue`] (`props.value`, for explicit ratings). Types without a weight,
 //!   or with weight 0, are skipped.
+//! - Negative feedback ([`NEGATIVE_TYPES`]): `media_dislike` (the item is `id`) and
+//!   `recommendation_dismissed` (the item is `context.item_id`; `id` names the recommendation)
+//!   map to interactions with a *negative* weight (defaults −1 and −0.5).
 //! - Events are deduplicated by `event_id` ([`Deduper`]): the log is at-least-once.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -34,7 +37,8 @@ pub struct EventWeights {
 
 impl Default for EventWeights {
     /// Plays count once, completions three times, article reads twice, page views half, hits on
-    /// a recommendation once, likes and shares twice, ratings by their value.
+    /// a recommendation once, likes and shares twice, ratings by their value; a dislike −1 and a
+    /// dismissed recommendation −0.5.
     fn default() -> Self {
         let mut rules = BTreeMap::new();
         for (t, w) in [
@@ -46,6 +50,8 @@ impl Default for EventWeights {
             ("article_end", 2.0),
             ("page_view", 0.5),
             ("recommendation_hit", 1.0),
+            ("media_dislike", -1.0),
+            ("recommendation_dismissed", -0.5),
         ] {
             rules.insert(t.to_string(), WeightRule::Fixed(w));
         }
@@ -86,7 +92,8 @@ pub struct Interaction {
     pub user: String,
     /// The item the user interacted with.
     pub item: String,
-    /// The weight from the site's [`EventWeights`] (always > 0).
+    /// The weight from the site's [`EventWeights`]: > 0, or < 0 for negative feedback
+    /// ([`NEGATIVE_TYPES`]).
     pub weight: f32,
     /// Event time, ms UTC.
     pub timestamp_ms: i64,
@@ -102,7 +109,8 @@ pub enum Skip {
     /// The event type has no weight (or weight 0), or never names an item
     /// (`recommendation_loaded`, `recommendation_displayed`).
     NotAnInteraction,
-    /// A `recommendation_hit` whose `context.items[context.hit_index]` is missing.
+    /// A `recommendation_hit` whose `context.items[context.hit_index]` is missing, or a
+    /// `recommendation_dismissed` without `context.item_id`.
     NoHitItem,
     /// A `props.value` weight that is absent, not a number, or not positive.
     NoValue,
@@ -147,6 +155,37 @@ struct HitContext {
 struct ValueProps {
     #[serde(default)]
     value: Option<serde_json::Value>,
+}
+
+/// The negative-feedback event types: the only ones whose weight may be negative. The user
+/// never wants their item again (serving excludes it for them) and trainers may count it
+/// against the pair.
+pub const NEGATIVE_TYPES: [&str; 2] = ["media_dislike", "recommendation_dismissed"];
+
+/// Whether an event type is negative feedback ([`NEGATIVE_TYPES`]).
+pub fn is_negative_type(event_type: &str) -> bool {
+    NEGATIVE_TYPES.contains(&event_type)
+}
+
+#[derive(Deserialize)]
+struct DismissContext {
+    #[serde(default)]
+    item_id: Option<serde_json::Value>,
+}
+
+/// The item a `recommendation_dismissed` event dismisses: its `context.item_id` (a non-empty
+/// string); `None` otherwise.
+pub fn dismissed_item(context: Option<&RawValue>) -> Option<String> {
+    dismissed_item_text(context.map(RawValue::get))
+}
+
+/// [`dismissed_item`] on the context's JSON text.
+fn dismissed_item_text(context: Option<&str>) -> Option<String> {
+    let ctx: DismissContext = serde_json::from_str(context?).ok()?;
+    match ctx.item_id? {
+        serde_json::Value::String(s) if !s.is_empty() => Some(s),
+        _ => None,
+    }
 }
 
 /// The event types that never name an item.
@@ -217,11 +256,15 @@ pub fn map_event_fields(ev: &EventFields<'_>, weights: &EventWeights) -> Result<
     let rule = weights.rule(ev.event_type).ok_or(Skip::NotAnInteraction)?;
     let weight = match rule {
         WeightRule::Fixed(w) if w > 0.0 && w.is_finite() => w,
+        // Config validation allows negative weights only for the negative types.
+        WeightRule::Fixed(w) if w < 0.0 && w.is_finite() && is_negative_type(ev.event_type) => w,
         WeightRule::Fixed(_) => return Err(Skip::NotAnInteraction),
         WeightRule::PropsValue => props_value(ev.props).ok_or(Skip::NoValue)?,
     };
     let item = if ev.event_type == "recommendation_hit" {
         hit_item(ev.context).ok_or(Skip::NoHitItem)?
+    } else if ev.event_type == "recommendation_dismissed" {
+        dismissed_item_text(ev.context).ok_or(Skip::NoHitItem)?
     } else if id_names_item(ev.event_type, weights) {
         ev.id.to_string()
     } else {
@@ -375,7 +418,7 @@ pub struct Row {
     pub user: u32,
     /// Row in [`InteractionLog::items`].
     pub item: u32,
-    /// Weight (> 0).
+    /// Weight (> 0; < 0 for negative feedback).
     pub weight: f32,
     /// Event time, ms UTC.
     pub timestamp_ms: i64,
@@ -577,6 +620,35 @@ mod tests {
             r#"{{"event_id":"{}","site_key":"demo","type":"{t}","id":"{id}","event_timestamp":1000,"collect_timestamp":1001,"sent_timestamp":1001,"peach_schema_version":"1.0.3","client":{{"id":"dev-1","app_id":"a"}}{extra}}}"#,
             crate::event::event_id("demo", "dev-1", t, id, 1000)
         )
+    }
+
+    #[test]
+    fn negative_feedback_maps_to_negative_weights_and_only_for_its_types() {
+        // GIVEN the default weights
+        let mut w = EventWeights::default();
+        // WHEN a dislike and a dismissal (item in context.item_id) are mapped
+        let d = map_event_line(&line("media_dislike", "m1", ""), &w).unwrap();
+        let r = map_event_line(
+            &line(
+                "recommendation_dismissed",
+                "r-1",
+                r#","context":{"item_id":"m2"}"#,
+            ),
+            &w,
+        )
+        .unwrap();
+        // THEN they name their items with the negative default weights
+        assert_eq!((d.item.as_str(), d.weight), ("m1", -1.0));
+        assert_eq!((r.item.as_str(), r.weight), ("m2", -0.5));
+        // AND a dismissal without context.item_id is skipped
+        let bare = line("recommendation_dismissed", "r-1", "");
+        assert_eq!(map_event_line(&bare, &w), Err(Skip::NoHitItem));
+        // AND a negative weight on a positive type never maps
+        w.set("media_play", WeightRule::Fixed(-1.0));
+        assert_eq!(
+            map_event_line(&line("media_play", "m", ""), &w),
+            Err(Skip::NotAnInteraction)
+        );
     }
 
     #[test]

@@ -26,6 +26,7 @@ use crate::config::NectarConfig;
 use crate::model_store::{ModelStore, ModelStoreError, HOUR_MS};
 
 pub mod bandit;
+pub mod feedback;
 
 /// Items kept per user.
 pub const HISTORY_LEN: usize = 100;
@@ -62,7 +63,7 @@ pub fn history_updates<'a>(
     config: &NectarConfig,
     lines: impl IntoIterator<Item = &'a str>,
 ) -> BTreeMap<(String, String), Vec<String>> {
-    histories_of(&site_interactions(config, lines))
+    histories_of(&feedback::split_negative(site_interactions(config, lines)).0)
 }
 
 fn histories_of(interactions: &[(String, Interaction)]) -> BTreeMap<(String, String), Vec<String>> {
@@ -86,7 +87,7 @@ pub fn count_updates<'a>(
     config: &NectarConfig,
     lines: impl IntoIterator<Item = &'a str>,
 ) -> BTreeMap<String, Vec<(i64, String, u64)>> {
-    counts_of(&site_interactions(config, lines))
+    counts_of(&feedback::split_negative(site_interactions(config, lines)).0)
 }
 
 fn counts_of(interactions: &[(String, Interaction)]) -> BTreeMap<String, Vec<(i64, String, u64)>> {
@@ -114,7 +115,8 @@ fn counts_of(interactions: &[(String, Interaction)]) -> BTreeMap<String, Vec<(i6
         .collect()
 }
 
-/// Appends the users' new items to their histories and adds the hourly item counts, then the
+/// Appends the users' new items to their histories, adds the hourly item counts and records
+/// negative feedback ([`feedback`]: dislikes and dismissals, kept out of both), then the
 /// live bandit counts ([`bandit::record_bandit`], best effort: a failure is logged); returns
 /// the number of users updated.
 pub async fn record_history<'a, M: ModelStore>(
@@ -123,7 +125,8 @@ pub async fn record_history<'a, M: ModelStore>(
     lines: impl IntoIterator<Item = &'a str>,
 ) -> Result<usize, ModelStoreError> {
     let lines: Vec<&str> = lines.into_iter().collect();
-    let interactions = site_interactions(config, lines.iter().copied());
+    let (interactions, negative) =
+        feedback::split_negative(site_interactions(config, lines.iter().copied()));
     let updates = histories_of(&interactions);
     for ((site, user), items) in &updates {
         models
@@ -133,6 +136,7 @@ pub async fn record_history<'a, M: ModelStore>(
     for (site, counts) in counts_of(&interactions) {
         models.add_item_counts(&site, &counts).await?;
     }
+    feedback::record_rejected(models, &negative).await?;
     if let Err(e) =
         bandit::record_bandit(models, config, &lines, &interactions, crate::now_ms()).await
     {

@@ -13,6 +13,8 @@ pub enum EndpointKind {
     User,
     /// Items similar to one item (`GET /v1/similar/{endpoint}`).
     Similar,
+    /// Items for a visit from the items seen in it (`GET /v1/session/{endpoint}`).
+    Session,
 }
 
 /// One task name or a list of them, tried in order.
@@ -65,6 +67,18 @@ pub struct RulesConfig {
     /// and clicks).
     #[serde(default)]
     pub explore: Option<ExploreConfig>,
+    /// Re-rank by maximal marginal relevance before pins and exploration.
+    #[serde(default)]
+    pub diversity: Option<DiversityConfig>,
+}
+
+/// `diversity = { lambda = 0.3 }`: MMR with `lambda` the weight of diversity (0 = none, 1 =
+/// only diversity); similarity is the cosine of item factors, else same catalog category.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DiversityConfig {
+    /// The weight of diversity against relevance, 0 to 1.
+    pub lambda: f64,
 }
 
 /// `explore = { slots = [3, 7], new_days = 7 }`: the given 1-based positions are filled by
@@ -95,6 +109,7 @@ impl Default for RulesConfig {
             availability: true,
             pinned: Vec::new(),
             explore: None,
+            diversity: None,
         }
     }
 }
@@ -208,7 +223,7 @@ pub(super) fn validate_endpoint(
         let Some(t) = site.tasks.get(task) else {
             return err(field, format!("no task {task:?} is declared for this site"));
         };
-        if ep.kind == EndpointKind::Similar
+        if matches!(ep.kind, EndpointKind::Similar | EndpointKind::Session)
             && !matches!(
                 t.algorithm,
                 Algorithm::ItemKnn | Algorithm::Als | Algorithm::Mf | Algorithm::External
@@ -217,7 +232,7 @@ pub(super) fn validate_endpoint(
             return err(
                 field,
                 format!(
-                    "a similar-items endpoint needs an item_knn, als, mf or external task; {task:?} is {}",
+                    "a similar-items or session endpoint needs an item_knn, als, mf or external task; {task:?} is {}",
                     t.algorithm
                 ),
             );
@@ -288,6 +303,11 @@ pub(super) fn validate_endpoint(
         }
         if !(1..=365).contains(&x.new_days) {
             return err("rules.explore.new_days", "must be between 1 and 365".into());
+        }
+    }
+    if let Some(d) = &ep.rules.diversity {
+        if !(0.0..=1.0).contains(&d.lambda) {
+            return err("rules.diversity.lambda", "must be between 0 and 1".into());
         }
     }
     if let Some(x) = &ep.experiment {

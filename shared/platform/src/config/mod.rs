@@ -329,9 +329,22 @@ impl NectarConfig {
             }
             for (t, spec) in &site.event_weights {
                 let place = format!("sites.{key}.event_weights.{t}");
+                let negative = nectar_model::mapping::is_negative_type(t);
                 match spec {
-                    WeightSpec::Number(n) if !n.is_finite() || *n < 0.0 => {
-                        return Err(invalid(place, "a weight is a finite number >= 0"))
+                    WeightSpec::Number(n) if negative && (!n.is_finite() || *n > 0.0) => {
+                        return Err(invalid(
+                            place,
+                            "negative feedback weighs a finite number <= 0 (0: not counted)",
+                        ))
+                    }
+                    WeightSpec::Number(n) if !negative && (!n.is_finite() || *n < 0.0) => {
+                        return Err(invalid(
+                            place,
+                            "a weight is a finite number >= 0 (only media_dislike and recommendation_dismissed may be negative)",
+                        ))
+                    }
+                    WeightSpec::Named(_) if negative => {
+                        return Err(invalid(place, "negative feedback weighs a number <= 0"))
                     }
                     WeightSpec::Named(name) if name != "value" => {
                         return Err(invalid(
@@ -574,6 +587,27 @@ mod tests {
                 .unwrap_err()
                 .to_string();
         assert!(e.contains("sites.demo.event_weights.rating"), "{e}");
+        // Negative weights only for negative feedback, and never positive there.
+        for (line, ok) in [
+            ("media_dislike = -2", true),
+            ("recommendation_dismissed = 0", true),
+            ("media_play = -1", false),
+            ("media_dislike = 1", false),
+            ("media_dislike = \"value\"", false),
+        ] {
+            let r = NectarConfig::from_toml(&format!("[sites.demo.event_weights]\n{line}\n"), "f");
+            match (r, ok) {
+                (Ok(c), true) => {
+                    let t = line.split(' ').next().unwrap();
+                    assert!(c.site("demo").unwrap().weights().rule(t).is_some());
+                }
+                (Err(e), false) => {
+                    let t = line.split(' ').next().unwrap();
+                    assert!(e.to_string().contains(&format!("event_weights.{t}")), "{e}");
+                }
+                (r, _) => panic!("{line}: {:?}", r.map(|_| ())),
+            }
+        }
         let e = NectarConfig::from_toml("[sites.demo.tasks.Bad]\nalgorithm = \"als\"\n", "f")
             .unwrap_err()
             .to_string();
@@ -642,6 +676,10 @@ mod tests {
             ("kind = \"user\"\nmodel = \"nope\"", "sites.d.endpoints.e.model"),
             ("kind = \"users\"\nmodel = \"als\"", "kind"),
             ("kind = \"similar\"\nmodel = \"pop\"", "sites.d.endpoints.e.model"),
+            ("kind = \"session\"\nmodel = \"pop\"", "sites.d.endpoints.e.model"),
+            ("kind = \"user\"\nmodel = \"als\"\nrules = { diversity = { lambda = 1.5 } }", "sites.d.endpoints.e.rules.diversity.lambda"),
+            ("kind = \"user\"\nmodel = \"als\"\nrules = { diversity = { lambda = -0.1 } }", "sites.d.endpoints.e.rules.diversity.lambda"),
+            ("kind = \"user\"\nmodel = \"als\"\nrules = { diversity = { l = 0.3 } }", "diversity"),
             ("kind = \"user\"\nmodel = \"als\"\nfallback = \"als\"", "sites.d.endpoints.e.fallback"),
             ("kind = \"user\"\nmodel = \"als\"\nfallback = [\"pop\", \"x\"]", "sites.d.endpoints.e.fallback[1]"),
             ("kind = \"user\"\nmodel = \"als\"\nrules = { max_per_category = 0 }", "sites.d.endpoints.e.rules.max_per_category"),

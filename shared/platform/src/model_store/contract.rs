@@ -162,6 +162,26 @@ pub async fn model_store_contract<S: ModelStore>(store: &S, model: &str) {
     let st = user_state(store, site, model, 2, "u1").await.unwrap();
     assert!(st.history.is_empty());
 
+    // negative feedback: its own list beside the history, newest first, trimmed
+    store
+        .append_rejected(site, "u0", &["x".into(), "y".into()], 2)
+        .await
+        .unwrap();
+    store
+        .append_rejected(site, "u0", &["z".into()], 2)
+        .await
+        .unwrap();
+    let st = user_state(store, site, model, 2, "u0").await.unwrap();
+    assert_eq!(st.rejected, vec!["z", "y"]);
+    assert_eq!(st.history, vec!["d", "c", "b"], "the history is untouched");
+    let st = user_state(store, site, model, 0, "u0").await.unwrap();
+    assert_eq!(st.rejected, vec!["z", "y"], "version independent");
+    assert!(user_state(store, site, model, 2, "u1")
+        .await
+        .unwrap()
+        .rejected
+        .is_empty());
+
     // hourly interaction counts: increments add up per bucket, unknown buckets are empty
     const H: i64 = 1_763_600_400_000;
     store

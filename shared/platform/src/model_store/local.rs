@@ -38,6 +38,11 @@ struct UserIndex {
     top: Option<Vec<Vec<Scored>>>,
 }
 
+/// The file stem of the recent histories.
+const HISTORY_LIST: &str = "history";
+/// The file stem of the negative-feedback lists (items a user disliked or dismissed).
+const REJECTED_LIST: &str = "rejected";
+
 /// Per-user indexes by (site, model, version).
 type UserCache = HashMap<(String, String, u64), Arc<UserIndex>>;
 
@@ -136,35 +141,76 @@ impl LocalModelStore {
         self.model_dir(site, model).join(format!("v{version}"))
     }
 
-    fn history_path(&self, site: &str) -> PathBuf {
-        self.root.join(format!("site={site}")).join("history.json")
+    /// A per-user list's snapshot: `history.json` (recent items) or `rejected.json` (negative
+    /// feedback), kept the same way.
+    fn history_path(&self, site: &str, list: &str) -> PathBuf {
+        self.root
+            .join(format!("site={site}"))
+            .join(format!("{list}.json"))
     }
 
-    fn history_log_path(&self, site: &str) -> PathBuf {
-        self.root.join(format!("site={site}")).join("history.jsonl")
+    fn history_log_path(&self, site: &str, list: &str) -> PathBuf {
+        self.root
+            .join(format!("site={site}"))
+            .join(format!("{list}.jsonl"))
+    }
+
+    /// Prepends items to one of a user's lists (newest first), keeping `max_len`.
+    fn append_list(
+        &self,
+        site: &str,
+        list: &str,
+        user: &str,
+        items: &[String],
+        max_len: usize,
+    ) -> Result<(), ModelStoreError> {
+        if items.is_empty() {
+            return Ok(());
+        }
+        self.with_history(site, list, |h| {
+            let mut new: Vec<String> = items.iter().rev().cloned().collect();
+            if let Some(old) = h.users.get(user) {
+                new.extend(old.iter().cloned());
+            }
+            new.truncate(max_len.max(1));
+            let p = self.history_log_path(site, list);
+            h.log.append(&(user, &new)).map_err(io(&p))?;
+            h.users.insert(user.to_string(), new);
+            h.log_lines += 1;
+            if h.log_lines > 2 * h.users.len() + 1000 {
+                // Fold the log into the snapshot: snapshot first, then drop the log (a crash
+                // in between only replays lines the snapshot already has).
+                write_atomic(&self.history_path(site, list), &to_json(&h.users))?;
+                std::fs::remove_file(&p).map_err(io(&p))?;
+                h.log_lines = 0;
+            }
+            Ok(())
+        })
     }
 
     /// Runs `f` on a site's histories, loading them from disk on first use.
     fn with_history<R>(
         &self,
         site: &str,
+        list: &str,
         f: impl FnOnce(&mut SiteHistory) -> Result<R, ModelStoreError>,
     ) -> Result<R, ModelStoreError> {
         let mut all = self.history.lock().expect("history lock");
-        if !all.contains_key(site) {
-            let loaded = self.load_history(site)?;
-            all.insert(site.to_string(), loaded);
+        let key = format!("{site}/{list}");
+        if !all.contains_key(&key) {
+            let loaded = self.load_history(site, list)?;
+            all.insert(key.clone(), loaded);
         }
-        f(all.get_mut(site).expect("inserted above"))
+        f(all.get_mut(&key).expect("inserted above"))
     }
 
-    fn load_history(&self, site: &str) -> Result<SiteHistory, ModelStoreError> {
-        let p = self.history_log_path(site);
+    fn load_history(&self, site: &str, list: &str) -> Result<SiteHistory, ModelStoreError> {
+        let p = self.history_log_path(site, list);
         // Histories are rebuilt from the event log's interactions, so appends are not fsynced
         // (one fsync per user per collect would cost more than the collect itself).
         let log = RecordFile::open(&p, LineFormat::Json, Durability::Buffered).map_err(io(&p))?;
         let mut h = SiteHistory {
-            users: json_opt(&self.history_path(site))?.unwrap_or_default(),
+            users: json_opt(&self.history_path(site, list))?.unwrap_or_default(),
             log,
             log_lines: 0,
         };
@@ -440,16 +486,21 @@ impl ModelStore for LocalModelStore {
         users: &[String],
     ) -> Result<Vec<UserState>, ModelStoreError> {
         let ix = self.user_index(site, model, version)?;
-        let histories: Vec<Vec<String>> = self.with_history(site, |h| {
-            Ok(users
-                .iter()
-                .map(|u| h.users.get(u).cloned().unwrap_or_default())
-                .collect())
-        })?;
+        let lists = |list: &str| -> Result<Vec<Vec<String>>, ModelStoreError> {
+            self.with_history(site, list, |h| {
+                Ok(users
+                    .iter()
+                    .map(|u| h.users.get(u).cloned().unwrap_or_default())
+                    .collect())
+            })
+        };
+        let histories = lists(HISTORY_LIST)?;
+        let rejected = lists(REJECTED_LIST)?;
         Ok(users
             .iter()
             .zip(histories)
-            .map(|(u, history)| {
+            .zip(rejected)
+            .map(|((u, history), rejected)| {
                 let row = ix.as_ref().and_then(|ix| ix.rows.get(u).copied());
                 UserState {
                     factors: row.and_then(|r| {
@@ -458,6 +509,7 @@ impl ModelStore for LocalModelStore {
                     }),
                     top: row.and_then(|r| ix.as_ref()?.top.as_ref()?.get(r).cloned()),
                     history,
+                    rejected,
                 }
             })
             .collect())
@@ -488,28 +540,17 @@ impl ModelStore for LocalModelStore {
         items: &[String],
         max_len: usize,
     ) -> Result<(), ModelStoreError> {
-        if items.is_empty() {
-            return Ok(());
-        }
-        self.with_history(site, |h| {
-            let mut new: Vec<String> = items.iter().rev().cloned().collect();
-            if let Some(old) = h.users.get(user) {
-                new.extend(old.iter().cloned());
-            }
-            new.truncate(max_len.max(1));
-            let p = self.history_log_path(site);
-            h.log.append(&(user, &new)).map_err(io(&p))?;
-            h.users.insert(user.to_string(), new);
-            h.log_lines += 1;
-            if h.log_lines > 2 * h.users.len() + 1000 {
-                // Fold the log into the snapshot: snapshot first, then drop the log (a crash
-                // in between only replays lines the snapshot already has).
-                write_atomic(&self.history_path(site), &to_json(&h.users))?;
-                std::fs::remove_file(&p).map_err(io(&p))?;
-                h.log_lines = 0;
-            }
-            Ok(())
-        })
+        self.append_list(site, HISTORY_LIST, user, items, max_len)
+    }
+
+    async fn append_rejected(
+        &self,
+        site: &str,
+        user: &str,
+        items: &[String],
+        max_len: usize,
+    ) -> Result<(), ModelStoreError> {
+        self.append_list(site, REJECTED_LIST, user, items, max_len)
     }
 
     async fn add_item_counts(

@@ -138,6 +138,7 @@ impl ModelArtifacts {
             factors: self.user_factors.as_ref().map(|f| f.row(r).to_vec()),
             top: self.user_top.as_ref().map(|t| t[r].clone()),
             history: Vec::new(),
+            rejected: Vec::new(),
         }
     }
 }
@@ -196,6 +197,9 @@ pub struct UserState {
     pub top: Option<Vec<Scored>>,
     /// Recent item history, newest first (version independent).
     pub history: Vec<String>,
+    /// Items the user disliked or dismissed (negative feedback), newest first: never
+    /// recommended to them again (version independent, kept like the history).
+    pub rejected: Vec<String>,
 }
 
 /// Publish options (from the task's `publish` config).
@@ -319,6 +323,16 @@ pub trait ModelStore: BanditStore + Send + Sync {
 
     /// Prepends items to a user's recent history (newest first), keeping `max_len`.
     fn append_history(
+        &self,
+        site: &str,
+        user: &str,
+        items: &[String],
+        max_len: usize,
+    ) -> impl Future<Output = Result<(), ModelStoreError>> + Send;
+
+    /// Prepends items to a user's negative-feedback list ([`UserState::rejected`], newest
+    /// first), keeping `max_len`; stored and expired like the history.
+    fn append_rejected(
         &self,
         site: &str,
         user: &str,
@@ -507,6 +521,19 @@ impl ModelStore for AnyModelStore {
             Self::Local(s) => s.append_history(site, user, items, max_len).await,
             #[cfg(feature = "redis")]
             Self::Redis(s) => s.append_history(site, user, items, max_len).await,
+        }
+    }
+    async fn append_rejected(
+        &self,
+        site: &str,
+        user: &str,
+        items: &[String],
+        max_len: usize,
+    ) -> Result<(), ModelStoreError> {
+        match self {
+            Self::Local(s) => s.append_rejected(site, user, items, max_len).await,
+            #[cfg(feature = "redis")]
+            Self::Redis(s) => s.append_rejected(site, user, items, max_len).await,
         }
     }
     async fn add_item_counts(

@@ -15,6 +15,7 @@
 //! | `nectar:{<site>:u:<user>}:<model>:v<ver>` | the user's factor vector, little-endian f32 |
 //! | `nectar:{<site>:u:<user>}:<model>:v<ver>:top` | JSON `[[row, score], …]` (optional) |
 //! | `nectar:{<site>:u:<user>}:hist` | list of recent item ids, newest first |
+//! | `nectar:{<site>:u:<user>}:neg` | list of disliked/dismissed item ids, newest first (same TTL) |
 //!
 //! Item-side keys share the `{site:model}` hash slot; a user's keys share the user's slot, so
 //! [`ModelStore::user_states`] is one pipelined round trip per slot. Cluster pipelines are
@@ -172,6 +173,35 @@ impl RedisModelStore {
 
     fn history_key(site: &str, user: &str) -> String {
         format!("{}:hist", Self::user_base(site, user))
+    }
+
+    /// The user's negative-feedback list, beside the history (same slot, same TTL).
+    fn rejected_key(site: &str, user: &str) -> String {
+        format!("{}:neg", Self::user_base(site, user))
+    }
+
+    /// LPUSHes items onto a per-user list, trimmed to `max_len`, with the history's TTL.
+    async fn push_list(
+        &self,
+        key: &str,
+        items: &[String],
+        max_len: usize,
+    ) -> Result<(), ModelStoreError> {
+        if items.is_empty() {
+            return Ok(());
+        }
+        let mut p = redis::pipe();
+        for chunk in items.chunks(1000) {
+            p.lpush(key, chunk).ignore();
+        }
+        p.ltrim(key, 0, max_len.max(1) as isize - 1).ignore();
+        // A user who stops coming back stops costing memory.
+        p.expire(key, HISTORY_TTL_SECS).ignore();
+        self.conn
+            .query(&p)
+            .await
+            .map_err(redis_err("LPUSH history"))?;
+        Ok(())
     }
 
     /// `nectar:{<site>:cnt}:<hour start ms>`: a hash item → interaction count. Every bucket
@@ -570,11 +600,12 @@ impl ModelStore for RedisModelStore {
         version: u64,
         users: &[String],
     ) -> Result<Vec<UserState>, ModelStoreError> {
-        let mut ops = Vec::with_capacity(users.len() * 3);
+        let mut ops = Vec::with_capacity(users.len() * 4);
         for u in users {
             ops.push(Op::Get(Self::user_factor_key(site, model, version, u)));
             ops.push(Op::Get(Self::user_top_key(site, model, version, u)));
             ops.push(Op::LRange(Self::history_key(site, u), HISTORY_READ));
+            ops.push(Op::LRange(Self::rejected_key(site, u), HISTORY_READ));
         }
         let vals = self
             .run_ops(ops, PIPELINE_COMMANDS)
@@ -583,7 +614,8 @@ impl ModelStore for RedisModelStore {
         let mut it = vals.into_iter();
         let mut out = Vec::with_capacity(users.len());
         for u in users {
-            let (f, t, h) = (
+            let (f, t, h, r) = (
+                it.next().unwrap_or(Value::Nil),
                 it.next().unwrap_or(Value::Nil),
                 it.next().unwrap_or(Value::Nil),
                 it.next().unwrap_or(Value::Nil),
@@ -596,10 +628,13 @@ impl ModelStore for RedisModelStore {
             let top = json_of::<Vec<Scored>>(t, &Self::user_top_key(site, model, version, u))?;
             let history = redis::from_redis_value::<Vec<String>>(h)
                 .map_err(|e| corrupt(&Self::history_key(site, u), e))?;
+            let rejected = redis::from_redis_value::<Vec<String>>(r)
+                .map_err(|e| corrupt(&Self::rejected_key(site, u), e))?;
             out.push(UserState {
                 factors,
                 top,
                 history,
+                rejected,
             });
         }
         Ok(out)
@@ -658,22 +693,19 @@ impl ModelStore for RedisModelStore {
         items: &[String],
         max_len: usize,
     ) -> Result<(), ModelStoreError> {
-        if items.is_empty() {
-            return Ok(());
-        }
-        let key = Self::history_key(site, user);
-        let mut p = redis::pipe();
-        for chunk in items.chunks(1000) {
-            p.lpush(&key, chunk).ignore();
-        }
-        p.ltrim(&key, 0, max_len.max(1) as isize - 1).ignore();
-        // A user who stops coming back stops costing memory.
-        p.expire(&key, HISTORY_TTL_SECS).ignore();
-        self.conn
-            .query(&p)
+        self.push_list(&Self::history_key(site, user), items, max_len)
             .await
-            .map_err(redis_err("LPUSH history"))?;
-        Ok(())
+    }
+
+    async fn append_rejected(
+        &self,
+        site: &str,
+        user: &str,
+        items: &[String],
+        max_len: usize,
+    ) -> Result<(), ModelStoreError> {
+        self.push_list(&Self::rejected_key(site, user), items, max_len)
+            .await
     }
 
     async fn add_item_counts(

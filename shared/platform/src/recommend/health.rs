@@ -128,6 +128,7 @@ impl<M: ModelStore, S: EventSink + 'static> RecommendService<M, S> {
             "kind": match ep.kind {
                 EndpointKind::User => "user",
                 EndpointKind::Similar => "similar",
+                EndpointKind::Session => "session",
             },
             "ready": ready,
             "model": model.json(now_ms),

@@ -13,11 +13,14 @@
 
 pub mod answer;
 mod bandit;
+mod diversity;
 mod experiment;
+pub mod explain;
 mod fresh_trending;
 mod model_cache;
 mod rules;
 pub mod served_log;
+pub mod session;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -100,19 +103,38 @@ struct Query {
     n: usize,
     exclude: Vec<String>,
     context_item: Option<String>,
+    /// A session request's items, newest last (empty otherwise).
+    session: Vec<String>,
+    /// `explain=true`: items carry `because`.
+    explain: bool,
+}
+
+impl Query {
+    /// Whose rejected items (negative feedback) apply: the user of a per-user request, the
+    /// `user_id`/`client_id` of a session request when given.
+    fn visitor(&self, kind: EndpointKind) -> Option<&str> {
+        match kind {
+            EndpointKind::User => Some(&self.subject),
+            EndpointKind::Session => self.user_id.as_deref().or(self.client_id.as_deref()),
+            EndpointKind::Similar => None,
+        }
+    }
 }
 
 /// Ids an answer never lists: the request's `exclude`, the user's consumed items (when the
-/// rules exclude them) and, for similar items, the item itself.
+/// rules exclude them), the items they disliked or dismissed (always) and, for similar items,
+/// the item itself.
 fn excluded_ids<'a>(
     q: &'a Query,
     ep: &EndpointConfig,
     kind: EndpointKind,
     history: &'a [String],
+    rejected: &'a [String],
 ) -> HashSet<&'a str> {
     q.exclude
         .iter()
         .map(String::as_str)
+        .chain(rejected.iter().map(String::as_str))
         .chain(
             (ep.rules.exclude_consumed && kind == EndpointKind::User)
                 .then_some(history.iter().map(String::as_str))
@@ -120,6 +142,7 @@ fn excluded_ids<'a>(
                 .flatten(),
         )
         .chain((kind == EndpointKind::Similar).then_some(q.subject.as_str()))
+        .chain(q.session.iter().map(String::as_str))
         .collect()
 }
 
@@ -194,7 +217,9 @@ impl<M: ModelStore, S: EventSink + 'static> RecommendService<M, S> {
 
     /// Whether a path is served here.
     pub fn routes(path: &str) -> bool {
-        path.starts_with(RECOMMEND_PREFIX) || path.starts_with(SIMILAR_PREFIX)
+        path.starts_with(RECOMMEND_PREFIX)
+            || path.starts_with(SIMILAR_PREFIX)
+            || path.starts_with(session::SESSION_PREFIX)
     }
 
     /// Answers one HTTP request; `now_ms` dates the answer and the availability rules.
@@ -207,6 +232,10 @@ impl<M: ModelStore, S: EventSink + 'static> RecommendService<M, S> {
         } else {
             path.strip_prefix(SIMILAR_PREFIX)
                 .map(|e| (EndpointKind::Similar, e))
+                .or_else(|| {
+                    path.strip_prefix(session::SESSION_PREFIX)
+                        .map(|e| (EndpointKind::Session, e))
+                })
         };
         let result = match kind {
             None => Err(AppError::NotFound(path.to_string())),
@@ -283,6 +312,20 @@ impl<M: ModelStore, S: EventSink + 'static> RecommendService<M, S> {
             EndpointKind::Similar => {
                 item_id.ok_or_else(|| AppError::invalid("item_id", "item_id is required"))?
             }
+            // Set below from the items: anonymous visits are logged under their newest item.
+            EndpointKind::Session => String::new(),
+        };
+        let session = if kind == EndpointKind::Session {
+            session::session_items(q, check_id)?
+        } else {
+            Vec::new()
+        };
+        let subject = match (kind, session.last()) {
+            (EndpointKind::Session, Some(newest)) => user_id
+                .clone()
+                .or_else(|| client_id.clone())
+                .unwrap_or_else(|| format!("session:{newest}")),
+            _ => subject,
         };
         Ok(Query {
             site,
@@ -293,6 +336,8 @@ impl<M: ModelStore, S: EventSink + 'static> RecommendService<M, S> {
             n,
             exclude,
             context_item,
+            session,
+            explain: explain::explain_param(q)?,
         })
     }
 
@@ -336,9 +381,8 @@ impl<M: ModelStore, S: EventSink + 'static> RecommendService<M, S> {
                 ModelState::Ready(m) => {
                     out.model = Some((task.clone(), m.version()));
                     out.own = Some(m.clone());
-                    let state = if kind == EndpointKind::User {
-                        self.user_at(&q.site, &m.task, m.version(), &q.subject)
-                            .await
+                    let state = if let Some(v) = q.visitor(kind) {
+                        self.user_at(&q.site, &m.task, m.version(), v).await
                     } else {
                         Ok(UserState::default())
                     };
@@ -347,7 +391,8 @@ impl<M: ModelStore, S: EventSink + 'static> RecommendService<M, S> {
                         Ok(state) => {
                             out.items = self.rank(&m, ep, kind, &q, &state, now_ms);
                             out.history = state.history;
-                            out.history_fetched = kind == EndpointKind::User;
+                            out.rejected = state.rejected;
+                            out.history_fetched = q.visitor(kind).is_some();
                         }
                         Err(e) => {
                             tracing::warn!(site = %q.site, model = %task, error = %e, "User state unavailable; serving the fallback.");
@@ -381,17 +426,16 @@ impl<M: ModelStore, S: EventSink + 'static> RecommendService<M, S> {
             }
         }
         let mut fallback_used = false;
-        if use_fallback
-            && kind == EndpointKind::User
-            && ep.rules.exclude_consumed
-            && !out.history_fetched
-            && !out.unreachable
-        {
+        let visitor = q.visitor(kind).filter(|_| !out.history_fetched);
+        if let Some(v) = visitor.filter(|_| use_fallback && !out.unreachable) {
             // No model answered (none yet, or unknown user): the fallback still leaves out
-            // what the user consumed. History does not depend on a model version.
+            // what the user consumed and rejected. History does not depend on a model version.
             let task = target.as_deref().unwrap_or(&ep.model);
-            match self.user_at(&q.site, task, 0, &q.subject).await {
-                Ok(state) => out.history = state.history,
+            match self.user_at(&q.site, task, 0, v).await {
+                Ok(state) => {
+                    out.history = state.history;
+                    out.rejected = state.rejected;
+                }
                 Err(e) => {
                     tracing::warn!(site = %q.site, error = %e, "Recent history unavailable for the fallback.")
                 }
@@ -399,7 +443,7 @@ impl<M: ModelStore, S: EventSink + 'static> RecommendService<M, S> {
         }
         let mut fallback_tasks_missing = false;
         if use_fallback {
-            let exclude = excluded_ids(&q, ep, kind, &out.history);
+            let exclude = excluded_ids(&q, ep, kind, &out.history, &out.rejected);
             for task in ep.fallback_tasks() {
                 match self.model(&q.site, &task).await {
                     ModelState::Ready(m) => {
@@ -409,7 +453,8 @@ impl<M: ModelStore, S: EventSink + 'static> RecommendService<M, S> {
                             .filter(|(id, _)| !exclude.contains(id.as_str()))
                             .cloned()
                             .collect();
-                        out.items = Some(self.apply_rules(&q.site, ep, cands, q.n, now_ms));
+                        out.items =
+                            Some(self.apply_rules(&q.site, ep, Some(&m), cands, q.n, now_ms));
                         out.model = Some((task.clone(), m.version()));
                         fallback_used = true;
                         break;
@@ -429,7 +474,7 @@ impl<M: ModelStore, S: EventSink + 'static> RecommendService<M, S> {
                         .filter(|(id, _)| !exclude.contains(id.as_str()))
                         .cloned()
                         .collect();
-                    out.items = Some(self.apply_rules(&q.site, ep, cands, q.n, now_ms));
+                    out.items = Some(self.apply_rules(&q.site, ep, Some(m), cands, q.n, now_ms));
                     fallback_used = true;
                 }
             }
@@ -458,7 +503,7 @@ impl<M: ModelStore, S: EventSink + 'static> RecommendService<M, S> {
             tracing::warn!(site = %q.site, endpoint = %q.endpoint, "Model store unreachable; served the in-memory fallback.");
         }
         let explored = if ep.rules.explore.is_some() {
-            let excluded = excluded_ids(&q, ep, kind, &out.history);
+            let excluded = excluded_ids(&q, ep, kind, &out.history, &out.rejected);
             self.explore(&q.site, ep, &excluded, &mut items, now_ms)
                 .await
         } else {
@@ -466,7 +511,7 @@ impl<M: ModelStore, S: EventSink + 'static> RecommendService<M, S> {
         };
         let rec_id = new_recommendation_id();
         let (model_name, version) = out.model.unwrap_or_default();
-        let body = RecommendAnswer {
+        let mut body = RecommendAnswer {
             recommendation_id: rec_id,
             endpoint: q.endpoint.clone(),
             variant,
@@ -486,6 +531,19 @@ impl<M: ModelStore, S: EventSink + 'static> RecommendService<M, S> {
         .to_json();
         if self.options.log_served {
             self.log_served(&q, &body, now_ms);
+        }
+        if q.explain {
+            let seeds: Vec<&str> = match kind {
+                EndpointKind::User => q
+                    .context_item
+                    .iter()
+                    .chain(out.history.iter())
+                    .map(String::as_str)
+                    .collect(),
+                EndpointKind::Session => q.session.iter().rev().map(String::as_str).collect(),
+                EndpointKind::Similar => vec![q.subject.as_str()],
+            };
+            explain::annotate(&mut body, out.own.as_deref(), &seeds);
         }
         Ok(json_response(StatusCode::OK, &body))
     }
@@ -551,13 +609,23 @@ impl<M: ModelStore, S: EventSink + 'static> RecommendService<M, S> {
                     .filter_map(|id| m.index.get(id).copied()),
             );
         }
+        // Negative feedback applies whatever the rules say.
+        excluded.extend(
+            state
+                .rejected
+                .iter()
+                .filter_map(|id| m.index.get(id).copied()),
+        );
         let subject_row = m.index.get(&q.subject).copied();
         if kind == EndpointKind::Similar {
             excluded.extend(subject_row);
         }
+        excluded.extend(q.session.iter().filter_map(|id| m.index.get(id).copied()));
         excluded.sort_unstable();
         excluded.dedup();
-        let catalog_rules = ep.rules.max_per_category.is_some() || ep.rules.availability;
+        let catalog_rules = ep.rules.max_per_category.is_some()
+            || ep.rules.availability
+            || ep.rules.diversity.is_some();
         let want = if catalog_rules {
             (q.n * 4 + 20).min(n_items)
         } else {
@@ -568,12 +636,13 @@ impl<M: ModelStore, S: EventSink + 'static> RecommendService<M, S> {
                 rank::similar_to(&m.item_side(), subject_row?, &excluded, want)?
             }
             EndpointKind::User => m.rank_user(state, q.context_item.as_deref(), &excluded, want)?,
+            EndpointKind::Session => session::rank(m, &q.session, &excluded, want)?,
         };
         let cands = rows
             .into_iter()
             .map(|(r, s)| (m.items.item_ids[r as usize].clone(), s))
             .collect();
-        Some(self.apply_rules(&q.site, ep, cands, q.n, now_ms))
+        Some(self.apply_rules(&q.site, ep, Some(m), cands, q.n, now_ms))
     }
 }
 
@@ -684,6 +753,7 @@ impl<M: ModelStore, S: EventSink + 'static> RecommendService<M, S> {
         let route = match kind {
             Some(EndpointKind::User) => "/v1/recommend/{endpoint}",
             Some(EndpointKind::Similar) => "/v1/similar/{endpoint}",
+            Some(EndpointKind::Session) => "/v1/session/{endpoint}",
             None => "other",
         };
         let mut line = request_log::RequestLine::new(route, status.as_u16(), latency_ms);
@@ -704,6 +774,8 @@ struct Answer {
     history: Vec<String>,
     /// Whether `history` was read (a model's user state includes it).
     history_fetched: bool,
+    /// Items the user disliked or dismissed (read with the history).
+    rejected: Vec<String>,
     unreachable: bool,
 }
 

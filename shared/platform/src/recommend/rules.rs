@@ -1,24 +1,31 @@
-//! The business rules of an endpoint over ranked candidates: availability windows, category
-//! caps and pinned promotions.
+//! The business rules of an endpoint over ranked candidates: diversity, availability windows,
+//! category caps and pinned promotions.
 
 use std::collections::{HashMap, HashSet};
 
+use super::model_cache::LoadedModel;
 use super::RecommendService;
 use crate::collect::sink::EventSink;
 use crate::config::EndpointConfig;
 use crate::model_store::ModelStore;
 
 impl<M: ModelStore, S: EventSink + 'static> RecommendService<M, S> {
-    /// Availability, category caps and pinned promotions, over candidates best first.
+    /// Diversity (MMR, with the answering model's factors when it has them), availability,
+    /// category caps and pinned promotions, over candidates best first.
     pub(super) fn apply_rules(
         &self,
         site: &str,
         ep: &EndpointConfig,
+        model: Option<&LoadedModel>,
         cands: Vec<(String, f32)>,
         n: usize,
         now_ms: i64,
     ) -> Vec<(String, f32)> {
         let rules = &ep.rules;
+        let cands = match &rules.diversity {
+            Some(d) if d.lambda > 0.0 => self.diversify(site, d, model, cands, n),
+            _ => cands,
+        };
         let pinned: Vec<_> = rules.pinned.iter().filter(|p| p.slot <= n).collect();
         let pinned_ids: HashSet<&str> = pinned.iter().map(|p| p.item_id.as_str()).collect();
         let organic_n = n - pinned.len();

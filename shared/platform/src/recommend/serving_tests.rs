@@ -9,6 +9,7 @@ use nectar_model::event::Accepted;
 use serde_json::{json, Value};
 
 use super::*;
+use crate::catalog::ItemMeta;
 use crate::collect::sink::SinkError;
 use crate::model_store::{LocalModelStore, ModelArtifacts, PublishOptions};
 use crate::recommend::served_log::FlushMode;
@@ -277,4 +278,219 @@ async fn readiness_checks_every_experiment_variant() {
         .contains("serves the fallback"));
     // AND the endpoints without the experiment are ready
     assert_eq!(body["sites"]["demo"]["endpoints"]["for-you"]["ready"], true);
+}
+
+#[tokio::test]
+async fn disliked_and_dismissed_items_are_never_served_to_that_user() {
+    let f = fixture("rejected", CONFIG);
+    f.store
+        .publish("demo", "knn", 1, &knn(), &PublishOptions::default())
+        .await
+        .unwrap();
+    // GIVEN u1 played a (so item-kNN answers b) and then disliked b
+    f.store
+        .append_history("demo", "u1", &["a".into()], 10)
+        .await
+        .unwrap();
+    let (_, before) = get(&f.svc, "/v1/recommend/for-you?s=demo&user_id=u1").await;
+    assert_eq!(ids(&before)[0], "b");
+    f.store
+        .append_rejected("demo", "u1", &["b".into()], 10)
+        .await
+        .unwrap();
+    // WHEN u1 asks again THEN b is gone (the model path)
+    let (status, body) = get(&f.svc, "/v1/recommend/for-you?s=demo&user_id=u1").await;
+    assert_eq!(status, 200);
+    assert!(!ids(&body).contains(&"b"), "{body}");
+    // GIVEN an unknown device that dismissed c
+    f.store
+        .append_rejected("demo", "d9", &["c".into()], 10)
+        .await
+        .unwrap();
+    // WHEN it asks THEN the fallback list leaves c out, and another device still gets c
+    let (_, body) = get(&f.svc, "/v1/recommend/for-you?s=demo&client_id=d9").await;
+    assert_eq!(body["fallback"], true);
+    assert_eq!(ids(&body), vec!["a"], "{body}");
+    let (_, other) = get(&f.svc, "/v1/recommend/for-you?s=demo&client_id=d8").await;
+    assert_eq!(ids(&other), vec!["c", "a"]);
+}
+
+#[tokio::test]
+async fn session_requests_rank_from_the_visit_and_fall_back_when_nothing_is_known() {
+    let config = format!(
+        "{CONFIG}[sites.demo.endpoints.visit]\nkind = \"session\"\nmodel = \"knn\"\nfallback = \"trending\"\nrules = {{ availability = false }}\n"
+    );
+    let f = fixture("session", &config);
+    f.store
+        .publish("demo", "knn", 1, &knn(), &PublishOptions::default())
+        .await
+        .unwrap();
+    // GIVEN a visit that saw an unknown item and a (whose neighbour is b)
+    let (status, body) = get(&f.svc, "/v1/session/visit?s=demo&items=zz,a").await;
+    // THEN b is answered by the model, the seen items left out
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(ids(&body), vec!["b"]);
+    assert_eq!(body["fallback"], false);
+    // GIVEN a visit of items with no neighbours THEN the fallback, without the visit's items
+    let (_, body) = get(&f.svc, "/v1/session/visit?s=demo&items=c").await;
+    assert_eq!(body["fallback"], true);
+    assert_eq!(ids(&body), vec!["a"]);
+    // GIVEN a visitor who dismissed b THEN b is not served to them
+    f.store
+        .append_rejected("demo", "d1", &["b".into()], 10)
+        .await
+        .unwrap();
+    let (_, body) = get(&f.svc, "/v1/session/visit?s=demo&items=a&client_id=d1").await;
+    assert!(!ids(&body).contains(&"b"), "{body}");
+    // AND bad input is a 400 naming `items`
+    let many = (0..51)
+        .map(|i| format!("i{i}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    for uri in [
+        "/v1/session/visit?s=demo".to_string(),
+        "/v1/session/visit?s=demo&items=,".to_string(),
+        format!("/v1/session/visit?s=demo&items={many}"),
+        "/v1/session/visit?s=demo&items=a%01".to_string(),
+    ] {
+        let (status, body) = get(&f.svc, &uri).await;
+        assert_eq!(status, 400, "{uri}");
+        assert!(
+            body["error"]["message"].as_str().unwrap().contains("items"),
+            "{body}"
+        );
+    }
+    // AND a session endpoint is not served on the other routes, nor the reverse
+    let (status, _) = get(&f.svc, "/v1/recommend/visit?s=demo&user_id=u").await;
+    assert_eq!(status, 404);
+    let (status, _) = get(&f.svc, "/v1/session/for-you?s=demo&items=a").await;
+    assert_eq!(status, 404);
+}
+
+fn because(body: &Value) -> Vec<Vec<&str>> {
+    body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            i["because"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|b| b.as_str().unwrap())
+                .collect()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn explain_names_the_items_that_led_to_each_answer() {
+    let config = format!(
+        "{CONFIG}[sites.demo.endpoints.visit]\nkind = \"session\"\nmodel = \"knn\"\nfallback = \"trending\"\n"
+    );
+    let f = fixture("explain", &config);
+    f.store
+        .publish("demo", "knn", 1, &knn(), &PublishOptions::default())
+        .await
+        .unwrap();
+    f.store
+        .append_history("demo", "u1", &["c".into(), "a".into()], 10)
+        .await
+        .unwrap();
+    // GIVEN u1 played c then a (a's neighbour is b) WHEN asked with explain=true
+    let (_, body) = get(
+        &f.svc,
+        "/v1/recommend/for-you?s=demo&user_id=u1&explain=true",
+    )
+    .await;
+    // THEN b is there because of a (the item-kNN neighbour list that led to it)
+    assert_eq!(ids(&body), vec!["b"]);
+    assert_eq!(because(&body), vec![vec!["a"]]);
+    // AND similar and session answers name their seed items
+    let (_, body) = get(&f.svc, "/v1/similar/more?s=demo&item_id=a&explain=true").await;
+    assert_eq!(because(&body), vec![vec!["a"]]);
+    let (_, body) = get(&f.svc, "/v1/session/visit?s=demo&items=a,c&explain=true").await;
+    assert_eq!(because(&body), vec![vec!["a"]]);
+    // AND a fallback answer is explained by "trending"
+    let (_, body) = get(
+        &f.svc,
+        "/v1/recommend/for-you?s=demo&user_id=new&explain=true",
+    )
+    .await;
+    assert_eq!(body["fallback"], true);
+    assert!(
+        because(&body).iter().all(|b| b == &vec!["trending"]),
+        "{body}"
+    );
+    // AND without explain (or explain=false) there is no `because`
+    for uri in [
+        "/v1/recommend/for-you?s=demo&user_id=u1",
+        "/v1/recommend/for-you?s=demo&user_id=u1&explain=false",
+    ] {
+        let (_, body) = get(&f.svc, uri).await;
+        assert!(body["items"][0].get("because").is_none(), "{body}");
+    }
+    // AND explain must be a boolean
+    let (status, body) = get(&f.svc, "/v1/recommend/for-you?s=demo&user_id=u1&explain=1").await;
+    assert_eq!(status, 400);
+    assert!(body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("explain"));
+}
+
+#[tokio::test]
+async fn the_diversity_rule_raises_intra_list_diversity_with_lambda() {
+    // GIVEN a popularity list whose four best items are news, then sport, music and film
+    let ids_cats = [
+        ("n1", "news"),
+        ("n2", "news"),
+        ("n3", "news"),
+        ("n4", "news"),
+        ("s1", "sport"),
+        ("m1", "music"),
+        ("f1", "film"),
+    ];
+    let arts = ModelArtifacts {
+        item_ids: ids_cats.iter().map(|(i, _)| i.to_string()).collect(),
+        popular: (0..7).map(|r| (r as u32, 10.0 - r as f32)).collect(),
+        metadata: json!({ "algorithm": "popular", "trained_ms": 1_000_000 }),
+        ..Default::default()
+    };
+    let mut ild = Vec::new();
+    for lambda in [0.0, 0.3, 0.9] {
+        let config = format!(
+            "[sites.demo.tasks.pop]\nalgorithm = \"popular\"\n[sites.demo.endpoints.home]\nkind = \"user\"\nmodel = \"pop\"\nrules = {{ availability = false, diversity = {{ lambda = {lambda} }} }}\n"
+        );
+        let f = fixture(&format!("div{}", (lambda * 10.0) as u32), &config);
+        f.store
+            .publish("demo", "pop", 1, &arts, &PublishOptions::default())
+            .await
+            .unwrap();
+        f.svc
+            .catalog()
+            .upsert(
+                "demo",
+                ids_cats
+                    .iter()
+                    .map(|(id, c)| ItemMeta {
+                        id: id.to_string(),
+                        category: Some(c.to_string()),
+                        ..Default::default()
+                    })
+                    .collect(),
+            )
+            .unwrap();
+        // WHEN the top 4 is asked
+        let (status, body) = get(&f.svc, "/v1/recommend/home?s=demo&user_id=u&n=4").await;
+        assert_eq!(status, 200, "{body}");
+        let cats: Vec<Option<&str>> = ids(&body)
+            .iter()
+            .map(|id| ids_cats.iter().find(|(i, _)| i == id).map(|(_, c)| *c))
+            .collect();
+        ild.push(nectar_model::diversity::category_diversity(&cats));
+    }
+    // THEN distinct categories / length rises with lambda (0: the plain ranking, all news)
+    assert_eq!(ild[0], 0.25);
+    assert!(ild[1] > ild[0] && ild[2] >= ild[1], "{ild:?}");
 }

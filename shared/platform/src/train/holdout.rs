@@ -50,7 +50,8 @@ impl Holdout {
 
     /// The holdout of `test` against an already built train matrix.
     pub fn from_matrix(train: Arc<Interactions>, test: InteractionsView<'_>) -> Self {
-        let pairs = test.rows.iter().map(|r| {
+        // Negative feedback is not something to recommend back: only positives are held out.
+        let pairs = test.rows.iter().filter(|r| r.weight > 0.0).map(|r| {
             (
                 test.users[r.user as usize].as_str(),
                 test.items[r.item as usize].as_str(),

@@ -18,7 +18,9 @@ impl LocalModelStore {
         user: &str,
     ) -> Result<ForgetReport, ModelStoreError> {
         let mut report = ForgetReport {
-            history_items: self.forget_history(site, user)?,
+            // The rejected items (negative feedback) go with the history they are kept beside.
+            history_items: self.forget_list(site, super::HISTORY_LIST, user)?
+                + self.forget_list(site, super::REJECTED_LIST, user)?,
             ..ForgetReport::default()
         };
         let site_dir = self.root.join(format!("site={site}"));
@@ -51,16 +53,17 @@ impl LocalModelStore {
         Ok(report)
     }
 
-    /// Drops the user's history and rewrites the snapshot without them (the log, which may
-    /// hold their older lines, is removed once the snapshot is in place).
-    fn forget_history(&self, site: &str, user: &str) -> Result<usize, ModelStoreError> {
-        self.with_history(site, |h| {
+    /// Drops the user's per-user `list` (history, rejected items) and rewrites its snapshot
+    /// without them (the log, which may hold their older lines, is removed once the snapshot
+    /// is in place).
+    fn forget_list(&self, site: &str, list: &str, user: &str) -> Result<usize, ModelStoreError> {
+        self.with_history(site, list, |h| {
             let removed = h.users.remove(user);
-            let log = self.history_log_path(site);
+            let log = self.history_log_path(site, list);
             if removed.is_none() && !log.exists() {
                 return Ok(0);
             }
-            write_atomic(&self.history_path(site), &to_json(&h.users))?;
+            write_atomic(&self.history_path(site, list), &to_json(&h.users))?;
             match std::fs::remove_file(&log) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
