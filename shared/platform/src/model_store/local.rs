@@ -27,12 +27,37 @@ use super::{
     USER_CHUNK_ROWS,
 };
 
+/// What tells one version of a file from the next: its modification time alone does not (two
+/// writes within the file system's timestamp granularity share it), so the inode (a file
+/// written next to it and renamed over it has a new one) and the length go with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileStamp {
+    modified: std::time::SystemTime,
+    len: u64,
+    inode: u64,
+}
+
+impl FileStamp {
+    fn of(path: &Path) -> Option<Self> {
+        let m = std::fs::metadata(path).ok()?;
+        #[cfg(unix)]
+        let inode = std::os::unix::fs::MetadataExt::ino(&m);
+        #[cfg(not(unix))]
+        let inode = 0;
+        Some(Self {
+            modified: m.modified().ok()?,
+            len: m.len(),
+            inode,
+        })
+    }
+}
+
 /// Per-user data of one version, loaded once per version.
 #[derive(Debug)]
 struct UserIndex {
-    /// `meta.json`'s modification time when loaded: an erasure rewrites it last, so another
-    /// process's `nectar forget` invalidates this cache.
-    meta_mtime: Option<std::time::SystemTime>,
+    /// `meta.json`'s stamp when loaded: an erasure rewrites it last (a new file renamed over
+    /// it), so another process's `nectar forget` invalidates this cache.
+    meta_stamp: Option<FileStamp>,
     rows: HashMap<String, usize>,
     factors: Option<Factors>,
     top: Option<Vec<Vec<Scored>>>,
@@ -400,13 +425,11 @@ impl LocalModelStore {
     ) -> Result<Option<Arc<UserIndex>>, ModelStoreError> {
         let key = (site.to_string(), model.to_string(), version);
         let dir = self.version_dir(site, model, version);
-        let meta_mtime = std::fs::metadata(dir.join("meta.json"))
-            .and_then(|m| m.modified())
-            .ok();
+        let meta_stamp = FileStamp::of(&dir.join("meta.json"));
         if let Some(ix) = self.users.lock().expect("cache lock").get(&key) {
             // Another process may have deleted the version (or erased a user) since it was
             // cached.
-            if meta_mtime.is_some() && ix.meta_mtime == meta_mtime {
+            if meta_stamp.is_some() && ix.meta_stamp == meta_stamp {
                 return Ok(Some(ix.clone()));
             }
         }
@@ -429,7 +452,7 @@ impl LocalModelStore {
             None
         };
         let ix = Arc::new(UserIndex {
-            meta_mtime,
+            meta_stamp,
             rows: ids.into_iter().enumerate().map(|(i, u)| (u, i)).collect(),
             factors,
             top,
