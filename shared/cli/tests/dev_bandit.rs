@@ -2,13 +2,13 @@
 //! variant, the served log and collected displays and hits feed the live counts, and traffic
 //! moves to the variant that gets clicked once the counts are re-read.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{json, Value};
+
+mod common;
+use common::{json, request, run_ok, scratch, Dev};
 
 const CONFIG: &str = r#"
 [sites.demo]
@@ -31,81 +31,33 @@ rules = { availability = false }
 experiment = { name = "x", allocation = "thompson", variants = [{ name = "a", weight = 1, model = "a" }, { name = "b", weight = 1, model = "b" }] }
 "#;
 
-struct Dev(Child, std::path::PathBuf);
-
-impl Drop for Dev {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-        let _ = std::fs::remove_dir_all(&self.1);
-    }
-}
-
-fn nectar(args: &[&str]) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_nectar"));
-    c.args(args).env("RUST_LOG", "warn");
-    c
-}
-
 fn run(args: &[&str]) {
-    let out = nectar(args).output().unwrap();
-    assert!(out.status.success(), "{args:?}: {out:?}");
+    run_ok(args);
 }
 
-/// One HTTP/1.1 request with `Connection: close`; status and JSON body.
+/// One request with an optional JSON body; status and JSON body (checked against the
+/// OpenAPI document).
 fn http(port: u16, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     let body = body.map(Value::to_string).unwrap_or_default();
-    let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\
-         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-        body.len()
+    let (status, answer) = request(
+        port,
+        method,
+        path,
+        &["Content-Type: application/json"],
+        &body,
     );
-    s.write_all(head.as_bytes()).unwrap();
-    s.write_all(body.as_bytes()).unwrap();
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).unwrap();
-    let text = String::from_utf8_lossy(&raw);
-    let status = text[9..12].parse().unwrap();
-    let json = text
-        .split_once("\r\n\r\n")
-        .and_then(|(_, b)| serde_json::from_str(b).ok())
-        .unwrap_or(Value::Null);
-    (status, json)
+    (status, json(&answer))
 }
 
 fn start(dir: &Path) -> (Dev, u16) {
     let data = dir.join("data");
     let config = dir.join("nectar.toml");
     let (data, config) = (data.to_str().unwrap(), config.to_str().unwrap());
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let addr = format!("127.0.0.1:{port}");
-    let child = nectar(&[
-        "dev",
-        "--addr",
-        &addr,
-        "--data-dir",
-        data,
-        "--config",
-        config,
-    ])
-    .stdout(Stdio::null())
-    .spawn()
-    .unwrap();
-    let dev = Dev(child, dir.to_path_buf());
-    let t = Instant::now();
-    while TcpStream::connect(&addr).is_err() {
-        assert!(
-            t.elapsed() < Duration::from_secs(60),
-            "nectar dev did not start"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let dev = Dev::start(
+        &["--data-dir", data, "--config", config],
+        Some(dir.to_path_buf()),
+    );
+    let port = dev.port;
     (dev, port)
 }
 
@@ -113,9 +65,7 @@ fn start(dir: &Path) -> (Dev, u16) {
 fn a_thompson_experiment_moves_traffic_to_the_variant_that_gets_clicked() {
     // GIVEN two popularity models of a small imported history, and `nectar dev` serving
     // endpoint `home` with a Thompson experiment over them
-    let dir = std::env::temp_dir().join(format!("nectar-devbandit-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch("devbandit");
     std::fs::write(dir.join("nectar.toml"), CONFIG).unwrap();
     let mut csv = String::from("user_id,item_id,rating,timestamp\n");
     for u in 0..20 {

@@ -6,81 +6,26 @@
 //! a timeout of about 10 s" from "never closed", not one second from the next.
 
 use std::io::{Read, Write};
-use std::net::{Shutdown, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-mod openapi_check;
-use openapi_check::openapi_check_raw;
+mod common;
+use common::{create_key, exchange, json, scratch, Dev};
 
 /// `HEADER_READ_TIMEOUT` and `BODY_READ_TIMEOUT` of `nectar dev` (shared/cli/src/dev/conn.rs).
 const SERVER_TIMEOUT: Duration = Duration::from_secs(10);
 /// `MAX_CONNECTIONS` of `nectar dev`.
 const MAX_CONNECTIONS: usize = 512;
 
-struct Dev {
-    child: Child,
-    port: u16,
-    dir: PathBuf,
-}
-
-impl Drop for Dev {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn nectar(args: &[&str]) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_nectar"));
-    c.args(args).env("RUST_LOG", "warn");
-    c
-}
-
 /// Starts `nectar dev` on a free port with a fresh data dir; with an admin key for `demo`
 /// when `with_key` (returned).
 fn start(name: &str, with_key: bool) -> (Dev, Option<String>) {
-    let dir = std::env::temp_dir().join(format!("nectar-devhttp-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let data = dir.to_str().unwrap();
-    let key = with_key.then(|| {
-        let out = nectar(&["key", "create", "--site", "demo", "--data-dir", data])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{out:?}");
-        String::from_utf8(out.stdout).unwrap().trim().to_string()
-    });
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let addr = format!("127.0.0.1:{port}");
-    let child = nectar(&[
-        "dev",
-        "--addr",
-        &addr,
-        "--data-dir",
-        data,
-        "--no-served-log",
-    ])
-    .stdout(Stdio::null())
-    .spawn()
-    .unwrap();
-    let dev = Dev { child, port, dir };
-    let t = Instant::now();
-    while TcpStream::connect(&addr).is_err() {
-        assert!(
-            t.elapsed() < Duration::from_secs(60),
-            "nectar dev did not start"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let dir = scratch(&format!("devhttp-{name}"));
+    let data = dir.to_str().unwrap().to_string();
+    let key = with_key.then(|| create_key(&data, "demo"));
+    let dev = Dev::start(&["--data-dir", &data, "--no-served-log"], Some(dir));
     (dev, key)
 }
 
@@ -90,36 +35,10 @@ fn connect(port: u16) -> TcpStream {
     s
 }
 
-/// Status and JSON body of an answer read to the end of the connection.
-fn parse(raw: &[u8]) -> (u16, Value) {
-    let text = String::from_utf8_lossy(raw);
-    let status = text
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("no status line in {text:?}"));
-    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
-    (status, serde_json::from_str(body).unwrap_or(Value::Null))
-}
-
-/// Sends raw bytes (then, with `half_close`, ends the sending side) and reads the answer
-/// until the server closes.
+/// Sends raw bytes (then, with `half_close`, ends the sending side); status and JSON body.
 fn raw(port: u16, bytes: &[u8], half_close: bool) -> (u16, Value) {
-    let mut s = connect(port);
-    s.write_all(bytes).unwrap();
-    if half_close {
-        s.shutdown(Shutdown::Write).unwrap();
-    }
-    let mut out = Vec::new();
-    let _ = s.read_to_end(&mut out);
-    let (status, body) = parse(&out);
-    let text = String::from_utf8_lossy(&out);
-    openapi_check_raw(
-        bytes,
-        status,
-        text.split_once("\r\n\r\n").map_or("", |(_, b)| b),
-    );
-    (status, body)
+    let (status, body) = exchange(port, bytes, half_close);
+    (status, json(&body))
 }
 
 fn get(port: u16, path: &str) -> (u16, Value) {
@@ -452,7 +371,8 @@ fn a_body_that_stops_arriving_times_out_with_408() {
     let mut out = Vec::new();
     let _ = s.read_to_end(&mut out);
     // THEN 408 request_timeout after about the body timeout, and the connection is closed
-    let (status, body) = parse(&out);
+    let (status, body) = common::parse_answer(&out);
+    let body = json(&body);
     assert_eq!(
         (status, body["error"]["code"].as_str()),
         (408, Some("request_timeout"))

@@ -1,77 +1,19 @@
 //! `nectar dev`'s observability as a black box: readiness before and after training, and
 //! `GET /metrics` (Prometheus text) after known traffic showing the exact counts.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-mod openapi_check;
-use openapi_check::openapi_check_raw;
+mod common;
+use common::{create_key, exchange, nectar, scratch, Dev};
 
-struct Dev {
-    child: Child,
-    port: u16,
-}
-
-impl Drop for Dev {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn nectar(args: &[&str]) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_nectar"));
-    c.args(args).env("RUST_LOG", "warn");
-    c
-}
-
-fn start(data: &str) -> Dev {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let addr = format!("127.0.0.1:{port}");
-    let child = nectar(&["dev", "--addr", &addr, "--data-dir", data])
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let t = Instant::now();
-    while TcpStream::connect(&addr).is_err() {
-        assert!(
-            t.elapsed() < Duration::from_secs(60),
-            "nectar dev did not start"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Dev { child, port }
-}
-
-/// Status and body of a request.
+/// Status and body of `head` (request line and header lines) with `body`.
 fn request(port: u16, head: &str, body: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    s.write_all(
-        format!(
-            "{head}\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        )
-        .as_bytes(),
-    )
-    .unwrap();
-    let mut out = Vec::new();
-    let _ = s.read_to_end(&mut out);
-    let text = String::from_utf8_lossy(&out).to_string();
-    let status = text.split(' ').nth(1).unwrap().parse().unwrap();
-    let body = text
-        .split_once("\r\n\r\n")
-        .map_or("", |(_, b)| b)
-        .to_string();
-    openapi_check_raw(head.as_bytes(), status, &body);
-    (status, body)
+    let req = format!(
+        "{head}\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    exchange(port, req.as_bytes(), false)
 }
 
 fn get(port: u16, path: &str) -> (u16, String) {
@@ -102,19 +44,12 @@ const USERS: usize = 60;
 
 #[test]
 fn readiness_and_metrics_after_known_traffic() {
-    let dir: PathBuf =
-        std::env::temp_dir().join(format!("nectar-devmetrics-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch("devmetrics");
     let data = dir.to_str().unwrap();
 
     // GIVEN a site admin key and a fresh server: not ready
-    let out = nectar(&["key", "create", "--site", "demo", "--data-dir", data])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
-    let key = String::from_utf8(out.stdout).unwrap().trim().to_string();
-    let dev = start(data);
+    let key = create_key(data, "demo");
+    let dev = Dev::start(&["--data-dir", data], None);
     let (status, body) = get(dev.port, "/healthz");
     assert_eq!(status, 503, "{body}");
     // AND 12 users' plays collected, then one payload refused (no events array)

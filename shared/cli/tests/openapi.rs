@@ -2,98 +2,26 @@
 //! main errors, on a data dir before and after training; each answer must match the document
 //! (status documented for the route, body valid against its schema).
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-mod openapi_check;
-use openapi_check::{check, openapi_check};
+mod common;
+use common::openapi_check::check;
+use common::{create_key, nectar, request, scratch, Dev};
 
-struct Dev {
-    child: Child,
-    port: u16,
-    dir: PathBuf,
+/// `nectar dev` on a free port with a fresh data dir (returned) and an admin key for `demo`.
+fn start() -> (Dev, String, String) {
+    let dir = scratch("openapi");
+    let data = dir.to_str().unwrap().to_string();
+    let key = create_key(&data, "demo");
+    (Dev::start(&["--data-dir", &data], Some(dir)), key, data)
 }
 
-impl Drop for Dev {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn nectar(args: &[&str]) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_nectar"));
-    for (k, _) in std::env::vars() {
-        if k.starts_with("NECTAR_") {
-            c.env_remove(k);
-        }
-    }
-    c.args(args).env("RUST_LOG", "warn");
-    c
-}
-
-/// `nectar dev` on a free port with a fresh data dir and an admin key for `demo`.
-fn start() -> (Dev, String) {
-    let dir = std::env::temp_dir().join(format!("nectar-openapi-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let data = dir.to_str().unwrap();
-    let out = nectar(&["key", "create", "--site", "demo", "--data-dir", data])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
-    let key = String::from_utf8(out.stdout).unwrap().trim().to_string();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let addr = format!("127.0.0.1:{port}");
-    let child = nectar(&["dev", "--addr", &addr, "--data-dir", data])
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let t = Instant::now();
-    while TcpStream::connect(&addr).is_err() {
-        assert!(
-            t.elapsed() < Duration::from_secs(60),
-            "nectar dev did not start"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    (Dev { child, port, dir }, key)
-}
-
-/// Sends `method target` with `headers` and `body`, checks the answer against the document,
-/// and returns its status and body.
+/// Sends `method target` with `headers` and `body`; the answer is checked against the
+/// document by [`request`].
 fn call(port: u16, method: &str, target: &str, headers: &[&str], body: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    let mut head = format!("{method} {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n");
-    for h in headers {
-        head.push_str(h);
-        head.push_str("\r\n");
-    }
-    head.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
-    s.write_all(head.as_bytes()).unwrap();
-    // The server may refuse before reading the body (413 on the declared length).
-    let _ = s.write_all(body.as_bytes());
-    let mut out = Vec::new();
-    let _ = s.read_to_end(&mut out);
-    let text = String::from_utf8_lossy(&out).to_string();
-    let status: u16 = text.split(' ').nth(1).unwrap().parse().unwrap();
-    let body = text
-        .split_once("\r\n\r\n")
-        .map_or("", |(_, b)| b)
-        .to_string();
-    openapi_check(target, method, status, &body);
-    (status, body)
+    request(port, method, target, headers, body)
 }
 
 fn code(body: &str) -> String {
@@ -112,7 +40,7 @@ const JSON: &str = "Content-Type: application/json";
 
 #[test]
 fn every_route_answers_as_the_openapi_document_says() {
-    let (dev, key) = start();
+    let (dev, key, data) = start();
     let p = dev.port;
     let bearer = format!("Authorization: Bearer {key}");
     let wrong = "Authorization: Bearer not-a-key";
@@ -172,7 +100,6 @@ fn every_route_answers_as_the_openapi_document_says() {
     assert_eq!(call(p, "OPTIONS", c, &preflight, "").0, 204);
 
     // WHEN every task is trained
-    let data = dev.dir.to_str().unwrap().to_string();
     for task in ["trending", "item_knn", "als"] {
         let out = nectar(&[
             "train",
