@@ -136,31 +136,45 @@ def read_reports(path: Path) -> list[tuple[str, str]]:
     return out
 
 
+def _train_function_schedule(indent: str, lid: str, description: str, expr: str, payload: dict) -> list[str]:
+    """One EventBridge Scheduler schedule that invokes the train function with `payload`.
+
+    Scheduler's retries and DLQ are about starting a run: train is invoked asynchronously, so
+    the invocation succeeds once Lambda has queued the event, and a run that fails goes to
+    train's on-failure destination instead (TrainFunction's EventInvokeConfig). An invocation
+    Lambda refused (throttled, function or permission missing) is retried for up to 15 minutes,
+    then goes to TrainDlq, which is alarmed on.
+    """
+    body = json.dumps(payload, separators=(",", ":"))
+    return [
+        f"{indent}{lid}:",
+        f"{indent}  Type: AWS::Scheduler::Schedule",
+        f"{indent}  Properties:",
+        f"{indent}    Description: {description}",
+        f"{indent}    ScheduleExpression: {expr}",
+        f"{indent}    ScheduleExpressionTimezone: UTC",
+        f"{indent}    FlexibleTimeWindow:",
+        f'{indent}      Mode: "OFF"',
+        f"{indent}    State: !Ref TrainingSchedulesState",
+        f"{indent}    Target:",
+        f"{indent}      Arn: !GetAtt TrainFunction.Arn",
+        f"{indent}      RoleArn: !GetAtt SchedulerRole.Arn",
+        f"{indent}      Input: '{body}'",
+        f"{indent}      RetryPolicy:",
+        f"{indent}        MaximumRetryAttempts: {RETRY_ATTEMPTS}",
+        f"{indent}        MaximumEventAgeInSeconds: {RETRY_MAX_AGE_S}",
+        f"{indent}      DeadLetterConfig:",
+        f"{indent}        Arn: !GetAtt TrainDlq.Arn",
+    ]
+
+
 def render_report_schedules(reports: list[tuple[str, str]], indent: str) -> list[str]:
     out: list[str] = []
     ids = logical_ids([(site, "", expr) for site, expr in reports], prefix="ReportSchedule")
     for lid, (site, expr) in zip(ids, reports):
-        payload = json.dumps({"site": site, "job": "report"}, separators=(",", ":"))
-        out += [
-            f"{indent}{lid}:",
-            f"{indent}  Type: AWS::Scheduler::Schedule",
-            f"{indent}  Properties:",
-            f"{indent}    Description: Nectar online report of site {site} (config/nectar.toml)",
-            f"{indent}    ScheduleExpression: {expr}",
-            f"{indent}    ScheduleExpressionTimezone: UTC",
-            f"{indent}    FlexibleTimeWindow:",
-            f'{indent}      Mode: "OFF"',
-            f"{indent}    State: !Ref TrainingSchedulesState",
-            f"{indent}    Target:",
-            f"{indent}      Arn: !GetAtt TrainFunction.Arn",
-            f"{indent}      RoleArn: !GetAtt SchedulerRole.Arn",
-            f"{indent}      Input: '{payload}'",
-            f"{indent}      RetryPolicy:",
-            f"{indent}        MaximumRetryAttempts: {RETRY_ATTEMPTS}",
-            f"{indent}        MaximumEventAgeInSeconds: {RETRY_MAX_AGE_S}",
-            f"{indent}      DeadLetterConfig:",
-            f"{indent}        Arn: !GetAtt TrainDlq.Arn",
-        ]
+        out += _train_function_schedule(
+            indent, lid, f"Nectar online report of site {site} (config/nectar.toml)", expr,
+            {"site": site, "job": "report"})
     return out
 
 
@@ -168,27 +182,9 @@ def render_compact_schedules(keys: list[str], indent: str) -> list[str]:
     out: list[str] = []
     ids = logical_ids([(site, "", COMPACT_SCHEDULE) for site in keys], prefix="CompactSchedule")
     for lid, site in zip(ids, keys):
-        payload = json.dumps({"site": site, "job": "compact"}, separators=(",", ":"))
-        out += [
-            f"{indent}{lid}:",
-            f"{indent}  Type: AWS::Scheduler::Schedule",
-            f"{indent}  Properties:",
-            f"{indent}    Description: Nectar event-log compaction of site {site} (finished days to Parquet)",
-            f"{indent}    ScheduleExpression: {COMPACT_SCHEDULE}",
-            f"{indent}    ScheduleExpressionTimezone: UTC",
-            f"{indent}    FlexibleTimeWindow:",
-            f'{indent}      Mode: "OFF"',
-            f"{indent}    State: !Ref TrainingSchedulesState",
-            f"{indent}    Target:",
-            f"{indent}      Arn: !GetAtt TrainFunction.Arn",
-            f"{indent}      RoleArn: !GetAtt SchedulerRole.Arn",
-            f"{indent}      Input: '{payload}'",
-            f"{indent}      RetryPolicy:",
-            f"{indent}        MaximumRetryAttempts: {RETRY_ATTEMPTS}",
-            f"{indent}        MaximumEventAgeInSeconds: {RETRY_MAX_AGE_S}",
-            f"{indent}      DeadLetterConfig:",
-            f"{indent}        Arn: !GetAtt TrainDlq.Arn",
-        ]
+        out += _train_function_schedule(
+            indent, lid, f"Nectar event-log compaction of site {site} (finished days to Parquet)",
+            COMPACT_SCHEDULE, {"site": site, "job": "compact"})
     return out
 
 
@@ -216,32 +212,9 @@ def render_sites(keys: list[str], indent: str) -> list[str]:
 def render_schedules(tasks: list[tuple[str, str, str]], indent: str) -> list[str]:
     out: list[str] = []
     for lid, (site, task, expr) in zip(logical_ids(tasks), tasks):
-        payload = json.dumps({"task": task, "site": site}, separators=(",", ":"))
-        out += [
-            f"{indent}{lid}:",
-            f"{indent}  Type: AWS::Scheduler::Schedule",
-            f"{indent}  Properties:",
-            f"{indent}    Description: Nectar training task {task} of site {site} (config/nectar.toml)",
-            f"{indent}    ScheduleExpression: {expr}",
-            f"{indent}    ScheduleExpressionTimezone: UTC",
-            f"{indent}    FlexibleTimeWindow:",
-            f'{indent}      Mode: "OFF"',
-            f"{indent}    State: !Ref TrainingSchedulesState",
-            f"{indent}    Target:",
-            f"{indent}      Arn: !GetAtt TrainFunction.Arn",
-            f"{indent}      RoleArn: !GetAtt SchedulerRole.Arn",
-            f"{indent}      Input: '{payload}'",
-            # Scheduler's retries and DLQ are about starting a run: train is invoked
-            # asynchronously, so the invocation succeeds once Lambda has queued the event, and a run
-            # that fails goes to train's on-failure destination instead (TrainFunction's
-            # EventInvokeConfig). An invocation Lambda refused (throttled, function or permission
-            # missing) is retried for up to 15 minutes, then goes to TrainDlq, which is alarmed on.
-            f"{indent}      RetryPolicy:",
-            f"{indent}        MaximumRetryAttempts: {RETRY_ATTEMPTS}",
-            f"{indent}        MaximumEventAgeInSeconds: {RETRY_MAX_AGE_S}",
-            f"{indent}      DeadLetterConfig:",
-            f"{indent}        Arn: !GetAtt TrainDlq.Arn",
-        ]
+        out += _train_function_schedule(
+            indent, lid, f"Nectar training task {task} of site {site} (config/nectar.toml)", expr,
+            {"task": task, "site": site})
     return out
 
 
