@@ -65,7 +65,11 @@ bench-serve: ## nectar dev with the ml-100k ALS model under wrk (release build)
 	bash scripts/bench/serve.sh target/release/nectar 10 16
 	bash scripts/bench/serve.sh target/release/nectar 10 16 --redis
 
+bench-serve-features: ## What explain=true, diversity and session requests cost: the recommend service in process, variants interleaved (release build)
+	cargo build --release -p nectar-cli
+	SERVE_INPROC=1 bash scripts/bench/serve.sh target/release/nectar 20
+
 bench-cold-start: ## Cold start of the recommend Lambda binary (release if built) via a Runtime API emulator
 	bash scripts/bench/cold-start.sh
 
-.PHONY: help dev fmt lint services services-stop test pr-check invoke-collect invoke-recommend invoke-archive invoke-train smoke bench check-report-html bench-serve bench-cold-start
+.PHONY: help dev fmt lint services services-stop test pr-check invoke-collect invoke-recommend invoke-archive invoke-train smoke bench check-report-html bench-serve bench-serve-features bench-cold-start

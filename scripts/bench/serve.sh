@@ -11,6 +11,10 @@
 # SERVE_DIVERSITY=0.3: for-you gets the rule diversity = { lambda = 0.3 } (MMR on the ALS factors).
 # SERVE_SESSION=1: requests go to a session endpoint over the same ALS model,
 # GET /v1/session/visit?items=<10 random known items>, instead of per-user requests.
+# SERVE_INPROC=1: no HTTP; after training, `nectar bench serve` asks the recommend service in
+# process for the variants user, user+explain, user+diversity (0.3), session (10 items) and
+# session+explain, interleaved, SECONDS×1000 answers each, and prints per-variant latency: what
+# explain, diversity and sessions cost, with every variant on the same machine state.
 # ml-100k comes from ../shared/tools/refeval/get_data.sh (never committed).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
@@ -64,6 +68,20 @@ fallback = "trending"
 rules = { max_per_category = 4$DIVERSITY }
 TOML
 fi
+if [ -n "${SERVE_INPROC:-}" ]; then
+  cat >>"$WORK/nectar.toml" <<'TOML'
+[sites.demo.endpoints.for-you-diverse]
+kind = "user"
+model = "als"
+fallback = "trending"
+rules = { exclude_consumed = true, max_per_category = 4, diversity = { lambda = 0.3 } }
+[sites.demo.endpoints.visit]
+kind = "session"
+model = "als"
+fallback = "trending"
+rules = { max_per_category = 4 }
+TOML
+fi
 EXPLAIN=${SERVE_EXPLAIN:+&explain=true}
 
 REDIS_FLAG=()
@@ -76,6 +94,16 @@ fi
 "$BIN" import --site demo --config "$WORK/nectar.toml" --csv "$DATA/ml-100k/ml-100k.csv" \
   --items "$DATA/ml-100k/items.csv" --data-dir "$WORK/data" "${REDIS_FLAG[@]}" 2>/dev/null
 "$BIN" train --site demo --config "$WORK/nectar.toml" --data-dir "$WORK/data" "${REDIS_FLAG[@]}" | grep -v '^ '
+
+if [ -n "${SERVE_INPROC:-}" ]; then
+  U='/v1/recommend/for-you?s=demo&n=10&user_id={user}'
+  "$BIN" bench serve --data-dir "$WORK/data" --config "$WORK/nectar.toml" \
+    --queries $((SECS * 1000)) --variant "user=$U" --variant "user+explain=$U&explain=true" \
+    --variant "user+diversity=/v1/recommend/for-you-diverse?s=demo&n=10&user_id={user}" \
+    --variant "session=/v1/session/visit?s=demo&n=10&items={items}" \
+    --variant "session+explain=/v1/session/visit?s=demo&n=10&explain=true&items={items}"
+  exit
+fi
 
 # Random known users (ml-100k user ids are 1..943).
 # Session requests: 10 random items (ml-100k item ids are 1..1682).

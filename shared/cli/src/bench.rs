@@ -28,6 +28,9 @@ pub enum BenchCommand {
     /// Online report: generates a data dir of served answers, displays, hits and plays, then
     /// times `build_report` on it end to end (see bench_report.rs).
     Report(crate::bench_report::ReportBenchArgs),
+    /// Recommend service in process on a trained data dir: request variants (e.g. with and
+    /// without `explain=true`) interleaved, per-variant latency (see bench_serve.rs).
+    Serve(crate::bench_serve::ServeBenchArgs),
 }
 
 /// Flags of `nectar bench collect`.
@@ -67,6 +70,7 @@ pub fn run(cmd: &BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Collect(a) => collect(a)?,
         BenchCommand::Topk(a) => topk(a)?,
         BenchCommand::Report(a) => crate::runtime()?.block_on(crate::bench_report::run(a))?,
+        BenchCommand::Serve(a) => crate::runtime()?.block_on(crate::bench_serve::run(a))?,
     };
     println!("{}", serde_json::to_string_pretty(&out)?);
     Ok(())
