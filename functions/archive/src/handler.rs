@@ -12,7 +12,8 @@ use nectar_platform::model_store::{ModelStore, RedisModelStore};
 use nectar_platform::object_store::ObjectStore;
 
 /// Maps the Lambda records to archive records: the shard id comes from `eventID`
-/// (`shardId-…:sequence`), the writer id of the objects.
+/// (`shardId-…:sequence`), the writer id of the objects; log subscription deliveries (the
+/// served log) are unpacked into their lines.
 pub fn records(event: &KinesisEvent) -> Vec<ArchiveRecord> {
     event
         .records
@@ -23,11 +24,11 @@ pub fn records(event: &KinesisEvent) -> Vec<ArchiveRecord> {
                 .as_deref()
                 .and_then(|id| id.split_once(':').map(|(s, _)| s))
                 .unwrap_or("shard-unknown");
-            ArchiveRecord {
-                shard_id: shard.to_string(),
-                sequence_number: r.kinesis.sequence_number.clone(),
-                data: Bytes::copy_from_slice(&r.kinesis.data.0),
-            }
+            ArchiveRecord::from_stream(
+                shard.to_string(),
+                r.kinesis.sequence_number.clone(),
+                Bytes::copy_from_slice(&r.kinesis.data.0),
+            )
         })
         .collect()
 }

@@ -22,6 +22,11 @@ use tokio::sync::{watch, Mutex};
 pub struct Answered(Option<Arc<watch::Sender<u64>>>);
 
 impl Answered {
+    /// No extension to tell (the served log is written in the invocation).
+    pub fn none() -> Self {
+        Self(None)
+    }
+
     /// Tells the extension that one more invocation's answer (and its served event) is ready.
     pub fn signal(&self) {
         if let Some(tx) = &self.0 {
