@@ -23,7 +23,8 @@ async fn main() -> Result<(), Error> {
     let log = ServedLog::new(Arc::new(sink), FlushMode::Background { every: FLUSH_EVERY });
     // Bound before registering: Lambda starts the function's init only after every external
     // extension has registered, so the socket exists before the first answer.
-    let path = env::optional(env::NECTAR_SERVED_LOG_SOCKET).unwrap_or_else(|| DEFAULT_SOCKET.into());
+    let path =
+        env::optional(env::NECTAR_SERVED_LOG_SOCKET).unwrap_or_else(|| DEFAULT_SOCKET.into());
     let listener = local_socket::bind(path.as_ref())?;
     let queue = log.clone();
     tokio::spawn(local_socket::serve(listener, move |a| queue.push(a)));

@@ -91,7 +91,7 @@ pub async fn register<S: EventSink + 'static>(
     let registered = Extension::new()
         .with_events(&["INVOKE"])
         .with_events_processor(processor)
-        .with_extension_name("nectar-served-log")
+        .with_extension_name("nectar-served-flush")
         .register()
         .await;
     match registered {

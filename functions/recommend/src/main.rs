@@ -29,9 +29,12 @@ async fn main() -> Result<(), Error> {
     let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let sink = match route {
         ServedRoute::Log => ServedSink::Log(LogStreamSink::stdout()),
-        ServedRoute::Extension => ServedSink::Extension(SocketSink::new(
-            env::optional(env::NECTAR_SERVED_LOG_SOCKET).unwrap_or_else(|| DEFAULT_SOCKET.into()),
-        )),
+        ServedRoute::Extension => {
+            let socket = env::optional(env::NECTAR_SERVED_LOG_SOCKET)
+                .unwrap_or_else(|| DEFAULT_SOCKET.into());
+            ServedRoute::check_socket(socket.as_ref())?;
+            ServedSink::Extension(SocketSink::new(socket))
+        }
         ServedRoute::Kinesis => ServedSink::Kinesis(KinesisSink::new(
             SdkKinesis::new(
                 aws_sdk_kinesis::Client::new(&aws),
@@ -83,7 +86,10 @@ async fn main() -> Result<(), Error> {
             if route.written_inline() {
                 let r = svc.served_log().flush().await;
                 if r.requeued > 0 {
-                    tracing::warn!(requeued = r.requeued, "Served log kept for the next invocation.");
+                    tracing::warn!(
+                        requeued = r.requeued,
+                        "Served log kept for the next invocation."
+                    );
                 }
             }
             metrics.flush_stdout();

@@ -47,7 +47,9 @@ impl SocketSink {
         if ack[0] == ACK {
             Ok(())
         } else {
-            Err(io::Error::other("the receiver did not acknowledge the batch"))
+            Err(io::Error::other(
+                "the receiver did not acknowledge the batch",
+            ))
         }
     }
 }
