@@ -53,7 +53,7 @@ trap 'rm -rf "$OUT"' EXIT
 # Events in the cold-start stream (cold-start.sh creates it; 0 before it exists).
 stream_events() {
   AWS_ENDPOINT_URL=$NECTAR_TEST_AWS_ENDPOINT AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing \
-  AWS_REGION=us-east-1 "$VENV/bin/python" - <<'PY'
+  AWS_DEFAULT_REGION=us-east-1 "$VENV/bin/python" - <<'PY'
 import boto3
 k = boto3.client("kinesis")
 try:

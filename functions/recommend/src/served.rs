@@ -102,7 +102,10 @@ mod tests {
     fn routes_parse_and_extension_is_the_default() {
         // GIVEN each documented value, unset, and a typo
         assert_eq!(ServedRoute::parse(None).unwrap(), ServedRoute::Extension);
-        assert_eq!(ServedRoute::parse(Some("")).unwrap(), ServedRoute::Extension);
+        assert_eq!(
+            ServedRoute::parse(Some("")).unwrap(),
+            ServedRoute::Extension
+        );
         assert_eq!(ServedRoute::parse(Some("log")).unwrap(), ServedRoute::Log);
         assert_eq!(
             ServedRoute::parse(Some("extension")).unwrap(),
@@ -127,7 +130,10 @@ mod tests {
         let e = ServedRoute::check_socket(Path::new("/nonexistent/served.sock"))
             .unwrap_err()
             .to_string();
-        assert!(e.contains("NECTAR_SERVED_LOG") && e.contains("ServedLogLayer"), "{e}");
+        assert!(
+            e.contains("NECTAR_SERVED_LOG") && e.contains("ServedLogLayer"),
+            "{e}"
+        );
         // AND an existing path passes
         assert!(ServedRoute::check_socket(&std::env::temp_dir()).is_ok());
     }
