@@ -23,6 +23,9 @@ pub const ACK: u8 = b'+';
 pub const DEFAULT_SOCKET: &str = "/tmp/nectar-served-log.sock";
 /// Longest batch a receiver reads before giving up on a connection (a runaway sender).
 const MAX_BATCH_LINES: usize = 100_000;
+/// Longest wait for the receiver's acknowledgement: a stuck receiver must not hold the answer
+/// (the batch stays in the sender's queue, and may arrive twice: the log is at-least-once).
+const SEND_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// Sends batches to a local receiver; keeps one connection and reconnects once on failure.
 #[derive(Debug)]
@@ -41,15 +44,22 @@ impl SocketSink {
     }
 
     async fn send(conn: &mut UnixStream, payload: &[u8]) -> io::Result<()> {
-        conn.write_all(payload).await?;
-        let mut ack = [0u8; 1];
-        conn.read_exact(&mut ack).await?;
-        if ack[0] == ACK {
-            Ok(())
-        } else {
-            Err(io::Error::other(
+        let exchange = async {
+            conn.write_all(payload).await?;
+            let mut ack = [0u8; 1];
+            conn.read_exact(&mut ack).await?;
+            Ok::<u8, io::Error>(ack[0])
+        };
+        match tokio::time::timeout(SEND_TIMEOUT, exchange).await {
+            Ok(Ok(ACK)) => Ok(()),
+            Ok(Ok(_)) => Err(io::Error::other(
                 "the receiver did not acknowledge the batch",
-            ))
+            )),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the receiver did not acknowledge the batch in time",
+            )),
         }
     }
 }
@@ -208,6 +218,31 @@ mod tests {
             .map(|a| a.events[0].event_id.clone())
             .collect();
         assert_eq!(ids, vec!["a", "b", "d"]);
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[tokio::test]
+    async fn a_receiver_that_never_acknowledges_times_out() {
+        // GIVEN a listener that accepts but never reads or answers
+        let dir = std::env::temp_dir().join(format!("nectar-sock-mute-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("s.sock");
+        let listener = bind(&path).unwrap();
+        let held = tokio::spawn(async move { listener.accept().await.map(|(s, _)| s) });
+        // WHEN a batch is put THEN it fails within the timeout instead of holding the caller
+        let sink = SocketSink::new(&path);
+        let batch = Accepted {
+            site_key: "demo".into(),
+            events: vec![line("a")],
+        };
+        let started = std::time::Instant::now();
+        assert!(matches!(sink.put(&batch).await, Err(SinkError::Io(_))));
+        assert!(
+            started.elapsed() < SEND_TIMEOUT * 4,
+            "{:?}",
+            started.elapsed()
+        );
+        drop(held);
         std::fs::remove_dir_all(dir).ok();
     }
 

@@ -96,7 +96,10 @@ mod tests {
         // THEN the buffer holds exactly their lines, newline-terminated
         let text = String::from_utf8(sink.into_inner()).unwrap();
         let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines, vec![batch.events[0].line, batch.events[1].line]);
+        assert_eq!(
+            lines,
+            vec![batch.events[0].line.as_str(), batch.events[1].line.as_str()]
+        );
         assert!(text.ends_with('\n'));
     }
 
