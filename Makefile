@@ -72,4 +72,8 @@ bench-serve-features: ## What explain=true, diversity and session requests cost:
 bench-cold-start: ## Cold start of the recommend Lambda binary (release if built) via a Runtime API emulator
 	bash scripts/bench/cold-start.sh
 
-.PHONY: help dev fmt lint services services-stop test pr-check invoke-collect invoke-recommend invoke-archive invoke-train smoke bench check-report-html bench-serve bench-serve-features bench-cold-start
+bench-served-log: ## The served log's designs (extension, log, kinesis): answer vs billed time, events written
+	cargo build --release -p recommend -p nectar-served-log
+	bash scripts/bench/served-log.sh
+
+.PHONY: help dev fmt lint services services-stop test pr-check invoke-collect invoke-recommend invoke-archive invoke-train smoke bench check-report-html bench-serve bench-serve-features bench-cold-start bench-served-log

@@ -36,6 +36,10 @@ esac
 # which every cold start has to load. Symbols stay, so panics still name functions.
 export CARGO_PROFILE_RELEASE_STRIP="${CARGO_PROFILE_RELEASE_STRIP:-debuginfo}"
 
+# The served-log layer is a makefile build (extensions/served-log/Makefile): it needs the
+# workspace and the architecture.
+export NECTAR_ROOT="$PWD" NECTAR_ARCH="$arch"
+
 start=$(date +%s)
 if [ "$#" -gt 0 ]; then
   # `sam build <id>` empties the build directory first, so a build of some functions is kept

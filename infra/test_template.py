@@ -151,7 +151,8 @@ ENV = {
                         "NECTAR_CATALOG_TABLE"},
     "TrainFunction": {"NECTAR_CONFIG", "NECTAR_BUCKET", "NECTAR_REGISTRY_TABLE", "NECTAR_REDIS_URL",
                       "NECTAR_REDIS_SECRET_ARN"},
-    "RecommendFunction": {"NECTAR_CONFIG", "NECTAR_STREAM_NAME", "NECTAR_REGISTRY_TABLE", "NECTAR_CATALOG_TABLE",
+    "RecommendFunction": {"NECTAR_CONFIG", "NECTAR_SERVED_LOG", "NECTAR_STREAM_NAME", "NECTAR_REGISTRY_TABLE",
+                          "NECTAR_CATALOG_TABLE",
                           "NECTAR_KEYS_TABLE", "NECTAR_REDIS_URL", "NECTAR_REDIS_SECRET_ARN"},
 }
 
@@ -162,6 +163,42 @@ class TemplateTest(unittest.TestCase):
         for fn, want in ENV.items():
             got = common | set(R[fn]["Properties"]["Environment"]["Variables"])
             self.assertEqual(got, want, fn)
+
+    def test_served_log_goes_through_a_log_subscription(self):
+        # The filter sends only the served-event lines of the recommend log group to the stream,
+        # with the pattern the code writes its lines for.
+        sub = R["RecommendServedSubscription"]
+        self.assertEqual(sub["Type"], "AWS::Logs::SubscriptionFilter")
+        p = sub["Properties"]
+        self.assertEqual(p["LogGroupName"], {"Ref": "RecommendLogGroup"})
+        self.assertEqual(p["DestinationArn"], {"Fn::GetAtt": "EventStream.Arn"})
+        self.assertEqual(p["RoleArn"], {"Fn::GetAtt": "RecommendServedLogRole.Arn"})
+        code = (ROOT / "shared/platform/src/collect/log_stream.rs").read_text()
+        pattern = re.search(r'SERVED_FILTER_PATTERN: &str = "(.*)";', code).group(1)
+        self.assertEqual(p["FilterPattern"], pattern)
+        # The role: assumed by CloudWatch Logs of this account only, allowed one action on the stream.
+        role = R["RecommendServedLogRole"]["Properties"]
+        trust = role["AssumeRolePolicyDocument"]["Statement"]
+        self.assertEqual([st["Principal"] for st in trust], [{"Service": "logs.amazonaws.com"}])
+        self.assertIn("aws:SourceArn", trust[0]["Condition"]["StringLike"])
+        grants = [(actions(st), st["Resource"]) for _, st in statements(R["RecommendServedLogRole"])
+                  if not any(a.startswith("kms:") for a in actions(st))]
+        self.assertEqual(grants, [(["kinesis:PutRecord"], {"Fn::GetAtt": "EventStream.Arn"})])
+
+    def test_served_log_extension_is_the_default(self):
+        fn = R["RecommendFunction"]["Properties"]
+        self.assertEqual(fn["Environment"]["Variables"]["NECTAR_SERVED_LOG"], "extension")
+        self.assertIn({"Ref": "ServedLogLayer"}, fn["Layers"])
+        layer = R["ServedLogLayer"]
+        self.assertEqual(layer["Metadata"]["BuildMethod"], "makefile")
+        self.assertEqual(layer["Properties"]["ContentUri"], "../extensions/served-log")
+        makefile = (ROOT / "extensions/served-log/Makefile").read_text()
+        self.assertIn("build-ServedLogLayer:", makefile)
+        self.assertIn("--extension --bin nectar-served-log", makefile)
+        # the extension runs with the function's role: PutRecords on the stream, nothing more
+        grants = [(actions(st), st["Resource"]) for _, st in statements(R["RecommendRole"])
+                  if any(a.startswith("kinesis:") for a in actions(st))]
+        self.assertEqual(grants, [(["kinesis:PutRecords"], {"Fn::GetAtt": "EventStream.Arn"})])
 
     def test_routes(self):
         routes = {
@@ -235,7 +272,8 @@ class TemplateTest(unittest.TestCase):
 
     def test_kms_grants_are_on_that_key_only(self):
         # Each role may use the key only for what it stores or reads, through those services.
-        want = {"CollectRole": {"kms:GenerateDataKey"}, "SchedulerRole": {"kms:Decrypt", "kms:GenerateDataKey"}}
+        want = {"CollectRole": {"kms:GenerateDataKey"}, "SchedulerRole": {"kms:Decrypt", "kms:GenerateDataKey"},
+                "RecommendServedLogRole": {"kms:GenerateDataKey"}}
         for role in FUNCTION_ROLES.values():
             want.setdefault(role, {"kms:Decrypt", "kms:GenerateDataKey"})
         for has_key in (False, True):

@@ -1,14 +1,21 @@
 #!/usr/bin/env python3
 """Cold start of a Lambda binary (custom runtime, `bootstrap` style) through a local emulator of
-the Lambda Runtime API and of the Extensions API (internal extensions, INVOKE events).
+the Lambda Runtime API and of the Extensions API (internal and external extensions, INVOKE and
+SHUTDOWN events).
 
     scripts/bench/cold-start.py BINARY [--runs N] [--warm N] [--event FILE] [--env K=V ...]
+                                       [--extension EXT_BINARY ...] [--count-lines TEXT]
                                        [--expect-status 200] [--json]
 
 Each run starts a fresh process with `AWS_LAMBDA_RUNTIME_API=127.0.0.1:PORT` (random free port)
 and the usual Lambda environment (a clean one, as on Lambda), hands out one invocation (the API
-Gateway HTTP API v2 event FILE) and, with --warm N, N more, then kills the process. Measured per
-run, from the spawn (just before fork/exec):
+Gateway HTTP API v2 event FILE) and, with --warm N, N more, then ends the environment as Lambda
+does: every extension registered for SHUTDOWN gets a `SHUTDOWN` event (reason `spindown`) and up
+to --shutdown-timeout (2 s, Lambda's limit with external extensions) to call event/next again or
+exit; then the processes are killed. Each --extension binary is an *external* extension (as if in
+/opt/extensions/ of a layer): started first, with the same environment, and the runtime is started
+once it has registered (Lambda's init order). Measured per run, from the first spawn (just before
+fork/exec):
 
   ext_register   spawn -> last extension registered (internal extensions only; absent if none)
   init           spawn -> the runtime's first `GET .../invocation/next` (end of the init phase)
@@ -17,13 +24,19 @@ run, from the spawn (just before fork/exec):
   cold_done      spawn -> first invocation done: answered, and every INVOKE extension back in
                  event/next (its post-invoke work, e.g. a flush, is billed and delays the
                  environment's next invocation; equals cold_start without extensions)
-  warm_invoke    each later invocation handed out -> its response
-  warm_done      each later invocation handed out -> done (as cold_done)
+  warm_answer    each later invocation handed out -> its response (what the caller waits for)
+  warm_billed    each later invocation handed out -> done (as cold_done): the time Lambda bills
+                 and during which the environment cannot take the next event
+  shutdown       SHUTDOWN handed out -> every SHUTDOWN extension back in event/next (or exited)
   peak_rss_mib   the process's VmHWM (/proc/PID/status) read just before the kill
+  counted_lines  (--count-lines TEXT) lines of the processes' output containing TEXT, e.g. the
+                 served events a function writes to its log stream
 
-Prints a table (p50 and max over the runs) and, with --json, a JSON document on stdout (the
+Prints a table (p50, p99 and max over the runs) and, with --json, a JSON document on stdout (the
 table then goes to stderr). Exits 1 if a run fails: the process exits or times out before
-answering, posts an init/invocation error, or answers a status other than --expect-status.
+answering, posts an init/invocation error, answers a status other than --expect-status, or an
+extension does not finish its SHUTDOWN in time.
+
 
 The emulator follows what lambda_runtime 1.5 / lambda-extension 1.1 send and expect: the
 runtime reads `Lambda-Runtime-Aws-Request-Id`, `-Deadline-Ms`, `-Invoked-Function-Arn`,
@@ -32,12 +45,17 @@ runtime reads `Lambda-Runtime-Aws-Request-Id`, `-Deadline-Ms`, `-Invoked-Functio
 `functionVersion`, `handler` back, then long-polls `event/next` with that id. An invocation is
 handed out when the runtime waits in `next` and every extension registered for INVOKE waits in
 `event/next` (as Lambda does: init ends, and an invoke starts, once all of them are waiting);
-runtime and extensions get the same request id. Python 3 stdlib only.
+runtime and extensions get the same request id. Only extensions registered for INVOKE get
+INVOKE events, only those registered for SHUTDOWN get SHUTDOWN (`{"eventType": "SHUTDOWN",
+"shutdownReason": "spindown", "deadlineMs"}`); an internal extension (one whose name is not an
+--extension file name) registering for SHUTDOWN is warned about, since Lambda refuses it.
+Python 3 stdlib only.
 """
 
 import argparse
 import http.server
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -105,6 +123,8 @@ class Extension:
         self.delivered = 0  # invocations handed to it
         self.first_next_at = None
         self.errors = []  # (kind, error type header, body)
+        self.shutdown_sent_at = None
+        self.shutdown_done_at = None  # back in event/next after its SHUTDOWN
 
 
 class _Server(http.server.ThreadingHTTPServer):
@@ -120,8 +140,10 @@ class Emulator:
     """The Runtime API + Extensions API of one execution environment, on 127.0.0.1."""
 
     def __init__(self, event_body: bytes, invocations: int = 1, function_name: str = "recommend",
-                 timeout_s: float = 30.0, extension_wait_s: float = 2.0):
+                 timeout_s: float = 30.0, extension_wait_s: float = 2.0, external_names=()):
         self.function_name = function_name
+        self.external_names = set(external_names)
+        self.shutdown_at = None  # when SHUTDOWN was issued
         self.invocations = [Invocation(event_body, function_name, timeout_s)
                             for _ in range(invocations)]
         self.extension_wait_s = extension_wait_s
@@ -182,6 +204,28 @@ class Emulator:
                 and all(e.waiting for e in self._invoke_extensions()):
             inv.done_at = now()
 
+    def _shutdown_extensions(self):
+        return [e for e in self.extensions.values() if "SHUTDOWN" in e.events]
+
+    def shutdown(self, timeout_s: float = 2.0, alive=lambda: True):
+        """Sends SHUTDOWN to every extension registered for it; waits until each is back in
+        event/next (or `alive()` turns false: the processes exited). Returns (ms until the last
+        one finished or None if none was registered, whether all finished in time)."""
+        with self.cond:
+            exts = self._shutdown_extensions()
+            if not exts:
+                return None, True
+            self.shutdown_at = now()
+            self.cond.notify_all()
+            deadline = self.shutdown_at + timeout_s
+            while (any(e.shutdown_done_at is None for e in exts)
+                   and now() < deadline and alive()):
+                self.cond.wait(0.01)
+            ends = [e.shutdown_done_at for e in exts if e.shutdown_done_at is not None]
+            complete = len(ends) == len(exts) or not alive()
+            end = max(ends) if len(ends) == len(exts) else now()
+            return round((end - self.shutdown_at) * 1000, 2), complete
+
     def _dispatch(self):
         inv = self.invocations[self.dispatched]
         inv.dispatched_at = now()
@@ -217,6 +261,10 @@ class Emulator:
 
         class Handler(http.server.BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"  # keep-alive, as the runtime's hyper client expects
+            # Headers and body go out as two writes: with Nagle on, the body waits for the ACK
+            # of the headers, which the client delays up to 40 ms (every other event/next then
+            # looked 40 ms slower). Lambda's API answers without that delay.
+            disable_nagle_algorithm = True
 
             def log_message(self, *args):
                 pass
@@ -339,7 +387,7 @@ class Emulator:
                     return self._send(400, {"errorMessage": "body is not JSON",
                                             "errorType": "Extension.InvalidRequest"})
                 with emu.cond:
-                    if "SHUTDOWN" in events:
+                    if "SHUTDOWN" in events and name not in emu.external_names:
                         emu.warnings.append(
                             f"extension {name} registered for SHUTDOWN: internal extensions "
                             "receive INVOKE only on AWS Lambda (use .with_events(&[\"INVOKE\"]))")
@@ -372,16 +420,29 @@ class Emulator:
                     if ext.first_next_at is None:
                         ext.first_next_at = now()
                     ext.waiting = True
+                    if ext.shutdown_sent_at is not None and ext.shutdown_done_at is None:
+                        ext.shutdown_done_at = now()
                     emu._mark_done()
                     emu.cond.notify_all()
-                    # the next invocation handed out after this call, for the same request id
-                    while not emu.stopping and ext.delivered >= emu.dispatched:
-                        emu.cond.wait(0.01)
+                    # the next invocation handed out after this call, for the same request id,
+                    # or the SHUTDOWN
+                    event = None
+                    while not emu.stopping and event is None:
+                        if emu.shutdown_at is not None and "SHUTDOWN" in ext.events \
+                                and ext.shutdown_sent_at is None:
+                            ext.shutdown_sent_at = now()
+                            ext.waiting = False
+                            event = {"eventType": "SHUTDOWN", "shutdownReason": "spindown",
+                                     "deadlineMs": int(time.time() * 1000 + 2000)}
+                        elif "INVOKE" in ext.events and ext.delivered < emu.dispatched \
+                                and emu.shutdown_at is None:
+                            ext.delivered = emu.dispatched
+                            event = emu.invocations[emu.dispatched - 1].extension_event()
+                        else:
+                            emu.cond.wait(0.01)
                     if emu.stopping:
                         return self._hang_up()
-                    inv = emu.invocations[emu.dispatched - 1]
-                    ext.delivered = emu.dispatched
-                self._send(200, inv.extension_event(),
+                self._send(200, event,
                            {"Lambda-Extension-Event-Identifier": str(uuid.uuid4())})
 
             def _extension_error(self, kind, body):
@@ -442,19 +503,48 @@ def parse_response(raw: bytes):
 
 
 def run_once(binary: Path, event_body: bytes, args, extra_env: dict, log_path: Path):
+    externals = [Path(e).resolve() for e in args.extension]
     emu = Emulator(event_body, invocations=1 + args.warm, timeout_s=args.timeout,
-                   extension_wait_s=args.extension_wait).start()
+                   extension_wait_s=args.extension_wait,
+                   external_names=[e.name for e in externals]).start()
     result = {"ok": False}
     proc = None
+    ext_procs = []
+    problems = []
     try:
         env = lambda_env(emu, binary, args.memory, extra_env, args.inherit_env)
         with open(log_path, "ab") as log:
             log.write(f"\n=== run on {emu.address}\n".encode())
             log.flush()
+            log_start = log.tell()
             t0 = now()
+            for ext in externals:
+                ext_procs.append(subprocess.Popen(
+                    [str(ext)], env=env, stdout=log, stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL, cwd=str(ext.parent)))
+            # Lambda starts the runtime once every external extension has registered.
+            with emu.cond:
+                deadline = now() + args.extension_wait
+                while (len(emu.extensions) < len(externals) and now() < deadline
+                       and all(p.poll() is None for p in ext_procs)):
+                    emu.cond.wait(0.01)
+                if len(emu.extensions) < len(externals):
+                    emu.warnings.append("an external extension did not register within "
+                                        f"{args.extension_wait:.1f}s")
             proc = subprocess.Popen([str(binary)], env=env, stdout=log, stderr=subprocess.STDOUT,
                                     stdin=subprocess.DEVNULL, cwd=str(binary.parent))
         finished = emu.wait_done(args.timeout, alive=lambda: proc.poll() is None)
+        if finished:
+            shutdown_ms, complete = emu.shutdown(
+                args.shutdown_timeout,
+                # done when each is back in event/next, or its process exited (the external
+                # extensions' processes; the function's when all are internal)
+                alive=((lambda: any(p.poll() is None for p in ext_procs)) if ext_procs
+                       else (lambda: proc.poll() is None)))
+            result["shutdown_ms"] = shutdown_ms
+            if not complete:
+                problems.append(f"an extension did not finish its SHUTDOWN within "
+                                f"{args.shutdown_timeout}s")
         with emu.cond:
             first = emu.invocations[0]
             ms = lambda t: None if t is None else round((t - t0) * 1000, 2)  # noqa: E731
@@ -466,10 +556,10 @@ def run_once(binary: Path, event_body: bytes, args, extra_env: dict, log_path: P
                 "first_invoke_ms": (round((first.responded_at - first.dispatched_at) * 1000, 2)
                                     if first.response is not None else None),
                 "cold_done_ms": ms(first.done_at) if first.response is not None else None,
-                "warm_invoke_ms": [round((i.responded_at - i.dispatched_at) * 1000, 2)
+                "warm_answer_ms": [round((i.responded_at - i.dispatched_at) * 1000, 2)
                                    for i in emu.invocations[1:] if i.response is not None],
-                "warm_done_ms": [round((i.done_at - i.dispatched_at) * 1000, 2)
-                                 for i in emu.invocations[1:] if i.done_at is not None],
+                "warm_billed_ms": [round((i.done_at - i.dispatched_at) * 1000, 2)
+                                   for i in emu.invocations[1:] if i.done_at is not None],
                 "extensions": [{"name": e.name, "events": e.events,
                                 "invocations_seen": e.delivered, "errors": e.errors}
                                for e in exts],
@@ -477,7 +567,6 @@ def run_once(binary: Path, event_body: bytes, args, extra_env: dict, log_path: P
             })
             if proc.poll() is None:
                 result["peak_rss_mib"] = peak_rss_mib(proc.pid)
-            problems = []
             if emu.init_errors:
                 problems.append(f"init error: {emu.init_errors[0]}")
             for e in exts:
@@ -502,20 +591,28 @@ def run_once(binary: Path, event_body: bytes, args, extra_env: dict, log_path: P
             result["problems"] = problems
             result["ok"] = not problems
     finally:
-        if proc is not None and proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        for p in [proc, *ext_procs]:
+            if p is not None and p.poll() is None:
+                p.kill()
+                p.wait()
         emu.stop()
+    if args.count_lines:
+        with open(log_path, "rb") as log:
+            log.seek(log_start)
+            needle = args.count_lines.encode()
+            result["counted_lines"] = sum(1 for line in log if needle in line)
     return result
 
 
 def pct(values, q):
+    """The median for q=50, else the nearest-rank q-th percentile (q=100: the maximum)."""
     values = sorted(v for v in values if v is not None)
     if not values:
         return None
     if q == 50:
         return round(statistics.median(values), 2)
-    return round(values[-1], 2)
+    rank = max(1, math.ceil(q / 100 * len(values)))
+    return round(values[rank - 1], 2)
 
 
 def summarize(runs):
@@ -525,11 +622,15 @@ def summarize(runs):
         "cold_start_ms": [r.get("cold_start_ms") for r in runs],
         "first_invoke_ms": [r.get("first_invoke_ms") for r in runs],
         "cold_done_ms": [r.get("cold_done_ms") for r in runs],
-        "warm_invoke_ms": [w for r in runs for w in r.get("warm_invoke_ms", [])],
-        "warm_done_ms": [w for r in runs for w in r.get("warm_done_ms", [])],
+        "warm_answer_ms": [w for r in runs for w in r.get("warm_answer_ms", [])],
+        "warm_billed_ms": [w for r in runs for w in r.get("warm_billed_ms", [])],
+        "shutdown_ms": [r.get("shutdown_ms") for r in runs],
         "peak_rss_mib": [r.get("peak_rss_mib") for r in runs],
+        "counted_lines": [r.get("counted_lines") for r in runs],
     }
-    return {k: {"p50": pct(v, 50), "max": pct(v, 100), "n": sum(x is not None for x in v)}
+    return {k: {"p50": pct(v, 50), "p99": pct(v, 99), "max": pct(v, 100),
+                "n": sum(x is not None for x in v),
+                "sum": round(sum(x for x in v if x is not None), 2)}
             for k, v in phases.items() if any(x is not None for x in v)}
 
 
@@ -551,6 +652,12 @@ def main(argv=None):
     p.add_argument("--timeout", type=float, default=30.0, help="seconds per run")
     p.add_argument("--extension-wait", type=float, default=2.0,
                    help="seconds an invocation waits for registered extensions to call event/next")
+    p.add_argument("--extension", action="append", default=[], metavar="EXT_BINARY",
+                   help="an external extension binary, started before the runtime (repeatable)")
+    p.add_argument("--shutdown-timeout", type=float, default=2.0,
+                   help="seconds extensions get to finish their SHUTDOWN (Lambda: 2 s)")
+    p.add_argument("--count-lines", default=None, metavar="TEXT",
+                   help="count the output lines containing TEXT per run (counted_lines)")
     p.add_argument("--log", type=Path, default=None,
                    help="where the binary's output goes (default: a temp file, shown on failure)")
     p.add_argument("--json", action="store_true", help="JSON on stdout (the table on stderr)")
@@ -600,10 +707,11 @@ def main(argv=None):
     out = sys.stderr if args.json else sys.stdout
     print(f"{binary} ({doc['binary_bytes'] / 2**20:.1f} MiB), event {event}, "
           f"{len(runs)} run(s) x (1 cold + {args.warm} warm)", file=out)
-    print(f"{'phase':<18}{'p50':>10}{'max':>10}{'n':>5}", file=out)
+    print(f"{'phase':<18}{'p50':>10}{'p99':>10}{'max':>10}{'n':>5}", file=out)
     for k, v in summary.items():
-        fmt = lambda x: "-" if x is None else f"{x:.1f}"  # noqa: E731
-        print(f"{k:<18}{fmt(v['p50']):>10}{fmt(v['max']):>10}{v['n']:>5}", file=out)
+        fmt = lambda x: "-" if x is None else f"{x:.2f}"  # noqa: E731
+        print(f"{k:<18}{fmt(v['p50']):>10}{fmt(v['p99']):>10}{fmt(v['max']):>10}{v['n']:>5}",
+              file=out)
     print(f"answer: {doc['status']} {doc['body']!r}", file=out)
     seen = {}
     for r in runs:

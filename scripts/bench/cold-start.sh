@@ -14,7 +14,9 @@
 # credentials in us-east-1. Publishes a trending list (no ALS model) into Redis database
 # COLD_START_REDIS_DB (default 9): the answer is the trending fallback (200, "fallback": true);
 # COLD_START_ITEMS=0 publishes nothing (503 no_model expected). Prints the binary's size; peak RSS
-# comes from cold-start.py (VmHWM).
+# comes from cold-start.py (VmHWM). The served log goes where COLD_START_SERVED_LOG says
+# (NECTAR_SERVED_LOG: extension, the default, log or kinesis); for `extension` the served-log
+# extension (nectar-served-log beside BINARY) runs as an external extension, on a socket of its own.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 ROOT=$PWD
@@ -45,19 +47,23 @@ if [ -z "${NECTAR_TEST_VENV:-}" ] && [ ! -x "$ROOT/.venv-test/bin/python" ]; the
 fi
 VENV=${NECTAR_TEST_VENV:-$ROOT/.venv-test}
 
-# Stopped at the end only if this script started them (others may be using them); KEEP_SERVICES=1
-# keeps them.
-STATUS=$(bash tests/services.sh status 2>/dev/null || true)
-STARTED=
-case "$STATUS" in *"redis up"*"moto up"*) ;; *) STARTED=1 ;; esac
-bash tests/services.sh start
-if [ -n "$STARTED" ] && [ -z "${KEEP_SERVICES:-}" ]; then
-  trap 'bash tests/services.sh stop' EXIT
+# Services the caller already points at (NECTAR_TEST_REDIS_URL and NECTAR_TEST_AWS_ENDPOINT, e.g.
+# from another checkout's tests/.services/env) are used as they are. Else they are started here,
+# and stopped at the end only if this script started them (others may be using them);
+# KEEP_SERVICES=1 keeps them.
+if [ -z "${NECTAR_TEST_REDIS_URL:-}" ] || [ -z "${NECTAR_TEST_AWS_ENDPOINT:-}" ]; then
+  STATUS=$(bash tests/services.sh status 2>/dev/null || true)
+  STARTED=
+  case "$STATUS" in *"redis up"*"moto up"*) ;; *) STARTED=1 ;; esac
+  bash tests/services.sh start
+  if [ -n "$STARTED" ] && [ -z "${KEEP_SERVICES:-}" ]; then
+    trap 'bash tests/services.sh stop' EXIT
+  fi
+  set -a
+  # shellcheck source=/dev/null
+  source tests/.services/env
+  set +a
 fi
-set -a
-# shellcheck source=/dev/null
-source tests/.services/env
-set +a
 # A Redis database of its own (the tests use 0), holding the model published below.
 REDIS_DB=${COLD_START_REDIS_DB:-9}
 REDIS_URL=$NECTAR_TEST_REDIS_URL/$REDIS_DB
@@ -130,8 +136,18 @@ else
   echo "cold-start: model store $REDIS_URL: no model published: expect 503 no_model" >&2
 fi
 
+SERVED=${COLD_START_SERVED_LOG:-extension}
+SOCK=${TMPDIR:-/tmp}/nectar-cold-start-$$.sock
+SERVED_ARGS=(--env "NECTAR_SERVED_LOG=$SERVED")
+if [ "$SERVED" = extension ]; then
+  EXT_BIN=$(dirname "$BIN")/nectar-served-log
+  [ -x "$EXT_BIN" ] || { echo "cold-start: no $EXT_BIN (cargo build --release -p nectar-served-log), or set COLD_START_SERVED_LOG=log|kinesis" >&2; exit 2; }
+  SERVED_ARGS+=(--extension "$EXT_BIN" --env "NECTAR_SERVED_LOG_SOCKET=$SOCK")
+fi
+echo "cold-start: served log: $SERVED" >&2
+
 # What functions/recommend/src/main.rs reads (shared/platform/src/env.rs), as the template sets it.
-python3 scripts/bench/cold-start.py "$BIN" --runs 10 --warm 5 "${EXPECT[@]}" \
+python3 scripts/bench/cold-start.py "$BIN" --runs 10 --warm 5 "${EXPECT[@]}" "${SERVED_ARGS[@]}" \
   --env "NECTAR_REDIS_URL=$REDIS_URL" \
   --env "NECTAR_STREAM_NAME=$STREAM" \
   --env "NECTAR_CATALOG_TABLE=$CATALOG" \
@@ -143,4 +159,6 @@ python3 scripts/bench/cold-start.py "$BIN" --runs 10 --warm 5 "${EXPECT[@]}" \
   --env "AWS_SESSION_TOKEN=$AWS_SESSION_TOKEN" \
   --env "AWS_LAMBDA_LOG_FORMAT=JSON" \
   --env "AWS_LAMBDA_LOG_LEVEL=${AWS_LAMBDA_LOG_LEVEL:-INFO}" \
-  "$@"
+  "$@" || status=$?
+rm -f "$SOCK"
+exit "${status:-0}"

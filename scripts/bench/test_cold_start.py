@@ -35,6 +35,16 @@ def call(port, method, path, body=None, headers=None):
     return out
 
 
+class PercentileTest(unittest.TestCase):
+    def test_nearest_rank(self):
+        values = list(range(1, 201))  # 1..200
+        self.assertEqual(cold_start.pct(values, 50), 100.5)
+        self.assertEqual(cold_start.pct(values, 99), 198)
+        self.assertEqual(cold_start.pct(values, 100), 200)
+        self.assertEqual(cold_start.pct([3.0], 99), 3.0)
+        self.assertIsNone(cold_start.pct([None], 99))
+
+
 class EmulatorTest(unittest.TestCase):
     def setUp(self):
         self.emu = cold_start.Emulator(EVENT, invocations=2).start()
@@ -137,6 +147,56 @@ class EmulatorTest(unittest.TestCase):
         self.assertEqual(self.emu.init_errors[0][0], "Runtime.InitError")
         self.assertEqual(next(iter(self.emu.extensions.values())).errors[0][:2], ("init", "Boom"))
 
+    def test_shutdown_goes_only_to_extensions_registered_for_it(self):
+        emu = cold_start.Emulator(EVENT, invocations=1, external_names=["served"]).start()
+        try:
+            def reg(name, events):
+                _, headers, _ = call(emu.port, "POST", "/2020-01-01/extension/register",
+                                     body=json.dumps({"events": events}),
+                                     headers={"Lambda-Extension-Name": name})
+                return headers["lambda-extension-identifier"]
+            invoke_only = reg("internal", ["INVOKE"])
+            both = reg("served", ["INVOKE", "SHUTDOWN"])
+            # an external one may register for SHUTDOWN: no warning
+            self.assertEqual(emu.warnings, [])
+            got = {}
+
+            def nxt(key, ext_id):
+                got.setdefault(key, []).append(call(
+                    emu.port, "GET", "/2020-01-01/extension/event/next",
+                    headers={"Lambda-Extension-Identifier": ext_id}))
+            threads = [threading.Thread(target=nxt, args=("i", invoke_only)),
+                       threading.Thread(target=nxt, args=("b", both))]
+            for t in threads:
+                t.start()
+            rt = call(emu.port, "GET", "/2018-06-01/runtime/invocation/next")
+            rid = rt[1]["lambda-runtime-aws-request-id"]
+            for t in threads:
+                t.join(5)
+            call(emu.port, "POST", f"/2018-06-01/runtime/invocation/{rid}/response", body=RESPONSE)
+            # both back in next; then the environment shuts down
+            threads = [threading.Thread(target=nxt, args=("i", invoke_only)),
+                       threading.Thread(target=nxt, args=("b", both))]
+            for t in threads:
+                t.start()
+            result = {}
+            sd = threading.Thread(target=lambda: result.update(r=emu.shutdown(2.0)))
+            sd.start()
+            threads[1].join(5)
+            self.assertEqual(json.loads(got["b"][1][2])["eventType"], "SHUTDOWN")
+            self.assertEqual(json.loads(got["b"][1][2])["shutdownReason"], "spindown")
+            # the INVOKE-only extension gets nothing
+            self.assertTrue(threads[0].is_alive())
+            # shutdown ends when the SHUTDOWN extension asks for its next event again
+            t = threading.Thread(target=nxt, args=("b", both))
+            t.start()
+            sd.join(5)
+            ms, complete = result["r"]
+            self.assertTrue(complete)
+            self.assertGreaterEqual(ms, 0)
+        finally:
+            emu.stop()
+
     def test_chunked_response_body(self):
         t = threading.Thread(target=call, args=(self.port, "GET", "/2018-06-01/runtime/invocation/next"))
         t.start()
@@ -175,8 +235,40 @@ while True:
     r, body = call("GET", "/2018-06-01/runtime/invocation/next")
     rid = r.getheader("Lambda-Runtime-Aws-Request-Id")
     status = int(os.environ.get("STATUS", "200"))
+    print(json.dumps({"nectar_served": True, "id": rid}), flush=True)
     call("POST", f"/2018-06-01/runtime/invocation/{rid}/response",
          json.dumps({"statusCode": status, "body": json.loads(body)["rawPath"]}))
+'''
+
+FAKE_EXTERNAL = r'''#!PYTHON
+"""A fake external extension: INVOKE and SHUTDOWN; at SHUTDOWN it "writes its queue" (the
+invocations it saw) to OUT_FILE, taking 50 ms, then asks for the next event, as lambda-extension
+does."""
+import http.client, json, os, time
+host, port = os.environ["AWS_LAMBDA_RUNTIME_API"].split(":")
+def call(method, path, body=None, headers=None):
+    c = http.client.HTTPConnection(host, int(port))
+    c.request(method, path, body=body, headers=headers or {})
+    r = c.getresponse()
+    return r, r.read()
+r, _ = call("POST", "/2020-01-01/extension/register",
+            json.dumps({"events": ["INVOKE", "SHUTDOWN"]}),
+            {"Lambda-Extension-Name": os.path.basename(__file__)})
+ext_id = r.getheader("Lambda-Extension-Identifier")
+queued = 0
+while True:
+    r, body = call("GET", "/2020-01-01/extension/event/next",
+                   headers={"Lambda-Extension-Identifier": ext_id})
+    if r.status != 200:
+        break
+    event = json.loads(body)
+    if event["eventType"] == "INVOKE":
+        queued += 1
+    else:
+        time.sleep(0.05)
+        with open(os.environ["OUT_FILE"], "a") as f:
+            f.write(f"{event['shutdownReason']} {queued}\n")
+        queued = 0
 '''
 
 
@@ -211,7 +303,10 @@ class EndToEndTest(unittest.TestCase):
         s = doc["summary"]
         self.assertNotIn("ext_register_ms", s)
         self.assertEqual(s["cold_start_ms"]["n"], 2)
-        self.assertEqual(s["warm_invoke_ms"]["n"], 4)
+        self.assertEqual(s["warm_answer_ms"]["n"], 4)
+        self.assertEqual(s["warm_billed_ms"]["n"], 4)
+        self.assertIsNotNone(s["warm_billed_ms"]["p99"])
+        self.assertNotIn("shutdown_ms", s)
         self.assertLessEqual(s["init_ms"]["p50"], s["cold_start_ms"]["p50"])
         self.assertGreater(s["peak_rss_mib"]["p50"], 0)
 
@@ -225,7 +320,27 @@ class EndToEndTest(unittest.TestCase):
         self.assertEqual(doc["per_run"][0]["warnings"], [])
         for r in doc["per_run"]:
             self.assertGreaterEqual(r["cold_done_ms"], r["cold_start_ms"])
-            self.assertEqual(len(r["warm_done_ms"]), 2)
+            self.assertEqual(len(r["warm_billed_ms"]), 2)
+
+    def test_external_extension_gets_shutdown_and_lines_are_counted(self):
+        ext = Path(self.dir.name) / "served-ext"
+        ext.write_text(FAKE_EXTERNAL.replace("PYTHON", sys.executable))
+        ext.chmod(ext.stat().st_mode | stat.S_IXUSR)
+        out_file = Path(self.dir.name) / "flushed.txt"
+        code, doc = self.run_main("--extension", str(ext), "--env", f"OUT_FILE={out_file}",
+                                  "--count-lines", '"nectar_served": true')
+        self.assertEqual(code, 0, doc)
+        for r in doc["per_run"]:
+            self.assertEqual(r["warnings"], [])
+            self.assertEqual(r["extensions"][0]["name"], "served-ext")
+            self.assertEqual(r["extensions"][0]["invocations_seen"], 3)
+            # billed waits for the external INVOKE extension too; SHUTDOWN took its 50 ms
+            self.assertEqual(len(r["warm_billed_ms"]), 2)
+            self.assertGreaterEqual(r["shutdown_ms"], 50)
+            self.assertEqual(r["counted_lines"], 3)
+        # each environment's SHUTDOWN reached the extension after all 3 invocations
+        self.assertEqual(out_file.read_text().splitlines(), ["spindown 3", "spindown 3"])
+        self.assertEqual(doc["summary"]["counted_lines"]["sum"], 6)
 
     def test_unexpected_status_fails(self):
         code, doc = self.run_main("--env", "STATUS=503")

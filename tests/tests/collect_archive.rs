@@ -405,3 +405,56 @@ async fn dev_twin_consumer_archives_what_collect_sends() {
     assert_eq!(found, expected);
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[tokio::test]
+async fn served_log_subscription_deliveries_are_archived() {
+    // GIVEN the stream holding what the served log's CloudWatch Logs subscription puts there
+    // (the fixture's gzip'd control message and data message, byte for byte) beside a plain
+    // record as collect writes it
+    let env = setup(1).await;
+    let fixture: serde_json::Value =
+        serde_json::from_str(include_str!("../../events/archive-logs-subscription.json")).unwrap();
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let mut served_ids = Vec::new();
+    for rec in fixture["Records"].as_array().unwrap() {
+        let data = b64
+            .decode(rec["kinesis"]["data"].as_str().unwrap())
+            .unwrap();
+        served_ids.extend(
+            nectar_platform::archive::logs_subscription::unpack(Bytes::from(data.clone()))
+                .split(|b| *b == b'\n')
+                .filter(|l| !l.is_empty())
+                .map(|l| {
+                    serde_json::from_slice::<serde_json::Value>(l).unwrap()["event_id"]
+                        .as_str()
+                        .unwrap()
+                        .to_string()
+                }),
+        );
+        env.kinesis
+            .put_record()
+            .stream_name(&env.stream)
+            .partition_key("served")
+            .data(aws_sdk_kinesis::primitives::Blob::new(data))
+            .send()
+            .await
+            .unwrap();
+    }
+    assert_eq!(served_ids.len(), 2);
+    let sink = KinesisSink::new(
+        SdkKinesis::new(env.kinesis.clone(), &env.stream),
+        RetryPolicy::default(),
+    );
+    let svc = CollectService::new(config(), sink);
+    let (body, collected) = payload("demo", "c1", 3, now_ms());
+    assert_eq!(post(&svc, &body).await.0, 202);
+    // WHEN the stream is archived as the event source mapping would
+    assert_eq!(archive_stream(&env, 10).await, 0);
+    // THEN the served events and the collected ones are each in the log once, nothing parked
+    let mut want: Vec<String> = served_ids.into_iter().chain(collected).collect();
+    want.sort();
+    let mut got = ids_in_log(&env.store).await;
+    got.sort();
+    assert_eq!(got, want);
+    assert!(env.store.list("parked/").await.unwrap().is_empty());
+}

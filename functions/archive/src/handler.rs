@@ -12,7 +12,8 @@ use nectar_platform::model_store::{ModelStore, RedisModelStore};
 use nectar_platform::object_store::ObjectStore;
 
 /// Maps the Lambda records to archive records: the shard id comes from `eventID`
-/// (`shardId-…:sequence`), the writer id of the objects.
+/// (`shardId-…:sequence`), the writer id of the objects; log subscription deliveries (the
+/// served log) are unpacked into their lines.
 pub fn records(event: &KinesisEvent) -> Vec<ArchiveRecord> {
     event
         .records
@@ -23,11 +24,11 @@ pub fn records(event: &KinesisEvent) -> Vec<ArchiveRecord> {
                 .as_deref()
                 .and_then(|id| id.split_once(':').map(|(s, _)| s))
                 .unwrap_or("shard-unknown");
-            ArchiveRecord {
-                shard_id: shard.to_string(),
-                sequence_number: r.kinesis.sequence_number.clone(),
-                data: Bytes::copy_from_slice(&r.kinesis.data.0),
-            }
+            ArchiveRecord::from_stream(
+                shard.to_string(),
+                r.kinesis.sequence_number.clone(),
+                Bytes::copy_from_slice(&r.kinesis.data.0),
+            )
         })
         .collect()
 }
@@ -175,6 +176,53 @@ mod tests {
             note["reason"].as_str().is_some_and(|r| !r.is_empty()),
             "{note}"
         );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn served_log_subscription_records_are_archived() {
+        // GIVEN the fixture: what the served log's CloudWatch Logs subscription puts to the
+        // stream: a gzip'd CONTROL_MESSAGE, then a gzip'd DATA_MESSAGE whose two log events are
+        // served flat events (one of a logged-in user, one of an anonymous client)
+        let event: KinesisEvent = serde_json::from_str(include_str!(
+            "../../../events/archive-logs-subscription.json"
+        ))
+        .unwrap();
+        let recs = records(&event);
+        // THEN the records read as the delivered lines: none for the control message
+        assert!(recs[0].data.is_empty());
+        let sent: Vec<serde_json::Value> = lines(&recs)
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(sent.len(), 2);
+        let dir = std::env::temp_dir().join(format!("nectar-archive-cwl-{}", std::process::id()));
+        let store = LocalStore::new(&dir);
+        // WHEN the batch is handled
+        let resp = handle(&store, LambdaEvent::new(event, Context::default()))
+            .await
+            .unwrap();
+        // THEN both served events are in the event log, under their partition, verbatim, and
+        // nothing is parked or retried
+        assert!(resp.batch_item_failures.is_empty());
+        assert!(store.list(PARKED_PREFIX).await.unwrap().is_empty());
+        let keys = store.list("events/").await.unwrap();
+        let mut archived: Vec<serde_json::Value> = Vec::new();
+        for key in &keys {
+            assert!(
+                key.starts_with("events/site=demo/date=2026-01-15/hour=10/shardId-000000000001-"),
+                "{key}"
+            );
+            let text = gunzip_text(&store.get(key).await.unwrap().unwrap());
+            archived.extend(
+                text.text
+                    .lines()
+                    .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()),
+            );
+        }
+        assert_eq!(archived, sent);
+        assert!(archived
+            .iter()
+            .all(|e| e["type"] == "recommendation_served" && e["nectar_served"] == true));
         std::fs::remove_dir_all(dir).unwrap();
     }
 

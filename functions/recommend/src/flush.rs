@@ -22,6 +22,11 @@ use tokio::sync::{watch, Mutex};
 pub struct Answered(Option<Arc<watch::Sender<u64>>>);
 
 impl Answered {
+    /// No extension to tell (the served log is written in the invocation).
+    pub fn none() -> Self {
+        Self(None)
+    }
+
     /// Tells the extension that one more invocation's answer (and its served event) is ready.
     pub fn signal(&self) {
         if let Some(tx) = &self.0 {
@@ -86,7 +91,7 @@ pub async fn register<S: EventSink + 'static>(
     let registered = Extension::new()
         .with_events(&["INVOKE"])
         .with_events_processor(processor)
-        .with_extension_name("nectar-served-log")
+        .with_extension_name("nectar-served-flush")
         .register()
         .await;
     match registered {

@@ -31,6 +31,12 @@ pub const NECTAR_KEYS_TABLE: &str = "NECTAR_KEYS_TABLE";
 pub const NECTAR_REGISTRY_TABLE: &str = "NECTAR_REGISTRY_TABLE";
 /// Deadline in ms for collect's retries of unacknowledged Kinesis records.
 pub const NECTAR_PUT_DEADLINE_MS: &str = "NECTAR_PUT_DEADLINE_MS";
+/// Where the recommend function writes its served log: `log` (default: JSON lines on stdout,
+/// delivered by a CloudWatch Logs subscription), `extension` (the served-log extension's
+/// socket) or `kinesis` (PutRecords after each invocation, from an internal extension).
+pub const NECTAR_SERVED_LOG: &str = "NECTAR_SERVED_LOG";
+/// Unix socket of the served-log extension (default `/tmp/nectar-served-log.sock`).
+pub const NECTAR_SERVED_LOG_SOCKET: &str = "NECTAR_SERVED_LOG_SOCKET";
 
 /// A missing or malformed environment variable.
 #[derive(Debug, thiserror::Error)]

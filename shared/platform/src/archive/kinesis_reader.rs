@@ -48,10 +48,12 @@ pub async fn read_shard(
             .send()
             .await?;
         let n = page.records().len();
-        out.extend(page.records().iter().map(|r| ArchiveRecord {
-            shard_id: shard.to_string(),
-            sequence_number: r.sequence_number().to_string(),
-            data: Bytes::copy_from_slice(r.data().as_ref()),
+        out.extend(page.records().iter().map(|r| {
+            ArchiveRecord::from_stream(
+                shard.to_string(),
+                r.sequence_number().to_string(),
+                Bytes::copy_from_slice(r.data().as_ref()),
+            )
         }));
         match page.next_shard_iterator {
             Some(next) if n > 0 && page.millis_behind_latest.unwrap_or(0) >= 0 => iterator = next,
@@ -113,10 +115,12 @@ async fn poll_shard<O: ObjectStore>(
         let records: Vec<ArchiveRecord> = page
             .records()
             .iter()
-            .map(|r| ArchiveRecord {
-                shard_id: shard.to_string(),
-                sequence_number: r.sequence_number().to_string(),
-                data: Bytes::copy_from_slice(r.data().as_ref()),
+            .map(|r| {
+                ArchiveRecord::from_stream(
+                    shard.to_string(),
+                    r.sequence_number().to_string(),
+                    Bytes::copy_from_slice(r.data().as_ref()),
+                )
             })
             .collect();
         iterator = page.next_shard_iterator;

@@ -9,6 +9,7 @@
 
 #[cfg(feature = "kinesis")]
 pub mod kinesis_reader;
+pub mod logs_subscription;
 
 use std::collections::HashSet;
 
@@ -31,6 +32,18 @@ pub struct ArchiveRecord {
     pub sequence_number: String,
     /// NDJSON flat events.
     pub data: Bytes,
+}
+
+impl ArchiveRecord {
+    /// A record as read from the stream: a CloudWatch Logs subscription delivery (the served
+    /// log) is unpacked into its lines ([`logs_subscription::unpack`]), any other kept as is.
+    pub fn from_stream(shard_id: String, sequence_number: String, data: Bytes) -> Self {
+        Self {
+            shard_id,
+            sequence_number,
+            data: logs_subscription::unpack(data),
+        }
+    }
 }
 
 /// What one archive call did.

@@ -2,6 +2,8 @@
 
 #[cfg(feature = "kinesis")]
 pub mod kinesis;
+pub mod local_socket;
+pub mod log_stream;
 pub mod sink;
 
 use std::collections::HashMap;
