@@ -36,7 +36,7 @@ esac
 # which every cold start has to load. Symbols stay, so panics still name functions.
 export CARGO_PROFILE_RELEASE_STRIP="${CARGO_PROFILE_RELEASE_STRIP:-debuginfo}"
 
-# The served-log layer is a makefile build (extensions/served-log/Makefile): it needs the
+# The served-log layer is a makefile build (functions/served-log-extension/Makefile): it needs the
 # workspace and the architecture.
 export NECTAR_ROOT="$PWD" NECTAR_ARCH="$arch"
 

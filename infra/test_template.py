@@ -191,8 +191,8 @@ class TemplateTest(unittest.TestCase):
         self.assertIn({"Ref": "ServedLogLayer"}, fn["Layers"])
         layer = R["ServedLogLayer"]
         self.assertEqual(layer["Metadata"]["BuildMethod"], "makefile")
-        self.assertEqual(layer["Properties"]["ContentUri"], "../extensions/served-log")
-        makefile = (ROOT / "extensions/served-log/Makefile").read_text()
+        self.assertEqual(layer["Properties"]["ContentUri"], "../functions/served-log-extension")
+        makefile = (ROOT / "functions/served-log-extension/Makefile").read_text()
         self.assertIn("build-ServedLogLayer:", makefile)
         self.assertIn("--extension --bin nectar-served-log", makefile)
         # the extension runs with the function's role: PutRecords on the stream, nothing more

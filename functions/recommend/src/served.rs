@@ -2,7 +2,7 @@
 //! over whichever it is.
 //!
 //! - `extension` (default): the event is handed over a Unix socket to the served-log extension
-//!   (a second binary in a layer, `extensions/served-log`) before the answer is returned; the
+//!   (a second binary in a layer, `functions/served-log-extension`) before the answer is returned; the
 //!   extension batches across invocations and writes to Kinesis on a timer and on `SHUTDOWN`.
 //!   The cheapest (README, "The served log on Lambda"), and no personal data in CloudWatch Logs.
 //! - `log`: each answer's `recommendation_served` event is written as a JSON line to stdout
