@@ -10,7 +10,9 @@ use nectar_platform::collect::kinesis::{KinesisSink, RetryPolicy, SdkKinesis};
 use nectar_platform::dynamo::spawn_refresh;
 use nectar_platform::env;
 use nectar_platform::model_store::redis_env;
+use nectar_platform::object_store::S3Store;
 use nectar_platform::observe::emf::EmfRecorder;
+use nectar_platform::privacy::dynamo::DynamoErasureLog;
 use nectar_platform::recommend::served_log::FlushMode;
 use nectar_platform::recommend::{RecommendOptions, RecommendService};
 
@@ -23,6 +25,9 @@ async fn main() -> Result<(), Error> {
     let metrics = EmfRecorder::install_global();
     let config = Arc::new(env::config()?);
     let stream = env::required(env::NECTAR_STREAM_NAME)?;
+    let bucket = env::required(env::NECTAR_BUCKET)?;
+    let erasures_table = env::required(env::NECTAR_ERASURES_TABLE)?;
+    let raw_log_expiry_days = env::events_expiration_days()?;
     let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let sink = KinesisSink::new(
         SdkKinesis::new(aws_sdk_kinesis::Client::new(&aws), stream),
@@ -39,6 +44,11 @@ async fn main() -> Result<(), Error> {
             catalog.upsert(site, table.load_site(site).await?)?;
         }
     }
+    let privacy = recommend::handler::PrivacyDeps {
+        log: DynamoErasureLog::new(dynamo.clone(), erasures_table),
+        events: S3Store::new(aws_sdk_s3::Client::new(&aws), bucket),
+        raw_log_expiry_days,
+    };
     let keys_table = env::optional(env::NECTAR_KEYS_TABLE).map(|t| DynamoKeys::new(dynamo, t));
     let keys = match &keys_table {
         Some(t) => t.load().await?,
@@ -60,9 +70,9 @@ async fn main() -> Result<(), Error> {
     let table = catalog_table.as_ref();
     let handler = run(service_fn(|req| {
         let answered = answered.clone();
-        let (svc, metrics) = (&svc, &metrics);
+        let (svc, metrics, privacy) = (&svc, &metrics, &privacy);
         async move {
-            let resp = recommend::handler::handle(svc, table, req).await;
+            let resp = recommend::handler::handle(svc, table, privacy, req).await;
             metrics.flush_stdout();
             answered.signal();
             resp
