@@ -25,6 +25,7 @@ use nectar_platform::event_log::local::LocalEventLog;
 use nectar_platform::event_log::reader::{read_window, TimeWindow};
 use nectar_platform::model_store::{AnyModelStore, LocalModelStore};
 use nectar_platform::object_store::LocalStore;
+use nectar_platform::privacy::{ErasureSource, LocalErasureLog};
 use nectar_platform::recommend::{RecommendOptions, RecommendService};
 use nectar_platform::registry::{LocalRegistry, Registry};
 use nectar_platform::train::READ_CONCURRENCY;
@@ -486,12 +487,15 @@ async fn export(
         until_ms: run.window.until_ms,
     };
     let weights = config.site(SITE).context("site demo")?.weights();
+    // The window as training read it, erasures included.
+    let erased = LocalErasureLog::new(data_dir).erasure_set(SITE).await?;
     let log = read_window(
         &LocalStore::new(data_dir),
         SITE,
         window,
         &weights,
         READ_CONCURRENCY,
+        &erased,
     )
     .await?
     .interactions;
