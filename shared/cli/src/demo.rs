@@ -33,6 +33,7 @@ use rand::{Rng, SeedableRng};
 use serde_json::json;
 
 mod clicks;
+mod diversity;
 
 /// Flags of `nectar demo`.
 #[derive(Debug, clap::Args)]
@@ -254,7 +255,9 @@ pub fn synthetic_payload(events: usize, now: i64, seed: u64) -> Vec<u8> {
 /// Runs the demo.
 pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
-    let config = Arc::new(NectarConfig::embedded_default());
+    let config = Arc::new(diversity::with_diverse_endpoint(
+        NectarConfig::embedded_default(),
+    ));
     prepare_data_dir(&args.data_dir)?;
     let now = nectar_platform::now_ms();
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(args.seed);
@@ -439,6 +442,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         tally.visits, tally.displayed, tally.clicks, tally.plays
     );
     clicks::print_report(&args.data_dir, &config, now).await?;
+    // 6. The same ALS lists with the diversity rule, for the same users.
+    diversity::serve(&svc, tastes.len(), now - 60_000).await?;
+    let since = now - clicks::DAYS * DAY_MS;
+    diversity::print(&diversity::report(&args.data_dir, &config, since, now).await?);
     println!(
         "\nDemo ready in {:.1} s (data in {}).",
         started.elapsed().as_secs_f64(),
