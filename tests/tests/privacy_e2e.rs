@@ -5,22 +5,26 @@
 //! compacted layer, WHEN one is erased through the privacy route (what the recommend Lambda
 //! serves) THEN, once training and compaction have run again (as scheduled), no Redis key or
 //! value, no model version, no compacted row and no other object outside the raw `events/`
-//! (which expires by the bucket's lifecycle rule) mentions the user; the other user is intact;
-//! and the erased user's export shows the recorded erasure.
+//! (which expires by the bucket's lifecycle rule) mentions the user; their answer is a
+//! stranger's; the other user is intact; and the erased user's export shows the recorded
+//! erasure.
 
 mod common;
 
 use bytes::Bytes;
 use nectar_platform::auth::AdminKeys;
+use nectar_platform::catalog::Catalog;
 use nectar_platform::config::NectarConfig;
 use nectar_platform::event_log::compact::{compact_site, CompactOptions};
 use nectar_platform::event_log::jsonl::gzip_lines;
 use nectar_platform::event_log::layout::{event_object_key, Hour};
+use nectar_platform::event_log::local::LocalEventLog;
 use nectar_platform::event_log::parquet::read_rows;
 use nectar_platform::model_store::{user_state, ModelStore, RedisModelStore};
 use nectar_platform::object_store::{ObjectStore, S3Store};
 use nectar_platform::privacy::dynamo::DynamoErasureLog;
 use nectar_platform::privacy::route::{handle, Privacy};
+use nectar_platform::recommend::{RecommendOptions, RecommendService};
 use nectar_platform::registry::{DynamoRegistry, RunStatus};
 use nectar_platform::train::trainer::ModelTrainer;
 use nectar_platform::train::{run_task, LogObserver, TrainDeps, TrainRequest, WindowChoice};
@@ -162,7 +166,10 @@ async fn an_erased_user_is_gone_from_redis_s3_and_every_model_version() {
         &format!(
             "[sites.{site}.tasks.als]\nalgorithm = \"als\"\nparams = {{ factors = 4, iterations = 3 }}\n\
              window = {{ days = 30, anchor = \"latest\" }}\nholdout_fraction = 0.2\n\
-             publish = {{ top_n = 5, keep_versions = 2 }}\n"
+             publish = {{ top_n = 5, keep_versions = 2 }}\n\
+             [sites.{site}.tasks.pop]\nalgorithm = \"popular\"\nwindow = {{ days = 30, anchor = \"latest\" }}\n\
+             [sites.{site}.endpoints.for-you]\nkind = \"user\"\nmodel = \"als\"\nfallback = \"pop\"\n\
+             rules = {{ exclude_consumed = false }}\n"
         ),
         "test",
     )
@@ -170,23 +177,25 @@ async fn an_erased_user_is_gone_from_redis_s3_and_every_model_version() {
     let mut users = vec![gone.clone(), kept.clone()];
     users.extend((0..30).map(|u| format!("f{u:02}-{site}")));
     write_log(&events, &site, &users).await;
-    let train = || async {
+    let (ev, er, mo, re, si, co) = (&events, &erasures, &models, &registry, &site, &config);
+    let train_task = move |task: &'static str| async move {
         let deps = TrainDeps {
-            events: &events,
-            erasures: &erasures,
-            models: &models,
-            registry: &registry,
+            events: ev,
+            erasures: er,
+            models: mo,
+            registry: re,
             trainer: &ModelTrainer,
         };
         let req = TrainRequest {
-            site: site.clone(),
-            task: "als".into(),
+            site: si.clone(),
+            task: task.into(),
             window: WindowChoice::Configured,
         };
-        run_task(&config, &req, deps, &LogObserver, nectar_platform::now_ms())
+        run_task(co, &req, deps, &LogObserver, nectar_platform::now_ms())
             .await
             .unwrap()
     };
+    let train = move || train_task("als");
     let compact = || async {
         compact_site(
             &events,
@@ -199,7 +208,32 @@ async fn an_erased_user_is_gone_from_redis_s3_and_every_model_version() {
         .unwrap()
     };
 
+    // The recommend service as the Lambda builds it, on the same Redis.
+    let answers_dir = std::env::temp_dir().join(format!("nectar-e2e-served-{site}"));
+    let svc = RecommendService::new(
+        std::sync::Arc::new(config.clone()),
+        RedisModelStore::connect(&redis_url).await.unwrap(),
+        std::sync::Arc::new(LocalEventLog::start(&answers_dir, "e2e").unwrap()),
+        Catalog::in_memory(),
+        AdminKeys::none(),
+        RecommendOptions::default(),
+    );
+    let items_for = |user: String| {
+        let svc = &svc;
+        let site = &site;
+        async move {
+            let uri = format!("/v1/recommend/for-you?s={site}&user_id={user}&n=5");
+            let r = svc
+                .handle(&http::Request::get(&uri).body(Bytes::new()).unwrap(), 0)
+                .await;
+            let body: Value = serde_json::from_slice(r.body()).unwrap();
+            assert_eq!(r.status(), 200, "{body}");
+            (body["items"].clone(), body["fallback"].clone())
+        }
+    };
+
     // GIVEN a trained version, both histories and the compacted days, all knowing both users
+    train_task("pop").await;
     let v1 = train().await;
     assert_eq!(v1.counts.users, 32);
     for u in [&gone, &kept] {
@@ -213,6 +247,11 @@ async fn an_erased_user_is_gone_from_redis_s3_and_every_model_version() {
         assert!(s.factors.is_some(), "{u} before erasure");
     }
     assert_eq!(compact().await.len(), 3);
+    // AND the user's answer is personal: not the stranger's fallback list
+    let stranger = items_for(format!("stranger-{site}")).await;
+    assert_eq!(stranger.1, true, "{stranger:?}");
+    let before = items_for(gone.clone()).await;
+    assert_eq!(before.1, false);
     assert!(s3_mentions(&events, &site, &gone).await.0.contains(&gone));
     assert!(!redis_mentions(&redis_url, &site, &gone).await.is_empty());
 
@@ -251,6 +290,13 @@ async fn an_erased_user_is_gone_from_redis_s3_and_every_model_version() {
 
     // THEN training read the erasure from DynamoDB and skipped the user
     assert_eq!(v2.counts.users, 31, "{v2:?}");
+    // AND the user now gets what a stranger gets: nothing of theirs shapes an answer
+    assert_eq!(items_for(gone.clone()).await, stranger);
+    assert_eq!(
+        items_for(kept.clone()).await.1,
+        false,
+        "the other user's answer stays personal"
+    );
     // AND no Redis key or value of the site names the user, in any kept version
     assert_eq!(
         redis_mentions(&redis_url, &site, &gone).await,
@@ -291,6 +337,8 @@ async fn an_erased_user_is_gone_from_redis_s3_and_every_model_version() {
     assert_eq!(body["erasure"]["state"], "none", "{body}");
     assert_eq!(body["history"].as_array().unwrap().len(), 2);
 
+    drop(svc);
+    let _ = std::fs::remove_dir_all(&answers_dir);
     for t in [&runs, &erasures_table] {
         ddb.delete_table().table_name(t).send().await.unwrap();
     }
