@@ -150,10 +150,11 @@ ENV = {
     "ArchiveFunction": {"NECTAR_CONFIG", "NECTAR_BUCKET", "NECTAR_REDIS_URL", "NECTAR_REDIS_SECRET_ARN",
                         "NECTAR_CATALOG_TABLE"},
     "TrainFunction": {"NECTAR_CONFIG", "NECTAR_BUCKET", "NECTAR_REGISTRY_TABLE", "NECTAR_REDIS_URL",
-                      "NECTAR_REDIS_SECRET_ARN"},
-    "RecommendFunction": {"NECTAR_CONFIG", "NECTAR_SERVED_LOG", "NECTAR_STREAM_NAME", "NECTAR_REGISTRY_TABLE",
-                          "NECTAR_CATALOG_TABLE",
-                          "NECTAR_KEYS_TABLE", "NECTAR_REDIS_URL", "NECTAR_REDIS_SECRET_ARN"},
+                      "NECTAR_REDIS_SECRET_ARN", "NECTAR_ERASURES_TABLE"},
+    "RecommendFunction": {"NECTAR_CONFIG", "NECTAR_SERVED_LOG", "NECTAR_STREAM_NAME", "NECTAR_BUCKET",
+                          "NECTAR_REGISTRY_TABLE", "NECTAR_CATALOG_TABLE", "NECTAR_KEYS_TABLE",
+                          "NECTAR_REDIS_URL", "NECTAR_REDIS_SECRET_ARN",
+                          "NECTAR_ERASURES_TABLE", "NECTAR_EVENTS_EXPIRATION_DAYS"},
 }
 
 
@@ -214,8 +215,42 @@ class TemplateTest(unittest.TestCase):
             ("GET", "/v1/similar/{endpoint}"): "RecommendFunction",
             ("GET", "/v1/session/{endpoint}"): "RecommendFunction",
             ("PUT", "/v1/items"): "RecommendFunction",
+            ("DELETE", "/v1/users/{user_id}"): "RecommendFunction",
+            ("DELETE", "/v1/clients/{client_id}"): "RecommendFunction",
+            ("GET", "/v1/users/{user_id}/export"): "RecommendFunction",
         })
         self.assertNotIn("CorsConfiguration", R["HttpApi"]["Properties"])
+
+    def test_erasures_table_and_who_may_use_it(self):
+        # the schema of privacy/dynamo.rs, encrypted and recoverable like the other tables
+        t = R["ErasuresTable"]
+        p = t["Properties"]
+        self.assertEqual(t["Type"], "AWS::DynamoDB::Table")
+        self.assertEqual(p["BillingMode"], "PAY_PER_REQUEST")
+        self.assertEqual(p["KeySchema"], [{"AttributeName": "pk", "KeyType": "HASH"},
+                                          {"AttributeName": "sk", "KeyType": "RANGE"}])
+        self.assertTrue(p["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"])
+        self.assertTrue(p["SSESpecification"]["SSEEnabled"])
+        self.assertEqual(t["DeletionPolicy"], "Retain")
+        # recommend records and reads erasures, train only reads them; no other role names the table
+        arn = {"Fn::GetAtt": "ErasuresTable.Arn"}
+        want = {"RecommendRole": {"dynamodb:PutItem", "dynamodb:Query"}, "TrainRole": {"dynamodb:Query"}}
+        got = {}
+        for lid, res in R.items():
+            if res["Type"] != "AWS::IAM::Role":
+                continue
+            for _, st in statements(res):
+                if mentions(st["Resource"], arn):
+                    self.assertEqual(st["Resource"], arn, lid)
+                    got.setdefault(lid, set()).update(actions(st))
+        self.assertEqual(got, want)
+        # the functions find it by name through NECTAR_ERASURES_TABLE, and only these two
+        for fn in ENV:
+            env = R[fn]["Properties"]["Environment"]["Variables"]
+            has = env.get("NECTAR_ERASURES_TABLE") == {"Ref": "ErasuresTable"}
+            self.assertEqual(has, fn in ("RecommendFunction", "TrainFunction"), fn)
+            self.assertFalse(mentions({k: v for k, v in env.items() if k != "NECTAR_ERASURES_TABLE"},
+                                      {"Ref": "ErasuresTable"}), fn)
 
     def test_no_wildcard_actions_in_allow_statements(self):
         for has_key in (False, True):

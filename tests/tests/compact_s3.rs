@@ -5,6 +5,7 @@ mod common;
 
 use nectar_platform::event_log::compact::contract::compaction_contract;
 use nectar_platform::object_store::S3Store;
+use nectar_platform::privacy::dynamo::DynamoErasureLog;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s3_compaction_passes_the_contract() {
@@ -37,12 +38,19 @@ async fn measure_compaction_on_s3() {
     println!("moto S3: {report}");
 }
 
+/// As the train Lambda compacts: the event log in S3, the erasures in DynamoDB.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn s3_compaction_drops_erased_subjects_and_scrubs_days_compacted_before() {
+async fn s3_compaction_drops_subjects_erased_in_dynamodb_and_scrubs_days_compacted_before() {
     let client = common::s3_client().await;
     let bucket = common::new_bucket(&client, "nectar-erase").await;
+    let dynamo = aws_sdk_dynamodb::Client::new(&common::aws_config().await);
+    let table = format!("nectar-erasures-{:08x}", rand::random::<u32>());
+    DynamoErasureLog::create_table(&dynamo, &table)
+        .await
+        .unwrap();
     nectar_platform::event_log::compact_erase::contract::erasure_compaction_contract(
         &S3Store::new(client, bucket),
+        &DynamoErasureLog::new(dynamo, table),
     )
     .await;
 }

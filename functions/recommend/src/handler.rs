@@ -1,4 +1,5 @@
-//! Lambda HTTP request → recommend service (or the catalog upsert) → Lambda HTTP response.
+//! Lambda HTTP request → recommend service (or the catalog upsert, or the privacy routes) →
+//! Lambda HTTP response.
 
 use bytes::Bytes;
 use lambda_http::{Body, Request, Response};
@@ -7,7 +8,21 @@ use nectar_platform::catalog::{parse_items_request, upserted_response, ITEMS_PAT
 use nectar_platform::collect::sink::EventSink;
 use nectar_platform::http::error::AppError;
 use nectar_platform::model_store::ModelStore;
+use nectar_platform::object_store::ObjectStore;
+use nectar_platform::privacy::route::{self as privacy_route, Privacy};
+use nectar_platform::privacy::ErasureLog;
 use nectar_platform::recommend::RecommendService;
+
+/// What the privacy routes need besides the service's model store, config and keys.
+#[derive(Debug)]
+pub struct PrivacyDeps<L, O> {
+    /// Where erasures are recorded (DynamoDB in the Lambda).
+    pub log: L,
+    /// The event log an export reads served answers from (S3 in the Lambda).
+    pub events: O,
+    /// The raw event log's lifecycle expiry, stated in the erasure answer.
+    pub raw_log_expiry_days: Option<u32>,
+}
 
 fn body_bytes(body: &Body) -> Bytes {
     match body {
@@ -20,17 +35,31 @@ fn body_bytes(body: &Body) -> Bytes {
 /// Answers one request. Never fails: every error is a structured JSON answer.
 /// `catalog_table`: where `PUT /v1/items` writes (none: the route answers 404).
 #[tracing::instrument(skip_all, fields(path = %req.uri().path()))]
-pub async fn handle<M: ModelStore, S: EventSink + 'static>(
+pub async fn handle<M: ModelStore, S: EventSink + 'static, L: ErasureLog, O: ObjectStore>(
     svc: &RecommendService<M, S>,
     catalog_table: Option<&DynamoCatalog>,
+    privacy: &PrivacyDeps<L, O>,
     req: Request,
 ) -> Result<Response<Body>, std::convert::Infallible> {
     let (parts, body) = req.into_parts();
     let req = http::Request::from_parts(parts, body_bytes(&body));
+    let path = req.uri().path();
     let resp = match catalog_table {
-        Some(table) if req.uri().path() == ITEMS_PATH => upsert_items(svc, table, &req)
+        Some(table) if path == ITEMS_PATH => upsert_items(svc, table, &req)
             .await
             .unwrap_or_else(AppError::into_response),
+        // The same routes, checks and answers as `nectar dev`.
+        _ if privacy_route::routes(path) => {
+            let p = Privacy {
+                store: svc.models(),
+                log: &privacy.log,
+                events: &privacy.events,
+                config: svc.config(),
+                keys: svc.keys(),
+                raw_log_expiry_days: privacy.raw_log_expiry_days,
+            };
+            privacy_route::handle(&p, &req, nectar_platform::now_ms()).await
+        }
         _ => svc.handle(&req, nectar_platform::now_ms()).await,
     };
     let (parts, body) = resp.into_parts();
@@ -71,6 +100,8 @@ mod tests {
     use nectar_platform::model_store::{
         AnyModelStore, LocalModelStore, ModelArtifacts, PublishOptions,
     };
+    use nectar_platform::object_store::LocalStore;
+    use nectar_platform::privacy::LocalErasureLog;
     use nectar_platform::recommend::RecommendOptions;
     use std::sync::Arc;
 
@@ -79,7 +110,9 @@ mod tests {
         svc: &RecommendService<AnyModelStore, LocalEventLog>,
     ) -> (u16, serde_json::Value) {
         let req = lambda_http::request::from_str(fixture).expect("fixture is an API Gateway event");
-        let resp = handle(svc, None, req).await.unwrap();
+        let resp = handle(svc, None, &local_privacy(&std::env::temp_dir()), req)
+            .await
+            .unwrap();
         let status = resp.status().as_u16();
         let body = match resp.body() {
             Body::Text(t) => serde_json::from_str(t).unwrap(),
@@ -88,7 +121,16 @@ mod tests {
         (status, body)
     }
 
-    fn service(
+    /// Privacy backends in `dir` (the routes these tests call never reach them).
+    pub(super) fn local_privacy(dir: &std::path::Path) -> PrivacyDeps<LocalErasureLog, LocalStore> {
+        PrivacyDeps {
+            log: LocalErasureLog::new(dir),
+            events: LocalStore::new(dir),
+            raw_log_expiry_days: None,
+        }
+    }
+
+    pub(super) fn service(
         dir: &std::path::Path,
         keys: AdminKeys,
     ) -> RecommendService<AnyModelStore, LocalEventLog> {
@@ -125,7 +167,9 @@ mod tests {
         table: Option<&DynamoCatalog>,
         req: Request,
     ) -> (u16, serde_json::Value) {
-        let resp = handle(svc, table, req).await.unwrap();
+        let resp = handle(svc, table, &local_privacy(&std::env::temp_dir()), req)
+            .await
+            .unwrap();
         let body = match resp.body() {
             Body::Text(t) => serde_json::from_str(t).unwrap(),
             _ => panic!("text body expected"),
@@ -273,3 +317,7 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
+
+#[cfg(test)]
+#[path = "privacy_tests.rs"]
+mod privacy_tests;

@@ -12,7 +12,9 @@ use nectar_platform::collect::log_stream::LogStreamSink;
 use nectar_platform::dynamo::spawn_refresh;
 use nectar_platform::env;
 use nectar_platform::model_store::redis_env;
+use nectar_platform::object_store::S3Store;
 use nectar_platform::observe::emf::EmfRecorder;
+use nectar_platform::privacy::dynamo::DynamoErasureLog;
 use nectar_platform::recommend::served_log::FlushMode;
 use nectar_platform::recommend::{RecommendOptions, RecommendService};
 use recommend::served::{ServedRoute, ServedSink};
@@ -26,6 +28,9 @@ async fn main() -> Result<(), Error> {
     let metrics = EmfRecorder::install_global();
     let config = Arc::new(env::config()?);
     let route = ServedRoute::parse(env::optional(env::NECTAR_SERVED_LOG).as_deref())?;
+    let bucket = env::required(env::NECTAR_BUCKET)?;
+    let erasures_table = env::required(env::NECTAR_ERASURES_TABLE)?;
+    let raw_log_expiry_days = env::events_expiration_days()?;
     let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let sink = match route {
         ServedRoute::Log => ServedSink::Log(LogStreamSink::stdout()),
@@ -54,6 +59,11 @@ async fn main() -> Result<(), Error> {
             catalog.upsert(site, table.load_site(site).await?)?;
         }
     }
+    let privacy = recommend::handler::PrivacyDeps {
+        log: DynamoErasureLog::new(dynamo.clone(), erasures_table),
+        events: S3Store::new(aws_sdk_s3::Client::new(&aws), bucket),
+        raw_log_expiry_days,
+    };
     let keys_table = env::optional(env::NECTAR_KEYS_TABLE).map(|t| DynamoKeys::new(dynamo, t));
     let keys = match &keys_table {
         Some(t) => t.load().await?,
@@ -80,9 +90,9 @@ async fn main() -> Result<(), Error> {
     let table = catalog_table.as_ref();
     let handler = run(service_fn(|req| {
         let answered = answered.clone();
-        let (svc, metrics) = (&svc, &metrics);
+        let (svc, metrics, privacy) = (&svc, &metrics, &privacy);
         async move {
-            let resp = recommend::handler::handle(svc, table, req).await;
+            let resp = recommend::handler::handle(svc, table, privacy, req).await;
             if route.written_inline() {
                 let r = svc.served_log().flush().await;
                 if r.requeued > 0 {

@@ -6,6 +6,7 @@ use nectar_platform::config::NectarConfig;
 use nectar_platform::event_log::compact::{compact_site, CompactError, CompactOptions};
 use nectar_platform::model_store::ModelStore;
 use nectar_platform::object_store::ObjectStore;
+use nectar_platform::privacy::ErasureSource;
 use nectar_platform::registry::{Registry, RunRecord};
 use nectar_platform::report::{run_report_task, ReportError};
 use nectar_platform::train::artifacts::{self, ArtifactError, Location};
@@ -105,9 +106,9 @@ fn string_field<'a>(input: &'a Value, name: &str) -> Result<&'a str, HandlerErro
 }
 
 /// Runs a non-training job; see [`job_of`].
-pub async fn run_job<O, M, R, T>(
+pub async fn run_job<O, M, R, T, E>(
     cfg: &NectarConfig,
-    deps: TrainDeps<'_, O, M, R, T>,
+    deps: TrainDeps<'_, O, M, R, T, E>,
     catalog: Option<&Catalog>,
     job: &str,
     input: &Value,
@@ -117,6 +118,7 @@ where
     M: ModelStore,
     R: Registry,
     T: Trainer,
+    E: ErasureSource,
 {
     let site = string_field(input, "site")?;
     if cfg.site(site).is_none() {
@@ -136,7 +138,8 @@ where
             }))
         }
         "compact" => {
-            let days = compact_site(deps.events, site, CompactOptions::default(), now).await?;
+            let opts = CompactOptions::default();
+            let days = compact_site(deps.events, deps.erasures, site, opts, now).await?;
             Ok(json!({"site": site, "job": "compact", "days": days}))
         }
         "publish" => {
@@ -186,9 +189,9 @@ pub fn summary(run: &RunRecord) -> Value {
 
 /// Runs the named task on the injected backends.
 #[tracing::instrument(skip_all)]
-pub async fn handle<O, M, R, T>(
+pub async fn handle<O, M, R, T, E>(
     cfg: &NectarConfig,
-    deps: TrainDeps<'_, O, M, R, T>,
+    deps: TrainDeps<'_, O, M, R, T, E>,
     catalog: Option<&Catalog>,
     event: LambdaEvent<Value>,
 ) -> Result<Value, HandlerError>
@@ -197,6 +200,7 @@ where
     M: ModelStore,
     R: Registry,
     T: Trainer,
+    E: ErasureSource,
 {
     if let Some((job, input)) = job_of(&event.payload) {
         return run_job(cfg, deps, catalog, job, input).await;
@@ -216,6 +220,7 @@ mod tests {
     use super::*;
     use nectar_platform::model_store::LocalModelStore;
     use nectar_platform::object_store::LocalStore;
+    use nectar_platform::privacy::{ErasureLog, LocalErasureLog, Subject};
     use nectar_platform::registry::LocalRegistry;
     use nectar_platform::train::contract;
     use nectar_platform::train::trainer::ModelTrainer;
@@ -263,8 +268,16 @@ mod tests {
         );
         contract::write_events(&events, "s1").await;
         let cfg = contract::config("s1");
+        // AND user u0 erased in an erasure log that is not the event store (as the Lambda's
+        // DynamoDB table is not its bucket)
+        let erasures = LocalErasureLog::new(dir.join("elsewhere"));
+        erasures
+            .record("s1", &Subject::User("u0".into()), 1)
+            .await
+            .unwrap();
         let deps = || TrainDeps {
             events: &events,
+            erasures: &erasures,
             models: &models,
             registry: &registry,
             trainer: &ModelTrainer,
@@ -284,9 +297,10 @@ mod tests {
         )
         .await
         .unwrap();
-        // THEN the model is published and the summary says so
+        // THEN the model is published and the summary says so, trained without u0
         assert_eq!(out["status"], "published");
         assert!(out["metrics"]["ndcg@10"].as_f64().unwrap() > 0.0);
+        assert_eq!(out["counts"]["users"], 39, "{out}");
         // AND an unknown task is a diagnosable error
         let payload = json!({"task": "nope", "site": "s1"});
         let err = handle(
@@ -402,6 +416,12 @@ mod tests {
         assert!(!days.is_empty(), "{out}");
         assert!(days.iter().all(|d| d["status"] == "compacted"), "{out}");
         assert!(dir.join("compacted/site=s1").is_dir());
+        // AND the compacted days dropped u0's rows (the injected erasure log)
+        let erased: u64 = days
+            .iter()
+            .map(|d| d["manifest"]["erased_rows"].as_u64().unwrap())
+            .sum();
+        assert_eq!(erased, 20, "u0 played each of the 20 items once: {out}");
         // AND a second run has nothing left to do
         let out = handle(
             &cfg,

@@ -7,6 +7,7 @@ use nectar_platform::env;
 use nectar_platform::model_store::redis_env;
 use nectar_platform::object_store::S3Store;
 use nectar_platform::observe::emf::EmfRecorder;
+use nectar_platform::privacy::dynamo::DynamoErasureLog;
 use nectar_platform::registry::DynamoRegistry;
 use nectar_platform::train::trainer::ModelTrainer;
 use nectar_platform::train::TrainDeps;
@@ -22,6 +23,11 @@ async fn main() -> Result<(), Error> {
     let events = S3Store::new(aws_sdk_s3::Client::new(&aws), bucket);
     let models = redis_env::required_model_store_from_env(&aws).await?;
     let registry = DynamoRegistry::new(aws_sdk_dynamodb::Client::new(&aws), table);
+    // The subjects erased through the recommend function's privacy routes.
+    let erasures = DynamoErasureLog::new(
+        aws_sdk_dynamodb::Client::new(&aws),
+        env::required(env::NECTAR_ERASURES_TABLE)?,
+    );
     let trainer = ModelTrainer;
     // The report job reads item categories (diversity, coverage) from the catalog table.
     let catalog_table = env::optional(env::NECTAR_CATALOG_TABLE)
@@ -29,6 +35,7 @@ async fn main() -> Result<(), Error> {
     run(service_fn(|event: LambdaEvent<serde_json::Value>| {
         let deps = TrainDeps {
             events: &events,
+            erasures: &erasures,
             models: &models,
             registry: &registry,
             trainer: &trainer,

@@ -8,6 +8,7 @@ use nectar_platform::config::NectarConfig;
 use nectar_platform::event_log::compact::{
     compact_day, compact_site, CompactOptions, CompactOutcome,
 };
+use nectar_platform::privacy::LocalErasureLog;
 
 use crate::backends::Backends;
 
@@ -69,13 +70,15 @@ pub async fn run(args: CompactArgs) -> anyhow::Result<()> {
         .events(args.bucket.as_deref())
         .await;
     let (opts, now) = (CompactOptions::default(), nectar_platform::now_ms());
+    // The erasures `nectar forget` and `nectar dev` record in the data dir.
+    let erasures = LocalErasureLog::new(&args.data_dir);
     let mut compacted = 0;
     for site in &sites {
         let outcomes = match &args.date {
-            Some(date) => vec![compact_day(&store, site, date, opts, now)
+            Some(date) => vec![compact_day(&store, &erasures, site, date, opts, now)
                 .await
                 .with_context(|| format!("compacting {site} {date}"))?],
-            None => compact_site(&store, site, opts, now)
+            None => compact_site(&store, &erasures, site, opts, now)
                 .await
                 .with_context(|| format!("compacting {site}"))?,
         };

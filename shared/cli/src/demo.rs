@@ -25,6 +25,7 @@ use nectar_platform::event_log::local::LocalEventLog;
 use nectar_platform::event_log::reader::{read_window, TimeWindow};
 use nectar_platform::model_store::{AnyModelStore, LocalModelStore};
 use nectar_platform::object_store::LocalStore;
+use nectar_platform::privacy::{ErasureSource, LocalErasureLog};
 use nectar_platform::recommend::{RecommendOptions, RecommendService};
 use nectar_platform::registry::{LocalRegistry, Registry};
 use nectar_platform::train::READ_CONCURRENCY;
@@ -32,6 +33,7 @@ use rand::{Rng, SeedableRng};
 use serde_json::json;
 
 mod clicks;
+mod diversity;
 
 /// Flags of `nectar demo`.
 #[derive(Debug, clap::Args)]
@@ -253,7 +255,9 @@ pub fn synthetic_payload(events: usize, now: i64, seed: u64) -> Vec<u8> {
 /// Runs the demo.
 pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
-    let config = Arc::new(NectarConfig::embedded_default());
+    let config = Arc::new(diversity::with_diverse_endpoint(
+        NectarConfig::embedded_default(),
+    ));
     prepare_data_dir(&args.data_dir)?;
     let now = nectar_platform::now_ms();
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(args.seed);
@@ -438,6 +442,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         tally.visits, tally.displayed, tally.clicks, tally.plays
     );
     clicks::print_report(&args.data_dir, &config, now).await?;
+    // 6. The same ALS lists with the diversity rule, for the same users.
+    diversity::serve(&svc, tastes.len(), now - 60_000).await?;
+    let since = now - clicks::DAYS * DAY_MS;
+    diversity::print(&diversity::report(&args.data_dir, &config, since, now).await?);
     println!(
         "\nDemo ready in {:.1} s (data in {}).",
         started.elapsed().as_secs_f64(),
@@ -486,12 +494,15 @@ async fn export(
         until_ms: run.window.until_ms,
     };
     let weights = config.site(SITE).context("site demo")?.weights();
+    // The window as training read it, erasures included.
+    let erased = LocalErasureLog::new(data_dir).erasure_set(SITE).await?;
     let log = read_window(
         &LocalStore::new(data_dir),
         SITE,
         window,
         &weights,
         READ_CONCURRENCY,
+        &erased,
     )
     .await?
     .interactions;

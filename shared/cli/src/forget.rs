@@ -133,6 +133,7 @@ mod tests {
         let compact = || async {
             compact_site(
                 &events,
+                &nectar_platform::privacy::LocalErasureLog::new(&data),
                 "demo",
                 CompactOptions::default(),
                 nectar_platform::now_ms(),

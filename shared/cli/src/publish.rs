@@ -12,6 +12,7 @@ use std::path::PathBuf;
 use anyhow::bail;
 use nectar_platform::config::NectarConfig;
 use nectar_platform::object_store::{AnyStore, LocalStore};
+use nectar_platform::privacy::LocalErasureLog;
 use nectar_platform::registry::{RunRecord, RunStatus};
 use nectar_platform::train::artifacts::{self, Location};
 use nectar_platform::train::trainer::ModelTrainer;
@@ -123,8 +124,10 @@ pub async fn run(args: PublishArgs) -> anyhow::Result<Outcome> {
         uri: args.artifacts.clone(),
         note: args.source.clone(),
     };
+    let erasures = LocalErasureLog::new(&args.data_dir);
     let deps = TrainDeps {
         events: &events,
+        erasures: &erasures,
         models: &models,
         registry: &registry,
         trainer: &ModelTrainer,

@@ -13,6 +13,7 @@ use nectar_model::mapping::InteractionsView;
 use nectar_platform::config::{Algorithm, Engine, NectarConfig};
 use nectar_platform::event_log::reader::TimeWindow;
 use nectar_platform::model_store::{AnyModelStore, ModelArtifacts};
+use nectar_platform::privacy::LocalErasureLog;
 use nectar_platform::registry::RunStatus;
 use nectar_platform::train::artifacts;
 use nectar_platform::train::trainer::ModelTrainer;
@@ -245,6 +246,8 @@ async fn run_tasks(args: &TrainArgs) -> anyhow::Result<()> {
     let events = backends.events(args.bucket.as_deref()).await;
     let models = backends.models(args.redis.as_deref()).await?;
     let registry = backends.registry(args.registry_table.as_deref()).await;
+    // The erasures `nectar forget` and `nectar dev` record in the data dir.
+    let erasures = LocalErasureLog::new(&args.data_dir);
     let mut failed = 0;
     for (site, task) in jobs {
         let task_cfg = cfg.task(&site, &task).expect("listed from the config");
@@ -275,6 +278,7 @@ async fn run_tasks(args: &TrainArgs) -> anyhow::Result<()> {
         };
         let deps = TrainDeps {
             events: &events,
+            erasures: &erasures,
             models: &models,
             registry: &registry,
             trainer: &ModelTrainer,

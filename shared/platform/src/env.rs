@@ -29,6 +29,12 @@ pub const NECTAR_CATALOG_TABLE: &str = "NECTAR_CATALOG_TABLE";
 pub const NECTAR_KEYS_TABLE: &str = "NECTAR_KEYS_TABLE";
 /// DynamoDB table of the model registry (pk `pk` = `<site>#<task>`, sk `sk` = version).
 pub const NECTAR_REGISTRY_TABLE: &str = "NECTAR_REGISTRY_TABLE";
+/// DynamoDB table of GDPR erasure requests (pk `pk` = site, sk `sk` = `user:<id>` /
+/// `client:<id>`): written by the privacy routes, read by training and compaction.
+pub const NECTAR_ERASURES_TABLE: &str = "NECTAR_ERASURES_TABLE";
+/// Days before the bucket's lifecycle rule deletes raw event-log objects (`0` or unset: never);
+/// the erasure answer states it.
+pub const NECTAR_EVENTS_EXPIRATION_DAYS: &str = "NECTAR_EVENTS_EXPIRATION_DAYS";
 /// Deadline in ms for collect's retries of unacknowledged Kinesis records.
 pub const NECTAR_PUT_DEADLINE_MS: &str = "NECTAR_PUT_DEADLINE_MS";
 /// Where the recommend function writes its served log: `log` (default: JSON lines on stdout,
@@ -89,4 +95,35 @@ pub fn config() -> Result<NectarConfig, EnvError> {
     Ok(NectarConfig::load(
         optional(NECTAR_CONFIG).map(PathBuf::from).as_deref(),
     )?)
+}
+
+/// The raw event log's lifecycle expiry from `NECTAR_EVENTS_EXPIRATION_DAYS` (none when unset
+/// or `0`, the template's "never").
+pub fn events_expiration_days() -> Result<Option<u32>, EnvError> {
+    parse_expiration_days(optional(NECTAR_EVENTS_EXPIRATION_DAYS).as_deref())
+}
+
+fn parse_expiration_days(v: Option<&str>) -> Result<Option<u32>, EnvError> {
+    match v.map(str::parse::<u32>) {
+        None | Some(Ok(0)) => Ok(None),
+        Some(Ok(d)) => Ok(Some(d)),
+        Some(Err(e)) => Err(EnvError::Invalid {
+            name: NECTAR_EVENTS_EXPIRATION_DAYS,
+            problem: e.to_string(),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expiration_days_zero_and_unset_mean_never() {
+        assert_eq!(parse_expiration_days(None).unwrap(), None);
+        assert_eq!(parse_expiration_days(Some("0")).unwrap(), None);
+        assert_eq!(parse_expiration_days(Some("30")).unwrap(), Some(30));
+        let e = parse_expiration_days(Some("-1")).unwrap_err().to_string();
+        assert!(e.contains(NECTAR_EVENTS_EXPIRATION_DAYS), "{e}");
+    }
 }

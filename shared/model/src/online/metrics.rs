@@ -37,7 +37,8 @@ use serde::{Deserialize, Serialize};
 
 use super::attribution::{AttributedRecommendation, Attribution, ItemId};
 use super::stats::{
-    always_valid_p_values, compare, srm_p_value, wilson, Counts, Interval, DEFAULT_MSPRT_TAU2,
+    always_valid_p_values, compare, mean_interval, srm_p_value, wilson, Counts, Interval,
+    DEFAULT_MSPRT_TAU2,
 };
 
 /// `ctr_basis` when the endpoint's apps report displays.
@@ -207,6 +208,10 @@ pub struct VariantExtras {
     pub abs_lift: Option<f64>,
     /// Its Wald 95 % interval.
     pub abs_lift_ci: Option<Interval>,
+    /// Served lists `diversity` is the mean of (its sample size).
+    pub diversity_lists: u64,
+    /// Normal 95 % interval of `diversity` (`None` without categories or below two lists).
+    pub diversity_ci: Option<Interval>,
 }
 
 /// One variant's counts on one UTC day.
@@ -265,6 +270,7 @@ struct ListTally {
     fallback: u64,
     items: HashSet<ItemId>,
     diversity_sum: f64,
+    diversity_sq_sum: f64,
     lists: u64,
     novelty_sum: f64,
     slots: u64,
@@ -343,7 +349,9 @@ impl ListTally {
         self.fallback += u64::from(r.fallback);
         self.items.extend(r.items.iter().copied());
         if !r.items.is_empty() {
-            self.diversity_sum += data.diversity(&r.items);
+            let d = data.diversity(&r.items);
+            self.diversity_sum += d;
+            self.diversity_sq_sum += d * d;
             self.lists += 1;
         }
         self.novelty_sum += r
@@ -516,6 +524,9 @@ fn endpoint_report(
                     fallback_share_ci: wilson(fallback),
                     abs_lift: cmp.map(|c| c.abs_lift),
                     abs_lift_ci: cmp.map(|c| c.abs_lift_ci),
+                    diversity_lists: l.lists,
+                    diversity_ci: mean_interval(l.diversity_sum, l.diversity_sq_sum, l.lists)
+                        .filter(|_| data.has_categories),
                 },
             }
         })
@@ -568,6 +579,7 @@ mod tests {
     use super::*;
     use crate::online::attribution::Attributor;
     use crate::online::fixture::{forged, lines, t};
+    use crate::online::stats::Z95;
     use serde_json::{json, Value};
 
     fn attribution(lines: &[String]) -> Attribution {
@@ -748,6 +760,33 @@ mod tests {
             ]
         });
         assert_json_close(&got, &want, "report");
+    }
+
+    #[test]
+    fn diversity_has_its_sample_size_and_interval() {
+        // GIVEN the hand-built set: for-you's a served 5 lists (diversities 2/3 four times
+        // and 1 once), b 3 lists of 2/3
+        let r = report(&attribution(&lines()), &input());
+        let v = &r.endpoints[0].variants;
+        assert_eq!(
+            (v[0].more.diversity_lists, v[1].more.diversity_lists),
+            (5, 3)
+        );
+        // THEN a's interval is 11/15 ± z·s/√5, s² = (4·(1/15)² + (4/15)²)/4 = 1/45
+        let [lo, hi] = v[0].more.diversity_ci.unwrap();
+        let half = Z95 * (1.0f64 / 45.0 / 5.0).sqrt();
+        assert!((lo - (11.0 / 15.0 - half)).abs() < 1e-12, "{lo}");
+        assert!((hi - (11.0 / 15.0 + half)).abs() < 1e-12, "{hi}");
+        // AND identical lists have no spread; without categories there is no interval
+        let [lo, hi] = v[1].more.diversity_ci.unwrap();
+        assert!((lo - 2.0 / 3.0).abs() < 1e-12 && (hi - 2.0 / 3.0).abs() < 1e-12);
+        let bare = ReportInput {
+            categories: Default::default(),
+            ..input()
+        };
+        let r = report(&attribution(&lines()), &bare);
+        assert_eq!(r.endpoints[0].variants[0].more.diversity_ci, None);
+        assert_eq!(r.endpoints[0].variants[0].more.diversity_lists, 5);
     }
 
     #[test]

@@ -72,6 +72,21 @@ pub fn wilson(c: Counts) -> Option<Interval> {
     Some([(centre - half).max(0.0), (centre + half).min(1.0)])
 }
 
+/// Normal 95 % interval of a mean from `n` observations given their sum and sum of squares:
+/// `x̄ ± z·s/√n` with the sample standard deviation `s` (n − 1). `None` below two
+/// observations (no spread is known).
+pub fn mean_interval(sum: f64, sum_sq: f64, n: u64) -> Option<Interval> {
+    if n < 2 {
+        return None;
+    }
+    let nf = n as f64;
+    let mean = sum / nf;
+    // Clamped: rounding can make the difference slightly negative for equal observations.
+    let var = ((sum_sq - nf * mean * mean) / (nf - 1.0)).max(0.0);
+    let half = Z95 * (var / nf).sqrt();
+    Some([mean - half, mean + half])
+}
+
 /// A treatment compared with the control on one proportion.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Comparison {
@@ -244,6 +259,16 @@ mod tests {
             Some(1.0)
         );
         assert_eq!(z_test_p_value(Counts::new(0, 0), Counts::new(0, 5)), None);
+    }
+
+    #[test]
+    fn mean_interval_is_the_normal_interval_with_the_sample_deviation() {
+        // 1, 2, 3: mean 2, s = 1, so 2 ± 1.96/√3
+        let [lo, hi] = mean_interval(6.0, 14.0, 3).unwrap();
+        let half = Z95 / 3f64.sqrt();
+        assert!((lo - (2.0 - half)).abs() < 1e-12 && (hi - (2.0 + half)).abs() < 1e-12);
+        assert_eq!(mean_interval(0.5, 0.25, 1), None);
+        assert_eq!(mean_interval(1.0, 0.5, 2), Some([0.5, 0.5]));
     }
 
     #[test]

@@ -27,6 +27,7 @@ use crate::event_log::reader::{
     LOG_FILE_SUFFIX,
 };
 use crate::object_store::{ObjectMeta, ObjectStore, StoreError};
+use crate::privacy::{ErasureLogError, ErasureSet, ErasureSource};
 
 /// The manifest format written by this version.
 pub const MANIFEST_FORMAT: u32 = 1;
@@ -161,6 +162,9 @@ pub enum CompactError {
     /// `date` is today or later (UTC): only finished days are compacted.
     #[error("date {0} is not a finished UTC day")]
     NotFinished(String),
+    /// Reading the site's erased subjects failed (nothing was written).
+    #[error(transparent)]
+    Erasures(#[from] ErasureLogError),
 }
 
 impl CompactError {
@@ -171,6 +175,7 @@ impl CompactError {
             Self::Parquet(_) => "ParquetError",
             Self::InvalidDate(_) => "InvalidDate",
             Self::NotFinished(_) => "NotFinished",
+            Self::Erasures(_) => "ErasureLogError",
         }
     }
 }
@@ -237,10 +242,12 @@ fn split_lines(key: &str, body: &[u8]) -> (Vec<String>, u64) {
 }
 
 /// Rewrites one day of `site` into Parquet when it needs it (no manifest, or late raw
-/// objects), else reports it up to date. Only finished UTC days (before `now_ms`'s day).
-#[tracing::instrument(skip(store, opts))]
-pub async fn compact_day<O: ObjectStore>(
+/// objects), else reports it up to date. Only finished UTC days (before `now_ms`'s day). The
+/// rows of the subjects `erasures` names for the site are dropped.
+#[tracing::instrument(skip(store, erasures, opts))]
+pub async fn compact_day<O: ObjectStore, E: ErasureSource>(
     store: &O,
+    erasures: &E,
     site: &str,
     date: &str,
     opts: CompactOptions,
@@ -272,7 +279,10 @@ pub async fn compact_day<O: ObjectStore>(
     } else {
         CompactStatus::Compacted
     };
-    let manifest = rewrite_day(store, site, date, &raw, opts, now_ms).await?;
+    // Loaded before reading: an erasure recorded later raises the log's count above this
+    // manifest's, and the next run scrubs the day.
+    let erased = erasures.erasure_set(site).await?;
+    let manifest = rewrite_day(store, site, date, &raw, opts, now_ms, &erased).await?;
     tracing::info!(
         %site, %date, ?status, rows = manifest.distinct_event_ids, parts = manifest.parts.len(),
         "Compacted a day of the event log."
@@ -287,6 +297,7 @@ async fn rewrite_day<O: ObjectStore>(
     raw: &[ObjectMeta],
     opts: CompactOptions,
     now_ms: i64,
+    erased: &ErasureSet,
 ) -> Result<Manifest, CompactError> {
     let reads = futures::stream::iter(raw.iter())
         .map(|o| async move {
@@ -334,9 +345,6 @@ async fn rewrite_day<O: ObjectStore>(
         erasures_applied: 0,
         erased_rows: 0,
     };
-    // Loaded before reading: an erasure recorded later raises the log's count above this
-    // one, and the next run scrubs the day.
-    let erased = crate::privacy::load_erasure_set(store, site).await?;
     m.erasures_applied = erased.records();
     let mut order = 0i64;
     while let Some(r) = reads.try_next().await? {
@@ -453,8 +461,9 @@ pub async fn raw_days<O: ObjectStore>(
 
 /// Compacts every finished day of `site` that needs it (the train Lambda's `compact` job and
 /// `nectar compact`); days already up to date are skipped without reading their raw objects.
-pub async fn compact_site<O: ObjectStore>(
+pub async fn compact_site<O: ObjectStore, E: ErasureSource>(
     store: &O,
+    erasures: &E,
     site: &str,
     opts: CompactOptions,
     now_ms: i64,
@@ -466,9 +475,9 @@ pub async fn compact_site<O: ObjectStore>(
                 continue;
             }
         }
-        out.push(compact_day(store, site, &date, opts, now_ms).await?);
+        out.push(compact_day(store, erasures, site, &date, opts, now_ms).await?);
     }
-    super::compact_erase::scrub_site(store, site, opts, now_ms).await?;
+    super::compact_erase::scrub_site(store, erasures, site, opts, now_ms).await?;
     Ok(out)
 }
 
@@ -782,20 +791,30 @@ pub mod contract {
         };
         let w = EventWeights::default();
         let t = std::time::Instant::now();
-        let raw = read_window(store, "m", window, &w, 8).await.unwrap();
+        let raw = read_window(store, "m", window, &w, 8, &ErasureSet::default())
+            .await
+            .unwrap();
         let raw_ms = t.elapsed().as_millis();
         let t = std::time::Instant::now();
         let now = day0 + (days + 1) * DAY_MS;
-        let done = compact_site(store, "m", CompactOptions::default(), now)
-            .await
-            .unwrap();
+        let done = compact_site(
+            store,
+            &ErasureSet::default(),
+            "m",
+            CompactOptions::default(),
+            now,
+        )
+        .await
+        .unwrap();
         let compact_ms = t.elapsed().as_millis();
         let (raw_bytes, pq_bytes) = done.iter().fold((0, 0), |(r, p), o| {
             let m = o.manifest.as_ref().unwrap();
             (r + m.raw_bytes, p + m.parquet_bytes)
         });
         let t = std::time::Instant::now();
-        let compacted = read_window(store, "m", window, &w, 8).await.unwrap();
+        let compacted = read_window(store, "m", window, &w, 8, &ErasureSet::default())
+            .await
+            .unwrap();
         let pq_ms = t.elapsed().as_millis();
         same_interactions(&raw, &compacted);
         format!(
@@ -859,7 +878,9 @@ pub mod contract {
             until_ms: at(3, 8, 0),
         };
         // GIVEN the raw read of a window over compacted-to-be days and today
-        let raw_read = read_window(store, site, window, &w, 4).await.unwrap();
+        let raw_read = read_window(store, site, window, &w, 4, &ErasureSet::default())
+            .await
+            .unwrap();
         assert!(raw_read.stats.interactions > 30);
 
         // WHEN the site is compacted (finished days only)
@@ -867,7 +888,9 @@ pub mod contract {
             max_rows_per_part: 7,
             concurrency: 4,
         };
-        let done = compact_site(store, site, opts, NOW).await.unwrap();
+        let done = compact_site(store, &ErasureSet::default(), site, opts, NOW)
+            .await
+            .unwrap();
         let dates: Vec<&str> = done.iter().map(|o| o.date.as_str()).collect();
         assert_eq!(dates, ["2026-11-20", "2026-11-21", "2026-11-22"]);
         assert!(done.iter().all(|o| o.status == CompactStatus::Compacted));
@@ -905,28 +928,30 @@ pub mod contract {
         }
         assert!(users.windows(2).all(|u| u[0] <= u[1]), "{users:?}");
         // a second run has nothing to do
-        assert!(compact_site(store, site, opts, NOW)
+        assert!(compact_site(store, &ErasureSet::default(), site, opts, NOW)
             .await
             .unwrap()
             .is_empty());
         assert_eq!(
-            compact_day(store, site, "2026-11-21", opts, NOW)
+            compact_day(store, &ErasureSet::default(), site, "2026-11-21", opts, NOW)
                 .await
                 .unwrap()
                 .status,
             CompactStatus::UpToDate
         );
         assert!(matches!(
-            compact_day(store, site, "2026-11-23", opts, NOW).await,
+            compact_day(store, &ErasureSet::default(), site, "2026-11-23", opts, NOW).await,
             Err(CompactError::NotFinished(_))
         ));
         assert!(matches!(
-            compact_day(store, site, "2026-13-01", opts, NOW).await,
+            compact_day(store, &ErasureSet::default(), site, "2026-13-01", opts, NOW).await,
             Err(CompactError::InvalidDate(_))
         ));
 
         // AND the window read from Parquet equals the raw read
-        let compacted_read = read_window(store, site, window, &w, 4).await.unwrap();
+        let compacted_read = read_window(store, site, window, &w, 4, &ErasureSet::default())
+            .await
+            .unwrap();
         same_interactions(&raw_read, &compacted_read);
         assert_ne!(raw_read.files, compacted_read.files, "the parts were read");
 
@@ -943,7 +968,9 @@ pub mod contract {
         )
         .await;
         // THEN training sees it before any recompaction, deduped against the Parquet rows
-        let before = read_window(store, site, window, &w, 4).await.unwrap();
+        let before = read_window(store, site, window, &w, 4, &ErasureSet::default())
+            .await
+            .unwrap();
         let raw_again = {
             let keys = crate::event_log::reader::list_window(store, site, window, 4)
                 .await
@@ -957,7 +984,9 @@ pub mod contract {
         assert_eq!(named(&raw_again), named(&before));
         assert_eq!(before.stats.interactions, raw_read.stats.interactions + 1);
         // AND the next run recompacts that day only, and conservation holds again
-        let again = compact_site(store, site, opts, NOW).await.unwrap();
+        let again = compact_site(store, &ErasureSet::default(), site, opts, NOW)
+            .await
+            .unwrap();
         assert_eq!(again.len(), 1);
         assert_eq!(
             (again[0].date.as_str(), again[0].status),
@@ -970,7 +999,9 @@ pub mod contract {
         );
         same_interactions(
             &raw_again,
-            &read_window(store, site, window, &w, 4).await.unwrap(),
+            &read_window(store, site, window, &w, 4, &ErasureSet::default())
+                .await
+                .unwrap(),
         );
 
         // WHEN a part is overwritten by another compaction than the manifest names
@@ -987,7 +1018,9 @@ pub mod contract {
         // THEN the day is read raw, never mixed: the read still equals the raw read
         same_interactions(
             &raw_again,
-            &read_window(store, site, window, &w, 4).await.unwrap(),
+            &read_window(store, site, window, &w, 4, &ErasureSet::default())
+                .await
+                .unwrap(),
         );
     }
 }

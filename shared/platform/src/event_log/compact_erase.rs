@@ -2,7 +2,7 @@
 //! and clients, and a day compacted before an erasure is scrubbed.
 //!
 //! Each manifest records how many records of the site's erasure log it applied
-//! (`erasures_applied`; the log is append-only, so the count is a watermark). A run of
+//! (`erasures_applied`; the log only grows, so the count is a watermark). A run of
 //! [`scrub_site`] (at the end of every `compact_site`) loads the log once and, for every
 //! compacted day whose watermark is below the log's count, reads the day's parts and drops the
 //! erased subjects' rows: if any went, the day is rewritten from its own parts (not from the
@@ -15,7 +15,7 @@ use crate::event_log::compact::{load_manifest, write_parts, CompactError, Compac
 use crate::event_log::layout::COMPACTED_PREFIX;
 use crate::event_log::parquet::read_rows;
 use crate::object_store::ObjectStore;
-use crate::privacy::load_erasure_set;
+use crate::privacy::ErasureSource;
 
 /// What [`scrub_site`] did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
@@ -30,13 +30,14 @@ pub struct ScrubOutcome {
 
 /// Drops erased subjects' rows from every compacted day of `site` compacted before their
 /// erasure (see the module docs).
-pub async fn scrub_site<O: ObjectStore>(
+pub async fn scrub_site<O: ObjectStore, E: ErasureSource>(
     store: &O,
+    erasures: &E,
     site: &str,
     opts: CompactOptions,
     now_ms: i64,
 ) -> Result<ScrubOutcome, CompactError> {
-    let erased = load_erasure_set(store, site).await?;
+    let erased = erasures.erasure_set(site).await?;
     let mut out = ScrubOutcome::default();
     if erased.records() == 0 {
         return Ok(out);
@@ -114,7 +115,7 @@ pub mod contract {
     use crate::event_log::layout::{event_object_key, Hour};
     use crate::event_log::reader::contract::event_line;
     use crate::event_log::reader::{read_window, TimeWindow};
-    use crate::privacy::{erasures_key, Erasure};
+    use crate::privacy::{ErasureLog, Subject};
 
     const DAY_MS: i64 = 86_400_000;
     // 2026-11-20T00:00Z
@@ -159,8 +160,9 @@ pub mod contract {
 
     /// GIVEN day 0 compacted with u1, u2, u3, WHEN client u1 is erased and compaction runs
     /// (with day 1 new) THEN no Parquet file holds a u1 row, the others' rows are intact, a
-    /// second run reads nothing again, and training's read skips u1 on raw days too.
-    pub async fn erasure_compaction_contract<O: ObjectStore>(store: &O) {
+    /// second run reads nothing again, and training's read skips u1 on raw days too. The
+    /// erasure is recorded in `log`, which compaction and the read go through.
+    pub async fn erasure_compaction_contract<O: ObjectStore, L: ErasureLog>(store: &O, log: &L) {
         let site = format!("e{:08x}", rand::random::<u32>());
         let site = site.as_str();
         let opts = CompactOptions {
@@ -169,7 +171,7 @@ pub mod contract {
         };
         let now = DAY0 + 3 * DAY_MS;
         put_day(store, site, 0).await;
-        compact_site(store, site, opts, now).await.unwrap();
+        compact_site(store, log, site, opts, now).await.unwrap();
         assert_eq!(compacted_users(store, site).await, ["u1", "u2", "u3"]);
         let before = load_manifest(store, site, "2026-11-20")
             .await
@@ -177,17 +179,11 @@ pub mod contract {
             .unwrap();
         assert_eq!(before.parts.len(), 3);
 
-        let record = Erasure {
-            subject: "client:u1".into(),
-            requested_ms: now,
-        };
-        let line = format!("{}\n", serde_json::to_string(&record).unwrap());
-        store
-            .put(&erasures_key(site), Bytes::from(line))
+        log.record(site, &Subject::Client("u1".into()), now)
             .await
             .unwrap();
         put_day(store, site, 1).await;
-        compact_site(store, site, opts, now).await.unwrap();
+        compact_site(store, log, site, opts, now).await.unwrap();
 
         assert_eq!(compacted_users(store, site).await, ["u2", "u3"]);
         let m0 = load_manifest(store, site, "2026-11-20")
@@ -202,7 +198,7 @@ pub mod contract {
             .unwrap();
         assert_eq!((m1.erased_rows, m1.distinct_event_ids), (2, 4));
         // Nothing new: a second run scrubs nothing.
-        let again = scrub_site(store, site, opts, now).await.unwrap();
+        let again = scrub_site(store, log, site, opts, now).await.unwrap();
         assert_eq!(again, ScrubOutcome::default());
         // Training's read of both days (compacted) and of a raw day knows no u1.
         put_day(store, site, 2).await;
@@ -216,6 +212,7 @@ pub mod contract {
             window,
             &nectar_model::mapping::EventWeights::default(),
             4,
+            &log.erasure_set(site).await.unwrap(),
         )
         .await
         .unwrap();
@@ -227,7 +224,11 @@ pub mod contract {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_local_store_passes_the_erasure_compaction_contract() {
         let dir = std::env::temp_dir().join(format!("nectar-scrub-{}", rand::random::<u64>()));
-        erasure_compaction_contract(&crate::object_store::LocalStore::new(&dir)).await;
+        erasure_compaction_contract(
+            &crate::object_store::LocalStore::new(&dir),
+            &crate::privacy::LocalErasureLog::new(&dir),
+        )
+        .await;
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

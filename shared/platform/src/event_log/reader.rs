@@ -13,7 +13,7 @@ use nectar_model::mapping::{
 use crate::event_log::jsonl::gunzip_text;
 use crate::event_log::layout::{day_prefix, EVENTS_PREFIX};
 use crate::object_store::{ObjectStore, StoreError};
-use crate::privacy::{load_erasure_set, ErasureSet};
+use crate::privacy::ErasureSet;
 
 /// A time window `[since_ms, until_ms)`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -251,14 +251,16 @@ async fn read_sources<O: ObjectStore>(
 }
 
 /// Lists and reads the window of `site`: compacted days from their Parquet parts (with the
-/// `parquet` feature), the others from their raw files. The interactions of users and clients
-/// erased before the read starts are dropped (the site's erasure log, loaded once).
+/// `parquet` feature), the others from their raw files. The interactions of the users and
+/// clients in `erased` are dropped (the site's erasure set, loaded by the caller before the
+/// read through [`crate::privacy::ErasureSource`]).
 pub async fn read_window<O: ObjectStore>(
     store: &O,
     site: &str,
     window: TimeWindow,
     weights: &EventWeights,
     concurrency: usize,
+    erased: &ErasureSet,
 ) -> Result<ReadOutcome, StoreError> {
     if window.until_ms <= window.since_ms {
         return Ok(ReadOutcome::default());
@@ -272,8 +274,7 @@ pub async fn read_window<O: ObjectStore>(
         .into_iter()
         .map(Source::Raw)
         .collect();
-    let erased = load_erasure_set(store, site).await?;
-    read_sources(store, &sources, window, weights, concurrency, &erased).await
+    read_sources(store, &sources, window, weights, concurrency, erased).await
 }
 
 /// The time just after the newest event of `site` (for windows anchored at `latest`): the
@@ -436,7 +437,9 @@ pub mod contract {
         let w = EventWeights::default();
         let keys = list_window(store, site, window, 4).await.unwrap();
         assert_eq!(keys.len(), 5, "{keys:?}");
-        let out = read_window(store, site, window, &w, 4).await.unwrap();
+        let out = read_window(store, site, window, &w, 4, &ErasureSet::default())
+            .await
+            .unwrap();
         let log = &out.interactions;
         let items: Vec<&str> = log
             .rows

@@ -2,8 +2,8 @@
 //!
 //! An erasure ([`forget`]) removes the subject's data from the model store at once
 //! ([`ModelStore::forget_user`]) and records the request in the [`ErasureLog`], so that
-//! training skips the subject's events from then on ([`ErasureSet`], applied by the event-log
-//! reader). The raw event log is not rewritten: it expires by the bucket's lifecycle rule.
+//! training skips the subject's events from then on ([`ErasureSet`], read through the
+//! [`ErasureSource`] port and applied by the event-log reader and compaction). The raw event log is not rewritten: it expires by the bucket's lifecycle rule.
 //! An export ([`route`]) returns what Nectar holds on a user.
 //!
 //! Subjects: a `user:<id>` is the `user_id` of events; a `client:<id>` is the `client.id` of
@@ -17,12 +17,14 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::model_store::{ForgetReport, ModelStore, ModelStoreError};
-use crate::object_store::{ObjectStore, StoreError};
 use crate::record_file::{Durability, LineFormat, RecordFile};
 
 #[cfg(feature = "dynamodb")]
 pub mod dynamo;
 pub mod route;
+mod source;
+
+pub use source::{ErasureSource, NoErasures};
 
 /// Who is erased.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -168,27 +170,9 @@ impl ErasureLog for LocalErasureLog {
     }
 }
 
-/// The key of a site's erasure log relative to the data dir (and the event store rooted at it,
-/// where the event-log reader finds it).
+/// The key of a site's erasure log relative to the data dir.
 pub fn erasures_key(site: &str) -> String {
     format!("erasures/site={site}.jsonl")
-}
-
-/// The erased subjects of `site`, read from the event store's `erasures/site=<site>.jsonl`
-/// (the local erasure log when the store is the data dir); none when it does not exist.
-/// Lines that do not parse (a torn tail) are skipped.
-pub async fn load_erasure_set<O: ObjectStore>(
-    store: &O,
-    site: &str,
-) -> Result<ErasureSet, StoreError> {
-    let Some(body) = store.get(&erasures_key(site)).await? else {
-        return Ok(ErasureSet::default());
-    };
-    let erasures: Vec<Erasure> = body
-        .split(|&b| b == b'\n')
-        .filter_map(|l| serde_json::from_slice(l).ok())
-        .collect();
-    Ok(ErasureSet::new(&erasures))
 }
 
 /// The erased subjects of a site, loaded once at the start of a training or compaction run.
@@ -263,6 +247,12 @@ pub async fn erasure_log_contract<L: ErasureLog>(log: &L) {
     assert_eq!(erasure_of(&all, &Subject::User("u9".into())), None);
     let set = ErasureSet::new(&all);
     assert!(set.erases("u1") && !set.erases("u9"));
+    // The read side training and compaction use gives the same set, one record per subject
+    // at least (the DynamoDB log keeps one item per subject, the local file every request).
+    let read = log.erasure_set(&site).await.unwrap();
+    assert!(read.erases("u1") && !read.erases("u9"));
+    assert!(read.records() >= 2);
+    assert!(log.erasure_set("never-erased").await.unwrap().is_empty());
 }
 
 /// The earliest erasure of `subject`, if any.

@@ -210,6 +210,11 @@ impl<M: ModelStore, S: EventSink + 'static> RecommendService<M, S> {
         &self.keys
     }
 
+    /// The model store (the privacy routes erase from and export it).
+    pub fn models(&self) -> &M {
+        &self.models
+    }
+
     /// The catalog (shared with the items route).
     pub fn catalog(&self) -> &Catalog {
         &self.catalog

@@ -9,7 +9,7 @@ use nectar_model::online::Report;
 
 use super::charts;
 use super::escape_html as esc;
-use super::markdown::{basis_text, ci, num, p, pct, signed_ci, signed_pct, srm_line};
+use super::markdown::{basis_text, ci, num, num_ci, p, pct, signed_ci, signed_pct, srm_line};
 
 const STYLE: &str = "
 body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1040px; color: #222; }
@@ -81,7 +81,7 @@ fn engagement_table(out: &mut String, e: &EndpointReport) {
     out.push_str(
         "<table><thead><tr><th>variant</th><th>plays (n = clicks)</th>\
          <th>completion [95 % CI] (n = plays)</th><th>MRR (n = clicks)</th><th>coverage (of the catalog)</th>\
-         <th>diversity (n = served)</th><th>novelty (n = served)</th><th>fallback share [95 % CI] (n = served)</th></tr>\
+         <th>diversity [95 % CI] (n = lists)</th><th>novelty (n = served)</th><th>fallback share [95 % CI] (n = served)</th></tr>\
          </thead><tbody>",
     );
     for v in &e.variants {
@@ -99,11 +99,13 @@ fn engagement_table(out: &mut String, e: &EndpointReport) {
         );
         let _ = write!(
             out,
-            r#"<td class="n">{} <span class="ci">(n = {})</span></td><td class="n">{}</td><td class="n">{}</td><td class="n">{}</td>"#,
+            r#"<td class="n">{} <span class="ci">(n = {})</span></td><td class="n">{}</td><td class="n">{} <span class="ci">{} (n = {})</span></td><td class="n">{}</td>"#,
             esc(&num(v.mrr)),
             v.clicks,
             esc(&pct(v.coverage)),
             esc(&num(v.diversity)),
+            esc(&num_ci(v.more.diversity_ci)),
+            v.more.diversity_lists,
             esc(&num(v.novelty)),
         );
         cell_rate(

@@ -25,6 +25,11 @@ pub(crate) fn ci(v: Option<Interval>) -> String {
     )
 }
 
+/// An interval of plain numbers (three decimals), `–` when undefined.
+pub(crate) fn num_ci(v: Option<Interval>) -> String {
+    v.map_or_else(|| "–".to_string(), |[l, h]| format!("[{l:.3}, {h:.3}]"))
+}
+
 /// A signed interval (of a lift) in percent.
 pub(crate) fn signed_ci(v: Option<Interval>) -> String {
     v.map_or_else(
@@ -149,13 +154,13 @@ pub fn render_markdown(r: &Report) -> String {
         let _ = writeln!(out, "\n{}\n", srm_line(e));
         let _ = writeln!(
             out,
-            "| variant | plays (n = clicks) | completion [95 % CI] (n = plays) | MRR (n = clicks) | coverage (of the catalog) | diversity (n = served) | novelty (n = served) | fallback share [95 % CI] (n = served) |"
+            "| variant | plays (n = clicks) | completion [95 % CI] (n = plays) | MRR (n = clicks) | coverage (of the catalog) | diversity [95 % CI] (n = lists) | novelty (n = served) | fallback share [95 % CI] (n = served) |"
         );
         let _ = writeln!(out, "|---|---:|---|---:|---:|---:|---:|---|");
         for v in &e.variants {
             let _ = writeln!(
                 out,
-                "| {} | {} ({}) | {} {} ({}) | {} ({}) | {} | {} | {} | {} {} ({}) |",
+                "| {} | {} ({}) | {} {} ({}) | {} ({}) | {} | {} {} ({}) | {} | {} {} ({}) |",
                 md(&v.variant),
                 v.plays,
                 v.clicks,
@@ -166,6 +171,8 @@ pub fn render_markdown(r: &Report) -> String {
                 v.clicks,
                 pct(v.coverage),
                 num(v.diversity),
+                num_ci(v.more.diversity_ci),
+                v.more.diversity_lists,
                 num(v.novelty),
                 pct(v.fallback_share),
                 ci(v.more.fallback_share_ci),

@@ -34,6 +34,7 @@ use crate::config::{Algorithm, Anchor, NectarConfig, TaskConfig};
 use crate::event_log::reader::{latest_event_end_ms, read_window, TimeWindow};
 use crate::model_store::{ModelArtifacts, ModelStore, ModelStoreError, PublishOptions};
 use crate::object_store::{ObjectStore, StoreError};
+use crate::privacy::ErasureSource;
 use crate::recommend::LoadedModel;
 use crate::registry::{DataCounts, Registry, RegistryError, RunRecord, RunStatus, WindowRecord};
 
@@ -137,9 +138,11 @@ impl TrainObserver for LogObserver {
 
 /// The train service's backends.
 #[derive(Debug)]
-pub struct TrainDeps<'a, O, M, R, T> {
+pub struct TrainDeps<'a, O, M, R, T, E> {
     /// The event log.
     pub events: &'a O,
+    /// The erased subjects, read at the start of a run: their events are not trained on.
+    pub erasures: &'a E,
     /// The model store.
     pub models: &'a M,
     /// The registry.
@@ -192,6 +195,9 @@ pub enum TrainError {
     /// The algorithm failed.
     #[error(transparent)]
     Trainer(#[from] TrainerError),
+    /// Reading the erased subjects failed (nothing was trained on).
+    #[error(transparent)]
+    Erasures(#[from] crate::privacy::ErasureLogError),
 }
 
 /// Names the window in dates, so that an empty run says where it looked.
@@ -229,6 +235,7 @@ impl TrainError {
             Self::Models(_) => "ModelStoreError",
             Self::Registry(_) => "RegistryError",
             Self::Trainer(_) => "TrainerError",
+            Self::Erasures(_) => "ErasureLogError",
         }
     }
 }
@@ -294,10 +301,10 @@ fn emit_run_metrics(run: &RunRecord) {
 /// Runs one training task; see the module docs. Returns the run's record (published or
 /// refused); a failed run is recorded and returned as the error.
 #[tracing::instrument(skip_all, fields(site = %req.site, task = %req.task))]
-pub async fn run_task<O, M, R, T>(
+pub async fn run_task<O, M, R, T, E>(
     cfg: &NectarConfig,
     req: &TrainRequest,
-    deps: TrainDeps<'_, O, M, R, T>,
+    deps: TrainDeps<'_, O, M, R, T, E>,
     observer: &dyn TrainObserver,
     now_ms: i64,
 ) -> Result<RunRecord, TrainError>
@@ -306,6 +313,7 @@ where
     M: ModelStore,
     R: Registry,
     T: Trainer,
+    E: ErasureSource,
 {
     let (task, weights) = task_of(cfg, &req.site, &req.task)?;
     if task.algorithm == Algorithm::External {
@@ -437,6 +445,7 @@ pub mod contract {
     use crate::event_log::layout::{event_object_key, Hour};
     use crate::event_log::reader::contract::event_line;
     use crate::model_store::Scored;
+    use crate::privacy::NoErasures;
     use crate::train::trainer::ModelTrainer;
     use bytes::Bytes;
     use std::collections::HashMap;
@@ -554,6 +563,7 @@ pub mod contract {
         // WHEN the task first runs THEN the popularity model is published, refit on all data
         let deps = TrainDeps {
             events,
+            erasures: &NoErasures,
             models,
             registry,
             trainer: &ModelTrainer,
@@ -594,6 +604,7 @@ pub mod contract {
         let more = write_events_before(events, &site, T0 + 10 * DAY_MS, 20).await;
         let deps = TrainDeps {
             events,
+            erasures: &NoErasures,
             models,
             registry,
             trainer: &BackwardsTrainer,
@@ -621,6 +632,7 @@ pub mod contract {
         // WHEN the fit fails THEN the run is recorded as failed with its cause, v1 stays
         let deps = TrainDeps {
             events,
+            erasures: &NoErasures,
             models,
             registry,
             trainer: &FailingTrainer,
@@ -637,6 +649,7 @@ pub mod contract {
         // WHEN a model as good as v1 is trained THEN it passes the gate and is published
         let deps = TrainDeps {
             events,
+            erasures: &NoErasures,
             models,
             registry,
             trainer: &ModelTrainer,
@@ -656,6 +669,7 @@ pub mod contract {
         // gate is skipped (and says so) rather than favour it
         let deps = TrainDeps {
             events,
+            erasures: &NoErasures,
             models,
             registry,
             trainer: &ModelTrainer,
@@ -695,6 +709,7 @@ pub mod contract {
         // an unknown task and an empty site fail clearly
         let deps = TrainDeps {
             events,
+            erasures: &NoErasures,
             models,
             registry,
             trainer: &ModelTrainer,
@@ -713,6 +728,7 @@ pub mod contract {
         let empty_cfg = config("empty-site");
         let deps = TrainDeps {
             events,
+            erasures: &NoErasures,
             models,
             registry,
             trainer: &ModelTrainer,
@@ -734,6 +750,7 @@ pub mod contract {
         };
         let deps = TrainDeps {
             events,
+            erasures: &NoErasures,
             models,
             registry,
             trainer: &ModelTrainer,
@@ -761,6 +778,7 @@ pub mod contract {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::privacy::NoErasures;
     use crate::train::trainer::ModelTrainer;
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -789,6 +807,7 @@ mod tests {
         // WHEN the task runs
         let deps = TrainDeps {
             events: &events,
+            erasures: &NoErasures,
             models: &crate::model_store::LocalModelStore::new(&dir),
             registry: &registry,
             trainer: &ModelTrainer,
@@ -834,6 +853,7 @@ mod tests {
         };
         let deps = TrainDeps {
             events: &events,
+            erasures: &NoErasures,
             models: &models,
             registry: &registry,
             trainer: &ModelTrainer,

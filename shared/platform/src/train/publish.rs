@@ -41,10 +41,10 @@ fn source_of(req: &PublishRequest, a: &Artifacts) -> serde_json::Value {
 /// records the run (published, refused with the reason, or failed) with its source. `deps`'
 /// trainer fits only the popularity baseline.
 #[tracing::instrument(skip_all, fields(site = %req.site, task = %req.task))]
-pub async fn publish_artifacts<O, M, R, T>(
+pub async fn publish_artifacts<O, M, R, T, E>(
     cfg: &NectarConfig,
     req: &PublishRequest,
-    deps: TrainDeps<'_, O, M, R, T>,
+    deps: TrainDeps<'_, O, M, R, T, E>,
     artifacts: Artifacts,
     observer: &dyn TrainObserver,
     now_ms: i64,
@@ -54,6 +54,7 @@ where
     M: ModelStore,
     R: Registry,
     T: Trainer,
+    E: ErasureSource,
 {
     let (task, weights) = task_of(cfg, &req.site, &req.task)?;
     let current = deps.models.current_version(&req.site, &req.task).await?;
@@ -80,8 +81,8 @@ where
     finish_run(deps.registry, run, result, started, now_ms).await
 }
 
-async fn publish_stages<O, M, R, T>(
-    ctx: &stages::Stages<'_, '_, O, M, R, T>,
+async fn publish_stages<O, M, R, T, E>(
+    ctx: &stages::Stages<'_, '_, O, M, R, T, E>,
     run: &mut RunRecord,
     artifacts: Artifacts,
 ) -> Result<(), TrainError>
@@ -90,6 +91,7 @@ where
     M: ModelStore,
     R: Registry,
     T: Trainer,
+    E: ErasureSource,
 {
     let (all, holdout_n) = ctx.read(run).await?;
     let cut = all.len() - holdout_n;
@@ -125,6 +127,7 @@ where
 #[cfg(any(test, feature = "testkit"))]
 pub mod contract {
     use super::*;
+    use crate::privacy::NoErasures;
     use crate::train::artifacts::{self, ArtifactKind, Manifest};
     use crate::train::contract::{write_events, write_events_before, T0};
     use crate::train::trainer::ModelTrainer;
@@ -179,6 +182,7 @@ pub mod contract {
         write_events(events, &site).await;
         let deps = || TrainDeps {
             events,
+            erasures: &NoErasures,
             models,
             registry,
             trainer: &ModelTrainer,

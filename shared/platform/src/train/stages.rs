@@ -5,23 +5,24 @@
 use super::*;
 
 /// What every stage of a run reads.
-pub(super) struct Stages<'a, 'd, O, M, R, T> {
+pub(super) struct Stages<'a, 'd, O, M, R, T, E> {
     pub(super) req: &'a TrainRequest,
     pub(super) task: &'a TaskConfig,
     pub(super) weights: &'a nectar_model::mapping::EventWeights,
-    pub(super) deps: &'a TrainDeps<'d, O, M, R, T>,
+    pub(super) deps: &'a TrainDeps<'d, O, M, R, T, E>,
     pub(super) observer: &'a dyn TrainObserver,
     pub(super) now_ms: i64,
     /// The task's current version, compared with the candidate by the gate.
     pub(super) current: Option<u64>,
 }
 
-impl<O, M, R, T> Stages<'_, '_, O, M, R, T>
+impl<O, M, R, T, E> Stages<'_, '_, O, M, R, T, E>
 where
     O: ObjectStore,
     M: ModelStore,
     R: Registry,
     T: Trainer,
+    E: ErasureSource,
 {
     /// Runs the stages, filling `run`; `Ok` for a published or refused candidate.
     pub(super) async fn run(&self, run: &mut RunRecord) -> Result<(), TrainError> {
@@ -142,7 +143,17 @@ where
             days,
             anchor: anchor.into(),
         };
-        let read = read_window(deps.events, &req.site, window, weights, READ_CONCURRENCY).await?;
+        // Loaded before the read: an erasure recorded later is skipped by the next run.
+        let erased = deps.erasures.erasure_set(&req.site).await?;
+        let read = read_window(
+            deps.events,
+            &req.site,
+            window,
+            weights,
+            READ_CONCURRENCY,
+            &erased,
+        )
+        .await?;
         let all = read.interactions;
         run.counts.files = read.files;
         run.counts.lines = read.stats.lines;
