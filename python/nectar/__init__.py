@@ -38,6 +38,7 @@ __all__ = [
     "publish",
     "read_events",
     "write_artifacts",
+    "write_ratings",
 ]
 
 Interactions = _native.Interactions
@@ -112,20 +113,30 @@ def interactions(table: pa.Table, weights: Optional[Mapping[str, Union[float, st
     return _native.interactions_from_ipc(_ipc(table.select(list(MAPPING_COLUMNS))), w)
 
 
+def write_ratings(table: pa.Table, path: PathLike) -> str:
+    """Writes a table of ``user_id,item_id,rating,timestamp`` as the ratings CSV ``nectar eval``
+    reads (a header, no quoting; timestamps in seconds)."""
+    want = ["user_id", "item_id", "rating", "timestamp"]
+    missing = [c for c in want if c not in table.column_names]
+    if missing:
+        raise ValueError(f"table: missing column(s) {', '.join(missing)}")
+    cols = [table.column(c).to_pylist() for c in want]
+    with open(path, "w") as f:
+        f.write(",".join(want) + "\n")
+        for u, i, r, t in zip(*cols):
+            u, i = str(u), str(i)
+            if any(c in x for x in (u, i) for c in ",\n\r"):
+                raise ValueError(f"table: id {u!r} or {i!r} cannot be written to a ratings CSV")
+            f.write(f"{u},{i},{r},{int(t)}\n")
+    return str(path)
+
+
 def _ratings_path(data: Any, tmp: str, name: str) -> str:
-    """A ratings CSV (``user_id,item_id,rating,timestamp``) for a path or a table of those columns."""
+    """A ratings CSV path for a path or a table of ``user_id,item_id,rating,timestamp``."""
     if isinstance(data, (str, os.PathLike)):
         return str(data)
     if isinstance(data, pa.Table):
-        import pyarrow.csv as pcsv
-
-        want = ["user_id", "item_id", "rating", "timestamp"]
-        missing = [c for c in want if c not in data.column_names]
-        if missing:
-            raise ValueError(f"{name}: missing column(s) {', '.join(missing)}")
-        path = os.path.join(tmp, f"{name}.csv")
-        pcsv.write_csv(data.select(want), path, pcsv.WriteOptions(quoting_style="none"))
-        return path
+        return write_ratings(data, os.path.join(tmp, f"{name}.csv"))
     raise ValueError(f"{name}: expected a ratings CSV path or a pyarrow.Table")
 
 

@@ -133,23 +133,18 @@ fn read_events_ipc(
                     Some(w)
                 }
             };
-            let table = read_event_table(
-                &store,
-                &site,
-                window,
-                columns.as_deref(),
-                READ_CONCURRENCY,
-            )
-            .await
-            .map_err(|e| match e {
-                nectar_platform::event_log::table::TableError::UnknownColumn(_)
-                | nectar_platform::event_log::table::TableError::Window { .. } => {
-                    PyValueError::new_err(e.to_string())
-                }
-                other => err(other),
-            })?;
-            let mut w = arrow_ipc::writer::StreamWriter::try_new(Vec::new(), &table.schema)
-                .map_err(err)?;
+            let table =
+                read_event_table(&store, &site, window, columns.as_deref(), READ_CONCURRENCY)
+                    .await
+                    .map_err(|e| match e {
+                        nectar_platform::event_log::table::TableError::UnknownColumn(_)
+                        | nectar_platform::event_log::table::TableError::Window { .. } => {
+                            PyValueError::new_err(e.to_string())
+                        }
+                        other => err(other),
+                    })?;
+            let mut w =
+                arrow_ipc::writer::StreamWriter::try_new(Vec::new(), &table.schema).map_err(err)?;
             for b in &table.batches {
                 w.write(b).map_err(err)?;
             }
@@ -218,8 +213,8 @@ fn interactions_from_ipc(
 ) -> PyResult<Interactions> {
     let weights = weights_of(weights)?;
     py.detach(|| {
-        let reader =
-            arrow_ipc::reader::StreamReader::try_new(std::io::Cursor::new(ipc), None).map_err(err)?;
+        let reader = arrow_ipc::reader::StreamReader::try_new(std::io::Cursor::new(ipc), None)
+            .map_err(err)?;
         let mut stats = MapStats::default();
         let mut log = InteractionLog::new();
         let mut dedupe = Deduper::new();
@@ -307,8 +302,14 @@ impl Interactions {
     fn columns(&self) -> (Vec<String>, Vec<String>, Vec<f32>, Vec<i64>) {
         let l = &self.log;
         (
-            l.rows.iter().map(|r| l.users[r.user as usize].clone()).collect(),
-            l.rows.iter().map(|r| l.items[r.item as usize].clone()).collect(),
+            l.rows
+                .iter()
+                .map(|r| l.users[r.user as usize].clone())
+                .collect(),
+            l.rows
+                .iter()
+                .map(|r| l.items[r.item as usize].clone())
+                .collect(),
             l.rows.iter().map(|r| r.weight).collect(),
             l.rows.iter().map(|r| r.timestamp_ms).collect(),
         )
@@ -341,8 +342,8 @@ impl Interactions {
 }
 
 fn read_ratings(path: &str) -> PyResult<Vec<RatingRow>> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| PyValueError::new_err(format!("{path}: {e}")))?;
+    let text =
+        std::fs::read_to_string(path).map_err(|e| PyValueError::new_err(format!("{path}: {e}")))?;
     parse_ratings_csv(&text).map_err(|e| PyValueError::new_err(format!("{path}: {e}")))
 }
 
@@ -417,11 +418,12 @@ impl Model {
             ));
         };
         let spec = &self.spec;
-        let (model, secs) = py.detach(|| {
-            let t0 = std::time::Instant::now();
-            spec.fit(&matrix).map(|m| (m, t0.elapsed().as_secs_f64()))
-        })
-        .map_err(model_err)?;
+        let (model, secs) = py
+            .detach(|| {
+                let t0 = std::time::Instant::now();
+                spec.fit(&matrix).map(|m| (m, t0.elapsed().as_secs_f64()))
+            })
+            .map_err(model_err)?;
         self.fitted = Some(Fitted {
             matrix: Arc::new(matrix),
             model,
@@ -541,21 +543,29 @@ impl Model {
     }
 
     fn __repr__(&self) -> String {
-        let p: Vec<String> = self.params.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let p: Vec<String> = self
+            .params
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
         format!(
             "Model({}, {}{})",
             self.algo,
             p.join(", "),
-            if self.fitted.is_some() { ", fitted" } else { "" }
+            if self.fitted.is_some() {
+                ", fitted"
+            } else {
+                ""
+            }
         )
     }
 }
 
 impl Model {
     fn fitted(&self) -> PyResult<&Fitted> {
-        self.fitted
-            .as_ref()
-            .ok_or_else(|| NectarError::new_err(format!("{} is not fitted: call fit first", self.algo)))
+        self.fitted.as_ref().ok_or_else(|| {
+            NectarError::new_err(format!("{} is not fitted: call fit first", self.algo))
+        })
     }
 
     fn factors_raw(
@@ -573,7 +583,11 @@ impl Model {
             m.item_factors()
         };
         let data: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
-        Ok(Some((PyBytes::new(py, &data).unbind(), v.nrows(), v.ncols())))
+        Ok(Some((
+            PyBytes::new(py, &data).unbind(),
+            v.nrows(),
+            v.ncols(),
+        )))
     }
 }
 
@@ -627,8 +641,8 @@ fn evaluate_artifacts(
                 other => err(other),
             })?;
         let m = from_rating_rows(&train_rows, ValueMode::Binary).map_err(model_err)?;
-        let s = offline::score_artifacts(Arc::new(m), &read.model, &test_rows, k)
-            .map_err(model_err)?;
+        let s =
+            offline::score_artifacts(Arc::new(m), &read.model, &test_rows, k).map_err(model_err)?;
         let mut o = serde_json::Map::new();
         o.insert("algo".into(), read.manifest.algorithm.clone().into());
         o.insert("params".into(), read.manifest.params.clone().into());
