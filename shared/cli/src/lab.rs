@@ -96,6 +96,19 @@ fn find_repo(explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
         )
 }
 
+/// Whether this process runs as root (the owner of `/proc/self`).
+fn running_as_root() -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+    }
+    #[cfg(not(unix))]
+    {
+        false
+    }
+}
+
 fn abs(p: &Path) -> PathBuf {
     if p.is_absolute() {
         p.to_path_buf()
@@ -121,7 +134,7 @@ pub fn plan(args: &LabArgs, token: &str) -> anyhow::Result<Plan> {
     let nectar_bin = std::env::current_exe()
         .map(|p| s(&p))
         .unwrap_or_else(|_| "nectar".into());
-    let server = Step {
+    let mut server = Step {
         argv: vec![
             s(&venv.join("bin/jupyter")),
             "lab".into(),
@@ -139,6 +152,10 @@ pub fn plan(args: &LabArgs, token: &str) -> anyhow::Result<Plan> {
             ("NECTAR_BIN".into(), nectar_bin),
         ],
     };
+    if running_as_root() {
+        // Jupyter refuses root unless told (containers and CI run as root).
+        server.argv.push("--allow-root".into());
+    }
     let url = format!(
         "http://127.0.0.1:{}/lab/tree/getting-started.ipynb?token={token}",
         args.port
@@ -294,6 +311,11 @@ mod tests {
             repo.join("examples/lab").display()
         );
         assert!(p.server.argv.contains(&root));
+        // AND root (containers, CI) is allowed only when this process is root
+        assert_eq!(
+            p.server.argv.contains(&"--allow-root".to_string()),
+            running_as_root()
+        );
         // AND the kernel gets the data dir the notebook reads
         assert!(p
             .server
