@@ -69,3 +69,10 @@ bench-cold-start: ## Cold start of the recommend Lambda binary (release if built
 	bash scripts/bench/cold-start.sh
 
 .PHONY: help dev fmt lint services services-stop test pr-check invoke-collect invoke-recommend invoke-archive invoke-train smoke bench check-report-html bench-serve bench-cold-start
+
+.PHONY: lab lab-screenshot
+lab: ## The Lab: JupyterLab with the nectar Python package on the demo data dir (nectar lab)
+	cargo run -p nectar-cli -- lab
+
+lab-screenshot: ## Execute the Lab's notebook and screenshot its last cell (examples/lab/getting-started-last-cell.png)
+	bash scripts/lab-screenshot.sh
