@@ -76,4 +76,10 @@ bench-served-log: ## The served log's designs (extension, log, kinesis): answer 
 	cargo build --release -p recommend -p nectar-served-log
 	bash scripts/bench/served-log.sh
 
-.PHONY: help dev fmt lint services services-stop test pr-check invoke-collect invoke-recommend invoke-archive invoke-train smoke bench check-report-html bench-serve bench-serve-features bench-cold-start bench-served-log
+lab: ## The Lab: JupyterLab with the nectar Python package on the demo data dir (nectar lab)
+	cargo run -p nectar-cli -- lab
+
+lab-screenshot: ## Execute the Lab's notebook and screenshot its last cell (examples/lab/getting-started-last-cell.png)
+	bash scripts/lab-screenshot.sh
+
+.PHONY: help dev fmt lint services services-stop test pr-check invoke-collect invoke-recommend invoke-archive invoke-train smoke bench check-report-html bench-serve bench-serve-features bench-cold-start bench-served-log lab lab-screenshot

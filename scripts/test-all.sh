@@ -26,3 +26,11 @@ echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== cargo test"
 cargo test --workspace --locked --no-fail-fast
+echo "== the Lab: Python package (python/, built by scripts/python-env.sh), its tests and the notebook"
+lab_start=$SECONDS
+cargo fmt --manifest-path python/Cargo.toml -- --check
+cargo clippy --manifest-path python/Cargo.toml --all-targets --locked -- -D warnings
+cargo build -p nectar-cli --locked
+bash scripts/python-env.sh
+.venv-lab/bin/python -m pytest -q python/tests
+echo "== the Lab took $((SECONDS - lab_start)) s"

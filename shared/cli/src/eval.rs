@@ -4,11 +4,9 @@
 //! [--param NAME=VALUE]… [--k 10] [--recs-out FILE] [--preds-out FILE] [--json]`
 //!
 //! Input files are refeval CSVs (`user_id,item_id,rating,timestamp`, with header). The model
-//! is fitted as the train task fits it, turned into the artifacts training publishes
-//! (`nectar_platform::train::trainer::artifacts`, default `publish` settings), and ranked through the
-//! serving model and the one ranker with the train task's warm-only protocol
-//! (`nectar_platform::train::Holdout`: at most `MAX_EVAL_USERS` users, metric formulas of
-//! refeval's README §4). So `nectar eval` on the split that `nectar train --export-split`
+//! is fitted as the train task fits it, turned into the artifacts training publishes, and
+//! ranked through the serving model and the one ranker with the train task's warm-only
+//! protocol: `nectar_platform::train::offline`, shared with the Lab's `nectar.evaluate`. So `nectar eval` on the split that `nectar train --export-split`
 //! writes reports the run record's candidate metrics. The outputs can be re-scored by
 //! `baselines.py --score-recs/--score-preds`.
 
@@ -19,12 +17,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 use nectar_model::algo::spec::ALGORITHMS;
 use nectar_model::algo::AlgoSpec;
-use nectar_model::evaluation::{rating_predictions, OfflineReport, WarmTest};
-use nectar_model::interactions::{from_rating_rows, parse_ratings_csv, RatingRow, ValueMode};
-use nectar_platform::config::PublishConfig;
-use nectar_platform::recommend::LoadedModel;
-use nectar_platform::train::trainer::artifacts;
-use nectar_platform::train::Holdout;
+use nectar_model::evaluation::OfflineReport;
+use nectar_model::interactions::{parse_ratings_csv, RatingRow, ValueMode};
+use nectar_platform::train::offline;
 use serde_json::{json, Map, Value};
 
 /// Flags of `nectar eval`.
@@ -104,7 +99,8 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
 }
 
 /// Fits `spec` on `train` as the train task does, publishes its artifacts in memory and scores
-/// them on `test` with the train task's protocol (see the module docs).
+/// them on `test` with the train task's protocol (see the module docs): the platform's
+/// [`nectar_platform::train::offline::evaluate`], which the Lab's `nectar.evaluate` calls too.
 pub fn evaluate(
     spec: &AlgoSpec,
     train: &[RatingRow],
@@ -114,38 +110,7 @@ pub fn evaluate(
     if k == 0 {
         bail!("--k must be at least 1");
     }
-    let m = from_rating_rows(train, spec.value_mode())?;
-    let t0 = std::time::Instant::now();
-    let model = spec.fit(&m)?;
-    let fit_seconds = t0.elapsed().as_secs_f64();
-    let mut a = artifacts(&PublishConfig::default(), &m, &model)?;
-    a.metadata = json!({ "spec": spec });
-    let m = std::sync::Arc::new(m);
-    let warm = WarmTest::new(&m, test);
-    let holdout = Holdout::with_test(m.clone(), warm);
-    let t0 = std::time::Instant::now();
-    let served = LoadedModel::new("eval", a.items(0));
-    let (ranking, recs) = holdout.evaluate(&served, &holdout.states_of(&a), k)?;
-    let recommend_seconds = t0.elapsed().as_secs_f64();
-    let warm = holdout.warm_test().cloned().context("nothing to score")?;
-    drop(holdout);
-    let train_m = std::sync::Arc::try_unwrap(m).map_err(|_| anyhow::anyhow!("matrix shared"))?;
-    let (predictions, rmse, mae) = match rating_predictions(&model, &train_m, test) {
-        Some((p, r, a)) => (Some(p), Some(r), Some(a)),
-        None => (None, None, None),
-    };
-    Ok(OfflineReport {
-        train: train_m,
-        model,
-        test: warm,
-        ranking,
-        rmse,
-        mae,
-        fit_seconds,
-        recommend_seconds,
-        recs,
-        predictions,
-    })
+    Ok(offline::evaluate(spec, train, test, k)?)
 }
 
 /// Which file a row set came from: duplicates combine differently in each.
@@ -207,8 +172,6 @@ fn duplicate_warning(
 }
 
 fn summary_json(args: &EvalArgs, r: &OfflineReport) -> Value {
-    let k = args.k;
-    let m = &r.ranking;
     let mut o = Map::new();
     o.insert("algo".into(), json!(args.algo));
     o.insert(
@@ -220,24 +183,7 @@ fn summary_json(args: &EvalArgs, r: &OfflineReport) -> Value {
                 .collect(),
         ),
     );
-    o.insert(format!("precision@{k}"), json!(m.precision));
-    o.insert(format!("recall@{k}"), json!(m.recall));
-    o.insert(format!("recall_capped@{k}"), json!(m.recall_capped));
-    o.insert(format!("ndcg@{k}"), json!(m.ndcg));
-    o.insert(format!("map@{k}"), json!(m.map));
-    o.insert(format!("hr@{k}"), json!(m.hit_rate));
-    o.insert(format!("coverage@{k}"), json!(m.coverage));
-    if let (Some(rmse), Some(mae)) = (r.rmse, r.mae) {
-        o.insert("rmse".into(), json!(rmse));
-        o.insert("mae".into(), json!(mae));
-    }
-    o.insert("fit_seconds".into(), json!(r.fit_seconds));
-    o.insert("recommend_seconds".into(), json!(r.recommend_seconds));
-    o.insert("users_scored".into(), json!(m.users_scored));
-    o.insert("train_users".into(), json!(r.train.n_users()));
-    o.insert("train_items".into(), json!(r.train.n_items()));
-    o.insert("train_nnz".into(), json!(r.train.nnz()));
-    o.insert("eval_stats".into(), json!(r.test.stats));
+    o.extend(offline::report_json(r, args.k));
     Value::Object(o)
 }
 

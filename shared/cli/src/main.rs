@@ -15,6 +15,7 @@ mod eval;
 mod export;
 mod forget;
 mod import;
+mod lab;
 mod publish;
 mod report;
 mod train;
@@ -57,6 +58,9 @@ enum Command {
     Import(import::ImportArgs),
     /// Offline evaluation of an algorithm on train/test CSV files (refeval's protocol).
     Eval(eval::EvalArgs),
+    /// The Lab: a venv with JupyterLab and the `nectar` Python package built from this
+    /// checkout, started on localhost on the data dir (prints the URL; --dry-run prints the plan).
+    Lab(lab::LabArgs),
     /// Admin keys (catalog upserts, key-protected endpoints).
     Key {
         #[command(subcommand)]
@@ -159,6 +163,7 @@ fn main() -> anyhow::Result<()> {
         Command::Report(args) => runtime()?.block_on(report::run(args)),
         Command::Compact(args) => runtime()?.block_on(compact::run(args)),
         Command::Eval(args) => eval::run(&args),
+        Command::Lab(args) => lab::run(&args),
         Command::Bench { command } => bench::run(&command),
         Command::Key {
             command: KeyCommand::Create { site, data_dir },

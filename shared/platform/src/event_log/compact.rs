@@ -227,7 +227,7 @@ struct RawRead {
     torn_members: u64,
 }
 
-fn split_lines(key: &str, body: &[u8]) -> (Vec<String>, u64) {
+pub(crate) fn split_lines(key: &str, body: &[u8]) -> (Vec<String>, u64) {
     let file = gunzip_text(body);
     if !file.is_clean() {
         tracing::warn!(%key, torn_members = file.torn_members, "Skipped unreadable gzip members while compacting.");
@@ -497,10 +497,10 @@ impl FileResult {
 /// manifest's).
 #[derive(Debug, Clone)]
 pub struct CompactedDay {
-    manifest: Manifest,
-    day_start_ms: i64,
-    late: Vec<String>,
-    raw: Vec<String>,
+    pub(crate) manifest: Manifest,
+    pub(crate) day_start_ms: i64,
+    pub(crate) late: Vec<String>,
+    pub(crate) raw: Vec<String>,
 }
 
 fn overlaps(start: i64, w: TimeWindow) -> bool {

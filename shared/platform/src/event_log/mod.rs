@@ -16,4 +16,6 @@ pub mod local;
 pub mod parquet;
 pub mod reader;
 pub mod store_sink;
+#[cfg(feature = "parquet")]
+pub mod table;
 pub mod writer;

@@ -208,7 +208,7 @@ pub fn schema() -> SchemaRef {
     ]))
 }
 
-fn batch_of(rows: &[EventRow], schema: &SchemaRef) -> Result<RecordBatch, ParquetError> {
+pub(crate) fn batch_of(rows: &[EventRow], schema: &SchemaRef) -> Result<RecordBatch, ParquetError> {
     fn text<'a>(rows: &'a [EventRow], f: impl Fn(&'a EventRow) -> Option<&'a str>) -> ArrayRef {
         Arc::new(rows.iter().map(f).collect::<StringArray>())
     }

@@ -44,6 +44,7 @@ pub const K: usize = 10;
 pub const GATE_METRIC: &str = "ndcg@10";
 pub mod artifacts;
 pub mod holdout;
+pub mod offline;
 mod publish;
 mod stages;
 pub mod trainer;
