@@ -80,7 +80,9 @@ def read_events(
     """The events of ``site`` as a ``pyarrow.Table``, one row per distinct ``event_id``.
 
     ``source`` is a data dir (``nectar dev``/``nectar demo``'s ``--data-dir``) or
-    ``s3://bucket``. Compacted days are read from their Parquet parts (plus raw objects that
+    ``s3://bucket`` (then ``NECTAR_ERASURES_TABLE`` must name the stack's erasures table: erased
+    users' events are left out, as training leaves them out). Compacted days are read from their
+    Parquet parts (plus raw objects that
     arrived later), other days from the raw JSON Lines. ``since`` (inclusive) and ``until``
     (exclusive) take ms, dates, datetimes (naive = UTC) or ISO-8601 text; without them every
     day of the log is read. ``columns`` selects and orders columns (default: all of them).

@@ -24,6 +24,8 @@ use nectar_platform::event_log::reader::TimeWindow;
 use nectar_platform::event_log::table::{full_window, read_event_table};
 use nectar_platform::model_store::{AnyModelStore, LocalModelStore, RedisModelStore};
 use nectar_platform::object_store::{AnyStore, LocalStore, S3Store};
+use nectar_platform::privacy::dynamo::DynamoErasureLog;
+use nectar_platform::privacy::{ErasureSet, ErasureSource, LocalErasureLog};
 use nectar_platform::registry::{AnyRegistry, DynamoRegistry, LocalRegistry};
 use nectar_platform::train::artifacts::{self, ArtifactError, ArtifactKind, Location, Manifest};
 use nectar_platform::train::offline;
@@ -107,6 +109,35 @@ async fn event_store(source: &str) -> PyResult<AnyStore> {
     }
 }
 
+/// The erased subjects of `site` for a read of `source`: the data dir's erasure log, or for
+/// `s3://` the stack's DynamoDB erasures table named by `NECTAR_ERASURES_TABLE` (required: a
+/// read of the raw log without it would hand erased users' events to the notebook).
+async fn erasure_set(source: &str, site: &str) -> PyResult<ErasureSet> {
+    if source.starts_with("s3://") {
+        let Some(table) = std::env::var("NECTAR_ERASURES_TABLE")
+            .ok()
+            .filter(|t| !t.is_empty())
+        else {
+            return Err(PyValueError::new_err(
+                "source: reading s3:// needs the erasures table: set NECTAR_ERASURES_TABLE \
+                 (the stack's ErasuresTableName output) so that erased users stay out",
+            ));
+        };
+        let aws = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .load()
+            .await;
+        DynamoErasureLog::new(aws_sdk_dynamodb::Client::new(&aws), table)
+            .erasure_set(site)
+            .await
+            .map_err(err)
+    } else {
+        LocalErasureLog::new(source)
+            .erasure_set(site)
+            .await
+            .map_err(err)
+    }
+}
+
 /// Reads the events of `site` as an Arrow IPC stream (see `nectar.read_events`).
 #[pyfunction]
 #[pyo3(signature = (source, site, since_ms=None, until_ms=None, columns=None))]
@@ -121,6 +152,7 @@ fn read_events_ipc(
     let bytes = py.detach(|| {
         runtime().block_on(async {
             let store = event_store(&source).await?;
+            let erased = erasure_set(&source, &site).await?;
             let window = match (since_ms, until_ms) {
                 (None, None) => None,
                 (since, until) => {
@@ -133,16 +165,22 @@ fn read_events_ipc(
                     Some(w)
                 }
             };
-            let table =
-                read_event_table(&store, &site, window, columns.as_deref(), READ_CONCURRENCY)
-                    .await
-                    .map_err(|e| match e {
-                        nectar_platform::event_log::table::TableError::UnknownColumn(_)
-                        | nectar_platform::event_log::table::TableError::Window { .. } => {
-                            PyValueError::new_err(e.to_string())
-                        }
-                        other => err(other),
-                    })?;
+            let table = read_event_table(
+                &store,
+                &erased,
+                &site,
+                window,
+                columns.as_deref(),
+                READ_CONCURRENCY,
+            )
+            .await
+            .map_err(|e| match e {
+                nectar_platform::event_log::table::TableError::UnknownColumn(_)
+                | nectar_platform::event_log::table::TableError::Window { .. } => {
+                    PyValueError::new_err(e.to_string())
+                }
+                other => err(other),
+            })?;
             let mut w =
                 arrow_ipc::writer::StreamWriter::try_new(Vec::new(), &table.schema).map_err(err)?;
             for b in &table.batches {
@@ -719,11 +757,18 @@ fn publish(
                 uri: location.clone(),
                 note,
             };
+            // The holdout that scores the candidate leaves erased users out, as training does.
+            let log_source = match &bucket {
+                Some(b) => format!("s3://{b}"),
+                None => data_dir.clone(),
+            };
+            let erasures = erasure_set(&log_source, &site).await?;
             let deps = TrainDeps {
                 events: &events,
                 models: &models,
                 registry: &registry,
                 trainer: &ModelTrainer,
+                erasures: &erasures,
             };
             let run = publish_artifacts(
                 &cfg,

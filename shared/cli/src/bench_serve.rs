@@ -134,7 +134,12 @@ pub async fn run(args: &ServeBenchArgs) -> anyhow::Result<Value> {
             let t = Instant::now();
             let resp = svc.handle(&req, nectar_platform::now_ms()).await;
             v.nanos.push(t.elapsed().as_nanos() as u64);
-            ensure!(resp.status() == 200, "variant {}: {}", v.name, resp.status());
+            ensure!(
+                resp.status() == 200,
+                "variant {}: {}",
+                v.name,
+                resp.status()
+            );
             // The answer's fallback flag, without parsing the whole body.
             if memchr_fallback(resp.body()) {
                 v.fallbacks += 1;

@@ -25,7 +25,7 @@ use crate::event_log::layout::{COMPACTED_PREFIX, EVENTS_PREFIX};
 use crate::event_log::parquet::{batch_of, schema, EventRow, ParquetError, GENERATION_KEY};
 use crate::event_log::reader::{partition_start_ms, Source, TimeWindow, HOUR_MS};
 use crate::object_store::{ObjectStore, StoreError};
-use crate::privacy::{load_erasure_set, ErasureSet};
+use crate::privacy::{ErasureLogError, ErasureSet, ErasureSource};
 
 /// The columns of the event table, in order.
 pub const TABLE_COLUMNS: [&str; 17] = [
@@ -68,6 +68,9 @@ pub enum TableError {
     /// Arrow or Parquet failed.
     #[error(transparent)]
     Parquet(#[from] ParquetError),
+    /// Reading the site's erased subjects failed.
+    #[error(transparent)]
+    Erasures(#[from] ErasureLogError),
 }
 
 impl From<arrow_schema::ArrowError> for TableError {
@@ -164,9 +167,11 @@ struct SourceRows {
 }
 
 /// Reads the events of `site` in `window` (every day the log has when `None`), deduped by
-/// `event_id`, with only `columns` (all of [`TABLE_COLUMNS`] when `None`).
-pub async fn read_event_table<O: ObjectStore>(
+/// `event_id`, with only `columns` (all of [`TABLE_COLUMNS`] when `None`); the events of the
+/// subjects `erasures` names are left out, as training leaves them out.
+pub async fn read_event_table<O: ObjectStore, E: ErasureSource>(
     store: &O,
+    erasures: &E,
     site: &str,
     window: Option<TimeWindow>,
     columns: Option<&[String]>,
@@ -196,7 +201,7 @@ pub async fn read_event_table<O: ObjectStore>(
         },
     };
     let sources = window_sources(store, site, window, concurrency).await?;
-    let erased = Arc::new(load_erasure_set(store, site).await?);
+    let erased = Arc::new(erasures.erasure_set(site).await?);
     let mut reads = futures::stream::iter(sources)
         .map(|source| {
             let erased = erased.clone();
@@ -545,7 +550,9 @@ mod tests {
         let store = temp_store();
         two_days(&store).await;
         // WHEN the whole log is read raw
-        let raw = read_event_table(&store, "s", None, None, 4).await.unwrap();
+        let raw = read_event_table(&store, &crate::privacy::NoErasures, "s", None, None, 4)
+            .await
+            .unwrap();
         // THEN each distinct event is one row, the repeat and the bad line counted
         assert_eq!(raw.num_rows(), 4);
         assert_eq!(raw.stats.duplicates, 1);
@@ -579,7 +586,9 @@ mod tests {
             ],
         )
         .await;
-        let mixed = read_event_table(&store, "s", None, None, 4).await.unwrap();
+        let mixed = read_event_table(&store, &crate::privacy::NoErasures, "s", None, None, 4)
+            .await
+            .unwrap();
         // THEN the compacted day is read from its parts, plus the late object, deduped
         assert_eq!(mixed.stats.compacted_days, 1);
         assert_eq!(mixed.num_rows(), 5);
@@ -606,9 +615,16 @@ mod tests {
             since_ms: DAY0 + DAY,
             until_ms: DAY0 + 2 * DAY,
         };
-        let t = read_event_table(&store, "s", Some(w), Some(&cols), 4)
-            .await
-            .unwrap();
+        let t = read_event_table(
+            &store,
+            &crate::privacy::NoErasures,
+            "s",
+            Some(w),
+            Some(&cols),
+            4,
+        )
+        .await
+        .unwrap();
         // THEN day 1's two events come back with those columns, in that order
         assert_eq!(t.num_rows(), 2);
         let names: Vec<&str> = t
@@ -620,20 +636,27 @@ mod tests {
         assert_eq!(names, ["type", "event_id"]);
         // AND an unknown column or a reversed window is an error naming it
         let bad = vec!["evnt_id".to_string()];
-        let e = read_event_table(&store, "s", None, Some(&bad), 4)
-            .await
-            .unwrap_err();
+        let e = read_event_table(
+            &store,
+            &crate::privacy::NoErasures,
+            "s",
+            None,
+            Some(&bad),
+            4,
+        )
+        .await
+        .unwrap_err();
         assert!(e.to_string().contains("\"evnt_id\""), "{e}");
         let rev = TimeWindow {
             since_ms: 2,
             until_ms: 1,
         };
-        let e = read_event_table(&store, "s", Some(rev), None, 4)
+        let e = read_event_table(&store, &crate::privacy::NoErasures, "s", Some(rev), None, 4)
             .await
             .unwrap_err();
         assert!(e.to_string().contains("since"), "{e}");
         // AND a site without events is an empty table of the schema
-        let t = read_event_table(&store, "none", None, None, 4)
+        let t = read_event_table(&store, &crate::privacy::NoErasures, "none", None, None, 4)
             .await
             .unwrap();
         assert_eq!((t.num_rows(), t.schema.fields().len()), (0, 17));
