@@ -68,4 +68,9 @@ bench-serve: ## nectar dev with the ml-100k ALS model under wrk (release build)
 bench-cold-start: ## Cold start of the recommend Lambda binary (release if built) via a Runtime API emulator
 	bash scripts/bench/cold-start.sh
 
+bench-als: ## ALS fit time and nDCG@10 beside implicit's, ml-100k and a 1M MovieLens-shaped set (release build)
+	cargo build --release -p nectar-cli
+	bash scripts/bench/als-vs-implicit.sh target/release/nectar 2 3
+.PHONY: bench-als
+
 .PHONY: help dev fmt lint services services-stop test pr-check invoke-collect invoke-recommend invoke-archive invoke-train smoke bench check-report-html bench-serve bench-cold-start
