@@ -23,7 +23,7 @@ use super::{axpy, check_history, check_item, dot, Recommender, Target, UserHisto
 use crate::error::ModelError;
 use crate::interactions::{Csr, Interactions};
 use crate::topk::{top_k, Exclude};
-use kernel::{matvec, sparse_update};
+use kernel::{matvec, sparse_update, Block4, Portable};
 
 /// How matrix values become confidences.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -321,7 +321,9 @@ unsafe fn cg_row_avx2(
     scratch: &mut [f32],
     cg_steps: usize,
 ) {
-    cg_row_body(a, items, conf, y, x, scratch, cg_steps)
+    // SAFETY: the caller runs this only on a CPU with AVX2.
+    let ops = unsafe { kernel::Avx2::new() };
+    cg_row_body(&ops, a, items, conf, y, x, scratch, cg_steps)
 }
 
 /// The portable row solver.
@@ -334,12 +336,14 @@ fn cg_row(
     scratch: &mut [f32],
     cg_steps: usize,
 ) {
-    cg_row_body(a, items, conf, y, x, scratch, cg_steps)
+    cg_row_body(&Portable, a, items, conf, y, x, scratch, cg_steps)
 }
 
 /// A few CG steps on `(A + Σ (c_i − 1) y_i y_iᵀ) x = Σ c_i y_i`, from the current `x`.
 #[inline(always)]
+#[allow(clippy::too_many_arguments)] // the row kernel's operands; a struct would cost a copy per row
 fn cg_row_body(
+    ops: &impl Block4,
     a: &[f32],
     items: &[u32],
     conf: &[f32],
@@ -353,19 +357,19 @@ fn cg_row_body(
     let (p, ap) = rest.split_at_mut(f);
     let ap = &mut ap[..f];
     // r = b − A_u x
-    matvec(a, x, r);
+    matvec(ops, a, x, r);
     for v in r.iter_mut() {
         *v = -*v;
     }
-    sparse_update(items, conf, y, x, r, |c, d| c - (c - 1.0) * d);
+    sparse_update(ops, items, conf, y, x, r, |c, d| c - (c - 1.0) * d);
     p.copy_from_slice(r);
     let mut rs_old = dot(r, r);
     if rs_old < 1e-20 {
         return;
     }
     for _ in 0..cg_steps {
-        matvec(a, p, ap);
-        sparse_update(items, conf, y, p, ap, |c, d| (c - 1.0) * d);
+        matvec(ops, a, p, ap);
+        sparse_update(ops, items, conf, y, p, ap, |c, d| (c - 1.0) * d);
         let pap = dot(p, ap);
         if pap <= 0.0 || !pap.is_finite() {
             return;
