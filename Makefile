@@ -82,4 +82,8 @@ lab: ## The Lab: JupyterLab with the nectar Python package on the demo data dir 
 lab-screenshot: ## Execute the Lab's notebook and screenshot its last cell (examples/lab/getting-started-last-cell.png)
 	bash scripts/lab-screenshot.sh
 
-.PHONY: help dev fmt lint services services-stop test pr-check invoke-collect invoke-recommend invoke-archive invoke-train smoke bench check-report-html bench-serve bench-serve-features bench-cold-start bench-served-log lab lab-screenshot
+bench-als: ## ALS fit time and nDCG@10 beside implicit's, ml-100k and a 1M MovieLens-shaped set (release build)
+	cargo build --release -p nectar-cli
+	bash scripts/bench/als-vs-implicit.sh target/release/nectar 2 3
+
+.PHONY: help dev fmt lint services services-stop test pr-check invoke-collect invoke-recommend invoke-archive invoke-train smoke bench check-report-html bench-serve bench-serve-features bench-cold-start bench-served-log lab lab-screenshot bench-als

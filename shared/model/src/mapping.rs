@@ -144,9 +144,11 @@ struct ClientView<'a> {
 }
 
 #[derive(Deserialize)]
-struct HitContext {
-    #[serde(default)]
-    items: Vec<serde_json::Value>,
+struct HitContext<'a> {
+    /// Raw, so that only the clicked entry is parsed (a hit's context lists the whole
+    /// displayed list, often as objects).
+    #[serde(default, borrow)]
+    items: Vec<&'a RawValue>,
     #[serde(default)]
     hit_index: Option<serde_json::Value>,
 }
@@ -338,15 +340,15 @@ pub(crate) fn hit_target(context: Option<&RawValue>) -> Option<(usize, String)> 
 
 /// [`hit_target`] on the context's JSON text.
 fn hit_target_text(context: Option<&str>) -> Option<(usize, String)> {
-    let ctx: HitContext = serde_json::from_str(context?).ok()?;
+    let ctx: HitContext<'_> = serde_json::from_str(context?).ok()?;
     let index = match ctx.hit_index? {
         serde_json::Value::Number(n) => n.as_u64()?,
         serde_json::Value::String(s) => s.trim().parse::<u64>().ok()?,
         _ => return None,
     };
     let index = usize::try_from(index).ok()?;
-    let item = match ctx.items.get(index)? {
-        serde_json::Value::String(s) if !s.is_empty() => Some(s.clone()),
+    let item = match serde_json::from_str::<serde_json::Value>(ctx.items.get(index)?.get()).ok()? {
+        serde_json::Value::String(s) if !s.is_empty() => Some(s),
         // Tolerate item objects `{ "id": … }` as some integrations send.
         serde_json::Value::Object(o) => o
             .get("id")

@@ -11,6 +11,8 @@
 //! solved independently, and `YᵀY` is summed over fixed row blocks in a fixed order, so the
 //! result is bit-for-bit the same for any number of threads.
 
+mod kernel;
+
 use ndarray::{ArrayView2, ArrayViewMut2};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -21,6 +23,7 @@ use super::{axpy, check_history, check_item, dot, Recommender, Target, UserHisto
 use crate::error::ModelError;
 use crate::interactions::{Csr, Interactions};
 use crate::topk::{top_k, Exclude};
+use kernel::{matvec, sparse_update, Block4, Portable};
 
 /// How matrix values become confidences.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -261,17 +264,6 @@ fn gram(y: &[f32], f: usize, reg: f32) -> Vec<f32> {
     g
 }
 
-/// `out = A · v` for a dense symmetric f × f `a`, as a sum of scaled rows (row j = column j),
-/// which vectorises without horizontal reductions.
-#[inline(always)]
-fn matvec(a: &[f32], v: &[f32], out: &mut [f32]) {
-    let f = v.len();
-    out.fill(0.0);
-    for (&vj, row) in v.iter().zip(a.chunks_exact(f)) {
-        axpy(vj, row, out);
-    }
-}
-
 /// One half-iteration: every row of `x` re-solved against the fixed `y`.
 fn solve_side(
     m: &Csr,
@@ -329,7 +321,9 @@ unsafe fn cg_row_avx2(
     scratch: &mut [f32],
     cg_steps: usize,
 ) {
-    cg_row_body(a, items, conf, y, x, scratch, cg_steps)
+    // SAFETY: the caller runs this only on a CPU with AVX2.
+    let ops = unsafe { kernel::Avx2::new() };
+    cg_row_body(&ops, a, items, conf, y, x, scratch, cg_steps)
 }
 
 /// The portable row solver.
@@ -342,12 +336,14 @@ fn cg_row(
     scratch: &mut [f32],
     cg_steps: usize,
 ) {
-    cg_row_body(a, items, conf, y, x, scratch, cg_steps)
+    cg_row_body(&Portable, a, items, conf, y, x, scratch, cg_steps)
 }
 
 /// A few CG steps on `(A + Σ (c_i − 1) y_i y_iᵀ) x = Σ c_i y_i`, from the current `x`.
 #[inline(always)]
+#[allow(clippy::too_many_arguments)] // the row kernel's operands; a struct would cost a copy per row
 fn cg_row_body(
+    ops: &impl Block4,
     a: &[f32],
     items: &[u32],
     conf: &[f32],
@@ -361,26 +357,19 @@ fn cg_row_body(
     let (p, ap) = rest.split_at_mut(f);
     let ap = &mut ap[..f];
     // r = b − A_u x
-    matvec(a, x, r);
+    matvec(ops, a, x, r);
     for v in r.iter_mut() {
         *v = -*v;
     }
-    for (&i, &c) in items.iter().zip(conf) {
-        let yi = &y[i as usize * f..(i as usize + 1) * f];
-        let w = c - (c - 1.0) * dot(yi, x);
-        axpy(w, yi, r);
-    }
+    sparse_update(ops, items, conf, y, x, r, |c, d| c - (c - 1.0) * d);
     p.copy_from_slice(r);
     let mut rs_old = dot(r, r);
     if rs_old < 1e-20 {
         return;
     }
     for _ in 0..cg_steps {
-        matvec(a, p, ap);
-        for (&i, &c) in items.iter().zip(conf) {
-            let yi = &y[i as usize * f..(i as usize + 1) * f];
-            axpy((c - 1.0) * dot(yi, p), yi, ap);
-        }
+        matvec(ops, a, p, ap);
+        sparse_update(ops, items, conf, y, p, ap, |c, d| (c - 1.0) * d);
         let pap = dot(p, ap);
         if pap <= 0.0 || !pap.is_finite() {
             return;

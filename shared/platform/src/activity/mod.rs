@@ -40,21 +40,33 @@ fn site_interactions<'a>(
     let mut weights = BTreeMap::new();
     let mut out = Vec::new();
     for line in lines {
-        let Some(site) = serde_json::from_str::<serde_json::Value>(line)
-            .ok()
-            .and_then(|v| v["site_key"].as_str().map(str::to_string))
+        // Only the site is read here (every collect runs this for every event: a full
+        // `Value` of each line cost more than the rest of the collect path).
+        let Ok(SiteOf {
+            site_key: Some(site),
+        }) = serde_json::from_str::<SiteOf<'_>>(line)
         else {
             continue;
         };
         let Some(sc) = config.site(&site) else {
             continue;
         };
-        let w = weights.entry(site.clone()).or_insert_with(|| sc.weights());
+        if !weights.contains_key(site.as_ref()) {
+            weights.insert(site.to_string(), sc.weights());
+        }
+        let w = &weights[site.as_ref()];
         if let Ok(i) = map_event_line(line, w) {
-            out.push((site, i));
+            out.push((site.into_owned(), i));
         }
     }
     out
+}
+
+/// The site of a flat event line.
+#[derive(Deserialize)]
+struct SiteOf<'a> {
+    #[serde(default, borrow)]
+    site_key: Option<Cow<'a, str>>,
 }
 
 /// Per `(site, user)`: the items of their interaction events, oldest first (the order

@@ -2,7 +2,7 @@
 
 use std::io::{Read, Write};
 
-use flate2::{bufread::GzDecoder, write::GzEncoder, Compression};
+use flate2::{bufread::GzDecoder, write::GzEncoder, Compress, Compression, FlushCompress};
 
 /// Compresses lines (each without its newline) into one gzip member of JSON Lines.
 pub fn gzip_lines<'a>(lines: impl IntoIterator<Item = &'a str>) -> Vec<u8> {
@@ -13,6 +13,76 @@ pub fn gzip_lines<'a>(lines: impl IntoIterator<Item = &'a str>) -> Vec<u8> {
         enc.write_all(b"\n").expect("writing to a Vec cannot fail");
     }
     enc.finish().expect("writing to a Vec cannot fail")
+}
+
+/// Lines compressed on their own as raw deflate blocks that end byte-aligned and not final
+/// (a sync flush), so that chunks compressed apart, e.g. by concurrent requests, join into one
+/// gzip member ([`join_member`]) without compressing again: the way `pigz` compresses in
+/// parallel. Each chunk's back-references stay inside its own text, so the joined stream is
+/// valid deflate.
+#[derive(Debug, Clone)]
+pub struct DeflateChunk {
+    deflate: Vec<u8>,
+    crc: crc32fast::Hasher,
+    text_len: u64,
+    lines: usize,
+}
+
+impl DeflateChunk {
+    /// Compresses lines (each without its newline) at [`gzip_lines`]'s level.
+    pub fn of_lines<'a>(lines: impl IntoIterator<Item = &'a str>) -> Self {
+        let mut text = Vec::new();
+        let mut n = 0;
+        for line in lines {
+            text.extend_from_slice(line.as_bytes());
+            text.push(b'\n');
+            n += 1;
+        }
+        let mut c = Compress::new(Compression::fast(), false);
+        let mut deflate = Vec::with_capacity(text.len() / 3 + 64);
+        loop {
+            let done = c.total_in() as usize;
+            c.compress_vec(&text[done..], &mut deflate, FlushCompress::Sync)
+                .expect("deflate into a Vec cannot fail");
+            // Room left in the output means the flush is complete (zlib's `avail_out != 0`).
+            if c.total_in() as usize == text.len() && deflate.len() < deflate.capacity() {
+                break;
+            }
+            deflate.reserve(deflate.capacity().max(64));
+        }
+        let mut crc = crc32fast::Hasher::new();
+        crc.update(&text);
+        Self {
+            deflate,
+            crc,
+            text_len: text.len() as u64,
+            lines: n,
+        }
+    }
+
+    /// How many lines the chunk holds.
+    pub fn lines(&self) -> usize {
+        self.lines
+    }
+}
+
+/// One gzip member of JSON Lines from chunks, their lines in chunk order: the member
+/// [`gzip_lines`] would write for all the lines, up to compression.
+pub fn join_member<'a>(chunks: impl IntoIterator<Item = &'a DeflateChunk>) -> Vec<u8> {
+    // Magic, deflate, no flags, no time, no extra flags, OS unknown (as flate2 writes).
+    let mut out = vec![0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
+    let mut crc = crc32fast::Hasher::new();
+    let mut len = 0u64;
+    for c in chunks {
+        out.extend_from_slice(&c.deflate);
+        crc.combine(&c.crc);
+        len += c.text_len;
+    }
+    // An empty final block (fixed Huffman, end of block) closes the stream.
+    out.extend_from_slice(&[0x03, 0x00]);
+    out.extend_from_slice(&crc.finalize().to_le_bytes());
+    out.extend_from_slice(&(len as u32).to_le_bytes());
+    out
 }
 
 /// What [`gunzip_text`] read from a file.
@@ -161,6 +231,35 @@ mod tests {
         // a file that is all garbage
         let got = gunzip_text(b"not gzip");
         assert_eq!((got.members, got.torn_members, got.complete_len), (0, 1, 0));
+    }
+
+    #[test]
+    fn chunks_compressed_apart_join_into_one_member_of_all_their_lines() {
+        // GIVEN three chunks compressed separately (one empty, one large enough for several
+        // deflate blocks)
+        let a = lines(0, 3);
+        let b: Vec<String> = (0..20_000).map(|i| format!("{{\"b\":{i}}}")).collect();
+        let chunks = [
+            DeflateChunk::of_lines(a.iter().map(String::as_str)),
+            DeflateChunk::of_lines([]),
+            DeflateChunk::of_lines(b.iter().map(String::as_str)),
+        ];
+        assert_eq!(
+            chunks.iter().map(DeflateChunk::lines).sum::<usize>(),
+            20_003
+        );
+        // WHEN joined
+        let member = join_member(&chunks);
+        // THEN the file is one clean member holding every line in chunk order
+        let got = gunzip_text(&member);
+        assert!(got.is_clean());
+        assert_eq!((got.members, got.complete_len), (1, member.len()));
+        assert_eq!(got.text, a.join("\n") + "\n" + &b.join("\n") + "\n");
+        // AND a member cut short is torn, as a `gzip_lines` member would be
+        let got = gunzip_text(&member[..member.len() - 4]);
+        assert_eq!((got.members, got.torn_members), (0, 1));
+        // AND no chunk at all is a valid empty member
+        assert_eq!(gunzip_text(&join_member([])).members, 1);
     }
 
     #[test]

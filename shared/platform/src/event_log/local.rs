@@ -3,21 +3,25 @@
 //! Events are appended to gzip JSON Lines files in the event log layout under a data dir. One
 //! writer thread does all I/O with group commit: every request waiting when the writer wakes
 //! is one flush of the event-log writer ([`AppendFiles`]: one gzip member per touched
-//! partition file, each touched file fsynced once, a torn member left by a crash cut off
+//! partition file, joined from chunks each request compressed itself, each touched file fsynced once, a torn member left by a crash cut off
 //! first), then all those requests are acknowledged. `put` returns only after the fsync, so a
 //! `202` means the events are on disk.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use nectar_model::event::Accepted;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::collect::sink::{EventSink, SinkError};
-use crate::event_log::writer::{AppendFiles, Partitions};
+use crate::event_log::jsonl::{join_member, DeflateChunk};
+use crate::event_log::layout::Hour;
+use crate::event_log::writer::AppendFiles;
 
 struct WriteRequest {
     site_key: String,
-    events: Vec<(i64, String)>,
+    /// The request's lines of each event hour, compressed by the request itself.
+    chunks: Vec<(Hour, DeflateChunk)>,
     done: oneshot::Sender<std::io::Result<()>>,
 }
 
@@ -36,15 +40,35 @@ impl std::fmt::Debug for WriteRequest {
     }
 }
 
-/// One group commit: every waiting request's events, as one flush of the event-log writer.
+/// One group commit: every waiting request's events, as one flush of the event-log writer
+/// (per site and hour, one gzip member joined from the requests' chunks in arrival order).
 fn commit(files: &mut AppendFiles, batch: &[WriteRequest]) -> std::io::Result<()> {
-    let mut parts = Partitions::new();
+    let mut parts: BTreeMap<(&str, Hour), Vec<&DeflateChunk>> = BTreeMap::new();
     for req in batch {
-        for (ts, line) in &req.events {
-            parts.push(&req.site_key, *ts, line, ());
+        for (hour, chunk) in &req.chunks {
+            parts.entry((&req.site_key, *hour)).or_default().push(chunk);
         }
     }
-    files.append(&parts)
+    files.append_members(parts.into_iter().map(|((site, hour), chunks)| {
+        let lines = chunks.iter().map(|c| c.lines()).sum();
+        ((site.to_string(), hour), join_member(chunks), lines)
+    }))
+}
+
+/// A batch's lines compressed per event hour, in arrival order within each hour.
+fn compress_by_hour(batch: &Accepted) -> Vec<(Hour, DeflateChunk)> {
+    let mut by_hour: Vec<(Hour, Vec<&str>)> = Vec::new();
+    for e in &batch.events {
+        let hour = Hour::of(e.event_timestamp);
+        match by_hour.iter_mut().find(|(h, _)| *h == hour) {
+            Some((_, lines)) => lines.push(&e.line),
+            None => by_hour.push((hour, vec![&e.line])),
+        }
+    }
+    by_hour
+        .into_iter()
+        .map(|(hour, lines)| (hour, DeflateChunk::of_lines(lines)))
+        .collect()
 }
 
 impl LocalEventLog {
@@ -91,13 +115,13 @@ impl LocalEventLog {
 impl EventSink for LocalEventLog {
     async fn put(&self, batch: &Accepted) -> Result<(), SinkError> {
         let (done, wait) = oneshot::channel();
+        // Compressed here, so that concurrent requests compress in parallel and the writer
+        // thread only writes and fsyncs: it used to compress every request of a group commit
+        // itself, one after another, while the next commit's requests waited (the profile's
+        // bound on ingest).
         let req = WriteRequest {
             site_key: batch.site_key.clone(),
-            events: batch
-                .events
-                .iter()
-                .map(|e| (e.event_timestamp, e.line.clone()))
-                .collect(),
+            chunks: compress_by_hour(batch),
             done,
         };
         self.tx

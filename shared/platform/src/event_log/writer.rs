@@ -227,18 +227,32 @@ impl AppendFiles {
     /// Appends one flush: a gzip member per partition, then one fsync per touched file (and
     /// of each directory or file created), so `Ok` means every line is on disk.
     pub fn append<T>(&mut self, parts: &Partitions<'_, T>) -> std::io::Result<()> {
-        let mut touched = Vec::with_capacity(parts.len());
-        for part in parts.iter() {
-            let member = part.member();
+        self.append_members(parts.iter().map(|part| {
             let at = (part.site_key.clone(), part.hour);
+            (at, part.member(), part.lines.len())
+        }))
+    }
+
+    /// [`AppendFiles::append`] with the members already built (one per site and hour, with
+    /// how many lines each holds): the embedded log compresses in the requests, in parallel,
+    /// and joins their chunks ([`crate::event_log::jsonl::join_member`]).
+    pub fn append_members(
+        &mut self,
+        members: impl IntoIterator<Item = ((String, Hour), Vec<u8>, usize)>,
+    ) -> std::io::Result<()> {
+        let mut touched = Vec::new();
+        for (at, member, lines) in members {
             let rolled = self
                 .files
                 .get(&at)
                 .is_some_and(|f| f.size >= MAX_FILE_BYTES);
             if rolled || !self.files.contains_key(&at) {
-                let path = self
-                    .root
-                    .join(part.key(&self.writer_id, &counter_seq(self.next_seq)));
+                let path = self.root.join(event_object_key(
+                    &at.0,
+                    at.1,
+                    &self.writer_id,
+                    &counter_seq(self.next_seq),
+                ));
                 self.files.insert(
                     at.clone(),
                     OpenFile {
@@ -248,7 +262,7 @@ impl AppendFiles {
                     },
                 );
             }
-            self.next_seq += part.lines.len() as u64;
+            self.next_seq += lines as u64;
             let entry = self.files.get_mut(&at).expect("inserted above");
             if entry.file.is_none() {
                 entry.file = Some(open_for_append(&entry.path, &mut entry.size)?);
