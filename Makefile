@@ -65,7 +65,11 @@ bench-serve: ## nectar dev with the ml-100k ALS model under wrk (release build)
 	bash scripts/bench/serve.sh target/release/nectar 10 16
 	bash scripts/bench/serve.sh target/release/nectar 10 16 --redis
 
+bench-serve-peer: ## nectar dev against a Flask + gunicorn + numpy server of the same model, side by side under wrk (release build)
+	cargo build --release -p nectar-cli
+	bash scripts/bench/serve-vs-flask.sh target/release/nectar 10 3
+
 bench-cold-start: ## Cold start of the recommend Lambda binary (release if built) via a Runtime API emulator
 	bash scripts/bench/cold-start.sh
 
-.PHONY: help dev fmt lint services services-stop test pr-check invoke-collect invoke-recommend invoke-archive invoke-train smoke bench check-report-html bench-serve bench-cold-start
+.PHONY: help dev fmt lint services services-stop test pr-check invoke-collect invoke-recommend invoke-archive invoke-train smoke bench check-report-html bench-serve bench-serve-peer bench-cold-start
