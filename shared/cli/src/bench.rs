@@ -3,7 +3,7 @@
 //!
 //! They time the code the services run, on synthetic data: `collect` the parse + validate +
 //! flatten of a collect payload, `topk` the recommend scan (dot products and top-N with
-//! exclusions, quantised from 16,384 items on). Figures from a debug build are flagged: the
+//! exclusions; from 16,384 items on a 2-bit first pass re-scored exactly). Figures from a debug build are flagged: the
 //! model crate is optimised in every profile, the rest is not.
 
 use std::time::Instant;
@@ -11,6 +11,7 @@ use std::time::Instant;
 use anyhow::{bail, ensure};
 use nectar_model::event::{accept_payload, CollectLimits};
 use nectar_model::rank::QUANTIZE_MIN_ITEMS;
+use nectar_model::topk::{dot_scores, top_k, Exclude};
 use nectar_platform::model_store::{Factors, ModelItems};
 use nectar_platform::recommend::LoadedModel;
 use rand::{Rng, SeedableRng};
@@ -59,6 +60,10 @@ pub struct TopkArgs {
     /// Timed queries (one user vector each).
     #[arg(long, default_value_t = 2000)]
     pub queries: usize,
+    /// Also rank every query with the exact `f32` scan (untimed) and report how often the
+    /// server's top N is the same list (`exact_agreement`).
+    #[arg(long)]
+    pub exact_check: bool,
 }
 
 /// Runs a benchmark and prints its JSON.
@@ -169,17 +174,25 @@ fn topk(a: &TopkArgs) -> anyhow::Result<Value> {
         .map(|_| (0..a.dim).map(|_| rng.random_range(-1.0..1.0)).collect())
         .collect();
     let mut times = Vec::with_capacity(a.queries);
+    let mut same = 0usize;
+    let mut exact_scores = Vec::new();
     for x in &users {
         let t = Instant::now();
         let top = model.scan(&factors, x, a.n, &excluded);
         times.push(t.elapsed().as_secs_f64() * 1e6);
         ensure!(top.len() == a.n.min(a.items - excluded.len()), "short list");
+        if a.exact_check {
+            exact_scores.resize(a.items, 0.0);
+            dot_scores(&factors.data, a.dim, x, &mut exact_scores);
+            let exact = top_k(&exact_scores, a.n, Exclude::Sorted(&excluded));
+            same += usize::from(exact.iter().map(|p| p.0).eq(top.iter().map(|p| p.0)));
+        }
         std::hint::black_box(top);
     }
     let method = if a.items >= QUANTIZE_MIN_ITEMS {
-        "i8 scan, best candidates re-scored exactly"
+        "2-bit scan, best candidates re-scored exactly (one thread)"
     } else {
-        "exact f32 scan"
+        "exact f32 scan (one thread)"
     };
     Ok(json!({
         "bench": "topk",
@@ -193,6 +206,7 @@ fn topk(a: &TopkArgs) -> anyhow::Result<Value> {
         "method": method,
         "prepare_ms": (load_ms * 10.0).round() / 10.0,
         "latency_us": latency(times),
+        "exact_agreement": a.exact_check.then(|| same as f64 / a.queries as f64),
     }))
 }
 

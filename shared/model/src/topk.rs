@@ -6,6 +6,8 @@
 
 use std::cmp::Ordering;
 
+pub mod coarse;
+
 /// Items that must not be returned.
 #[derive(Debug, Clone, Copy, Default)]
 pub enum Exclude<'a> {
