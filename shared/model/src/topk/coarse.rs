@@ -27,7 +27,7 @@ const BLOCK: usize = 16 * 1024;
 pub fn pool_for(k: usize, rows: usize) -> usize {
     // The pool's share of the catalogue may shrink as it grows: the exact winners stand
     // further out of the crowd in a larger catalogue.
-    let base = if rows <= 200_000 { 400 } else { 2_000 };
+    let base = if rows <= 200_000 { 300 } else { 1_500 };
     (k * 10).max(base).min(rows)
 }
 
@@ -186,8 +186,22 @@ impl CoarseFactors {
             self.scan(&q, first, &mut scores[..n]);
             best.offer_block(first, &scores[..n], exclude);
         }
-        let mut exact: Vec<(u32, f32)> = best
-            .into_sorted()
+        let cands = best.into_sorted();
+        // The pool's rows are scattered over the f32 matrix (out of cache on a large
+        // catalogue): ask for all of them before the first is needed, so the misses overlap.
+        #[cfg(target_arch = "x86_64")]
+        for &(i, _) in &cands {
+            let row = &factors[i as usize * self.dim..(i as usize + 1) * self.dim];
+            for line in row.chunks(16) {
+                // SAFETY: a prefetch of an address inside `factors` (it reads nothing).
+                unsafe {
+                    std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
+                        line.as_ptr().cast(),
+                    )
+                };
+            }
+        }
+        let mut exact: Vec<(u32, f32)> = cands
             .into_iter()
             .map(|(i, _)| {
                 let r = &factors[i as usize * self.dim..(i as usize + 1) * self.dim];
