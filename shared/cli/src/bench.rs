@@ -174,12 +174,15 @@ fn topk(a: &TopkArgs) -> anyhow::Result<Value> {
         .map(|_| (0..a.dim).map(|_| rng.random_range(-1.0..1.0)).collect())
         .collect();
     let mut times = Vec::with_capacity(a.queries);
+    let mut cpu_times = Vec::with_capacity(a.queries);
     let mut same = 0usize;
     let mut exact_scores = Vec::new();
     for x in &users {
+        let cpu = thread_cpu_us();
         let t = Instant::now();
         let top = model.scan(&factors, x, a.n, &excluded);
         times.push(t.elapsed().as_secs_f64() * 1e6);
+        cpu_times.push(thread_cpu_us() - cpu);
         ensure!(top.len() == a.n.min(a.items - excluded.len()), "short list");
         if a.exact_check {
             exact_scores.resize(a.items, 0.0);
@@ -206,8 +209,37 @@ fn topk(a: &TopkArgs) -> anyhow::Result<Value> {
         "method": method,
         "prepare_ms": (load_ms * 10.0).round() / 10.0,
         "latency_us": latency(times),
+        "cpu_us": cpu_times.iter().all(|t| t.is_finite()).then(|| latency(cpu_times)),
         "exact_agreement": a.exact_check.then(|| same as f64 / a.queries as f64),
     }))
+}
+
+/// CPU time of the calling thread in µs (Linux `CLOCK_THREAD_CPUTIME_ID`; NaN elsewhere): the
+/// time a query spent on a core, which other processes' load does not stretch as it stretches
+/// wall time on a shared machine.
+#[cfg(target_os = "linux")]
+fn thread_cpu_us() -> f64 {
+    #[repr(C)]
+    struct Timespec {
+        sec: i64,
+        nsec: i64,
+    }
+    unsafe extern "C" {
+        fn clock_gettime(clock: i32, ts: *mut Timespec) -> i32;
+    }
+    const CLOCK_THREAD_CPUTIME_ID: i32 = 3;
+    let mut ts = Timespec { sec: 0, nsec: 0 };
+    // SAFETY: clock_gettime writes one timespec (two 64-bit fields on 64-bit Linux) to the
+    // pointer it is given, which points at one.
+    if unsafe { clock_gettime(CLOCK_THREAD_CPUTIME_ID, &mut ts) } != 0 {
+        return f64::NAN;
+    }
+    ts.sec as f64 * 1e6 + ts.nsec as f64 / 1e3
+}
+
+#[cfg(not(target_os = "linux"))]
+fn thread_cpu_us() -> f64 {
+    f64::NAN
 }
 
 #[cfg(test)]
@@ -222,5 +254,21 @@ mod tests {
         assert_eq!(v["p99"], 100.0);
         assert_eq!(v["max"], 100.0);
         assert_eq!(v["mean"], 50.5);
+    }
+
+    #[test]
+    fn thread_cpu_time_advances_with_work_and_not_with_sleep() {
+        // GIVEN the thread's CPU clock WHEN the thread sleeps 50 ms THEN it barely moves
+        let t = thread_cpu_us();
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let slept = thread_cpu_us() - t;
+        assert!(slept < 20_000.0, "{slept} µs of CPU while asleep");
+        // AND it moves while the thread computes
+        let t = thread_cpu_us();
+        let mut x = 0u64;
+        while thread_cpu_us() - t < 2_000.0 {
+            x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+        }
+        assert!(thread_cpu_us() - t >= 2_000.0);
     }
 }
