@@ -409,10 +409,7 @@ mod tests {
         let mut scratch = Vec::new();
         // WHEN the better one is excluded THEN the ties come back in row order
         let got = c.top_k_reranked(&f, &x, 3, 30, Exclude::Sorted(&[7]), &mut scratch);
-        assert_eq!(
-            got.iter().map(|p| p.0).collect::<Vec<_>>(),
-            vec![0, 1, 2]
-        );
+        assert_eq!(got.iter().map(|p| p.0).collect::<Vec<_>>(), vec![0, 1, 2]);
         // AND without exclusions it comes first; the bitset form agrees
         let got = c.top_k_reranked(&f, &x, 1, 30, Exclude::None, &mut scratch);
         assert_eq!(got[0].0, 7);
