@@ -69,6 +69,10 @@ bench-serve-features: ## What explain=true, diversity and session requests cost:
 	cargo build --release -p nectar-cli
 	SERVE_INPROC=1 bash scripts/bench/serve.sh target/release/nectar 20
 
+bench-serve-peer: ## nectar dev against a Flask + gunicorn + numpy server of the same model, side by side under wrk (release build)
+	cargo build --release -p nectar-cli
+	bash scripts/bench/serve-vs-flask.sh target/release/nectar 10 3
+
 bench-cold-start: ## Cold start of the recommend Lambda binary (release if built) via a Runtime API emulator
 	bash scripts/bench/cold-start.sh
 
@@ -86,4 +90,4 @@ bench-als: ## ALS fit time and nDCG@10 beside implicit's, ml-100k and a 1M Movie
 	cargo build --release -p nectar-cli
 	bash scripts/bench/als-vs-implicit.sh target/release/nectar 2 3
 
-.PHONY: help dev fmt lint services services-stop test pr-check invoke-collect invoke-recommend invoke-archive invoke-train smoke bench check-report-html bench-serve bench-serve-features bench-cold-start bench-served-log lab lab-screenshot bench-als
+.PHONY: help dev fmt lint services services-stop test pr-check invoke-collect invoke-recommend invoke-archive invoke-train smoke bench check-report-html bench-serve bench-serve-peer bench-serve-features bench-cold-start bench-served-log lab lab-screenshot bench-als

@@ -9,6 +9,7 @@
 # ALS model, so only the allocation differs) with that allocation.
 # SERVE_EXPLAIN=1: requests ask explain=true (each item gets `because`).
 # SERVE_DIVERSITY=0.3: for-you gets the rule diversity = { lambda = 0.3 } (MMR on the ALS factors).
+# SERVE_PREPARE_ONLY=DIR: import and train only, copy the data dir and config to DIR, and exit.
 # SERVE_SESSION=1: requests go to a session endpoint over the same ALS model,
 # GET /v1/session/visit?items=<10 random known items>, instead of per-user requests.
 # SERVE_INPROC=1: no HTTP; after training, `nectar bench serve` asks the recommend service in
@@ -94,6 +95,11 @@ fi
 "$BIN" import --site demo --config "$WORK/nectar.toml" --csv "$DATA/ml-100k/ml-100k.csv" \
   --items "$DATA/ml-100k/items.csv" --data-dir "$WORK/data" "${REDIS_FLAG[@]}" 2>/dev/null
 "$BIN" train --site demo --config "$WORK/nectar.toml" --data-dir "$WORK/data" "${REDIS_FLAG[@]}" | grep -v '^ '
+if [ -n "${SERVE_PREPARE_ONLY:-}" ]; then
+  # serve-vs-flask.sh: the trained data dir and config, for both servers.
+  mkdir -p "$SERVE_PREPARE_ONLY" && cp -r "$WORK/data" "$WORK/nectar.toml" "$SERVE_PREPARE_ONLY/"
+  exit 0
+fi
 
 if [ -n "${SERVE_INPROC:-}" ]; then
   U='/v1/recommend/for-you?s=demo&n=10&user_id={user}'

@@ -3,7 +3,7 @@
 //!
 //! They time the code the services run, on synthetic data: `collect` the parse + validate +
 //! flatten of a collect payload, `topk` the recommend scan (dot products and top-N with
-//! exclusions, quantised from 16,384 items on). Figures from a debug build are flagged: the
+//! exclusions; from 16,384 items on a 2-bit first pass re-scored exactly). Figures from a debug build are flagged: the
 //! model crate is optimised in every profile, the rest is not.
 
 use std::time::Instant;
@@ -11,6 +11,7 @@ use std::time::Instant;
 use anyhow::{bail, ensure};
 use nectar_model::event::{accept_payload, CollectLimits};
 use nectar_model::rank::QUANTIZE_MIN_ITEMS;
+use nectar_model::topk::{dot_scores, top_k, Exclude};
 use nectar_platform::model_store::{Factors, ModelItems};
 use nectar_platform::recommend::LoadedModel;
 use rand::{Rng, SeedableRng};
@@ -62,6 +63,10 @@ pub struct TopkArgs {
     /// Timed queries (one user vector each).
     #[arg(long, default_value_t = 2000)]
     pub queries: usize,
+    /// Also rank every query with the exact `f32` scan (untimed) and report how often the
+    /// server's top N is the same list (`exact_agreement`).
+    #[arg(long)]
+    pub exact_check: bool,
 }
 
 /// Runs a benchmark and prints its JSON.
@@ -173,17 +178,28 @@ fn topk(a: &TopkArgs) -> anyhow::Result<Value> {
         .map(|_| (0..a.dim).map(|_| rng.random_range(-1.0..1.0)).collect())
         .collect();
     let mut times = Vec::with_capacity(a.queries);
+    let mut cpu_times = Vec::with_capacity(a.queries);
+    let mut same = 0usize;
+    let mut exact_scores = Vec::new();
     for x in &users {
+        let cpu = thread_cpu_us();
         let t = Instant::now();
         let top = model.scan(&factors, x, a.n, &excluded);
         times.push(t.elapsed().as_secs_f64() * 1e6);
+        cpu_times.push(thread_cpu_us() - cpu);
         ensure!(top.len() == a.n.min(a.items - excluded.len()), "short list");
+        if a.exact_check {
+            exact_scores.resize(a.items, 0.0);
+            dot_scores(&factors.data, a.dim, x, &mut exact_scores);
+            let exact = top_k(&exact_scores, a.n, Exclude::Sorted(&excluded));
+            same += usize::from(exact.iter().map(|p| p.0).eq(top.iter().map(|p| p.0)));
+        }
         std::hint::black_box(top);
     }
     let method = if a.items >= QUANTIZE_MIN_ITEMS {
-        "i8 scan, best candidates re-scored exactly"
+        "2-bit scan, best candidates re-scored exactly (one thread)"
     } else {
-        "exact f32 scan"
+        "exact f32 scan (one thread)"
     };
     Ok(json!({
         "bench": "topk",
@@ -197,7 +213,37 @@ fn topk(a: &TopkArgs) -> anyhow::Result<Value> {
         "method": method,
         "prepare_ms": (load_ms * 10.0).round() / 10.0,
         "latency_us": latency(times),
+        "cpu_us": cpu_times.iter().all(|t| t.is_finite()).then(|| latency(cpu_times)),
+        "exact_agreement": a.exact_check.then(|| same as f64 / a.queries as f64),
     }))
+}
+
+/// CPU time of the calling thread in µs (Linux `CLOCK_THREAD_CPUTIME_ID`; NaN elsewhere): the
+/// time a query spent on a core, which other processes' load does not stretch as it stretches
+/// wall time on a shared machine.
+#[cfg(target_os = "linux")]
+fn thread_cpu_us() -> f64 {
+    #[repr(C)]
+    struct Timespec {
+        sec: i64,
+        nsec: i64,
+    }
+    unsafe extern "C" {
+        fn clock_gettime(clock: i32, ts: *mut Timespec) -> i32;
+    }
+    const CLOCK_THREAD_CPUTIME_ID: i32 = 3;
+    let mut ts = Timespec { sec: 0, nsec: 0 };
+    // SAFETY: clock_gettime writes one timespec (two 64-bit fields on 64-bit Linux) to the
+    // pointer it is given, which points at one.
+    if unsafe { clock_gettime(CLOCK_THREAD_CPUTIME_ID, &mut ts) } != 0 {
+        return f64::NAN;
+    }
+    ts.sec as f64 * 1e6 + ts.nsec as f64 / 1e3
+}
+
+#[cfg(not(target_os = "linux"))]
+fn thread_cpu_us() -> f64 {
+    f64::NAN
 }
 
 #[cfg(test)]
@@ -212,5 +258,21 @@ mod tests {
         assert_eq!(v["p99"], 100.0);
         assert_eq!(v["max"], 100.0);
         assert_eq!(v["mean"], 50.5);
+    }
+
+    #[test]
+    fn thread_cpu_time_advances_with_work_and_not_with_sleep() {
+        // GIVEN the thread's CPU clock WHEN the thread sleeps 50 ms THEN it barely moves
+        let t = thread_cpu_us();
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let slept = thread_cpu_us() - t;
+        assert!(slept < 20_000.0, "{slept} µs of CPU while asleep");
+        // AND it moves while the thread computes
+        let t = thread_cpu_us();
+        let mut x = 0u64;
+        while thread_cpu_us() - t < 2_000.0 {
+            x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+        }
+        assert!(thread_cpu_us() - t >= 2_000.0);
     }
 }

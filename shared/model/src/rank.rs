@@ -27,13 +27,14 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 
 use crate::algo::als::{AlsModel, AlsParams, AlsValidParams};
-use crate::topk::{dot_scores, top_k, Exclude, QuantizedFactors};
+use crate::topk::coarse::{pool_for, CoarseFactors};
+use crate::topk::{dot_scores, top_k, Exclude};
 
 /// An item reference (row in the version's item ids) with a score.
 pub type Scored = (u32, f32);
 
-/// From this many items on, factor scans use the quantised first pass with exact re-ranking
-/// (below it the exact `f32` scan takes under 0.2 ms anyway).
+/// From this many items on, factor scans use the 2-bit first pass with exact re-ranking of
+/// its best candidates (below it the exact `f32` scan takes under 0.2 ms anyway).
 pub const QUANTIZE_MIN_ITEMS: usize = 16_384;
 
 /// History items whose similar lists are summed for item-to-item recommendations: the recent
@@ -62,11 +63,11 @@ impl Factors {
 }
 
 /// What a version needs beyond its published data, built once per loaded version: the fold-in
-/// model and the quantised factors.
+/// model and the 2-bit coded factors.
 #[derive(Debug, Clone, Default)]
 pub struct Prepared {
     fold: Option<AlsModel>,
-    quant: Option<QuantizedFactors>,
+    quant: Option<CoarseFactors>,
 }
 
 impl Prepared {
@@ -87,7 +88,7 @@ impl Prepared {
         };
         Self {
             fold: params.fold_in_model(f.dim, f.data.clone()).ok(),
-            quant: (f.rows() >= QUANTIZE_MIN_ITEMS).then(|| QuantizedFactors::new(&f.data, f.dim)),
+            quant: (f.rows() >= QUANTIZE_MIN_ITEMS).then(|| CoarseFactors::new(&f.data, f.dim)),
         }
     }
 
@@ -211,23 +212,23 @@ thread_local! {
     static SCORES: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
-/// The best `n` rows for the query vector `x`, skipping `exclude` (sorted): the quantised
-/// first pass with exact re-ranking on large catalogues ([`QUANTIZE_MIN_ITEMS`]), else the
-/// exact scan. Scores are exact `y · x` either way.
+/// The best `n` rows for the query vector `x`, skipping `exclude` (sorted): the 2-bit first
+/// pass with exact re-ranking on large catalogues ([`QUANTIZE_MIN_ITEMS`], see
+/// [`crate::topk::coarse`]), else the exact scan. Scores are exact `y · x` either way.
 pub fn scan(f: &Factors, prepared: &Prepared, x: &[f32], n: usize, exclude: &[u32]) -> Vec<Scored> {
     SCORES.with(|cell| {
         let mut scores = cell.borrow_mut();
-        scores.resize(f.rows(), 0.0);
         match &prepared.quant {
             Some(q) => q.top_k_reranked(
                 &f.data,
                 x,
                 n,
-                (n * 4).max(100),
+                pool_for(n, f.rows()),
                 Exclude::Sorted(exclude),
                 &mut scores,
             ),
             None => {
+                scores.resize(f.rows(), 0.0);
                 dot_scores(&f.data, f.dim, x, &mut scores);
                 top_k(&scores, n, Exclude::Sorted(exclude))
             }

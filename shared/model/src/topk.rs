@@ -2,10 +2,11 @@
 //!
 //! Every algorithm scores all items into a `&[f32]` and calls [`top_k`]. Order: higher score
 //! first, ties to the lower item index (refeval's rule). NaN and `-inf` scores are never
-//! returned. Cost O(n log k) with a bounded heap, plus O(|excluded|).
+//! returned. Cost O(n) (a buffer of 2k cut back by linear-time selection), plus O(|excluded|).
 
 use std::cmp::Ordering;
-use std::collections::BinaryHeap;
+
+pub mod coarse;
 
 /// Items that must not be returned.
 #[derive(Debug, Clone, Copy, Default)]
@@ -46,24 +47,35 @@ impl PartialOrd for Cand {
 
 /// The best `k` candidates seen so far, offered in increasing item order (so an equal
 /// score never displaces a kept one: ties go to the lower index).
+///
+/// Candidates that beat the floor are appended to a buffer of `2k`; a full buffer is cut
+/// back to its best `k` with one linear-time selection, which raises the floor. On scores in
+/// no particular order that is a few hundred appends and a handful of selections per scan,
+/// where a binary heap paid a pop and a push (O(log k) each) per improving score.
 struct Best {
-    heap: BinaryHeap<std::cmp::Reverse<Cand>>,
+    buf: Vec<Cand>,
     k: usize,
     /// Once `k` are kept: the worst kept score; a score must beat it to get in.
     floor: f32,
 }
 
+/// Better candidate first: higher score, then lower item.
+fn better_first(a: &Cand, b: &Cand) -> Ordering {
+    b.cmp(a)
+}
+
 impl Best {
     fn new(k: usize) -> Self {
         Self {
-            heap: BinaryHeap::with_capacity(k + 1),
+            buf: Vec::with_capacity(2 * k),
             k,
             floor: f32::NAN,
         }
     }
 
     fn full(&self) -> bool {
-        self.heap.len() == self.k
+        // The floor is set once the best `k` were selected (NaN before).
+        !self.floor.is_nan()
     }
 
     #[inline]
@@ -73,17 +85,25 @@ impl Best {
             if s.partial_cmp(&self.floor) != Some(Ordering::Greater) {
                 return;
             }
-            self.heap.pop();
         } else if s.is_nan() || s == f32::NEG_INFINITY {
             return;
         }
-        self.heap.push(std::cmp::Reverse(Cand {
+        self.buf.push(Cand {
             score: s,
             item: item as u32,
-        }));
-        if self.full() {
-            self.floor = self.heap.peek().map_or(f32::NAN, |c| c.0.score);
+        });
+        if self.buf.len() >= 2 * self.k {
+            self.cut();
         }
+    }
+
+    /// Keeps the best `k` of the buffer; their worst score becomes the floor.
+    fn cut(&mut self) {
+        let k = self.k;
+        self.buf.select_nth_unstable_by(k - 1, better_first);
+        self.buf.truncate(k);
+        // The selection put the k-th best at k - 1: the worst kept one.
+        self.floor = self.buf[k - 1].score;
     }
 
     /// Offers `scores[i]` as item `base + i`, skipping runs of 16 that cannot get in.
@@ -104,10 +124,10 @@ impl Best {
         }
     }
 
-    fn into_sorted(self) -> Vec<(u32, f32)> {
-        let mut out: Vec<Cand> = self.heap.into_iter().map(|r| r.0).collect();
-        out.sort_unstable_by(|a, b| b.cmp(a));
-        out.into_iter().map(|c| (c.item, c.score)).collect()
+    fn into_sorted(mut self) -> Vec<(u32, f32)> {
+        self.buf.sort_unstable_by(better_first);
+        self.buf.truncate(self.k);
+        self.buf.into_iter().map(|c| (c.item, c.score)).collect()
     }
 }
 
@@ -119,45 +139,84 @@ pub fn top_k(scores: &[f32], k: usize, exclude: Exclude<'_>) -> Vec<(u32, f32)> 
         return Vec::new();
     }
     let mut best = Best::new(k);
-    match exclude {
-        Exclude::None => best.offer_run(0, scores),
-        Exclude::Sorted(ex) => {
-            // The runs between excluded items.
-            let mut start = 0usize;
-            for &e in ex {
-                let e = e as usize;
-                if e >= scores.len() {
-                    break;
+    best.offer_block(0, scores, exclude);
+    best.into_sorted()
+}
+
+impl Best {
+    /// Offers `scores[i]` as item `base + i`, leaving out the excluded items (`exclude` in
+    /// item numbers; a bitset block must start on a multiple of 64). Blocks are offered in
+    /// increasing `base` order.
+    fn offer_block(&mut self, base: usize, scores: &[f32], exclude: Exclude<'_>) {
+        match exclude {
+            Exclude::None => self.offer_run(base, scores),
+            Exclude::Sorted(ex) => {
+                // The runs between excluded items of this block.
+                let end = base + scores.len();
+                let lo = ex.partition_point(|&i| (i as usize) < base);
+                let mut start = base;
+                for &e in &ex[lo..] {
+                    let e = e as usize;
+                    if e >= end {
+                        break;
+                    }
+                    if e >= start {
+                        self.offer_run(start, &scores[start - base..e - base]);
+                        start = e + 1;
+                    }
                 }
-                if e >= start {
-                    best.offer_run(start, &scores[start..e]);
-                    start = e + 1;
+                if start < end {
+                    self.offer_run(start, &scores[start - base..]);
                 }
             }
-            if start < scores.len() {
-                best.offer_run(start, &scores[start..]);
-            }
-        }
-        Exclude::Bitset(bits) => {
-            for (w, chunk) in scores.chunks(64).enumerate() {
-                let word = bits.get(w).copied().unwrap_or(0);
-                if word == 0 {
-                    best.offer_run(w * 64, chunk);
-                } else {
-                    for (j, &s) in chunk.iter().enumerate() {
-                        if word >> j & 1 == 0 {
-                            best.offer(w * 64 + j, s);
+            Exclude::Bitset(bits) => {
+                debug_assert_eq!(base % 64, 0);
+                for (w, chunk) in scores.chunks(64).enumerate() {
+                    let at = base + w * 64;
+                    let word = bits.get(at / 64).copied().unwrap_or(0);
+                    if word == 0 {
+                        self.offer_run(at, chunk);
+                    } else {
+                        for (j, &s) in chunk.iter().enumerate() {
+                            if word >> j & 1 == 0 {
+                                self.offer(at + j, s);
+                            }
                         }
                     }
                 }
             }
         }
     }
-    best.into_sorted()
 }
 
 /// `scores[i] = y_i · x` over row-major factors; written so the compiler vectorises it.
+/// On x86-64 with AVX2 the same code is compiled for 256-bit vectors (one multiply and one
+/// add per 8 values instead of two each); the operations and their order are the same, so
+/// the scores are identical on every CPU.
 pub fn dot_scores(factors: &[f32], dim: usize, x: &[f32], scores: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2, checked just above.
+            unsafe { dot_scores_avx2(factors, dim, x, scores) };
+            return;
+        }
+    }
+    dot_scores_portable(factors, dim, x, scores)
+}
+
+/// [`dot_scores`] compiled for AVX2.
+///
+/// # Safety
+/// The CPU must support AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn dot_scores_avx2(factors: &[f32], dim: usize, x: &[f32], scores: &mut [f32]) {
+    dot_scores_portable(factors, dim, x, scores)
+}
+
+#[inline(always)]
+fn dot_scores_portable(factors: &[f32], dim: usize, x: &[f32], scores: &mut [f32]) {
     for (s, y) in scores.iter_mut().zip(factors.chunks_exact(dim)) {
         let mut acc = [0f32; 8];
         let mut yc = y.chunks_exact(8);
@@ -596,6 +655,10 @@ mod tests {
             let naive: f32 = (0..dim).map(|k| f[r * dim + k] * x[k]).sum();
             assert!((s[r] - naive).abs() < 1e-4);
         }
+        // AND the portable code path gives the very same scores as the dispatched one
+        let mut p = vec![0f32; rows];
+        super::dot_scores_portable(&f, dim, &x, &mut p);
+        assert_eq!(p, s);
     }
 
     #[test]
