@@ -28,6 +28,9 @@ pub enum BenchCommand {
     /// Online report: generates a data dir of served answers, displays, hits and plays, then
     /// times `build_report` on it end to end (see bench_report.rs).
     Report(crate::bench_report::ReportBenchArgs),
+    /// Train: generates a synthetic event log (raw or compacted), then times the real train
+    /// task on it, stage by stage, with its peak RSS (see bench_train.rs).
+    Train(crate::bench_train::TrainBenchArgs),
 }
 
 /// Flags of `nectar bench collect`.
@@ -67,6 +70,7 @@ pub fn run(cmd: &BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Collect(a) => collect(a)?,
         BenchCommand::Topk(a) => topk(a)?,
         BenchCommand::Report(a) => crate::runtime()?.block_on(crate::bench_report::run(a))?,
+        BenchCommand::Train(a) => crate::runtime()?.block_on(crate::bench_train::run(a))?,
     };
     println!("{}", serde_json::to_string_pretty(&out)?);
     Ok(())

@@ -7,6 +7,7 @@ mod backends;
 mod banner;
 mod bench;
 mod bench_report;
+mod bench_train;
 mod compact;
 mod demo;
 mod dev;
