@@ -22,6 +22,9 @@ use crate::error::ModelError;
 use crate::interactions::{Csr, Interactions};
 use crate::topk::{top_k, Exclude};
 
+mod warm;
+pub use warm::WarmStart;
+
 /// How matrix values become confidences.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub enum Confidence {
@@ -164,18 +167,31 @@ impl AlsValidParams {
     pub fn fit_with_progress(
         &self,
         data: &Interactions,
-        mut progress: impl FnMut(usize),
+        progress: impl FnMut(usize),
     ) -> Result<AlsModel, ModelError> {
         let p = &self.0;
         if data.nnz() == 0 {
             return Err(ModelError::EmptyData);
         }
+        let x = init_factors(data.n_users(), p.factors, p.seed, 0);
+        let y = init_factors(data.n_items(), p.factors, p.seed, 1);
+        self.fit_from(data, x, y, p.iterations, progress)
+    }
+
+    /// `iterations` alternations from the starting factors `x` (users) and `y` (items).
+    fn fit_from(
+        &self,
+        data: &Interactions,
+        mut x: Vec<f32>,
+        mut y: Vec<f32>,
+        iterations: usize,
+        mut progress: impl FnMut(usize),
+    ) -> Result<AlsModel, ModelError> {
+        let p = &self.0;
         let f = p.factors;
         let cui = confidences(data.user_items(), p.alpha, p.confidence);
         let ciu = confidences(data.item_users(), p.alpha, p.confidence);
-        let mut x = init_factors(data.n_users(), f, p.seed, 0);
-        let mut y = init_factors(data.n_items(), f, p.seed, 1);
-        for it in 0..p.iterations {
+        for it in 0..iterations {
             solve_side(
                 data.user_items(),
                 &cui,
