@@ -136,6 +136,16 @@ impl AlsValidParams {
         &self.0
     }
 
+    /// Number of latent factors.
+    pub fn factors(&self) -> usize {
+        self.0.factors
+    }
+
+    /// Alternating iterations of a cold fit.
+    pub fn iterations(&self) -> usize {
+        self.0.iterations
+    }
+
     pub(crate) fn params_confidence(&self) -> Confidence {
         self.0.confidence
     }
