@@ -164,7 +164,7 @@ async fn write_log(
                 let mut resent = 0;
                 for &(u, i, t, n) in *hour {
                     let line = event_line(u, i, t, n);
-                    if mix(n ^ 0xAAAA) % RESEND_EVERY == 0 {
+                    if mix(n ^ 0xAAAA).is_multiple_of(RESEND_EVERY) {
                         lines.push(line.clone());
                         resent += 1;
                     }
