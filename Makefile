@@ -26,6 +26,10 @@ test: ## Install what tests need, then run lint and every test (unit, handler, r
 
 pr-check: test ## What CI runs on a pull request
 
+.PHONY: deploy-spark-job
+deploy-spark-job: ## Upload the Spark job, CONFIG and the packed SPARK_ENV to s3://BUCKET/jobs/spark/ (jobs/spark/README.md "On AWS")
+	bash scripts/deploy-spark-job.sh $(BUCKET) $(CONFIG) $(SPARK_ENV)
+
 .PHONY: test-spark
 test-spark: ## The PySpark ALS job's tests (Java 17, pyspark in .venv-spark, ml-100k; about 3 min, not in `make test`)
 	bash scripts/spark-test.sh

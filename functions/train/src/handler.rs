@@ -2,7 +2,7 @@
 
 use lambda_runtime::{Diagnostic, LambdaEvent};
 use nectar_platform::catalog::Catalog;
-use nectar_platform::config::NectarConfig;
+use nectar_platform::config::{Engine, NectarConfig};
 use nectar_platform::event_log::compact::{compact_site, CompactError, CompactOptions};
 use nectar_platform::model_store::ModelStore;
 use nectar_platform::object_store::ObjectStore;
@@ -44,6 +44,19 @@ pub enum HandlerError {
     /// The `compact` job failed (days compacted before the failure stay compacted).
     #[error(transparent)]
     Compact(#[from] CompactError),
+    /// The task has `engine = "spark"`: it is fitted by the Spark job, not natively here.
+    #[error(
+        "task {task:?} of site {site:?} has engine = \"spark\": the train function does not fit \
+         it natively. Its schedule starts the EMR Serverless job (jobs/spark/nectar_als.py), \
+         then this function's publish job: {{\"site\": \"{site}\", \"task\": \"{task}\", \
+         \"job\": \"publish\", \"artifacts\": \"s3://BUCKET/PREFIX\"}}"
+    )]
+    SparkTask {
+        /// Site key.
+        site: String,
+        /// Task name.
+        task: String,
+    },
 }
 
 impl From<HandlerError> for Diagnostic {
@@ -54,6 +67,7 @@ impl From<HandlerError> for Diagnostic {
             HandlerError::Report(r) => r.code(),
             HandlerError::Artifacts(_) => "InvalidArtifacts",
             HandlerError::Compact(c) => c.code(),
+            HandlerError::SparkTask { .. } => "SparkTask",
         };
         let mut message = e.to_string();
         let mut src = std::error::Error::source(&e);
@@ -206,6 +220,15 @@ where
         return run_job(cfg, deps, catalog, job, input).await;
     }
     let input = parse_input(&event.payload)?;
+    if cfg
+        .task(&input.site, &input.task)
+        .is_some_and(|t| t.engine == Engine::Spark)
+    {
+        return Err(HandlerError::SparkTask {
+            site: input.site,
+            task: input.task,
+        });
+    }
     let req = TrainRequest {
         site: input.site,
         task: input.task,
@@ -255,6 +278,53 @@ mod tests {
         let d: Diagnostic = parse_input(&bad).unwrap_err().into();
         assert_eq!(d.error_type, "InvalidInput");
         assert!(d.error_message.contains("site"), "{}", d.error_message);
+    }
+
+    #[tokio::test]
+    async fn a_spark_task_is_refused_before_any_read() {
+        // GIVEN a config whose task has engine = "spark", and an empty data dir
+        let dir = std::env::temp_dir().join(format!("nectar-fn-spark-{}", rand::random::<u64>()));
+        let (events, models, registry) = (
+            LocalStore::new(&dir),
+            LocalModelStore::new(&dir),
+            LocalRegistry::new(&dir),
+        );
+        let cfg = NectarConfig::from_toml(
+            "[sites.s1.tasks.big]\nalgorithm = \"als\"\nengine = \"spark\"\n",
+            "test",
+        )
+        .unwrap();
+        let deps = TrainDeps {
+            events: &events,
+            models: &models,
+            registry: &registry,
+            trainer: &ModelTrainer,
+            erasures: &nectar_platform::privacy::NoErasures,
+        };
+        // WHEN its schedule input reaches the train function
+        let payload = json!({"task": "big", "site": "s1"});
+        let err = handle(
+            &cfg,
+            deps,
+            None,
+            LambdaEvent::new(payload, Default::default()),
+        )
+        .await
+        .unwrap_err();
+        // THEN it is refused with a stable code and a message naming the task, the job and
+        // the publish step; nothing was recorded
+        let d = Diagnostic::from(err);
+        assert_eq!(d.error_type, "SparkTask");
+        assert!(
+            d.error_message
+                .contains("\"big\" of site \"s1\" has engine = \"spark\"")
+                && d.error_message.contains("jobs/spark/nectar_als.py")
+                && d.error_message.contains("\"job\": \"publish\""),
+            "{}",
+            d.error_message
+        );
+        assert!(registry.runs("s1", "big", 1).await.unwrap().is_empty());
+        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -32,6 +32,9 @@ pub enum BenchCommand {
     /// Recommend service in process on a trained data dir: request variants (e.g. with and
     /// without `explain=true`) interleaved, per-variant latency (see bench_serve.rs).
     Serve(crate::bench_serve::ServeBenchArgs),
+    /// Train: generates a synthetic event log (raw or compacted), then times the real train
+    /// task on it, stage by stage, with its peak RSS (see bench_train.rs).
+    Train(crate::bench_train::TrainBenchArgs),
 }
 
 /// Flags of `nectar bench collect`.
@@ -76,6 +79,7 @@ pub fn run(cmd: &BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Topk(a) => topk(a)?,
         BenchCommand::Report(a) => crate::runtime()?.block_on(crate::bench_report::run(a))?,
         BenchCommand::Serve(a) => crate::runtime()?.block_on(crate::bench_serve::run(a))?,
+        BenchCommand::Train(a) => crate::runtime()?.block_on(crate::bench_train::run(a))?,
     };
     println!("{}", serde_json::to_string_pretty(&out)?);
     Ok(())

@@ -8,6 +8,7 @@ mod banner;
 mod bench;
 mod bench_report;
 mod bench_serve;
+mod bench_train;
 mod compact;
 mod demo;
 mod dev;

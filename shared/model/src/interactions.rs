@@ -15,6 +15,7 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 
 use crate::error::ModelError;
+use crate::mapping::InteractionsView;
 
 /// Total order on user/item keys: all-digit keys first, by numeric value (without parsing, so
 /// any length works), then every other key byte-wise.
@@ -361,10 +362,7 @@ impl InteractionsBuilder {
     /// Reserves room for `n` more records.
     pub fn with_capacity(n: usize) -> Self {
         let mut b = Self::new();
-        b.users.reserve(n);
-        b.items.reserve(n);
-        b.weights.reserve(n);
-        b.timestamps.reserve(n);
+        b.reserve(n);
         b
     }
 
@@ -417,6 +415,45 @@ impl InteractionsBuilder {
         let u = self.intern_user(user_key);
         let i = self.intern_item(item_key);
         self.push_indexed(u, i, weight, timestamp_ms);
+    }
+
+    /// Adds every row of an interned view, as [`Self::push`] would with the rows' keys, with
+    /// each row's time mapped by `time`. Each distinct key is hashed once rather than once per
+    /// row: the train task's tens of millions of rows share a million users.
+    pub fn push_view(&mut self, view: InteractionsView<'_>, time: impl Fn(i64) -> i64) {
+        const NEW: u32 = u32::MAX;
+        let mut users = vec![NEW; view.users.len()];
+        let mut items = vec![NEW; view.items.len()];
+        self.reserve(view.rows.len());
+        for r in view.rows {
+            if r.weight == 0.0 || !r.weight.is_finite() {
+                continue;
+            }
+            let u = match users[r.user as usize] {
+                NEW => {
+                    let u = self.intern_user(&view.users[r.user as usize]);
+                    users[r.user as usize] = u;
+                    u
+                }
+                u => u,
+            };
+            let i = match items[r.item as usize] {
+                NEW => {
+                    let i = self.intern_item(&view.items[r.item as usize]);
+                    items[r.item as usize] = i;
+                    i
+                }
+                i => i,
+            };
+            self.push_indexed(u, i, r.weight, time(r.timestamp_ms));
+        }
+    }
+
+    fn reserve(&mut self, n: usize) {
+        self.users.reserve(n);
+        self.items.reserve(n);
+        self.weights.reserve(n);
+        self.timestamps.reserve(n);
     }
 
     fn push_indexed(&mut self, u: u32, i: u32, weight: f32, timestamp_ms: i64) {
@@ -657,6 +694,47 @@ mod tests {
             // AND another user's positive on the same item is untouched
             assert_eq!(m.user_row(1).0, &[m.item_index("disliked").unwrap()][..]);
         }
+    }
+
+    #[test]
+    fn a_view_builds_the_matrix_its_keys_build() {
+        use crate::mapping::{Interaction, InteractionLog};
+        // GIVEN a log whose id tables hold keys without rows in the view pushed (u9, z), a
+        // zero weight and a repeated pair
+        let mut log = InteractionLog::new();
+        let rows = [
+            ("u9", "z", 1.0, 1),
+            ("u2", "b", 1.0, 2_500),
+            ("u1", "a", 0.0, 3_000),
+            ("u1", "b", 2.0, 3_700),
+            ("u2", "b", 1.0, 4_200),
+            ("u10", "a", -1.0, 5_000),
+            ("u10", "c", 1.0, 6_000),
+        ];
+        for (u, i, w, t) in rows {
+            log.push(Interaction {
+                user: u.into(),
+                item: i.into(),
+                weight: w,
+                timestamp_ms: t,
+                event_id: String::new(),
+            });
+        }
+        let view = log.view_rows(1..rows.len());
+        let secs = |t: i64| t.div_euclid(1000) * 1000;
+        // WHEN built from the view and from the same rows' keys
+        let mut a = InteractionsBuilder::new();
+        a.push_view(view, secs);
+        let mut b = InteractionsBuilder::new();
+        for (u, i, w, t) in &rows[1..] {
+            b.push(u, i, *w, secs(*t));
+        }
+        // THEN the matrices are equal, and keys without rows are not in it
+        let (a, b) = (a.build().unwrap(), b.build().unwrap());
+        assert_eq!(a, b);
+        assert_eq!(a.user_ids(), &["u1", "u10", "u2"]);
+        assert_eq!(a.item_ids(), &["a", "b", "c"]);
+        assert_eq!(a.last_timestamps().unwrap()[0], 3_000);
     }
 
     #[test]

@@ -25,6 +25,9 @@ use crate::interactions::{Csr, Interactions};
 use crate::topk::{top_k, Exclude};
 use kernel::{matvec, sparse_update, Block4, Portable};
 
+mod warm;
+pub use warm::WarmStart;
+
 /// How matrix values become confidences.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub enum Confidence {
@@ -136,6 +139,16 @@ impl AlsValidParams {
         &self.0
     }
 
+    /// Number of latent factors.
+    pub fn factors(&self) -> usize {
+        self.0.factors
+    }
+
+    /// Alternating iterations of a cold fit.
+    pub fn iterations(&self) -> usize {
+        self.0.iterations
+    }
+
     pub(crate) fn params_confidence(&self) -> Confidence {
         self.0.confidence
     }
@@ -167,18 +180,31 @@ impl AlsValidParams {
     pub fn fit_with_progress(
         &self,
         data: &Interactions,
-        mut progress: impl FnMut(usize),
+        progress: impl FnMut(usize),
     ) -> Result<AlsModel, ModelError> {
         let p = &self.0;
         if data.nnz() == 0 {
             return Err(ModelError::EmptyData);
         }
+        let x = init_factors(data.n_users(), p.factors, p.seed, 0);
+        let y = init_factors(data.n_items(), p.factors, p.seed, 1);
+        self.fit_from(data, x, y, p.iterations, progress)
+    }
+
+    /// `iterations` alternations from the starting factors `x` (users) and `y` (items).
+    fn fit_from(
+        &self,
+        data: &Interactions,
+        mut x: Vec<f32>,
+        mut y: Vec<f32>,
+        iterations: usize,
+        mut progress: impl FnMut(usize),
+    ) -> Result<AlsModel, ModelError> {
+        let p = &self.0;
         let f = p.factors;
         let cui = confidences(data.user_items(), p.alpha, p.confidence);
         let ciu = confidences(data.item_users(), p.alpha, p.confidence);
-        let mut x = init_factors(data.n_users(), f, p.seed, 0);
-        let mut y = init_factors(data.n_items(), f, p.seed, 1);
-        for it in 0..p.iterations {
+        for it in 0..iterations {
             solve_side(
                 data.user_items(),
                 &cui,

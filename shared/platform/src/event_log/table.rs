@@ -561,14 +561,22 @@ mod tests {
         // AND training's reader maps the same events (three interactions: the display is none)
         let w = full_window(&store, "s").await.unwrap().unwrap();
         assert_eq!((w.since_ms, w.until_ms), (DAY0, DAY0 + 2 * DAY));
-        let trained = read_window(&store, "s", w, &EventWeights::default(), 4)
-            .await
-            .unwrap();
+        let trained = read_window(
+            &store,
+            "s",
+            w,
+            &EventWeights::default(),
+            4,
+            &ErasureSet::default(),
+        )
+        .await
+        .unwrap();
         assert_eq!(trained.interactions.len(), 3);
 
         // WHEN day 0 is compacted and a late object re-delivers its event beside a new one
         compact_day(
             &store,
+            &crate::privacy::NoErasures,
             "s",
             "2026-11-20",
             CompactOptions::default(),

@@ -33,15 +33,8 @@ impl Holdout {
     /// exported split (`nectar train --export-split`) carries them, so that histories are
     /// ordered the same way when `nectar eval` re-runs the protocol on the files.
     pub fn new(train: InteractionsView<'_>, test: InteractionsView<'_>) -> Self {
-        let mut b = InteractionsBuilder::with_capacity(train.rows.len());
-        for r in train.rows {
-            b.push(
-                &train.users[r.user as usize],
-                &train.items[r.item as usize],
-                r.weight,
-                r.timestamp_ms.div_euclid(1000) * 1000,
-            );
-        }
+        let mut b = InteractionsBuilder::new();
+        b.push_view(train, |t| t.div_euclid(1000) * 1000);
         match b.build() {
             Ok(m) => Self::from_matrix(Arc::new(m), test),
             Err(_) => Self::default(),

@@ -90,6 +90,20 @@ pub trait Trainer: Send + Sync {
         data: InteractionsView<'_>,
         progress: &dyn Fn(f64),
     ) -> Result<ModelArtifacts, TrainerError>;
+
+    /// Fits the whole window after `candidate` was fitted on its older part (the refit of a
+    /// run): a trainer may start from the candidate (ALS warm-starts from its factors). By
+    /// default it fits from scratch.
+    fn refit(
+        &self,
+        task: &TaskConfig,
+        data: InteractionsView<'_>,
+        candidate: &ModelArtifacts,
+        progress: &dyn Fn(f64),
+    ) -> Result<ModelArtifacts, TrainerError> {
+        let _ = candidate;
+        self.fit(task, data, progress)
+    }
 }
 
 /// Which window to read.
@@ -889,6 +903,19 @@ mod tests {
         old.metadata = serde_json::json!({"params": {}});
         let m = crate::recommend::LoadedModel::new("als", old);
         assert_eq!(m.fold_in().unwrap().regularization(), 20.0);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn the_flow_runs_in_turn_on_a_runtime_without_worker_threads() {
+        // GIVEN a current-thread runtime (no block_in_place): evaluation and refit in turn
+        let dir = std::env::temp_dir().join(format!("nectar-train-{}", rand::random::<u64>()));
+        contract::train_flow_contract(
+            &crate::object_store::LocalStore::new(&dir),
+            &crate::model_store::LocalModelStore::new(&dir),
+            &crate::registry::LocalRegistry::new(&dir),
+        )
+        .await;
         std::fs::remove_dir_all(dir).unwrap();
     }
 

@@ -38,7 +38,7 @@ where
         let holdout = self.split(run, train, test);
 
         let progress = |f: f64| observer.progress(f);
-        let mut candidate = None;
+        let mut refitted = None;
         if !holdout.is_empty() {
             // 3. Candidate on the older part, scored on the holdout.
             observer.stage("fit");
@@ -48,13 +48,14 @@ where
                 .map_err(|p| TrainError::Models(ModelStoreError::InvalidArtifacts(p)))?;
             observer.candidate(&cand);
             run.durations_ms.insert("fit".into(), ms_since(t));
-            if !self
-                .evaluate_and_gate(run, &holdout, train, test, &cand)
-                .await?
-            {
+            // 4.–6. Scored and gated while the whole window is refitted from it.
+            let (passed, refit) = self
+                .evaluate_while_refitting(run, &holdout, train, test, &cand, all.view())
+                .await;
+            if !passed? {
                 return Ok(());
             }
-            candidate = Some(cand);
+            refitted = refit;
         } else {
             tracing::warn!(
                 holdout = test.rows.len(),
@@ -62,27 +63,32 @@ where
             );
         }
 
-        // The holdout's train matrix is not needed any more: free it before the largest fit.
+        // The holdout's train matrix is not needed any more: free it before a cold fit.
         drop(holdout);
-        // 6. Refit on the whole window (the candidate is reused when nothing was held out).
-        let artifacts = if holdout_n == 0 {
-            match candidate {
-                Some(c) => c,
-                None => {
-                    observer.stage("fit");
-                    let t = Instant::now();
-                    let a = run_cpu(|| deps.trainer.fit(task, all.view(), &progress))?;
-                    run.durations_ms.insert("fit".into(), ms_since(t));
-                    a
-                }
+        let artifacts = match refitted {
+            Some(r) => {
+                let (a, ms) = r?;
+                run.durations_ms.insert("refit".into(), ms);
+                run.refit_on_full_window = true;
+                a
             }
-        } else {
-            observer.stage("refit");
-            let t = Instant::now();
-            let a = run_cpu(|| deps.trainer.fit(task, all.view(), &progress))?;
-            run.durations_ms.insert("refit".into(), ms_since(t));
-            run.refit_on_full_window = true;
-            a
+            // Nothing held out: the one fit is on the whole window.
+            None if holdout_n == 0 => {
+                observer.stage("fit");
+                let t = Instant::now();
+                let a = run_cpu(|| deps.trainer.fit(task, all.view(), &progress))?;
+                run.durations_ms.insert("fit".into(), ms_since(t));
+                a
+            }
+            // Rows held out but no warm user to score: no candidate to start from.
+            None => {
+                observer.stage("refit");
+                let t = Instant::now();
+                let a = run_cpu(|| deps.trainer.fit(task, all.view(), &progress))?;
+                run.durations_ms.insert("refit".into(), ms_since(t));
+                run.refit_on_full_window = true;
+                a
+            }
         };
         // The typed params (defaults filled in), so that serving folds users in with exactly
         // what training used.
@@ -92,6 +98,56 @@ where
         let mut artifacts = artifacts;
         artifacts.metadata = self.metadata(run, spec.as_ref(), None);
         self.publish(run, &artifacts).await
+    }
+
+    /// Evaluates and gates the candidate ([`Self::evaluate_and_gate`]) while a thread refits
+    /// the whole window from it ([`Trainer::refit`]), so that the evaluation's serial parts
+    /// (the baseline's matrix, loading the current version, the gate) overlap the refit's
+    /// parallel iterations. The refit (with its milliseconds) is `None` when it did not run: a
+    /// refused candidate on a runtime without worker threads, where the two run in turn.
+    async fn evaluate_while_refitting(
+        &self,
+        run: &mut RunRecord,
+        holdout: &Holdout,
+        train: InteractionsView<'_>,
+        test: InteractionsView<'_>,
+        cand: &ModelArtifacts,
+        all: InteractionsView<'_>,
+    ) -> (
+        Result<bool, TrainError>,
+        Option<Result<(ModelArtifacts, u64), TrainerError>>,
+    ) {
+        let (task, trainer, observer) = (self.task, self.deps.trainer, self.observer);
+        let refit = move || {
+            observer.stage("refit");
+            let t = Instant::now();
+            trainer
+                .refit(task, all, cand, &|f| observer.progress(f))
+                .map(|a| (a, ms_since(t)))
+        };
+        let gate = self.evaluate_and_gate(run, holdout, train, test, cand);
+        match tokio::runtime::Handle::try_current() {
+            Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+                tokio::task::block_in_place(|| {
+                    std::thread::scope(|s| {
+                        let job = std::thread::Builder::new()
+                            .name("nectar-refit".into())
+                            .spawn_scoped(s, refit)
+                            .expect("a thread for the refit");
+                        let passed = h.block_on(gate);
+                        let refitted = job
+                            .join()
+                            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+                        (passed, Some(refitted))
+                    })
+                })
+            }
+            _ => {
+                let passed = gate.await;
+                let refitted = matches!(passed, Ok(true)).then(refit);
+                (passed, refitted)
+            }
+        }
     }
 
     /// 1. The window and its interactions (counts into `run`), and how many of the newest

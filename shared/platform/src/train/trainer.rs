@@ -13,6 +13,7 @@
 //!
 //! `publish.user_lists = true` adds per-user top-N lists for every algorithm.
 
+use nectar_model::algo::als::WarmStart;
 use nectar_model::algo::popular::{PopularParams, PopularityModel};
 use nectar_model::algo::spec::{AlgoSpec, FittedModel};
 use nectar_model::algo::{Recommender, Target, UserHistory};
@@ -55,36 +56,65 @@ impl Trainer for ModelTrainer {
         data: InteractionsView<'_>,
         progress: &dyn Fn(f64),
     ) -> Result<ModelArtifacts, TrainerError> {
-        let spec =
-            AlgoSpec::parse(task.algorithm.as_str(), &task.param_strings()).map_err(fit_err)?;
-        let mut b =
-            InteractionsBuilder::with_capacity(data.rows.len()).value_mode(spec.value_mode());
-        for r in data.rows {
-            b.push(
-                &data.users[r.user as usize],
-                &data.items[r.item as usize],
-                r.weight,
-                r.timestamp_ms,
-            );
-        }
-        let m = b.build().map_err(fit_err)?;
-        progress(0.05);
-        let fitted = match &spec {
-            AlgoSpec::Als(p) => {
-                // For the progress bar only (the model's default when not configured).
-                let total = task.param_f64("iterations").unwrap_or(15.0).max(1.0);
-                FittedModel::Als(
-                    p.fit_with_progress(&m, |it| progress(0.05 + 0.85 * it as f64 / total))
-                        .map_err(fit_err)?,
-                )
-            }
-            other => other.fit(&m).map_err(fit_err)?,
-        };
-        progress(0.9);
-        let a = artifacts(&task.publish, &m, &fitted).map_err(fit_err)?;
-        progress(1.0);
-        Ok(a)
+        fit_artifacts(task, data, None, progress)
     }
+
+    /// ALS starts from the candidate's factors ([`AlsValidParams::fit_warm`]: a third of the
+    /// iterations); other algorithms fit from scratch.
+    fn refit(
+        &self,
+        task: &TaskConfig,
+        data: InteractionsView<'_>,
+        candidate: &ModelArtifacts,
+        progress: &dyn Fn(f64),
+    ) -> Result<ModelArtifacts, TrainerError> {
+        fit_artifacts(task, data, Some(candidate), progress)
+    }
+}
+
+/// The matrix in the algorithm's value mode, the fit (warm from `warm`'s factors when it has
+/// them and the algorithm is ALS), and the artifacts.
+fn fit_artifacts(
+    task: &TaskConfig,
+    data: InteractionsView<'_>,
+    warm: Option<&ModelArtifacts>,
+    progress: &dyn Fn(f64),
+) -> Result<ModelArtifacts, TrainerError> {
+    let spec = AlgoSpec::parse(task.algorithm.as_str(), &task.param_strings()).map_err(fit_err)?;
+    let mut b = InteractionsBuilder::with_capacity(data.rows.len()).value_mode(spec.value_mode());
+    b.push_view(data, |t| t);
+    let m = b.build().map_err(fit_err)?;
+    progress(0.05);
+    let fitted = match &spec {
+        AlgoSpec::Als(p) => {
+            let warm = warm.and_then(|a| {
+                let (items, users) = (a.item_factors.as_ref()?, a.user_factors.as_ref());
+                (items.dim == p.factors()).then(|| WarmStart {
+                    user_ids: if users.is_some() { &a.user_ids } else { &[] },
+                    user_factors: users.map_or(&[][..], |u| &u.data),
+                    item_ids: &a.item_ids,
+                    item_factors: &items.data,
+                })
+            });
+            let total = match warm {
+                Some(_) => p.warm_iterations(),
+                None => p.iterations(),
+            } as f64;
+            let report = |it: usize| progress(0.05 + 0.85 * it as f64 / total);
+            FittedModel::Als(
+                match warm {
+                    Some(w) => p.fit_warm(&m, &w, report),
+                    None => p.fit_with_progress(&m, report),
+                }
+                .map_err(fit_err)?,
+            )
+        }
+        other => other.fit(&m).map_err(fit_err)?,
+    };
+    progress(0.9);
+    let a = artifacts(&task.publish, &m, &fitted).map_err(fit_err)?;
+    progress(1.0);
+    Ok(a)
 }
 
 /// The first `n` of a popularity model's ranking, with scores.
@@ -241,6 +271,53 @@ mod tests {
         played.sort_unstable();
         let top = m.rank_user(&a.user_state(u0), None, &played, 1).unwrap();
         assert_eq!(a.item_ids[top[0].0 as usize], "a0");
+    }
+
+    #[test]
+    fn the_als_refit_starts_from_the_candidates_factors() {
+        use nectar_model::algo::als::AlsParams;
+        // GIVEN a candidate fitted on the older half of the block data
+        let t = task("algorithm = \"als\"\nparams = { factors = 2, iterations = 6 }");
+        let log = blocks();
+        let half = log.len() / 2;
+        let cand = ModelTrainer
+            .fit(&t, log.view_rows(0..half), &|_| {})
+            .unwrap();
+        // WHEN the whole log is refitted from it
+        let refit = ModelTrainer.refit(&t, log.view(), &cand, &|_| {}).unwrap();
+        // THEN the factors are the model crate's warm fit from the candidate's (a third of the
+        // iterations), not a cold fit's
+        let mut b = InteractionsBuilder::new();
+        b.push_view(log.view(), |t| t);
+        let m = b.build().unwrap();
+        let p = AlsParams::new().factors(2).iterations(6).check().unwrap();
+        let (cu, ci) = (
+            cand.user_factors.as_ref().unwrap(),
+            cand.item_factors.as_ref().unwrap(),
+        );
+        let warm = p
+            .fit_warm(
+                &m,
+                &WarmStart {
+                    user_ids: &cand.user_ids,
+                    user_factors: &cu.data,
+                    item_ids: &cand.item_ids,
+                    item_factors: &ci.data,
+                },
+                |_| {},
+            )
+            .unwrap();
+        assert_eq!(refit.item_factors, Some(factors_of(warm.item_factors())));
+        let cold = ModelTrainer.fit(&t, log.view(), &|_| {}).unwrap();
+        assert_ne!(refit.item_factors, cold.item_factors);
+        // AND a candidate of another width (the params changed) gives a cold fit
+        let mut other = cand.clone();
+        other.item_factors = Some(Factors {
+            dim: 1,
+            data: vec![0.5; cand.item_ids.len()],
+        });
+        let refit = ModelTrainer.refit(&t, log.view(), &other, &|_| {}).unwrap();
+        assert_eq!(refit.item_factors, cold.item_factors);
     }
 
     #[test]
