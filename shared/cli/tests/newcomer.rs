@@ -354,7 +354,7 @@ fn bench_commands_print_their_figures_as_json() {
         assert!(v["latency_us"][k].as_f64().unwrap() > 0.0, "{k}: {v}");
     }
     // WHEN top-k runs below and above the quantisation threshold THEN each says its method
-    for (items, method) in [("2000", "exact f32 scan"), ("20000", "i8 scan")] {
+    for (items, method) in [("2000", "exact f32 scan"), ("20000", "2-bit scan")] {
         let (out, stdout, stderr) = run(nectar().args([
             "bench",
             "topk",
