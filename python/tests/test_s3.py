@@ -53,7 +53,13 @@ def bucket(compacted: pathlib.Path) -> str:
         for path in (compacted / top).rglob("*"):
             if path.is_file():
                 key = path.relative_to(compacted).as_posix()
-                _call("PUT", f"{ENDPOINT}/{name}/{key}", path.read_bytes())
+                # An explicit type: urllib's default (form-urlencoded) makes moto parse the body.
+                _call(
+                    "PUT",
+                    f"{ENDPOINT}/{name}/{key}",
+                    path.read_bytes(),
+                    {"Content-Type": "application/octet-stream"},
+                )
     return name
 
 
