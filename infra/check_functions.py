@@ -3,8 +3,10 @@
 
 Every AWS::Serverless::Function in the template must be built by rust-cargolambda from
 ``CodeUri: ../functions/<dir>`` with ``Metadata.BuildProperties.Binary`` naming the one binary of
-that package, and the package must be a member of the root workspace. Every package under
-functions/ must be used by exactly one function. Binary names must be unique (sam build copies
+that package, and the package must be a member of the root workspace. A Lambda extension is a
+crate under functions/ too, shipped by an ``AWS::Serverless::LayerVersion`` with
+``ContentUri: ../functions/<dir>`` built by that folder's Makefile (``BuildMethod: makefile``).
+Every package under functions/ must be used by exactly one function or layer. Binary names must be unique (sam build copies
 them out of one shared target/lambda/ directory).
 
 Usage: ``python3 infra/check_functions.py [--root DIR]`` (DIR defaults to the repository; tests
@@ -79,10 +81,26 @@ def check(root: Path) -> list[str]:
         if binary in binaries:
             problems.append(f"{lid}: binary {binary!r} is also built for {binaries[binary]}")
         binaries[binary] = lid
+    for lid, res in (template.get("Resources") or {}).items():
+        if not isinstance(res, dict) or res.get("Type") != "AWS::Serverless::LayerVersion":
+            continue
+        content_uri = (res.get("Properties") or {}).get("ContentUri")
+        if not isinstance(content_uri, str) or not content_uri.startswith("../functions/"):
+            continue
+        rel = content_uri.removeprefix("../").rstrip("/")
+        crate = root / rel
+        used[rel] = lid
+        if not (crate / "Cargo.toml").is_file():
+            problems.append(f"{lid}: ContentUri {content_uri}: no crate at {rel}/Cargo.toml")
+            continue
+        if (res.get("Metadata") or {}).get("BuildMethod") != "makefile" or not (crate / "Makefile").is_file():
+            problems.append(f"{lid}: a layer from {rel} must be built by its Makefile (BuildMethod: makefile)")
+        if not any(fnmatch.fnmatch(rel, m) for m in members):
+            problems.append(f"{lid}: {rel} is not a member of the root workspace ({members})")
     for manifest in sorted((root / "functions").glob("*/Cargo.toml")):
         rel = manifest.parent.relative_to(root).as_posix()
         if rel not in used:
-            problems.append(f"{rel}: crate has no AWS::Serverless::Function with CodeUri ../{rel} in infra/template.yaml")
+            problems.append(f"{rel}: crate has no AWS::Serverless::Function (or extension layer) with CodeUri ../{rel} in infra/template.yaml")
     return problems
 
 

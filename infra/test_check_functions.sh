@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Tests infra/check_functions.py on temporary copies of the tree: the four crates agree with the
-# template; a missing crate, an extra crate, a wrong binary and a non-member are each reported.
+# template (with the served-log extension's layer); a missing crate, an extra crate, a wrong binary and a non-member are each reported.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 py="${PYTHON_INFRA:-.venv-infra/bin/python}"
@@ -16,6 +16,12 @@ fresh() {  # a copy of template + workspace manifest with the four function crat
     printf '[package]\nname = "%s"\nversion = "0.1.0"\nedition = "2021"\n' "$f" > "$tmp/t/functions/$f/Cargo.toml"
     echo 'fn main() {}' > "$tmp/t/functions/$f/src/main.rs"
   done
+  # The served-log extension: a crate shipped by a layer, built by its Makefile.
+  mkdir -p "$tmp/t/functions/served-log-extension/src"
+  printf '[package]\nname = "nectar-served-log"\nversion = "0.1.0"\nedition = "2021"\n' \
+    > "$tmp/t/functions/served-log-extension/Cargo.toml"
+  echo 'fn main() {}' > "$tmp/t/functions/served-log-extension/src/main.rs"
+  echo 'build-ServedLogLayer:' > "$tmp/t/functions/served-log-extension/Makefile"
 }
 expect() {  # expect <exit code> <text in output or ""> <description>
   local want="$1" text="$2" what="$3" out rc=0
@@ -27,7 +33,10 @@ expect() {  # expect <exit code> <text in output or ""> <description>
   fi
 }
 
-fresh; expect 0 "agree" "four crates, four functions"
+fresh; expect 0 "agree" "four crates, four functions, one extension layer"
+fresh; rm "$tmp/t/functions/served-log-extension/Makefile"
+expect 1 "must be built by its Makefile" "extension layer without its Makefile"
+fresh; rm -r "$tmp/t/functions/served-log-extension"; expect 1 "no crate at functions/served-log-extension" "missing extension crate"
 fresh; rm -r "$tmp/t/functions/recommend"; expect 1 "no crate at functions/recommend" "missing crate"
 fresh; mkdir -p "$tmp/t/functions/extra/src"; printf '[package]\nname = "extra"\n' > "$tmp/t/functions/extra/Cargo.toml"
 expect 1 "functions/extra: crate has no AWS::Serverless::Function" "crate not in the template"
