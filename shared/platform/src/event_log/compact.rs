@@ -594,6 +594,36 @@ fn decode_parts(
     Ok(Some(out))
 }
 
+/// Fetches every part of a compacted day and decodes them off the async threads with `decode`
+/// (training's interactions, the Lab's Arrow rows); `None` when a part is missing, of another
+/// generation (`decode` says so) or unreadable — the caller then reads the raw day.
+pub(crate) async fn decode_compacted_parts<O, T, E>(
+    store: &O,
+    day: &CompactedDay,
+    decode: impl FnOnce(Vec<Bytes>, &CompactedDay) -> Result<Option<T>, E> + Send + 'static,
+) -> Result<Option<T>, StoreError>
+where
+    O: ObjectStore,
+    T: Send + 'static,
+    E: std::fmt::Display + Send + 'static,
+{
+    let mut parts = Vec::with_capacity(day.manifest.parts.len());
+    for p in &day.manifest.parts {
+        match store.get(&p.key).await? {
+            Some(b) => parts.push(b),
+            None => return Ok(None),
+        }
+    }
+    let d = day.clone();
+    let decoded = tokio::task::spawn_blocking(move || decode(parts, &d))
+        .await
+        .expect("parquet decoder task panicked");
+    Ok(decoded.unwrap_or_else(|e| {
+        tracing::warn!(date = %day.manifest.date, error = %e, "Unreadable compacted part: the day is read raw.");
+        None
+    }))
+}
+
 /// Reads a compacted day: its parts, then its late raw objects; the raw day instead when a
 /// part is missing, unreadable or of another generation.
 pub(crate) async fn read_compacted_day<O: ObjectStore>(
@@ -602,25 +632,11 @@ pub(crate) async fn read_compacted_day<O: ObjectStore>(
     window: TimeWindow,
     weights: &EventWeights,
 ) -> Result<FileResult, StoreError> {
-    let mut parts = Vec::with_capacity(day.manifest.parts.len());
-    for p in &day.manifest.parts {
-        match store.get(&p.key).await? {
-            Some(b) => parts.push(b),
-            None => break,
-        }
-    }
-    let decoded = if parts.len() == day.manifest.parts.len() {
-        let (d, w) = (day.clone(), weights.clone());
-        tokio::task::spawn_blocking(move || decode_parts(parts, &d, window, &w))
-            .await
-            .expect("parquet decoder task panicked")
-            .unwrap_or_else(|e| {
-                tracing::warn!(date = %day.manifest.date, error = %e, "Unreadable compacted part: the day is read raw.");
-                None
-            })
-    } else {
-        None
-    };
+    let w = weights.clone();
+    let decoded = decode_compacted_parts(store, day, move |parts, d| {
+        decode_parts(parts, d, window, &w)
+    })
+    .await?;
     let (mut out, extra) = match decoded {
         Some(out) => (out, &day.late),
         None => (FileResult::default(), &day.raw),

@@ -20,7 +20,9 @@ use nectar_model::mapping::{dedupe_key, Deduper};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ProjectionMask;
 
-use crate::event_log::compact::{split_lines, window_sources, CompactedDay};
+use crate::event_log::compact::{
+    decode_compacted_parts, split_lines, window_sources, CompactedDay,
+};
 use crate::event_log::layout::{COMPACTED_PREFIX, EVENTS_PREFIX};
 use crate::event_log::parquet::{batch_of, schema, EventRow, ParquetError, GENERATION_KEY};
 use crate::event_log::reader::{partition_start_ms, Source, TimeWindow, HOUR_MS};
@@ -266,25 +268,11 @@ async fn read_source<O: ObjectStore>(
     match source {
         Source::Raw(key) => read_raw(store, vec![key], window, erased).await,
         Source::Compacted(day) => {
-            let mut parts = Vec::with_capacity(day.manifest.parts.len());
-            for p in &day.manifest.parts {
-                match store.get(&p.key).await? {
-                    Some(b) => parts.push(b),
-                    None => break,
-                }
-            }
-            let decoded = if parts.len() == day.manifest.parts.len() {
-                let (d, e) = (day.clone(), erased.clone());
-                tokio::task::spawn_blocking(move || decode_parts(parts, &d, window, &e))
-                    .await
-                    .expect("parquet decoder task panicked")
-                    .unwrap_or_else(|e| {
-                        tracing::warn!(date = %day.manifest.date, error = %e, "Unreadable compacted part: the day is read raw.");
-                        None
-                    })
-            } else {
-                None
-            };
+            let e = erased.clone();
+            let decoded = decode_compacted_parts(store, &day, move |parts, d| {
+                decode_parts(parts, d, window, &e)
+            })
+            .await?;
             match decoded {
                 Some(mut rows) => {
                     let late = read_raw(store, day.late.clone(), window, erased).await?;
