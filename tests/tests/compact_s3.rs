@@ -1,7 +1,7 @@
 //! Compaction on moto's S3: the shared compaction contract (conservation of distinct event ids,
 //! exactly-once parts, late events recompacted, reads equal to the raw read) on a fresh bucket.
 
-mod common;
+use crate::common;
 
 use nectar_platform::event_log::compact::contract::compaction_contract;
 use nectar_platform::object_store::S3Store;
@@ -15,8 +15,8 @@ async fn s3_compaction_passes_the_contract() {
 }
 
 /// The compaction measurement on moto's S3 (`NECTAR_MEASURE_DAYS`, default 30, of
-/// `NECTAR_MEASURE_EVENTS`, default 5000): `cargo test -p nectar-tests --test compact_s3 --
-/// --ignored --nocapture`.
+/// `NECTAR_MEASURE_EVENTS`, default 5000):
+/// `cargo test -p nectar-tests --test integration compact_s3 -- --ignored --nocapture`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a measurement, not a check"]
 async fn measure_compaction_on_s3() {

@@ -1,6 +1,6 @@
 //! The DynamoDB erasure log on moto: the shared erasure-log contract on a fresh table.
 
-mod common;
+use crate::common;
 
 use nectar_platform::privacy::dynamo::DynamoErasureLog;
 use nectar_platform::privacy::erasure_log_contract;

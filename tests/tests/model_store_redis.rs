@@ -1,7 +1,7 @@
 //! The Redis model store on a real redis-server: the shared contract, concurrent reads during
 //! publishes, the key layout and TTLs on superseded versions only.
 
-mod common;
+use crate::common;
 
 use nectar_platform::model_store::contract::{
     artifacts, concurrent_publish_contract, model_store_contract,

@@ -9,7 +9,7 @@
 //! stranger's; the other user is intact; and the erased user's export shows the recorded
 //! erasure.
 
-mod common;
+use crate::common;
 
 use bytes::Bytes;
 use nectar_platform::auth::AdminKeys;

@@ -3,7 +3,7 @@
 //! unit test: a trained candidate exported and published back with the same metrics, then a
 //! worse version refused by the gate.
 
-mod common;
+use crate::common;
 
 use nectar_platform::model_store::RedisModelStore;
 use nectar_platform::object_store::S3Store;

@@ -1,6 +1,6 @@
 //! The event-log reader on moto's S3: the shared reader contract on a fresh bucket.
 
-mod common;
+use crate::common;
 
 use nectar_platform::event_log::reader::contract::reader_contract;
 use nectar_platform::object_store::S3Store;

@@ -1,6 +1,6 @@
 //! The DynamoDB registry on moto: the shared registry contract on a fresh table.
 
-mod common;
+use crate::common;
 
 use nectar_platform::registry::{contract::registry_contract, DynamoRegistry};
 

@@ -2,7 +2,7 @@
 //! writer (the store sink of `nectar dev --bucket`), then `build_report` and the report task
 //! reading and writing the bucket.
 
-mod common;
+use crate::common;
 
 use nectar_platform::event_log::store_sink::StoreSink;
 use nectar_platform::object_store::S3Store;

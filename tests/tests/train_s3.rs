@@ -1,7 +1,7 @@
 //! The train service on the real backends: events on moto's S3, models in redis-server, runs in
 //! moto's DynamoDB. The same flow as the local unit test: publish, gate refusal, failure.
 
-mod common;
+use crate::common;
 
 use nectar_platform::model_store::RedisModelStore;
 use nectar_platform::object_store::S3Store;

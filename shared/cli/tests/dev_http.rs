@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-mod common;
+use crate::common;
 use common::{create_key, exchange, json, scratch, Dev};
 
 /// `HEADER_READ_TIMEOUT` and `BODY_READ_TIMEOUT` of `nectar dev` (shared/cli/src/dev/conn.rs).

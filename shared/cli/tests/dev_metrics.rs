@@ -4,7 +4,7 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-mod common;
+use crate::common;
 use common::{create_key, exchange, nectar, scratch, Dev};
 
 /// Status and body of `head` (request line and header lines) with `body`.

@@ -4,7 +4,7 @@
 
 use serde_json::{json, Value};
 
-mod common;
+use crate::common;
 use common::{bearer, create_key, json, request, scratch, Dev};
 
 /// One request without a body; status and JSON body (checked against the OpenAPI document).

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-mod common;
+use crate::common;
 use common::openapi_check::check;
 use common::{create_key, nectar, request, scratch, Dev};
 

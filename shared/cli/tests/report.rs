@@ -8,7 +8,7 @@ use nectar_platform::collect::sink::EventSink;
 use nectar_platform::event_log::local::LocalEventLog;
 use nectar_platform::report::contract;
 
-mod common;
+use crate::common;
 use common::openapi_check::openapi_check;
 
 /// The binary, with none of the caller's NECTAR_* or RUST_LOG settings.
