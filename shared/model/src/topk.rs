@@ -4,8 +4,6 @@
 //! first, ties to the lower item index (refeval's rule). NaN and `-inf` scores are never
 //! returned. Cost O(n) (a buffer of 2k cut back by linear-time selection), plus O(|excluded|).
 
-use std::cmp::Ordering;
-
 pub mod coarse;
 
 /// Items that must not be returned.
@@ -20,29 +18,31 @@ pub enum Exclude<'a> {
     Bitset(&'a [u64]),
 }
 
-/// A scored candidate; `Ord` puts the *better* candidate first (greater).
-#[derive(Debug, Clone, Copy, PartialEq)]
-struct Cand {
-    score: f32,
-    item: u32,
+/// A candidate as one integer whose ascending order is the ranking: the score's bits mapped
+/// to an order-preserving `u32` and inverted (higher score first) in the high half, the item
+/// in the low half (lower item first on equal scores). Selecting and sorting plain `u64`s is
+/// branch-free, where comparing `(f32, u32)` pairs was most of a large pool's cost.
+type Key = u64;
+
+fn key(score: f32, item: u32) -> Key {
+    // `+ 0.0` turns -0 into +0: they compare equal as floats, so they must as keys.
+    let bits = (score + 0.0).to_bits();
+    let ord = if bits & 0x8000_0000 != 0 {
+        !bits
+    } else {
+        bits | 0x8000_0000
+    };
+    (u64::from(!ord) << 32) | u64::from(item)
 }
 
-impl Eq for Cand {}
-
-impl Ord for Cand {
-    fn cmp(&self, other: &Self) -> Ordering {
-        // Scores are never NaN here.
-        self.score
-            .partial_cmp(&other.score)
-            .unwrap_or(Ordering::Equal)
-            .then_with(|| other.item.cmp(&self.item))
-    }
-}
-
-impl PartialOrd for Cand {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
+fn unkey(k: Key) -> (u32, f32) {
+    let ord = !((k >> 32) as u32);
+    let bits = if ord & 0x8000_0000 != 0 {
+        ord & 0x7fff_ffff
+    } else {
+        !ord
+    };
+    (k as u32, f32::from_bits(bits))
 }
 
 /// The best `k` candidates seen so far, offered in increasing item order (so an equal
@@ -53,15 +53,11 @@ impl PartialOrd for Cand {
 /// no particular order that is a few hundred appends and a handful of selections per scan,
 /// where a binary heap paid a pop and a push (O(log k) each) per improving score.
 struct Best {
-    buf: Vec<Cand>,
+    buf: Vec<Key>,
     k: usize,
-    /// Once `k` are kept: the worst kept score; a score must beat it to get in.
+    /// A score must beat it to get in: `-inf` until `k` are kept (which also keeps NaN and
+    /// `-inf` out: they beat nothing), then the worst kept score.
     floor: f32,
-}
-
-/// Better candidate first: higher score, then lower item.
-fn better_first(a: &Cand, b: &Cand) -> Ordering {
-    b.cmp(a)
 }
 
 impl Best {
@@ -69,29 +65,22 @@ impl Best {
         Self {
             buf: Vec::with_capacity(2 * k),
             k,
-            floor: f32::NAN,
+            floor: f32::NEG_INFINITY,
         }
-    }
-
-    fn full(&self) -> bool {
-        // The floor is set once the best `k` were selected (NaN before).
-        !self.floor.is_nan()
     }
 
     #[inline]
     fn offer(&mut self, item: usize, s: f32) {
-        if self.full() {
-            // NaN compares false, so it never gets in.
-            if s.partial_cmp(&self.floor) != Some(Ordering::Greater) {
-                return;
-            }
-        } else if s.is_nan() || s == f32::NEG_INFINITY {
-            return;
+        if s > self.floor {
+            self.push(item, s);
         }
-        self.buf.push(Cand {
-            score: s,
-            item: item as u32,
-        });
+    }
+
+    /// Appends a candidate that beat the floor when it was checked (a cut in between may
+    /// have raised it: the next cut or the final sort drops it then).
+    #[inline]
+    fn push(&mut self, item: usize, s: f32) {
+        self.buf.push(key(s, item as u32));
         if self.buf.len() >= 2 * self.k {
             self.cut();
         }
@@ -100,37 +89,41 @@ impl Best {
     /// Keeps the best `k` of the buffer; their worst score becomes the floor.
     fn cut(&mut self) {
         let k = self.k;
-        self.buf.select_nth_unstable_by(k - 1, better_first);
+        self.buf.select_nth_unstable(k - 1);
         self.buf.truncate(k);
         // The selection put the k-th best at k - 1: the worst kept one.
-        self.floor = self.buf[k - 1].score;
+        self.floor = unkey(self.buf[k - 1]).1;
     }
 
-    /// Offers `scores[i]` as item `base + i`, skipping runs of 16 that cannot get in.
+    /// Offers `scores[i]` as item `base + i`. Per run of 16: one vector compare with the
+    /// floor gives the mask of scores that beat it (usually none), and only those are
+    /// appended, without a branch per score.
     #[inline]
     fn offer_run(&mut self, base: usize, scores: &[f32]) {
-        for (c, chunk) in scores.chunks(16).enumerate() {
-            if self.full() {
-                // Does any score beat the floor? An OR of independent compares, which the
-                // compiler turns into one vector compare (a running `max` was a chain of
-                // dependent scalar steps: most of a 100 k-item scan's time). NaN compares
-                // false, and is never kept anyway.
-                let floor = self.floor;
-                if !chunk.iter().fold(false, |any, &v| any | (v > floor)) {
-                    continue;
-                }
-            }
+        let mut chunks = scores.chunks_exact(16);
+        for (c, chunk) in (&mut chunks).enumerate() {
+            let floor = self.floor;
+            let mut mask = chunk
+                .iter()
+                .enumerate()
+                .fold(0u32, |m, (j, &v)| m | (u32::from(v > floor) << j));
             let at = base + c * 16;
-            for (j, &s) in chunk.iter().enumerate() {
-                self.offer(at + j, s);
+            while mask != 0 {
+                let j = mask.trailing_zeros() as usize;
+                mask &= mask - 1;
+                self.push(at + j, chunk[j]);
             }
+        }
+        let at = base + scores.len() - chunks.remainder().len();
+        for (j, &s) in chunks.remainder().iter().enumerate() {
+            self.offer(at + j, s);
         }
     }
 
     fn into_sorted(mut self) -> Vec<(u32, f32)> {
-        self.buf.sort_unstable_by(better_first);
+        self.buf.sort_unstable();
         self.buf.truncate(self.k);
-        self.buf.into_iter().map(|c| (c.item, c.score)).collect()
+        self.buf.into_iter().map(unkey).collect()
     }
 }
 
@@ -631,6 +624,74 @@ mod tests {
                 bits[e as usize / 64] |= 1 << (e % 64);
             }
             assert_eq!(top_k(&s, k, Exclude::Bitset(&bits)), all);
+        }
+    }
+
+    #[test]
+    fn integer_keys_order_as_score_then_item_and_give_the_score_back() {
+        use rand::{Rng, SeedableRng};
+        // GIVEN scores of every sign and kind: zeros of both signs (equal as floats),
+        // subnormals, infinities, and random bit patterns (NaN left out: it never enters)
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+        let mut scores = vec![
+            0.0f32,
+            -0.0,
+            f32::MIN_POSITIVE / 4.0,
+            -f32::MIN_POSITIVE / 4.0,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            f32::MAX,
+            f32::MIN,
+            1.0,
+            -1.0,
+        ];
+        scores.extend(
+            (0..500)
+                .map(|_| f32::from_bits(rng.random()))
+                .filter(|v| !v.is_nan()),
+        );
+        let cands: Vec<(u32, f32)> = scores
+            .iter()
+            .enumerate()
+            .map(|(i, &s)| (rng.random_range(0..8u32) + i as u32 % 3, s))
+            .collect();
+        for &(ia, sa) in &cands {
+            // THEN each key gives its item and score back (-0 as +0, an equal float)
+            assert_eq!(unkey(key(sa, ia)), (ia, sa + 0.0));
+            for &(ib, sb) in &cands {
+                // AND keys order as the float comparator does: higher score, then lower item
+                let want = sb.partial_cmp(&sa).unwrap().then(ia.cmp(&ib));
+                assert_eq!(
+                    key(sa, ia).cmp(&key(sb, ib)),
+                    want,
+                    "{sa}/{ia} vs {sb}/{ib}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn negative_scores_and_a_pool_spanning_many_cuts_match_a_full_sort() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(9);
+        // GIVEN 20,000 scores of both signs, increasing on average (the floor keeps rising,
+        // so the buffer is cut many times), some repeated
+        let s: Vec<f32> = (0..20_000)
+            .map(|i| (rng.random_range(-1.0..1.0f32) + i as f32 * 1e-4) * 100.0)
+            .map(|v| if v.abs() < 1.0 { v.round() } else { v })
+            .collect();
+        for k in [1, 7, 300] {
+            let mut all: Vec<(u32, f32)> =
+                (0..s.len() as u32).map(|i| (i, s[i as usize])).collect();
+            all.sort_by(|a, b| b.1.partial_cmp(&a.1).unwrap().then(a.0.cmp(&b.0)));
+            all.truncate(k);
+            // THEN the selection is the full sort's head, exact floats and all
+            let got = top_k(&s, k, Exclude::None);
+            assert_eq!(got.len(), k);
+            for (g, w) in got.iter().zip(&all) {
+                assert_eq!(g.0, w.0);
+                assert_eq!(g.1, w.1);
+            }
         }
     }
 
