@@ -120,6 +120,8 @@ pub enum Skip {
 
 #[derive(Deserialize)]
 struct LineView<'a> {
+    #[serde(default, borrow)]
+    site_key: Option<std::borrow::Cow<'a, str>>,
     #[serde(borrow)]
     event_id: &'a str,
     #[serde(rename = "type", borrow)]
@@ -235,6 +237,25 @@ pub struct EventFields<'a> {
 pub fn map_event_line(line: &str, weights: &EventWeights) -> Result<Interaction, Skip> {
     let ev: LineView<'_> =
         serde_json::from_str(line).map_err(|e| Skip::Malformed(e.to_string()))?;
+    map_line_view(&ev, weights)
+}
+
+/// Maps one flat event line of any site: its `site_key` chooses the weights (`None`: the
+/// site is unknown, [`Skip::NotAnInteraction`]). One parse of the line, where reading the site
+/// first and then mapping parsed every line twice (a tenth of `nectar dev`'s ingest CPU).
+pub fn map_site_event_line<'w>(
+    line: &str,
+    weights_of: impl FnOnce(&str) -> Option<&'w EventWeights>,
+) -> Result<(String, Interaction), Skip> {
+    let ev: LineView<'_> =
+        serde_json::from_str(line).map_err(|e| Skip::Malformed(e.to_string()))?;
+    let site = ev.site_key.as_deref().ok_or(Skip::NotAnInteraction)?;
+    let weights = weights_of(site).ok_or(Skip::NotAnInteraction)?;
+    let i = map_line_view(&ev, weights)?;
+    Ok((site.to_string(), i))
+}
+
+fn map_line_view(ev: &LineView<'_>, weights: &EventWeights) -> Result<Interaction, Skip> {
     map_event_fields(
         &EventFields {
             event_id: ev.event_id,
@@ -651,6 +672,39 @@ mod tests {
             map_event_line(&line("media_play", "m", ""), &w),
             Err(Skip::NotAnInteraction)
         );
+    }
+
+    #[test]
+    fn a_line_of_any_site_maps_with_its_own_sites_weights() {
+        let w = EventWeights::default();
+        let play = line("media_play", "m1", "");
+        // GIVEN a line of site demo WHEN mapped with demo's weights THEN it maps as
+        // map_event_line maps it, with its site
+        let asked = std::cell::Cell::new(String::new());
+        let got = map_site_event_line(&play, |site| {
+            asked.set(site.to_string());
+            Some(&w)
+        });
+        assert_eq!(asked.take(), "demo");
+        assert_eq!(
+            got,
+            Ok(("demo".to_string(), map_event_line(&play, &w).unwrap()))
+        );
+        // AND a site without weights (unknown), or a line without a site, is skipped
+        assert_eq!(
+            map_site_event_line(&play, |_| None),
+            Err(Skip::NotAnInteraction)
+        );
+        let no_site = play.replace(r#""site_key":"demo","#, "");
+        assert_eq!(
+            map_site_event_line(&no_site, |_| Some(&w)),
+            Err(Skip::NotAnInteraction)
+        );
+        // AND a torn line is malformed
+        assert!(matches!(
+            map_site_event_line(&play[..40], |_| Some(&w)),
+            Err(Skip::Malformed(_))
+        ));
     }
 
     #[test]

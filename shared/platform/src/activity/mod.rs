@@ -15,7 +15,7 @@ use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 
 use nectar_model::event::Accepted;
-use nectar_model::mapping::{id_names_item, map_event_line, Interaction};
+use nectar_model::mapping::{id_names_item, map_site_event_line, EventWeights, Interaction};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::Value;
@@ -37,36 +37,24 @@ fn site_interactions<'a>(
     config: &NectarConfig,
     lines: impl IntoIterator<Item = &'a str>,
 ) -> Vec<(String, Interaction)> {
-    let mut weights = BTreeMap::new();
+    let mut weights: BTreeMap<String, EventWeights> = BTreeMap::new();
     let mut out = Vec::new();
     for line in lines {
-        // Only the site is read here (every collect runs this for every event: a full
-        // `Value` of each line cost more than the rest of the collect path).
-        let Ok(SiteOf {
-            site_key: Some(site),
-        }) = serde_json::from_str::<SiteOf<'_>>(line)
-        else {
-            continue;
-        };
-        let Some(sc) = config.site(&site) else {
-            continue;
-        };
-        if !weights.contains_key(site.as_ref()) {
-            weights.insert(site.to_string(), sc.weights());
-        }
-        let w = &weights[site.as_ref()];
-        if let Ok(i) = map_event_line(line, w) {
-            out.push((site.into_owned(), i));
+        // One parse per line (every collect runs this for every event): the line's site
+        // picks the weights as it is mapped.
+        let cache = &mut weights;
+        let mapped = map_site_event_line(line, move |site| {
+            if !cache.contains_key(site) {
+                cache.insert(site.to_string(), config.site(site)?.weights());
+            }
+            let cache: &BTreeMap<String, EventWeights> = cache;
+            cache.get(site)
+        });
+        if let Ok(pair) = mapped {
+            out.push(pair);
         }
     }
     out
-}
-
-/// The site of a flat event line.
-#[derive(Deserialize)]
-struct SiteOf<'a> {
-    #[serde(default, borrow)]
-    site_key: Option<Cow<'a, str>>,
 }
 
 /// Per `(site, user)`: the items of their interaction events, oldest first (the order
