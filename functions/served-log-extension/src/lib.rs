@@ -52,6 +52,7 @@ mod tests {
             log.push(Accepted {
                 site_key: "demo".into(),
                 events: vec![EncodedEvent {
+                    mapped: None,
                     event_id: (*id).into(),
                     event_timestamp: 1,
                     line: format!(r#"{{"event_id":"{id}"}}"#),

@@ -14,7 +14,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 
-use crate::mapping::{metadata_ms, value_number, EventWeights, WeightRule, TIMESTAMP_PROBLEM};
+use crate::mapping::{
+    map_event_fields, metadata_ms, value_number, EventFields, EventWeights, Interaction, Skip,
+    WeightRule, TIMESTAMP_PROBLEM,
+};
 use crate::strict_json;
 
 mod raw;
@@ -127,7 +130,7 @@ pub struct FlatEvent<'a> {
 
 /// A flat event encoded as one JSON line (no trailing newline), with the fields that
 /// writers need for partitioning and dedupe.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct EncodedEvent {
     /// The event's id (also inside `line`).
     pub event_id: String,
@@ -135,10 +138,15 @@ pub struct EncodedEvent {
     pub event_timestamp: i64,
     /// The flat event as one line of JSON.
     pub line: String,
+    /// What the line maps to under its site's weights, when that was worked out as the event
+    /// was accepted ([`accept_site_payload`]): consumers of the batch (`nectar dev`'s
+    /// histories and counts) then need not parse the line again. `None`: not worked out
+    /// (map the line).
+    pub mapped: Option<Result<Interaction, Skip>>,
 }
 
 /// The result of a successful validation: the site's events, ready to store.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Accepted {
     /// The site every event belongs to.
     pub site_key: String,
@@ -480,7 +488,7 @@ pub fn accept_payload(
     now_ms: i64,
     limits: &CollectLimits,
 ) -> Result<Accepted, Rejection> {
-    accept_site_payload(body, site_key, now_ms, limits, &EventWeights::empty())
+    accept(body, site_key, now_ms, limits, None)
 }
 
 /// Parses and validates a PEACH payload for a site and flattens it into encoded events.
@@ -497,6 +505,17 @@ pub fn accept_site_payload(
     now_ms: i64,
     limits: &CollectLimits,
     weights: &EventWeights,
+) -> Result<Accepted, Rejection> {
+    accept(body, site_key, now_ms, limits, Some(weights))
+}
+
+/// [`accept_site_payload`]; without the site's weights, no event's mapping is worked out.
+fn accept(
+    body: &[u8],
+    site_key: &str,
+    now_ms: i64,
+    limits: &CollectLimits,
+    weights: Option<&EventWeights>,
 ) -> Result<Accepted, Rejection> {
     if body.len() > limits.max_body_bytes {
         return Err(Rejection::single(
@@ -629,7 +648,7 @@ pub fn accept_site_payload(
             &mut problems,
         );
         if let Some(t) = &event_type {
-            if weights.rule(t) == Some(WeightRule::PropsValue) {
+            if weights.and_then(|w| w.rule(t)) == Some(WeightRule::PropsValue) {
                 ck.weight_value(props, || format!("events[{i}].props.value"), &mut problems);
             }
         }
@@ -658,12 +677,30 @@ pub fn accept_site_payload(
         else {
             continue;
         };
+        let eid = event_id(site_key, client_id, &event_type, &id, ts);
+        let event_timestamp = skew.map_or(ts, |d| ts + d);
+        // The mapping the line would give (the same fields, before they are written).
+        let mapped = weights.map(|w| {
+            map_event_fields(
+                &EventFields {
+                    event_id: &eid,
+                    event_type: &event_type,
+                    id: &id,
+                    event_timestamp,
+                    user_id: user_id.as_deref(),
+                    client: Some(client_raw.get()),
+                    context: context.map(RawValue::get),
+                    props: props.map(RawValue::get),
+                },
+                w,
+            )
+        });
         let event = FlatEvent {
-            event_id: Cow::Owned(event_id(site_key, client_id, &event_type, &id, ts)),
+            event_id: Cow::Owned(eid),
             site_key: Cow::Borrowed(site_key),
             event_type,
             id,
-            event_timestamp: skew.map_or(ts, |d| ts + d),
+            event_timestamp,
             event_timestamp_original: skew.map(|_| ts),
             collect_timestamp: now_ms,
             sent_timestamp: sent,
@@ -676,7 +713,7 @@ pub fn accept_site_payload(
             metadata,
             nectar_served: false,
         };
-        flat.push((event, raw_len + client_len + 400));
+        flat.push((event, raw_len + client_len + 400, mapped));
     }
 
     if problems.total > 0 {
@@ -684,7 +721,7 @@ pub fn accept_site_payload(
     }
     let events = flat
         .into_iter()
-        .map(|(e, size_hint)| {
+        .map(|(e, size_hint, mapped)| {
             let mut line = Vec::with_capacity(size_hint);
             serde_json::to_writer(&mut line, &e)
                 .expect("serialising a validated flat event cannot fail");
@@ -692,6 +729,7 @@ pub fn accept_site_payload(
                 line: String::from_utf8(line).expect("serde_json writes UTF-8"),
                 event_id: e.event_id.into_owned(),
                 event_timestamp: e.event_timestamp,
+                mapped,
             }
         })
         .collect();
@@ -838,6 +876,54 @@ mod tests {
         let acc = run(&payload()).unwrap();
         let v: serde_json::Value = serde_json::from_str(&acc.events[0].line).unwrap();
         assert_eq!(v["event_timestamp"], NOW - 5000);
+    }
+
+    #[test]
+    fn the_mapping_worked_out_at_accept_is_the_lines_own() {
+        // GIVEN the payload with an anonymous, skewed variant and more event types (a rating
+        // with and without a value, a pause with no weight, a dismissal)
+        let weights = EventWeights::default();
+        let mut anon = payload();
+        anon.as_object_mut().unwrap().remove("user_id");
+        anon["sent_timestamp"] = json!(NOW - 3 * 3600 * 1000);
+        let extra = json!([
+            {"type": "rating", "id": "m-3", "event_timestamp": NOW - 3000, "props": {"value": 4}},
+            {"type": "media_pause", "id": "m-3", "event_timestamp": NOW - 2000},
+            {"type": "recommendation_dismissed", "id": "r-1", "event_timestamp": NOW - 1500,
+             "context": {"item_id": "m-2"}}
+        ]);
+        for mut p in [payload(), anon] {
+            p["events"]
+                .as_array_mut()
+                .unwrap()
+                .extend(extra.as_array().unwrap().clone());
+            let text = p.to_string();
+            // WHEN accepted with the site's weights
+            let acc = accept_site_payload(
+                text.as_bytes(),
+                "demo",
+                NOW,
+                &CollectLimits::default(),
+                &weights,
+            )
+            .unwrap();
+            assert_eq!(acc.events.len(), 5);
+            // THEN every event carries what mapping its written line gives
+            for e in &acc.events {
+                let want = crate::mapping::map_event_line(&e.line, &weights);
+                assert_eq!(e.mapped.as_ref(), Some(&want), "{}", e.line);
+            }
+            assert_eq!(
+                acc.events
+                    .iter()
+                    .filter(|e| matches!(e.mapped, Some(Ok(_))))
+                    .count(),
+                4
+            );
+            // AND without the site's weights nothing is worked out
+            let bare = accept_payload(text.as_bytes(), "demo", NOW, &CollectLimits::default());
+            assert!(bare.unwrap().events.iter().all(|e| e.mapped.is_none()));
+        }
     }
 
     #[test]

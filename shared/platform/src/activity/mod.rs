@@ -125,8 +125,36 @@ pub async fn record_history<'a, M: ModelStore>(
     lines: impl IntoIterator<Item = &'a str>,
 ) -> Result<usize, ModelStoreError> {
     let lines: Vec<&str> = lines.into_iter().collect();
-    let (interactions, negative) =
-        feedback::split_negative(site_interactions(config, lines.iter().copied()));
+    let mapped = site_interactions(config, lines.iter().copied());
+    record_mapped(models, config, &lines, mapped).await
+}
+
+/// [`record_history`] for one accepted batch: events whose mapping was worked out as they
+/// were accepted are not parsed again (the rest are mapped from their lines).
+pub async fn record_batch_history<M: ModelStore>(
+    models: &M,
+    config: &NectarConfig,
+    batch: &Accepted,
+) -> Result<usize, ModelStoreError> {
+    let lines: Vec<&str> = batch.events.iter().map(|e| e.line.as_str()).collect();
+    let mut mapped = Vec::with_capacity(batch.events.len());
+    for e in &batch.events {
+        match &e.mapped {
+            Some(Ok(i)) => mapped.push((batch.site_key.clone(), i.clone())),
+            Some(Err(_)) => {}
+            None => mapped.extend(site_interactions(config, [e.line.as_str()])),
+        }
+    }
+    record_mapped(models, config, &lines, mapped).await
+}
+
+async fn record_mapped<M: ModelStore>(
+    models: &M,
+    config: &NectarConfig,
+    lines: &[&str],
+    mapped: Vec<(String, Interaction)>,
+) -> Result<usize, ModelStoreError> {
+    let (interactions, negative) = feedback::split_negative(mapped);
     let updates = histories_of(&interactions);
     for ((site, user), items) in &updates {
         models
@@ -138,7 +166,7 @@ pub async fn record_history<'a, M: ModelStore>(
     }
     feedback::record_rejected(models, &negative).await?;
     if let Err(e) =
-        bandit::record_bandit(models, config, &lines, &interactions, crate::now_ms()).await
+        bandit::record_bandit(models, config, lines, &interactions, crate::now_ms()).await
     {
         tracing::warn!(error = %e, "Bandit counts not updated.");
     }
@@ -298,13 +326,7 @@ impl<S: EventSink, M: ModelStore> EventSink for HistorySink<S, M> {
     async fn put(&self, batch: &Accepted) -> Result<(), SinkError> {
         self.inner.put(batch).await?;
         // Best effort: the event log is the truth; the history only freshens exclusions.
-        if let Err(e) = record_history(
-            &self.models,
-            &self.config,
-            batch.events.iter().map(|e| e.line.as_str()),
-        )
-        .await
-        {
+        if let Err(e) = record_batch_history(&self.models, &self.config, batch).await {
             tracing::warn!(error = %e, "Recent history not updated.");
         }
         if let Some(catalog) = &self.catalog {
@@ -525,6 +547,56 @@ mod tests {
         assert_eq!(m1.category.as_deref(), Some("news"));
         assert_eq!(m1.available_until, Some(T + 1));
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn a_batch_records_the_same_history_from_its_worked_out_mapping_as_from_its_lines() {
+        use crate::model_store::{user_state, LocalModelStore};
+        use nectar_model::event::accept_site_payload;
+        // GIVEN one payload accepted with demo's weights (mapping worked out) and without
+        let cfg = NectarConfig::embedded_default();
+        let body = serde_json::json!({
+            "peach_schema_version": "1.0.3", "sent_timestamp": T, "user_id": "u1",
+            "client": {"id": "c1", "app_id": "a", "device": {"type": "phone"}},
+            "events": [
+                {"type": "media_play", "id": "m2", "event_timestamp": T - 1_000},
+                {"type": "media_play", "id": "m1", "event_timestamp": T - 2_000},
+                {"type": "media_pause", "id": "m3", "event_timestamp": T - 500},
+                {"type": "media_dislike", "id": "m4", "event_timestamp": T - 400}
+            ]
+        })
+        .to_string();
+        let limits = CollectLimits::default();
+        let weights = cfg.site("demo").unwrap().weights();
+        let worked = accept_site_payload(body.as_bytes(), "demo", T, &limits, &weights).unwrap();
+        assert!(worked.events.iter().all(|e| e.mapped.is_some()));
+        let bare = accept_payload(body.as_bytes(), "demo", T, &limits).unwrap();
+        let dirs: Vec<_> = (0..3)
+            .map(|i| std::env::temp_dir().join(format!("nectar-batch-{}-{i}", std::process::id())))
+            .collect();
+        let stores: Vec<_> = dirs.iter().map(LocalModelStore::new).collect();
+        // WHEN recorded from the batch, from the batch without mappings, and from its lines
+        record_batch_history(&stores[0], &cfg, &worked)
+            .await
+            .unwrap();
+        record_batch_history(&stores[1], &cfg, &bare).await.unwrap();
+        record_history(
+            &stores[2],
+            &cfg,
+            worked.events.iter().map(|e| e.line.as_str()),
+        )
+        .await
+        .unwrap();
+        // THEN all three hold the same history (newest first, the pause left out) and the
+        // same rejected item
+        for s in &stores {
+            let st = user_state(s, "demo", "als", 0, "u1").await.unwrap();
+            assert_eq!(st.history, vec!["m2".to_string(), "m1".to_string()]);
+            assert_eq!(st.rejected, vec!["m4".to_string()]);
+        }
+        for d in dirs {
+            let _ = std::fs::remove_dir_all(d);
+        }
     }
 
     struct NullSink;

@@ -376,6 +376,7 @@ mod tests {
                 .iter()
                 .zip(ts)
                 .map(|(id, &t)| EncodedEvent {
+                    mapped: None,
                     event_id: id.to_string(),
                     event_timestamp: t,
                     line: line(id, "demo", t),

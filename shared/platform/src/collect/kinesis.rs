@@ -291,6 +291,7 @@ mod tests {
 
     fn ev(i: usize, size: usize) -> EncodedEvent {
         EncodedEvent {
+            mapped: None,
             event_id: format!("{i:032x}"),
             event_timestamp: 0,
             line: "x".repeat(size),

@@ -107,6 +107,7 @@ pub fn decode_line(line: String) -> Option<Accepted> {
     Some(Accepted {
         site_key: h.site_key,
         events: vec![EncodedEvent {
+            mapped: None,
             event_id: h.event_id,
             event_timestamp: h.event_timestamp,
             line,
@@ -175,6 +176,7 @@ mod tests {
 
     fn line(id: &str) -> EncodedEvent {
         EncodedEvent {
+            mapped: None,
             event_id: id.into(),
             event_timestamp: 7,
             line: format!(r#"{{"event_id":"{id}","site_key":"demo","event_timestamp":7}}"#),

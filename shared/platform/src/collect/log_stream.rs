@@ -77,6 +77,7 @@ mod tests {
 
     fn event(id: &str) -> EncodedEvent {
         EncodedEvent {
+            mapped: None,
             event_id: id.into(),
             event_timestamp: 1,
             line: format!(r#"{{"event_id":"{id}","site_key":"demo","nectar_served":true}}"#),

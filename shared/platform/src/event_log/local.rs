@@ -146,6 +146,7 @@ mod tests {
             site_key: "demo".into(),
             events: ids
                 .map(|i| EncodedEvent {
+                    mapped: None,
                     event_id: i.to_string(),
                     event_timestamp: ts,
                     line: format!("{{\"event_id\":\"{i}\"}}"),
@@ -209,6 +210,7 @@ mod tests {
             tasks.push(tokio::spawn(async move {
                 let events = (0..20)
                     .map(|i| EncodedEvent {
+                        mapped: None,
                         event_id: format!("{r}-{i}"),
                         event_timestamp: ts[i % 2],
                         line: format!("{{\"event_id\":\"{r}-{i}\"}}"),

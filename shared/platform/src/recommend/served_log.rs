@@ -115,6 +115,7 @@ impl ServedAnswer<'_> {
             nectar_served: true,
         };
         EncodedEvent {
+            mapped: None,
             line: serde_json::to_string(&event).expect("a flat event serialises"),
             event_id: event.event_id.into_owned(),
             event_timestamp: now_ms,

@@ -160,6 +160,7 @@ pub fn batches() -> Vec<Accepted> {
     let forged_batch = Accepted {
         site_key: SITE.to_string(),
         events: vec![EncodedEvent {
+            mapped: None,
             line: forged.to_string(),
             event_id: forged["event_id"].as_str().unwrap_or_default().to_string(),
             event_timestamp: t(0, 13, 0),
