@@ -3,6 +3,10 @@
 
 use clap::{Parser, Subcommand};
 
+/// mimalloc rather than the system allocator (see the crate's Cargo.toml).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod backends;
 mod banner;
 mod bench;
