@@ -38,7 +38,15 @@ impl DeflateChunk {
             text.push(b'\n');
             n += 1;
         }
-        let mut c = Compress::new(Compression::fast(), false);
+        COMPRESSOR.with(|cell| {
+            let mut slot = cell.borrow_mut();
+            let c = slot.get_or_insert_with(|| Compress::new(Compression::fast(), false));
+            c.reset();
+            Self::compress(c, text, n)
+        })
+    }
+
+    fn compress(c: &mut Compress, text: Vec<u8>, n: usize) -> Self {
         let mut deflate = Vec::with_capacity(text.len() / 3 + 64);
         loop {
             let done = c.total_in() as usize;
@@ -64,6 +72,13 @@ impl DeflateChunk {
     pub fn lines(&self) -> usize {
         self.lines
     }
+}
+
+thread_local! {
+    /// Each thread's deflate state, reset for every chunk: it is a few hundred KiB (window,
+    /// hash chains), and allocating and freeing it per request (above the allocator's mmap
+    /// threshold) cost the collect path a `mmap`, page faults and a `munmap` each time.
+    static COMPRESSOR: std::cell::RefCell<Option<Compress>> = const { std::cell::RefCell::new(None) };
 }
 
 /// One gzip member of JSON Lines from chunks, their lines in chunk order: the member
@@ -260,6 +275,28 @@ mod tests {
         assert_eq!((got.members, got.torn_members), (0, 1));
         // AND no chunk at all is a valid empty member
         assert_eq!(gunzip_text(&join_member([])).members, 1);
+    }
+
+    #[test]
+    fn a_reused_compressor_never_refers_back_to_an_earlier_chunk() {
+        // GIVEN chunks compressed one after another on this thread (one deflate state, reset
+        // between them), the later ones repeating the earlier text (which a back-reference
+        // across chunks would point at)
+        let text: Vec<String> = (0..500)
+            .map(|i| format!("{{\"same\":{}}}", i % 7))
+            .collect();
+        let chunks: Vec<DeflateChunk> = (0..4)
+            .map(|_| DeflateChunk::of_lines(text.iter().map(String::as_str)))
+            .collect();
+        // THEN each chunk is the same bytes as the first, alone
+        assert!(chunks.iter().all(|c| c.deflate == chunks[0].deflate));
+        // AND joined in reverse, or the last alone, they decode whole
+        let reversed: Vec<&DeflateChunk> = chunks.iter().rev().collect();
+        let got = gunzip_text(&join_member(reversed));
+        assert!(got.is_clean());
+        assert_eq!(got.text, (text.join("\n") + "\n").repeat(4));
+        let got = gunzip_text(&join_member([&chunks[3]]));
+        assert_eq!(got.text, text.join("\n") + "\n");
     }
 
     #[test]
