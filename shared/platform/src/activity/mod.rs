@@ -352,20 +352,11 @@ mod tests {
 
     #[test]
     fn weighted_events_become_history_in_time_order() {
-        const T: i64 = 1_763_000_000_000;
         // GIVEN a payload with two plays (out of order), a pause (no weight) and a served log
         let cfg = NectarConfig::embedded_default();
-        let body = serde_json::json!({
-            "peach_schema_version": "1.0.3", "sent_timestamp": T, "user_id": "u1",
-            "client": {"id": "c1", "app_id": "a", "device": {"type": "phone"}},
-            "events": [
-                {"type": "media_play", "id": "m2", "event_timestamp": T - 1_000},
-                {"type": "media_play", "id": "m1", "event_timestamp": T - 2_000},
-                {"type": "media_pause", "id": "m3", "event_timestamp": T - 500},
-                {"type": "recommendation_displayed", "id": "r1", "event_timestamp": T - 400}
-            ]
-        })
-        .to_string();
+        let body = plays_of_u1(serde_json::json!(
+            {"type": "recommendation_displayed", "id": "r1", "event_timestamp": T - 400}
+        ));
         let a = accept_payload(body.as_bytes(), "demo", T, &CollectLimits::default()).unwrap();
         // WHEN mapped
         let h = history_updates(&cfg, a.events.iter().map(|e| e.line.as_str()));
@@ -402,6 +393,21 @@ mod tests {
     }
 
     const T: i64 = 1_763_000_000_000;
+
+    /// User u1's payload: plays of m2 and m1 (out of order), a pause of m3, then `last`.
+    fn plays_of_u1(last: serde_json::Value) -> String {
+        serde_json::json!({
+            "peach_schema_version": "1.0.3", "sent_timestamp": T, "user_id": "u1",
+            "client": {"id": "c1", "app_id": "a", "device": {"type": "phone"}},
+            "events": [
+                {"type": "media_play", "id": "m2", "event_timestamp": T - 1_000},
+                {"type": "media_play", "id": "m1", "event_timestamp": T - 2_000},
+                {"type": "media_pause", "id": "m3", "event_timestamp": T - 500},
+                last
+            ]
+        })
+        .to_string()
+    }
 
     fn updates(a: &Accepted) -> BTreeMap<String, Vec<ItemMeta>> {
         let cfg = NectarConfig::embedded_default();
@@ -555,17 +561,9 @@ mod tests {
         use nectar_model::event::accept_site_payload;
         // GIVEN one payload accepted with demo's weights (mapping worked out) and without
         let cfg = NectarConfig::embedded_default();
-        let body = serde_json::json!({
-            "peach_schema_version": "1.0.3", "sent_timestamp": T, "user_id": "u1",
-            "client": {"id": "c1", "app_id": "a", "device": {"type": "phone"}},
-            "events": [
-                {"type": "media_play", "id": "m2", "event_timestamp": T - 1_000},
-                {"type": "media_play", "id": "m1", "event_timestamp": T - 2_000},
-                {"type": "media_pause", "id": "m3", "event_timestamp": T - 500},
-                {"type": "media_dislike", "id": "m4", "event_timestamp": T - 400}
-            ]
-        })
-        .to_string();
+        let body = plays_of_u1(serde_json::json!(
+            {"type": "media_dislike", "id": "m4", "event_timestamp": T - 400}
+        ));
         let limits = CollectLimits::default();
         let weights = cfg.site("demo").unwrap().weights();
         let worked = accept_site_payload(body.as_bytes(), "demo", T, &limits, &weights).unwrap();
