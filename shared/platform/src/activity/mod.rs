@@ -15,7 +15,7 @@ use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 
 use nectar_model::event::Accepted;
-use nectar_model::mapping::{id_names_item, map_site_event_line, EventWeights, Interaction};
+use nectar_model::mapping::{id_names_item, map_site_event_line, EventWeights, Interaction, Skip};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::Value;
@@ -129,22 +129,25 @@ pub async fn record_history<'a, M: ModelStore>(
     record_mapped(models, config, &lines, mapped).await
 }
 
-/// [`record_history`] for one accepted batch: events whose mapping was worked out as they
-/// were accepted are not parsed again (the rest are mapped from their lines).
+/// [`record_history`] for one accepted batch: when every event's mapping was worked out as
+/// it was accepted (a collected payload), no line is parsed again; otherwise (the served log,
+/// `accept_payload`) the lines are mapped as [`record_history`] maps them.
 pub async fn record_batch_history<M: ModelStore>(
     models: &M,
     config: &NectarConfig,
     batch: &Accepted,
 ) -> Result<usize, ModelStoreError> {
     let lines: Vec<&str> = batch.events.iter().map(|e| e.line.as_str()).collect();
-    let mut mapped = Vec::with_capacity(batch.events.len());
-    for e in &batch.events {
-        match &e.mapped {
-            Some(Ok(i)) => mapped.push((batch.site_key.clone(), i.clone())),
-            Some(Err(_)) => {}
-            None => mapped.extend(site_interactions(config, [e.line.as_str()])),
-        }
-    }
+    let worked_out: Option<Vec<&Result<Interaction, Skip>>> =
+        batch.events.iter().map(|e| e.mapped.as_ref()).collect();
+    let mapped = match worked_out {
+        Some(all) => all
+            .into_iter()
+            .filter_map(|m| m.as_ref().ok())
+            .map(|i| (batch.site_key.clone(), i.clone()))
+            .collect(),
+        None => site_interactions(config, lines.iter().copied()),
+    };
     record_mapped(models, config, &lines, mapped).await
 }
 
