@@ -9,6 +9,7 @@ use nectar_platform::config::NectarConfig;
 use nectar_platform::model_store::{BanditStore, RedisModelStore, VariantCounts};
 use nectar_platform::object_store::LocalStore;
 use nectar_platform::recommend::served_log::ServedAnswer;
+use nectar_platform::recommend::RecommendAnswer;
 use serde_json::json;
 
 fn now_ms() -> i64 {
@@ -19,11 +20,9 @@ fn now_ms() -> i64 {
 }
 
 fn served(site: &str, rec: &str, variant: &str, now: i64) -> String {
-    let body = json!({
-        "recommendation_id": rec, "endpoint": "for-you", "variant": variant,
-        "model": {"name": variant, "version": 1},
-        "items": [{"id": "m1", "score": 1.0}, {"id": "m2", "score": 0.5}], "fallback": false,
-    });
+    let mut body =
+        RecommendAnswer::of_ids(rec, "for-you", variant, (variant, 1), &["m1", "m2"], false);
+    body.items[1].score = 0.5;
     ServedAnswer {
         site_key: site,
         user_id: Some("u1"),

@@ -21,6 +21,7 @@ use nectar_platform::config::NectarConfig;
 use nectar_platform::event_log::local::LocalEventLog;
 use nectar_platform::object_store::LocalStore;
 use nectar_platform::recommend::served_log::ServedAnswer;
+use nectar_platform::recommend::RecommendAnswer;
 use nectar_platform::report::{build_report, render_html, ReportRequest};
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
@@ -104,14 +105,8 @@ fn answer(
         .map(|_| item((rng.random::<f64>().powi(3) * ITEMS as f64) as usize))
         .collect();
     let rec_id = format!("r-{:032x}", rng.random::<u128>());
-    let body = json!({
-        "recommendation_id": rec_id,
-        "endpoint": endpoint,
-        "variant": variant,
-        "model": { "name": model, "version": 1 },
-        "items": items.iter().map(|i| json!({ "id": i, "score": 1.0 })).collect::<Vec<_>>(),
-        "fallback": rng.random::<f64>() < 0.05,
-    });
+    let fallback = rng.random::<f64>() < 0.05;
+    let body = RecommendAnswer::of_ids(&rec_id, endpoint, variant, (model, 1), &items, fallback);
     out.events.push(
         ServedAnswer {
             site_key: SITE,

@@ -462,6 +462,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         bucket: None,
         redis: None,
         no_served_log: false,
+        workers: None,
     })
     .await
 }

@@ -63,6 +63,9 @@ pub struct DevArgs {
     /// Do not log served recommendations as `recommendation_served` events.
     #[arg(long)]
     pub no_served_log: bool,
+    /// Threads that serve connections (each keeps its connections); default: one per CPU.
+    #[arg(long, env = "NECTAR_DEV_WORKERS", value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub workers: Option<u16>,
 }
 
 /// The collect sink chosen by the flags.
@@ -497,8 +500,13 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     );
     println!("  models from {models_at}");
     let app = state.clone();
+    let workers = args.workers.map_or_else(
+        || std::thread::available_parallelism().map_or(2, |n| n.get()),
+        usize::from,
+    );
     conn::serve(
         listener,
+        workers,
         move |req, ambiguous| route(app.clone(), req, ambiguous),
         shutdown_signal(),
     )

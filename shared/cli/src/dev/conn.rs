@@ -52,6 +52,7 @@ pub type DevResponse = http::Response<Full<Bytes>>;
 /// body as chunked and drops the length; the handler refuses such requests).
 pub async fn serve<H, F>(
     listener: TcpListener,
+    workers: usize,
     handler: H,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()>
@@ -67,6 +68,7 @@ where
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let refusals = Arc::new(Semaphore::new(MAX_REFUSALS));
     let graceful = GracefulShutdown::new();
+    let workers = Workers::start(workers)?;
     tokio::pin!(shutdown);
     loop {
         let stream = tokio::select! {
@@ -92,24 +94,41 @@ where
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let flag = Arc::new(AtomicU64::new(NONE));
-        let io = TokioIo::new(ScannedStream {
-            inner: stream,
-            scanner: FramingScanner::default(),
-            flag: flag.clone(),
-        });
+        // Handed over to a worker thread's reactor (see [`Workers`]).
+        let stream = match stream.into_std() {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::debug!(error = %e, "Connection lost before it was served.");
+                continue;
+            }
+        };
         let handler = handler.clone();
-        let served = Arc::new(AtomicU64::new(0));
-        let service = hyper::service::service_fn(move |req| {
-            // hyper hands over requests in the order their heads came in, which is the order
-            // the scanner counted them.
-            let index = served.fetch_add(1, Ordering::Relaxed);
-            let ambiguous = flag.load(Ordering::Acquire) == index;
-            let fut = handler(req, ambiguous);
-            async move { Ok::<_, Infallible>(fut.await) }
-        });
-        let conn = graceful.watch(builder.serve_connection(io, service));
-        tokio::spawn(async move {
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
+        workers.spawn(async move {
+            let stream = match TcpStream::from_std(stream) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(error = %e, "Registering a connection failed.");
+                    return;
+                }
+            };
+            let flag = Arc::new(AtomicU64::new(NONE));
+            let io = TokioIo::new(ScannedStream {
+                inner: stream,
+                scanner: FramingScanner::default(),
+                flag: flag.clone(),
+            });
+            let served = Arc::new(AtomicU64::new(0));
+            let service = hyper::service::service_fn(move |req| {
+                // hyper hands over requests in the order their heads came in, which is the
+                // order the scanner counted them.
+                let index = served.fetch_add(1, Ordering::Relaxed);
+                let ambiguous = flag.load(Ordering::Acquire) == index;
+                let fut = handler(req, ambiguous);
+                async move { Ok::<_, Infallible>(fut.await) }
+            });
+            let conn = watcher.watch(builder.serve_connection(io, service));
             if let Err(e) = conn.await {
                 // Timeouts, resets and malformed heads end here; hyper already answered
                 // what could be answered.
@@ -126,6 +145,48 @@ where
         tracing::warn!("Connections still open after the shutdown grace period; closing them.");
     }
     Ok(())
+}
+
+/// Threads that serve connections, each with its own current-thread Tokio runtime: a
+/// connection stays on the thread it was given, so its reads, its handler and its writes run
+/// without waking another thread (a multi-thread runtime moves tasks between workers and
+/// parks and wakes them through the kernel at every turn). The accept loop hands
+/// connections out in turn.
+struct Workers {
+    handles: Vec<tokio::runtime::Handle>,
+    next: std::sync::atomic::AtomicUsize,
+    /// Dropping these stops the threads (after the runtime's tasks are dropped).
+    _stops: Vec<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Workers {
+    fn start(n: usize) -> io::Result<Self> {
+        let mut handles = Vec::with_capacity(n);
+        let mut stops = Vec::with_capacity(n);
+        for i in 0..n.max(1) {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            handles.push(rt.handle().clone());
+            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            stops.push(stop);
+            std::thread::Builder::new()
+                .name(format!("nectar-conn-{i}"))
+                .spawn(move || {
+                    let _ = rt.block_on(stopped);
+                })?;
+        }
+        Ok(Self {
+            handles,
+            next: std::sync::atomic::AtomicUsize::new(0),
+            _stops: stops,
+        })
+    }
+
+    fn spawn(&self, fut: impl Future<Output = ()> + Send + 'static) {
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.handles.len();
+        self.handles[i].spawn(fut);
+    }
 }
 
 /// Answers a connection over the bound with a 503 and closes it.

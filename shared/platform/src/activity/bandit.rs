@@ -362,6 +362,7 @@ mod tests {
     use super::*;
     use crate::model_store::{BanditStore, LocalModelStore, VariantCounts};
     use crate::recommend::served_log::ServedAnswer;
+    use crate::recommend::RecommendAnswer;
     use nectar_model::event::{accept_payload, CollectLimits};
 
     /// Now: the store forgets items by the wall clock.
@@ -389,12 +390,7 @@ mod tests {
     }
 
     fn served_line(rec: &str, variant: &str, items: &[&str], now: i64) -> String {
-        let body = serde_json::json!({
-            "recommendation_id": rec, "endpoint": "for-you", "variant": variant,
-            "model": {"name": variant, "version": 1},
-            "items": items.iter().map(|i| serde_json::json!({"id": i, "score": 1.0})).collect::<Vec<_>>(),
-            "fallback": false,
-        });
+        let body = RecommendAnswer::of_ids(rec, "for-you", variant, (variant, 1), items, false);
         ServedAnswer {
             site_key: "demo",
             user_id: Some("u1"),

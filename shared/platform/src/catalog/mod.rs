@@ -223,6 +223,17 @@ impl Catalog {
             .cloned()
     }
 
+    /// Runs `f` over a site's items (`None`: none known) under one read lock: what a caller
+    /// that looks up many items per request uses instead of [`Self::get`]'s lock and copy
+    /// per item.
+    pub fn with_site<R>(
+        &self,
+        site: &str,
+        f: impl FnOnce(Option<&HashMap<String, ItemMeta>>) -> R,
+    ) -> R {
+        f(self.items.read().expect("catalog lock").get(site))
+    }
+
     /// Number of items of a site.
     pub fn len(&self, site: &str) -> usize {
         self.items

@@ -52,13 +52,20 @@ impl FileStamp {
     }
 }
 
+/// How long a cached [`UserIndex`] is served before `meta.json`'s stamp is looked at again
+/// (one `stat` per request cost a sixth of a request's system calls). An erasure by this
+/// store drops the entry at once; another process's (`nectar forget`) is seen within this.
+const USER_INDEX_RECHECK: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// Per-user data of one version, loaded once per version.
 #[derive(Debug)]
 struct UserIndex {
     /// `meta.json`'s stamp when loaded: an erasure rewrites it last (a new file renamed over
     /// it), so another process's `nectar forget` invalidates this cache.
     meta_stamp: Option<FileStamp>,
-    rows: HashMap<String, usize>,
+    /// When the stamp was last found unchanged.
+    checked: Mutex<std::time::Instant>,
+    rows: HashMap<String, usize, foldhash::fast::RandomState>,
     factors: Option<Factors>,
     top: Option<Vec<Vec<Scored>>>,
 }
@@ -74,7 +81,7 @@ type UserCache = HashMap<(String, String, u64), Arc<UserIndex>>;
 /// Recent histories of one site, as loaded: user → items, newest first.
 #[derive(Debug)]
 struct SiteHistory {
-    users: HashMap<String, Vec<String>>,
+    users: HashMap<String, Vec<String>, foldhash::fast::RandomState>,
     /// `history.jsonl`, opened (its torn tail cut) when the site was loaded.
     log: RecordFile,
     /// Lines in `history.jsonl` (folded into the snapshot when it outgrows the users).
@@ -354,6 +361,7 @@ impl LocalModelStore {
             version.to_string().as_bytes(),
         )?;
         // Superseded versions beyond keep_versions go; the pointer never names them.
+        let mut replaced = vec![version];
         for old in self
             .versions(site, model)?
             .into_iter()
@@ -362,6 +370,13 @@ impl LocalModelStore {
         {
             let d = self.version_dir(site, model, old);
             let _ = std::fs::remove_dir_all(&d);
+            replaced.push(old);
+        }
+        // This store's own cache forgets them at once (other processes' within
+        // USER_INDEX_RECHECK).
+        let mut cache = self.users.lock().expect("cache lock");
+        for v in replaced {
+            cache.remove(&(site.to_string(), model.to_string(), v));
         }
         Ok(())
     }
@@ -424,13 +439,20 @@ impl LocalModelStore {
         version: u64,
     ) -> Result<Option<Arc<UserIndex>>, ModelStoreError> {
         let key = (site.to_string(), model.to_string(), version);
+        let cached = self.users.lock().expect("cache lock").get(&key).cloned();
+        if let Some(ix) = &cached {
+            if ix.checked.lock().expect("stamp lock").elapsed() < USER_INDEX_RECHECK {
+                return Ok(cached);
+            }
+        }
         let dir = self.version_dir(site, model, version);
         let meta_stamp = FileStamp::of(&dir.join("meta.json"));
-        if let Some(ix) = self.users.lock().expect("cache lock").get(&key) {
+        if let Some(ix) = cached {
             // Another process may have deleted the version (or erased a user) since it was
             // cached.
             if meta_stamp.is_some() && ix.meta_stamp == meta_stamp {
-                return Ok(Some(ix.clone()));
+                *ix.checked.lock().expect("stamp lock") = std::time::Instant::now();
+                return Ok(Some(ix));
             }
         }
         let Some(meta) = json_opt::<VersionMeta>(&dir.join("meta.json"))? else {
@@ -453,6 +475,7 @@ impl LocalModelStore {
         };
         let ix = Arc::new(UserIndex {
             meta_stamp,
+            checked: Mutex::new(std::time::Instant::now()),
             rows: ids.into_iter().enumerate().map(|(i, u)| (u, i)).collect(),
             factors,
             top,
@@ -675,7 +698,9 @@ mod tests {
             .forget_user("demo", "u1")
             .await
             .unwrap();
-        // THEN the serving store no longer answers with them
+        // THEN once the cache's re-check interval has passed, the serving store no longer
+        // answers with them
+        tokio::time::sleep(USER_INDEX_RECHECK).await;
         assert_eq!(u1().await.unwrap().factors, None);
         std::fs::remove_dir_all(dir).unwrap();
     }

@@ -5,22 +5,26 @@ use serde::Serialize;
 
 /// `200` answer of `GET /v1/recommend/{endpoint}`, `/v1/similar/{endpoint}` and
 /// `/v1/session/{endpoint}`.
+///
+/// Fields (here and in [`ScoredItem`]) are in alphabetical order, and scores are written as
+/// `f64`: the bytes are those of [`Self::to_json`]'s value (whose maps sort their keys), which
+/// is what the service sent when it built the answer as a `Value`.
 #[derive(Debug, Clone, Serialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RecommendAnswer {
+    /// The endpoint asked.
+    pub endpoint: String,
+    /// Whether a fallback list answered instead of the endpoint's model.
+    pub fallback: bool,
+    /// The items, best first.
+    pub items: Vec<ScoredItem>,
+    /// The model (task and version) whose list or ranking answered.
+    pub model: ModelRef,
     /// Id of this answer (`r-` and 32 hex digits); clients send it back as the `id` of their
     /// `recommendation_displayed` and `recommendation_hit` events.
     pub recommendation_id: String,
-    /// The endpoint asked.
-    pub endpoint: String,
     /// The experiment variant that answered (`default` without an experiment).
     pub variant: String,
-    /// The model (task and version) whose list or ranking answered.
-    pub model: ModelRef,
-    /// The items, best first.
-    pub items: Vec<ScoredItem>,
-    /// Whether a fallback list answered instead of the endpoint's model.
-    pub fallback: bool,
 }
 
 /// A task's model version.
@@ -37,18 +41,24 @@ pub struct ModelRef {
 #[derive(Debug, Clone, Serialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ScoredItem {
+    /// With `explain=true`: the ids of the user's items that led to this one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub because: Option<Vec<String>>,
+    /// Set when the item was placed by exploration rather than by its score.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub explore: Option<bool>,
     /// The item id.
     pub id: String,
     /// Its score (higher is better; comparable within one answer only); `null` for a pinned
     /// promotion (a non-finite score serialises as `null`).
     #[cfg_attr(feature = "openapi", schema(value_type = Option<f32>, required = true))]
+    #[serde(serialize_with = "score_as_f64")]
     pub score: f32,
-    /// Set when the item was placed by exploration rather than by its score.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub explore: Option<bool>,
-    /// With `explain=true`: the ids of the user's items that led to this one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub because: Option<Vec<String>>,
+}
+
+/// A score as the `f64` it widens to (what a `Value` holds), `null` when not finite.
+fn score_as_f64<S: serde::Serializer>(score: &f32, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(f64::from(*score))
 }
 
 impl ScoredItem {
@@ -64,7 +74,33 @@ impl ScoredItem {
 }
 
 impl RecommendAnswer {
-    /// The answer as JSON (the served log keeps this same value).
+    /// An answer of `items` with score 1 each: what tests and `nectar bench report` log as
+    /// served.
+    pub fn of_ids<I: AsRef<str>>(
+        recommendation_id: &str,
+        endpoint: &str,
+        variant: &str,
+        model: (&str, u64),
+        items: &[I],
+        fallback: bool,
+    ) -> Self {
+        Self {
+            endpoint: endpoint.to_string(),
+            fallback,
+            items: items
+                .iter()
+                .map(|i| ScoredItem::new(i.as_ref(), 1.0))
+                .collect(),
+            model: ModelRef {
+                name: model.0.to_string(),
+                version: model.1,
+            },
+            recommendation_id: recommendation_id.to_string(),
+            variant: variant.to_string(),
+        }
+    }
+
+    /// The answer as a JSON value (the bytes [`Serialize`] writes).
     pub fn to_json(&self) -> serde_json::Value {
         serde_json::to_value(self).expect("plain data serialises")
     }
@@ -93,7 +129,19 @@ mod tests {
         };
         // WHEN serialised
         let v = a.to_json();
-        // THEN the keys are the contract's, and the optional ones appear only when set
+        // THEN the typed body is written byte for byte as the value
+        assert_eq!(serde_json::to_string(&a).unwrap(), v.to_string());
+        let mut pinned = a.clone();
+        pinned.items[0].score = f32::NAN;
+        pinned.items[1].score = 0.1;
+        assert_eq!(
+            serde_json::to_string(&pinned).unwrap(),
+            pinned.to_json().to_string()
+        );
+        assert!(serde_json::to_string(&pinned)
+            .unwrap()
+            .contains(r#""id":"a","score":null"#));
+        // AND the keys are the contract's, and the optional ones appear only when set
         assert_eq!(v["model"], serde_json::json!({"name": "als", "version": 3}));
         assert_eq!(v["items"][0], serde_json::json!({"id": "a", "score": 1.0}));
         assert_eq!(v["items"][1]["because"], serde_json::json!(["x"]));

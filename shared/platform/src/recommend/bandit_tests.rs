@@ -23,6 +23,7 @@ use crate::model_store::{
     BanditStore, ExploreUpdate, LocalModelStore, ModelArtifacts, PublishOptions,
 };
 use crate::recommend::served_log::{FlushMode, ServedAnswer};
+use crate::recommend::RecommendAnswer;
 use crate::recommend::RecommendOptions;
 
 struct NoSink;
@@ -54,12 +55,7 @@ fn config(arms: usize, rules: &str) -> NectarConfig {
 }
 
 fn served_line(rec: &str, variant: &str, items: &[&str], now: i64) -> String {
-    let body = json!({
-        "recommendation_id": rec, "endpoint": "home", "variant": variant,
-        "model": {"name": variant, "version": 1},
-        "items": items.iter().map(|i| json!({"id": i, "score": 1.0})).collect::<Vec<_>>(),
-        "fallback": false,
-    });
+    let body = RecommendAnswer::of_ids(rec, "home", variant, (variant, 1), items, false);
     ServedAnswer {
         site_key: "demo",
         user_id: None,

@@ -4,8 +4,7 @@
 //! answered, `[]` for pinned and exploration items (no model placed them). Added after the
 //! served event is recorded, so the served log keeps its format.
 
-use serde_json::Value;
-
+use super::answer::RecommendAnswer;
 use super::model_cache::LoadedModel;
 use crate::http::error::AppError;
 use crate::http::request::query_param;
@@ -24,8 +23,8 @@ pub(super) fn explain_param(query: Option<&str>) -> Result<bool, AppError> {
 
 /// Adds `because` to every item of `body`. `seeds` are the subject's items, newest first (the
 /// context item, then the history; a visit's items; the similar endpoint's item).
-pub(super) fn annotate(body: &mut Value, model: Option<&LoadedModel>, seeds: &[&str]) {
-    let fallback = body["fallback"].as_bool().unwrap_or(false);
+pub(super) fn annotate(body: &mut RecommendAnswer, model: Option<&LoadedModel>, seeds: &[&str]) {
+    let fallback = body.fallback;
     let seed_rows: Vec<u32> = match model.filter(|_| !fallback) {
         Some(m) => seeds
             .iter()
@@ -34,24 +33,22 @@ pub(super) fn annotate(body: &mut Value, model: Option<&LoadedModel>, seeds: &[&
             .collect(),
         None => Vec::new(),
     };
-    let Some(items) = body["items"].as_array_mut() else {
-        return;
-    };
-    for item in items {
-        let placed = !item["score"].is_null() && item.get("explore").is_none();
-        let because: Vec<Value> = match (placed, fallback, model) {
+    for item in &mut body.items {
+        // Pinned items have no score (written as `null`); explored ones were placed by chance.
+        let placed = item.score.is_finite() && item.explore.is_none();
+        let because: Vec<String> = match (placed, fallback, model) {
             (false, _, _) => Vec::new(),
-            (true, true, _) => vec![Value::from(FALLBACK_BECAUSE)],
-            (true, false, Some(m)) => {
-                let row = item["id"].as_str().and_then(|id| m.index.get(id).copied());
-                row.map(|r| nectar_model::explain::because(&m.item_side(), &seed_rows, r))
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|r| Value::from(m.items.item_ids[r as usize].as_str()))
-                    .collect()
-            }
+            (true, true, _) => vec![FALLBACK_BECAUSE.to_string()],
+            (true, false, Some(m)) => m
+                .index
+                .get(item.id.as_str())
+                .map(|&r| nectar_model::explain::because(&m.item_side(), &seed_rows, r))
+                .unwrap_or_default()
+                .into_iter()
+                .map(|r| m.items.item_ids[r as usize].clone())
+                .collect(),
             (true, false, None) => Vec::new(),
         };
-        item["because"] = Value::Array(because);
+        item.because = Some(because);
     }
 }

@@ -532,8 +532,7 @@ impl<M: ModelStore, S: EventSink + 'static> RecommendService<M, S> {
                 })
                 .collect(),
             fallback: fallback_used,
-        }
-        .to_json();
+        };
         if self.options.log_served {
             self.log_served(&q, &body, now_ms);
         }
@@ -554,7 +553,7 @@ impl<M: ModelStore, S: EventSink + 'static> RecommendService<M, S> {
     }
 
     /// The served-recommendation log, off the hot path.
-    fn log_served(&self, q: &Query, body: &serde_json::Value, now_ms: i64) {
+    fn log_served(&self, q: &Query, body: &RecommendAnswer, now_ms: i64) {
         let answer = ServedAnswer {
             site_key: &q.site,
             user_id: q.user_id.as_deref(),
@@ -643,9 +642,9 @@ impl<M: ModelStore, S: EventSink + 'static> RecommendService<M, S> {
             EndpointKind::User => m.rank_user(state, q.context_item.as_deref(), &excluded, want)?,
             EndpointKind::Session => session::rank(m, &q.session, &excluded, want)?,
         };
-        let cands = rows
+        let cands: Vec<(&str, f32)> = rows
             .into_iter()
-            .map(|(r, s)| (m.items.item_ids[r as usize].clone(), s))
+            .map(|(r, s)| (m.items.item_ids[r as usize].as_str(), s))
             .collect();
         Some(self.apply_rules(&q.site, ep, Some(m), cands, q.n, now_ms))
     }

@@ -21,8 +21,9 @@ pub struct LoadedModel {
     pub task: String,
     /// The item side.
     pub items: ModelItems,
-    /// Item id → row.
-    pub index: HashMap<String, u32>,
+    /// Item id → row (foldhash: every request looks up its history and exclusions here;
+    /// the keys are the model's own ids, so a client cannot choose what collides).
+    pub index: HashMap<String, u32, foldhash::fast::RandomState>,
     /// Fold-in model (with the version's own training params) and quantised factors.
     pub(super) prepared: Prepared,
     /// The model-wide list with item ids (what a fallback serves).

@@ -22,8 +22,10 @@ use std::time::Duration;
 use std::borrow::Cow;
 
 use nectar_model::event::{event_id, Accepted, EncodedEvent, FlatEvent};
-use serde_json::json;
+use serde::Serialize;
 use serde_json::value::{to_raw_value, RawValue};
+
+use super::answer::{ModelRef, RecommendAnswer};
 
 use crate::collect::sink::EventSink;
 use crate::observe::names::{self, dim};
@@ -59,7 +61,33 @@ pub struct ServedAnswer<'a> {
     pub context_item: Option<&'a str>,
     /// The response body as sent: `recommendation_id`, `endpoint`, `variant`, `model`,
     /// `items` (`[{id, score}]`) and `fallback`.
-    pub body: &'a serde_json::Value,
+    pub body: &'a RecommendAnswer,
+}
+
+/// The `client` of a served event (keys in the order a `Value` map writes them).
+#[derive(Serialize)]
+struct ServedClient<'a> {
+    app_id: &'static str,
+    device: ServedDevice,
+    id: &'a str,
+}
+
+#[derive(Serialize)]
+struct ServedDevice {
+    #[serde(rename = "type")]
+    kind: &'static str,
+}
+
+/// The `context` of a served event (keys sorted, `null` for what is absent, as before).
+#[derive(Serialize)]
+struct ServedContext<'a> {
+    context_item: Option<&'a str>,
+    endpoint: &'a str,
+    fallback: bool,
+    items: Vec<&'a str>,
+    model: &'a ModelRef,
+    subject: Option<&'a str>,
+    variant: &'a str,
 }
 
 impl ServedAnswer<'_> {
@@ -72,22 +100,23 @@ impl ServedAnswer<'_> {
         let b = self.body;
         let client_id = self.client_id.or(self.user_id).unwrap_or(SERVED_APP_ID);
         let anonymous = self.user_id.is_none() && self.client_id.is_none();
-        let client =
-            json!({ "id": client_id, "app_id": SERVED_APP_ID, "device": { "type": "embedded" } });
-        let context = json!({
-            "endpoint": b["endpoint"],
-            "variant": b["variant"],
-            "model": b["model"],
-            "fallback": b["fallback"],
-            "items": b["items"].as_array().map(|a| a.iter().map(|i| i["id"].clone()).collect::<Vec<_>>()),
-            "context_item": self.context_item,
-            "subject": anonymous.then_some(self.subject),
-        });
-        let raw = |v: &serde_json::Value| -> Box<RawValue> {
-            to_raw_value(v).expect("a JSON value serialises")
+        let client = ServedClient {
+            app_id: SERVED_APP_ID,
+            device: ServedDevice { kind: "embedded" },
+            id: client_id,
         };
-        let (client, context) = (raw(&client), raw(&context));
-        let rec_id = b["recommendation_id"].as_str().unwrap_or_default();
+        let context = ServedContext {
+            context_item: self.context_item,
+            endpoint: &b.endpoint,
+            fallback: b.fallback,
+            items: b.items.iter().map(|i| i.id.as_str()).collect(),
+            model: &b.model,
+            subject: anonymous.then_some(self.subject),
+            variant: &b.variant,
+        };
+        let client: Box<RawValue> = to_raw_value(&client).expect("a served client serialises");
+        let context: Box<RawValue> = to_raw_value(&context).expect("a served context serialises");
+        let rec_id = b.recommendation_id.as_str();
         let event = FlatEvent {
             event_id: Cow::Owned(event_id(
                 self.site_key,
@@ -327,7 +356,7 @@ mod tests {
     /// gets what only the server writes: the served type, the event id over it, and the
     /// served marker.
     fn round_tripped(a: &ServedAnswer<'_>, now_ms: i64) -> serde_json::Value {
-        let body = a.body;
+        let body = &a.body.to_json();
         let client = a
             .client_id
             .or(a.user_id)
@@ -381,14 +410,18 @@ mod tests {
     fn served_events_are_built_exactly_as_the_collect_round_trip_built_them() {
         const T: i64 = 1_795_305_000_000;
         let body = |fallback: bool, items: &[&str]| {
-            serde_json::json!({
-                "recommendation_id": "r-0123456789abcdef",
-                "endpoint": "for-you",
-                "variant": "b",
-                "model": { "name": "als", "version": 7 },
-                "items": items.iter().enumerate().map(|(i, id)| serde_json::json!({"id": id, "score": 1.0 / (i as f64 + 1.0)})).collect::<Vec<_>>(),
-                "fallback": fallback,
-            })
+            let mut a = RecommendAnswer::of_ids(
+                "r-0123456789abcdef",
+                "for-you",
+                "b",
+                ("als", 7),
+                items,
+                fallback,
+            );
+            for (i, item) in a.items.iter_mut().enumerate() {
+                item.score = 1.0 / (i as f32 + 1.0);
+            }
+            a
         };
         let (plain, odd, empty) = (
             body(false, &["m1", "m2", "m3"]),

@@ -29,6 +29,7 @@ use super::*;
 use crate::catalog::ItemMeta;
 use crate::collect::sink::EventSink;
 use crate::recommend::served_log::ServedAnswer;
+use crate::recommend::RecommendAnswer;
 
 /// The site of the contract.
 pub const SITE: &str = "news";
@@ -75,14 +76,8 @@ fn served(
     fallback: bool,
     ts: i64,
 ) -> EncodedEvent {
-    let body = json!({
-        "recommendation_id": rec_id,
-        "endpoint": "for-you",
-        "variant": variant,
-        "model": { "name": if variant == "a" { "als" } else { "trending" }, "version": 1 },
-        "items": items.iter().map(|i| json!({ "id": i, "score": 1.0 })).collect::<Vec<_>>(),
-        "fallback": fallback,
-    });
+    let model = if variant == "a" { "als" } else { "trending" };
+    let body = RecommendAnswer::of_ids(rec_id, "for-you", variant, (model, 1), items, fallback);
     ServedAnswer {
         site_key: SITE,
         user_id: Some(user),
