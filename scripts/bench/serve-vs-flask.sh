@@ -5,6 +5,10 @@
 # both checked to agree first, then `wrk -t2` at 16 connections (throughput) and at 4
 # (latency), the two servers alternated in every round. nectar runs as `make bench-serve` runs
 # it: metrics on (GET /metrics), served log on (checked on disk at the end).
+# p99 note: wrk and both servers share this machine's cores, so a closed loop keeps them all
+# busy and a request's tail is mostly time spent waiting for a core. Two controls tell that
+# apart from the server's own time: every round also times nectar's trivial `/healthz` at 4
+# connections, and the end prints the handler's latency from nectar's own histogram.
 # Usage: scripts/bench/serve-vs-flask.sh [NECTAR_BIN] [SECONDS] [ROUNDS]
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
@@ -67,9 +71,18 @@ done = function(summary, latency, requests)
 end
 LUA
 
-run() { # server port conns round
+# The control: nectar's `/healthz` (no model, no served log, the same HTTP stack and
+# threads), whose latency is what this machine adds to any answer (see the p99 note below).
+cat >"$WORK/health.lua" <<'LUA'
+done = function(summary, latency, requests)
+  io.write(string.format("LAT %.3f %.3f\n", latency:percentile(50) / 1000,
+    latency:percentile(99) / 1000))
+end
+LUA
+
+run() { # server port conns round [script path]
   local out
-  out=$(wrk -t2 -c"$3" -d"${SECS}s" --latency -s "$WORK/get.lua" "http://127.0.0.1:$2")
+  out=$(wrk -t2 -c"$3" -d"${SECS}s" --latency -s "$WORK/${5:-get}.lua" "http://127.0.0.1:$2${6:-}")
   if echo "$out" | grep -q "Non-2xx\|Socket errors"; then echo "$out" >&2; fi
   local rps lat
   rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
@@ -88,6 +101,7 @@ for r in $(seq 1 "$ROUNDS"); do
       run flask "$FPORT" "$c" "$r"; run nectar "$NPORT" "$c" "$r"
     fi
   done
+  run healthz "$NPORT" 4 "$r" health /healthz
 done
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 python3 - "$WORK/rows" <<'PY'
@@ -98,6 +112,8 @@ for c in ("16", "4"):
     for s in ("nectar", "flask"):
         sel = [r for r in rows if r[0] == s and r[1] == c]
         med[s, c] = [statistics.median(float(r[i]) for r in sel) for i in (3, 4, 5)]
+sel = [r for r in rows if r[0] == "healthz"]
+med["healthz", "4"] = [statistics.median(float(r[i]) for r in sel) for i in (3, 4, 5)]
 print("median over rounds:")
 print(f"{'server':7} {'conns':>5} {'req/s':>10} {'p50_ms':>8} {'p99_ms':>8}")
 for (s, c), (rps, p50, p99) in med.items():
@@ -105,6 +121,17 @@ for (s, c), (rps, p50, p99) in med.items():
 for c in ("16", "4"):
     print(f"nectar/flask req/s at {c} connections: {med['nectar', c][0] / med['flask', c][0]:.1f}x")
 PY
+# nectar's own view of the same requests: the handler's latency histogram (/metrics), from
+# the request's arrival in the handler to its answer, without the sockets and the scheduler.
+curl -s "http://127.0.0.1:$NPORT/metrics" | python3 -c '
+import re, sys
+b = [(float(m.group(1).replace("+Inf", "inf")), int(m.group(2))) for m in
+     re.finditer(r"recommend_latency_ms_bucket\{[^}]*le=\"([^\"]+)\"\} (\d+)", sys.stdin.read())]
+n = b[-1][1]
+for q in (0.5, 0.99, 0.999):
+    le = next(le for le, c in b if c >= q * n)
+    print(f"handler p{q * 100:g} <= {le:g} ms (histogram bucket) over {n} answers")
+'
 kill $NPID; wait $NPID 2>/dev/null || true
 SERVED=$(find "$WORK/data/events" -name '*.jsonl.gz' -exec zcat {} + | grep -c '"recommendation_served"' || true)
 echo "served log: $SERVED recommendation_served events on disk"
