@@ -65,6 +65,7 @@ struct UserIndex {
     meta_stamp: Option<FileStamp>,
     /// When the stamp was last found unchanged.
     checked: Mutex<std::time::Instant>,
+    /// foldhash: built once per version from the version's own user list, looked up per request.
     rows: HashMap<String, usize, foldhash::fast::RandomState>,
     factors: Option<Factors>,
     top: Option<Vec<Vec<Scored>>>,
@@ -81,7 +82,8 @@ type UserCache = HashMap<(String, String, u64), Arc<UserIndex>>;
 /// Recent histories of one site, as loaded: user → items, newest first.
 #[derive(Debug)]
 struct SiteHistory {
-    users: HashMap<String, Vec<String>, foldhash::fast::RandomState>,
+    /// SipHash (std's default): collected events insert these keys, so a client chooses them.
+    users: HashMap<String, Vec<String>>,
     /// `history.jsonl`, opened (its torn tail cut) when the site was loaded.
     log: RecordFile,
     /// Lines in `history.jsonl` (folded into the snapshot when it outgrows the users).
