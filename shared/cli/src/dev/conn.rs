@@ -47,7 +47,8 @@ const REFUSAL_TIMEOUT: Duration = Duration::from_secs(1);
 pub type DevResponse = http::Response<Full<Bytes>>;
 
 /// Serves `handler` on `listener` until `shutdown` completes, then lets requests in flight
-/// finish (at most [`SHUTDOWN_GRACE`]). The handler's second argument says whether the
+/// finish (at most [`SHUTDOWN_GRACE`]). Connections are served on `workers` threads (see
+/// [`Workers`]); this task only accepts them. The handler's second argument says whether the
 /// request's head carried both `Content-Length` and `Transfer-Encoding` (hyper then reads the
 /// body as chunked and drops the length; the handler refuses such requests).
 pub async fn serve<H, F>(
