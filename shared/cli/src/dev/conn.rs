@@ -162,9 +162,10 @@ struct Workers {
 
 impl Workers {
     fn start(n: usize) -> io::Result<Self> {
+        let n = n.max(1);
         let mut handles = Vec::with_capacity(n);
         let mut stops = Vec::with_capacity(n);
-        for i in 0..n.max(1) {
+        for i in 0..n {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;

@@ -100,8 +100,10 @@ impl RecommendAnswer {
         }
     }
 
-    /// The answer as a JSON value (the bytes [`Serialize`] writes).
-    pub fn to_json(&self) -> serde_json::Value {
+    /// The answer as a JSON value: how the service built it before it was typed, kept for
+    /// the tests that check the typed bytes against it.
+    #[cfg(test)]
+    pub(crate) fn to_json(&self) -> serde_json::Value {
         serde_json::to_value(self).expect("plain data serialises")
     }
 }
