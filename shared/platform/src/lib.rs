@@ -11,6 +11,7 @@
 pub mod activity;
 pub mod archive;
 pub mod auth;
+pub mod background;
 pub mod catalog;
 pub mod collect;
 pub mod config;

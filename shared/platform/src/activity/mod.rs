@@ -20,6 +20,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::Value;
 
+use crate::background;
 use crate::catalog::{valid_item_id, Catalog, CatalogWriter, ItemMeta};
 use crate::collect::sink::{EventSink, SinkError};
 use crate::config::NectarConfig;
@@ -39,7 +40,12 @@ fn site_interactions<'a>(
 ) -> Vec<(String, Interaction)> {
     let mut weights: BTreeMap<String, EventWeights> = BTreeMap::new();
     let mut out = Vec::new();
-    for line in lines {
+    for (n, line) in lines.into_iter().enumerate() {
+        // The served log's flush maps its events here as background work: it gives the
+        // core back every slice of lines.
+        if n > 0 && n % background::SLICE == 0 {
+            background::pause();
+        }
         // One parse per line (every collect runs this for every event): the line's site
         // picks the weights as it is mapped.
         let cache = &mut weights;

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use nectar_model::event::Accepted;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::background;
 use crate::collect::sink::{EventSink, SinkError};
 use crate::event_log::jsonl::{join_member, DeflateChunk};
 use crate::event_log::layout::Hour;
@@ -55,7 +56,9 @@ fn commit(files: &mut AppendFiles, batch: &[WriteRequest]) -> std::io::Result<()
     }))
 }
 
-/// A batch's lines compressed per event hour, in arrival order within each hour.
+/// A batch's lines compressed per event hour, in arrival order within each hour; in
+/// background work (the served log's flush), in chunks of [`background::SLICE`] lines with a
+/// [`background::pause`] after each.
 fn compress_by_hour(batch: &Accepted) -> Vec<(Hour, DeflateChunk)> {
     let mut by_hour: Vec<(Hour, Vec<&str>)> = Vec::new();
     for e in &batch.events {
@@ -65,10 +68,14 @@ fn compress_by_hour(batch: &Accepted) -> Vec<(Hour, DeflateChunk)> {
             None => by_hour.push((hour, vec![&e.line])),
         }
     }
-    by_hour
-        .into_iter()
-        .map(|(hour, lines)| (hour, DeflateChunk::of_lines(lines)))
-        .collect()
+    let mut chunks = Vec::with_capacity(by_hour.len());
+    for (hour, lines) in by_hour {
+        for piece in lines.chunks(background::slice(lines.len())) {
+            chunks.push((hour, DeflateChunk::of_lines(piece.iter().copied())));
+            background::pause();
+        }
+    }
+    chunks
 }
 
 impl LocalEventLog {
@@ -241,5 +248,30 @@ mod tests {
         }
         assert_eq!(lines, 1000);
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn background_work_compresses_in_slices_that_join_to_the_same_text() {
+        // GIVEN 150 events in one hour and 10 in the next
+        let ts = 1_795_305_000_000i64;
+        let mut b = batch(0..150, ts);
+        b.events.extend(batch(150..160, ts + 3_600_000).events);
+        let text = |chunks: &[(Hour, DeflateChunk)], hour: Hour| {
+            let member = join_member(chunks.iter().filter(|(h, _)| *h == hour).map(|(_, c)| c));
+            gunzip_text(&member).text
+        };
+        // WHEN compressed for a request and as background work
+        let whole = compress_by_hour(&b);
+        let sliced = crate::background::run(async { compress_by_hour(&b) }).await;
+        // THEN the request's batch is one chunk per hour, the background's slices of 64
+        let sizes =
+            |c: &[(Hour, DeflateChunk)]| c.iter().map(|(_, c)| c.lines()).collect::<Vec<_>>();
+        assert_eq!(sizes(&whole), [150, 10]);
+        assert_eq!(sizes(&sliced), [64, 64, 22, 10]);
+        // AND both join into the same lines, per hour
+        for hour in [Hour::of(ts), Hour::of(ts + 3_600_000)] {
+            assert_eq!(text(&sliced, hour), text(&whole, hour));
+        }
+        assert_eq!(text(&sliced, Hour::of(ts)).lines().count(), 150);
     }
 }

@@ -15,7 +15,6 @@
 //! A failed flush is logged and its events go back to the queue (bounded by [`MAX_QUEUED`];
 //! beyond it the oldest are dropped, and the drop is logged with the count).
 
-use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -27,15 +26,16 @@ use serde_json::value::{to_raw_value, RawValue};
 
 use super::answer::{ModelRef, RecommendAnswer};
 
+use crate::background;
 use crate::collect::sink::EventSink;
 use crate::observe::names::{self, dim};
 
 /// Queue length that triggers a background flush before the timer.
 pub const FLUSH_AT: usize = 1_000;
+/// Events per sink call (one Kinesis `PutRecords` at most).
+const PUT_EVENTS: usize = 500;
 /// Events kept queued at most (when the sink keeps failing).
 pub const MAX_QUEUED: usize = 50_000;
-/// Events per sink call.
-const PUT_EVENTS: usize = 500;
 
 /// `app_id` of the recommend service in its served events' `client` (one home: online
 /// evaluation reads it).
@@ -176,11 +176,29 @@ pub struct FlushReport {
     pub dropped: usize,
 }
 
+/// Served events waiting to be written, per site in arrival order.
+#[derive(Debug, Default)]
+struct Queue {
+    /// One entry per site (a handful): no site key is copied per event.
+    sites: Vec<(String, Vec<EncodedEvent>)>,
+    len: usize,
+}
+
+impl Queue {
+    fn extend(&mut self, site: &str, events: impl ExactSizeIterator<Item = EncodedEvent>) {
+        self.len += events.len();
+        match self.sites.iter_mut().find(|(s, _)| s == site) {
+            Some((_, queued)) => queued.extend(events),
+            None => self.sites.push((site.to_string(), events.collect())),
+        }
+    }
+}
+
 /// The queue of served events in front of an event sink.
 #[derive(Debug)]
 pub struct ServedLog<S> {
     sink: Arc<S>,
-    queue: Mutex<Vec<(String, EncodedEvent)>>,
+    queue: Mutex<Queue>,
     wake: tokio::sync::Notify,
     /// One flush at a time (keeps batches whole and ordered).
     flushing: tokio::sync::Mutex<()>,
@@ -193,7 +211,7 @@ impl<S: EventSink + 'static> ServedLog<S> {
     pub fn new(sink: Arc<S>, mode: FlushMode) -> Arc<Self> {
         let log = Arc::new(Self {
             sink,
-            queue: Mutex::new(Vec::new()),
+            queue: Mutex::new(Queue::default()),
             wake: tokio::sync::Notify::new(),
             flushing: tokio::sync::Mutex::new(()),
             mode,
@@ -216,81 +234,102 @@ impl<S: EventSink + 'static> ServedLog<S> {
         self.mode
     }
 
-    /// Queues flat events of one site; never blocks on I/O.
-    pub fn push(&self, batch: Accepted) {
+    fn queue_events(&self, site: &str, events: impl ExactSizeIterator<Item = EncodedEvent>) {
         let len = {
             let mut q = self.queue.lock().expect("served queue lock");
-            let site = batch.site_key;
-            q.extend(batch.events.into_iter().map(|e| (site.clone(), e)));
-            q.len()
+            q.extend(site, events);
+            q.len
         };
         if len >= FLUSH_AT && matches!(self.mode, FlushMode::Background { .. }) {
             self.wake.notify_one();
         }
     }
 
+    /// Queues flat events of one site; never blocks on I/O.
+    pub fn push(&self, batch: Accepted) {
+        self.queue_events(&batch.site_key, batch.events.into_iter());
+    }
+
     /// Queues one answer as its `recommendation_served` event; never blocks on I/O.
     pub fn record(&self, answer: &ServedAnswer<'_>, now_ms: i64) {
-        self.push(Accepted {
-            site_key: answer.site_key.to_string(),
-            events: vec![answer.to_event(now_ms)],
-        });
+        self.queue_events(answer.site_key, std::iter::once(answer.to_event(now_ms)));
     }
 
     /// Events waiting to be written.
     pub fn pending(&self) -> usize {
-        self.queue.lock().expect("served queue lock").len()
+        self.queue.lock().expect("served queue lock").len
     }
 
-    /// Writes everything queued (per site, in batches); failures are logged and requeued.
+    /// Writes everything queued (per site in key order, in puts of [`PUT_EVENTS`]); failures
+    /// are logged and requeued. The writing runs as [`background`] work: the local event
+    /// log compresses, and the recent histories map, a slice of events at a time and give
+    /// the core back between slices, so a request thread waiting for this core is not held
+    /// for a whole flush.
     pub async fn flush(&self) -> FlushReport {
         let _one = self.flushing.lock().await;
-        let taken = std::mem::take(&mut *self.queue.lock().expect("served queue lock"));
+        let mut sites = std::mem::take(&mut *self.queue.lock().expect("served queue lock")).sites;
         let mut report = FlushReport::default();
-        if taken.is_empty() {
+        if sites.is_empty() {
             return report;
         }
-        let mut by_site: BTreeMap<String, Vec<EncodedEvent>> = BTreeMap::new();
-        for (site, e) in taken {
-            by_site.entry(site).or_default().push(e);
-        }
-        let mut failed: Vec<(String, EncodedEvent)> = Vec::new();
-        for (site, events) in by_site {
-            let mut rest = events;
-            while !rest.is_empty() {
-                let tail = rest.split_off(rest.len().min(PUT_EVENTS));
-                let batch = Accepted {
-                    site_key: site.clone(),
-                    events: std::mem::replace(&mut rest, tail),
-                };
-                match self.sink.put(&batch).await {
-                    Ok(()) => report.written += batch.events.len(),
-                    Err(e) => {
-                        tracing::warn!(site = %site, events = batch.events.len(), error = %e, "Served log not written; kept for the next flush.");
-                        failed.extend(batch.events.into_iter().map(|ev| (site.clone(), ev)));
+        sites.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let mut failed = Queue::default();
+        background::run(async {
+            for (site, mut events) in sites {
+                while !events.is_empty() {
+                    let rest = events.split_off(events.len().min(PUT_EVENTS));
+                    let batch = Accepted {
+                        site_key: site.clone(),
+                        events: std::mem::replace(&mut events, rest),
+                    };
+                    match self.sink.put(&batch).await {
+                        Ok(()) => report.written += batch.events.len(),
+                        Err(e) => {
+                            tracing::warn!(site = %site, events = batch.events.len(), error = %e, "Served log not written; kept for the next flush.");
+                            failed.extend(&site, batch.events.into_iter());
+                        }
                     }
                 }
             }
-        }
-        if !failed.is_empty() {
-            let mut q = self.queue.lock().expect("served queue lock");
-            report.requeued = failed.len();
-            // Oldest first: the failed ones go before what was queued meanwhile.
-            failed.append(&mut q);
-            if failed.len() > MAX_QUEUED {
-                report.dropped = failed.len() - MAX_QUEUED;
-                // Per site, so the alarm and the report's reader know whose answers are missing.
-                for (site, _) in failed.drain(..report.dropped) {
-                    metrics::counter!(names::SERVED_LOG_DROPPED, dim::SITE => site).increment(1);
-                }
-                tracing::error!(
-                    dropped = report.dropped,
-                    "Served log queue full; the oldest served events were dropped."
-                );
-            }
-            *q = failed;
+        })
+        .await;
+        if failed.len > 0 {
+            report.requeued = failed.len;
+            report.dropped = self.requeue(failed);
         }
         report
+    }
+
+    /// Puts failed events back before what was queued meanwhile (oldest first); beyond
+    /// [`MAX_QUEUED`] the oldest are dropped, counted per site. Returns the number dropped.
+    fn requeue(&self, mut failed: Queue) -> usize {
+        let mut q = self.queue.lock().expect("served queue lock");
+        for (site, events) in std::mem::take(&mut q.sites) {
+            failed.extend(&site, events.into_iter());
+        }
+        let mut dropped = failed.len.saturating_sub(MAX_QUEUED);
+        let total = dropped;
+        for (site, events) in &mut failed.sites {
+            if dropped == 0 {
+                break;
+            }
+            let n = dropped.min(events.len());
+            events.drain(..n);
+            dropped -= n;
+            // Per site, so the alarm and the report's reader know whose answers are missing.
+            metrics::counter!(names::SERVED_LOG_DROPPED, dim::SITE => site.clone())
+                .increment(n as u64);
+        }
+        failed.len -= total;
+        failed.sites.retain(|(_, e)| !e.is_empty());
+        if total > 0 {
+            tracing::error!(
+                dropped = total,
+                "Served log queue full; the oldest served events were dropped."
+            );
+        }
+        *q = failed;
+        total
     }
 }
 
@@ -318,19 +357,48 @@ mod tests {
     #[derive(Default)]
     struct Recorder {
         fail: AtomicBool,
+        /// Whether every put ran as background work.
+        in_background: Mutex<Vec<bool>>,
+        /// Fails only the put whose first event has this id.
+        fail_at: Mutex<Option<String>>,
         got: Mutex<Vec<(String, usize)>>,
+        /// Event ids written, in order.
+        ids: Mutex<Vec<String>>,
     }
 
     impl EventSink for Recorder {
         async fn put(&self, batch: &Accepted) -> Result<(), SinkError> {
-            if self.fail.load(Ordering::SeqCst) {
+            let first = batch.events.first().map(|e| e.event_id.as_str());
+            if self.fail.load(Ordering::SeqCst) || self.fail_at.lock().unwrap().as_deref() == first
+            {
                 return Err(SinkError::Fatal("down".into()));
             }
             self.got
                 .lock()
                 .unwrap()
                 .push((batch.site_key.clone(), batch.events.len()));
+            let mut ids = self.ids.lock().unwrap();
+            ids.extend(batch.events.iter().map(|e| e.event_id.clone()));
+            self.in_background
+                .lock()
+                .unwrap()
+                .push(crate::background::active());
             Ok(())
+        }
+    }
+
+    /// `n` bare events of `site` with ids `{prefix}{i}`.
+    fn bare(site: &str, prefix: &str, n: usize) -> Accepted {
+        Accepted {
+            site_key: site.into(),
+            events: (0..n)
+                .map(|i| EncodedEvent {
+                    mapped: None,
+                    event_id: format!("{prefix}{i}"),
+                    event_timestamp: 0,
+                    line: "{}".into(),
+                })
+                .collect(),
         }
     }
 
@@ -548,5 +616,63 @@ mod tests {
         }
         // THEN it was written without an explicit flush
         assert_eq!(*sink.got.lock().unwrap(), vec![("a".to_string(), 2)]);
+    }
+
+    #[tokio::test]
+    async fn a_flush_puts_in_order_as_background_work_and_requeues_only_the_failed_put() {
+        // GIVEN queued events of two sites and a sink that fails the put starting at b500
+        let sink = Arc::new(Recorder::default());
+        *sink.fail_at.lock().unwrap() = Some("b500".into());
+        let log = ServedLog::new(sink.clone(), FlushMode::Deferred);
+        log.push(bare("b", "b", 1_001));
+        log.push(bare("a", "a", 2));
+        log.push(bare("b", "b", 0));
+        // WHEN flushed
+        let r = log.flush().await;
+        // THEN sites are written in key order, in puts of 500, each site's events in order
+        assert_eq!(
+            *sink.got.lock().unwrap(),
+            vec![("a".into(), 2), ("b".into(), 500), ("b".into(), 1)]
+        );
+        let ids = sink.ids.lock().unwrap().clone();
+        assert_eq!(ids[..3], ["a0", "a1", "b0"]);
+        assert_eq!(ids[501..], ["b499", "b1000"]);
+        // AND every put ran as background work (sliced, pausing), unlike a request's
+        assert_eq!(*sink.in_background.lock().unwrap(), [true; 3]);
+        assert!(!crate::background::active());
+        // AND only the failed put's events are kept, ahead of what is queued meanwhile
+        assert_eq!((r.written, r.requeued, r.dropped), (503, 500, 0));
+        log.push(bare("b", "late", 1));
+        sink.fail_at.lock().unwrap().take();
+        assert_eq!(log.flush().await.written, 501);
+        let ids = sink.ids.lock().unwrap();
+        assert_eq!(ids[503], "b500");
+        assert_eq!(ids[1_002..], ["b999", "late0"]);
+        assert_eq!(log.pending(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_drops_the_oldest_events_and_says_how_many() {
+        // GIVEN a failing sink and more than MAX_QUEUED events over two flushes
+        let sink = Arc::new(Recorder::default());
+        sink.fail.store(true, Ordering::SeqCst);
+        let log = ServedLog::new(sink.clone(), FlushMode::Deferred);
+        log.push(bare("a", "old", 30_000));
+        assert_eq!(log.flush().await.dropped, 0);
+        log.push(bare("a", "new", MAX_QUEUED - 30_000 + 5));
+        // WHEN flushed again and still failing
+        let r = log.flush().await;
+        // THEN the 5 oldest are dropped, the rest kept
+        assert_eq!((r.requeued, r.dropped), (MAX_QUEUED + 5, 5));
+        assert_eq!(log.pending(), MAX_QUEUED);
+        // AND once the sink is back, the oldest written first is the sixth
+        sink.fail.store(false, Ordering::SeqCst);
+        assert_eq!(log.flush().await.written, MAX_QUEUED);
+        let ids = sink.ids.lock().unwrap();
+        assert_eq!(ids[0], "old5");
+        assert_eq!(
+            ids[ids.len() - 1],
+            format!("new{}", MAX_QUEUED - 30_000 + 4)
+        );
     }
 }
