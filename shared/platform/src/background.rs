@@ -38,6 +38,14 @@ pub fn pause() {
     }
 }
 
+/// Call with each item's index in a loop over a batch: [`pause`]s before every [`SLICE`]th
+/// item after the first slice.
+pub fn pause_at(index: usize) {
+    if index > 0 && index.is_multiple_of(SLICE) {
+        pause();
+    }
+}
+
 /// How many items of a batch to process before the next [`pause`]: [`SLICE`] in background
 /// work, else all of them (at least 1, for `chunks`).
 pub fn slice(len: usize) -> usize {

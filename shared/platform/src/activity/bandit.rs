@@ -109,7 +109,10 @@ fn site_events(
     lines: &[&str],
 ) -> BTreeMap<String, SiteEvents> {
     let mut out: BTreeMap<String, SiteEvents> = BTreeMap::new();
-    for line in lines {
+    for (n, line) in lines.iter().enumerate() {
+        // The served log's flush (background work) parses every line here: it gives the
+        // core back every slice of lines.
+        crate::background::pause_at(n);
         // Most lines are plays and heartbeats: skip them before parsing.
         if !line.contains("\"recommendation_") {
             continue;

@@ -43,9 +43,7 @@ fn site_interactions<'a>(
     for (n, line) in lines.into_iter().enumerate() {
         // The served log's flush maps its events here as background work: it gives the
         // core back every slice of lines.
-        if n > 0 && n % background::SLICE == 0 {
-            background::pause();
-        }
+        background::pause_at(n);
         // One parse per line (every collect runs this for every event): the line's site
         // picks the weights as it is mapped.
         let cache = &mut weights;

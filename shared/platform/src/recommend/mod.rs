@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{Method, StatusCode};
+use nectar_model::mapping::EventWeights;
 use nectar_model::rank;
 use rand::Rng;
 
@@ -169,6 +170,8 @@ pub struct RecommendService<M, S> {
     /// When `model_age_seconds` was last emitted per (site, task).
     age_emitted: Mutex<HashMap<(String, String), Instant>>,
     bandit: bandit::BanditCache,
+    /// Each site's event weights, for mapping its served events once, when built.
+    weights: HashMap<String, EventWeights>,
 }
 
 impl<M: ModelStore, S: EventSink + 'static> RecommendService<M, S> {
@@ -181,7 +184,13 @@ impl<M: ModelStore, S: EventSink + 'static> RecommendService<M, S> {
         keys: AdminKeys,
         options: RecommendOptions,
     ) -> Self {
+        let weights = config
+            .sites
+            .iter()
+            .map(|(key, site)| (key.clone(), site.weights()))
+            .collect();
         Self {
+            weights,
             config,
             models,
             served: ServedLog::new(sink, options.served_flush),
@@ -562,7 +571,8 @@ impl<M: ModelStore, S: EventSink + 'static> RecommendService<M, S> {
             context_item: q.context_item.as_deref(),
             body,
         };
-        self.served.record(&answer, now_ms);
+        self.served
+            .record(&answer, now_ms, self.weights.get(&q.site));
     }
 
     /// A user's state in `version` of `task` (version 0: history only), within the request

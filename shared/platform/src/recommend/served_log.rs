@@ -21,6 +21,7 @@ use std::time::Duration;
 use std::borrow::Cow;
 
 use nectar_model::event::{event_id, Accepted, EncodedEvent, FlatEvent};
+use nectar_model::mapping::{map_event_fields, EventFields, EventWeights, Skip};
 use serde::Serialize;
 use serde_json::value::{to_raw_value, RawValue};
 
@@ -97,6 +98,18 @@ impl ServedAnswer<'_> {
     /// endpoint, variant, model, item ids, fallback flag, context item and, for anonymous
     /// requests, the subject).
     pub fn to_event(&self, now_ms: i64) -> EncodedEvent {
+        self.build(now_ms, None)
+    }
+
+    /// [`Self::to_event`] with the interaction the site's `weights` make of it already
+    /// worked out (`mapped`), from the fields at hand, so that nothing downstream (the
+    /// recent histories of `nectar dev`) parses the line again: exactly what mapping the line
+    /// gives (test `a_served_event_maps_as_its_line_maps`), which is never an interaction.
+    pub fn to_mapped_event(&self, now_ms: i64, weights: Option<&EventWeights>) -> EncodedEvent {
+        self.build(now_ms, Some(weights))
+    }
+
+    fn build(&self, now_ms: i64, weights: Option<Option<&EventWeights>>) -> EncodedEvent {
         let b = self.body;
         let client_id = self.client_id.or(self.user_id).unwrap_or(SERVED_APP_ID);
         let anonymous = self.user_id.is_none() && self.client_id.is_none();
@@ -143,8 +156,25 @@ impl ServedAnswer<'_> {
             // event type from clients (`reserved_event_type`).
             nectar_served: true,
         };
+        let mapped = weights.map(|w| {
+            // Unknown site: no weights, no interaction (as mapping the line decides).
+            let w = w.ok_or(Skip::NotAnInteraction)?;
+            map_event_fields(
+                &EventFields {
+                    event_id: &event.event_id,
+                    event_type: SERVED_TYPE,
+                    id: rec_id,
+                    event_timestamp: now_ms,
+                    user_id: self.user_id,
+                    client: Some(client.get()),
+                    context: Some(context.get()),
+                    props: None,
+                },
+                w,
+            )
+        });
         EncodedEvent {
-            mapped: None,
+            mapped,
             line: serde_json::to_string(&event).expect("a flat event serialises"),
             event_id: event.event_id.into_owned(),
             event_timestamp: now_ms,
@@ -250,9 +280,11 @@ impl<S: EventSink + 'static> ServedLog<S> {
         self.queue_events(&batch.site_key, batch.events.into_iter());
     }
 
-    /// Queues one answer as its `recommendation_served` event; never blocks on I/O.
-    pub fn record(&self, answer: &ServedAnswer<'_>, now_ms: i64) {
-        self.queue_events(answer.site_key, std::iter::once(answer.to_event(now_ms)));
+    /// Queues one answer as its `recommendation_served` event, mapped with the site's
+    /// `weights` ([`ServedAnswer::to_mapped_event`]); never blocks on I/O.
+    pub fn record(&self, answer: &ServedAnswer<'_>, now_ms: i64, weights: Option<&EventWeights>) {
+        let event = answer.to_mapped_event(now_ms, weights);
+        self.queue_events(answer.site_key, std::iter::once(event));
     }
 
     /// Events waiting to be written.
@@ -552,6 +584,61 @@ mod tests {
             v[nectar_model::online::attribution::SERVED_MARKER_FIELD],
             true
         );
+    }
+
+    #[test]
+    fn a_served_event_maps_as_its_line_maps() {
+        const T: i64 = 1_795_305_000_000;
+        let body = RecommendAnswer::of_ids("r-1", "for-you", "b", ("als", 7), &["m1"], false);
+        let answer = |user_id, client_id| ServedAnswer {
+            site_key: "demo",
+            user_id,
+            client_id,
+            subject: "s",
+            context_item: Some("m0"),
+            body: &body,
+        };
+        let weighing = |rule| {
+            let mut w = EventWeights::default();
+            w.set(SERVED_TYPE, rule);
+            w
+        };
+        let (fixed, by_value) = (
+            weighing(nectar_model::mapping::WeightRule::Fixed(2.0)),
+            weighing(nectar_model::mapping::WeightRule::PropsValue),
+        );
+        let mut skips = std::collections::BTreeSet::new();
+        // GIVEN the default weights, weights on served answers (fixed, by value), none
+        for weights in [
+            Some(&EventWeights::default()),
+            Some(&fixed),
+            Some(&by_value),
+            None,
+        ] {
+            for a in [
+                answer(Some("u"), None),
+                answer(None, Some("c")),
+                answer(None, None),
+            ] {
+                // WHEN the event is built with its mapping worked out
+                let ev = a.to_mapped_event(T, weights);
+                // THEN the mapping is what mapping its line gives, and the line is unchanged
+                let want = match weights {
+                    Some(w) => nectar_model::mapping::map_event_line(&ev.line, w),
+                    None => Err(Skip::NotAnInteraction),
+                };
+                assert_eq!(ev.mapped.as_ref(), Some(&want), "{a:?}");
+                assert_eq!(ev.line, a.to_event(T).line);
+                skips.insert(format!("{want:?}"));
+            }
+        }
+        // AND a served answer is never an interaction (its id names the recommendation),
+        // whatever the weights say, though not always for the same reason
+        assert_eq!(
+            skips.into_iter().collect::<Vec<_>>(),
+            ["Err(NoValue)", "Err(NotAnInteraction)"]
+        );
+        assert!(answer(Some("u"), None).to_event(T).mapped.is_none());
     }
 
     #[tokio::test]
