@@ -77,6 +77,10 @@ bench-serve-peer: ## nectar dev against a Flask + gunicorn + numpy server of the
 	cargo build --release -p nectar-cli
 	bash scripts/bench/serve-vs-flask.sh target/release/nectar 10 3
 
+bench-serve-ab: ## The served log's share of the 4-connection tail: nectar dev with and without it, alternating rounds (release build)
+	cargo build --release -p nectar-cli
+	bash scripts/bench/serve-ab.sh 10 "served-log|target/release/nectar||" "no-log|target/release/nectar|--no-served-log|"
+
 bench-cold-start: ## Cold start of the recommend Lambda binary (release if built) via a Runtime API emulator
 	bash scripts/bench/cold-start.sh
 
@@ -94,4 +98,4 @@ bench-als: ## ALS fit time and nDCG@10 beside implicit's, ml-100k and a 1M Movie
 	cargo build --release -p nectar-cli
 	bash scripts/bench/als-vs-implicit.sh target/release/nectar 2 3
 
-.PHONY: help dev fmt lint services services-stop test pr-check invoke-collect invoke-recommend invoke-archive invoke-train smoke bench check-report-html bench-serve bench-serve-peer bench-serve-features bench-cold-start bench-served-log lab lab-screenshot bench-als
+.PHONY: help dev fmt lint services services-stop test pr-check invoke-collect invoke-recommend invoke-archive invoke-train smoke bench check-report-html bench-serve bench-serve-peer bench-serve-ab bench-serve-features bench-cold-start bench-served-log lab lab-screenshot bench-als
