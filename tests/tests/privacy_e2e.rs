@@ -76,37 +76,24 @@ async fn redis_mentions(url: &str, site: &str, needle: &str) -> Vec<String> {
             .query_async(&mut conn)
             .await
             .unwrap();
-        let values: Vec<Vec<u8>> = match kind.as_str() {
-            "string" => vec![redis::cmd("GET")
-                .arg(&key)
-                .query_async(&mut conn)
-                .await
-                .unwrap()],
-            "hash" => redis::cmd("HGETALL")
-                .arg(&key)
-                .query_async(&mut conn)
-                .await
-                .unwrap(),
-            "list" => redis::cmd("LRANGE")
-                .arg(&key)
-                .arg(0)
-                .arg(-1)
-                .query_async(&mut conn)
-                .await
-                .unwrap(),
-            "set" => redis::cmd("SMEMBERS")
-                .arg(&key)
-                .query_async(&mut conn)
-                .await
-                .unwrap(),
-            "zset" => redis::cmd("ZRANGE")
-                .arg(&key)
-                .arg(0)
-                .arg(-1)
-                .query_async(&mut conn)
-                .await
-                .unwrap(),
+        // Every value the key holds, whatever its type (a string is one value).
+        let (read, whole_range) = match kind.as_str() {
+            "string" => ("GET", false),
+            "hash" => ("HGETALL", false),
+            "list" => ("LRANGE", true),
+            "set" => ("SMEMBERS", false),
+            "zset" => ("ZRANGE", true),
             other => panic!("{key}: unexpected Redis type {other}"),
+        };
+        let mut cmd = redis::cmd(read);
+        cmd.arg(&key);
+        if whole_range {
+            cmd.arg(0).arg(-1);
+        }
+        let values: Vec<Vec<u8>> = if kind == "string" {
+            vec![cmd.query_async(&mut conn).await.unwrap()]
+        } else {
+            cmd.query_async(&mut conn).await.unwrap()
         };
         let n = needle.as_bytes();
         if key.contains(needle) || values.iter().any(|v| v.windows(n.len()).any(|w| w == n)) {

@@ -35,6 +35,29 @@ use serde_json::json;
 mod clicks;
 mod diversity;
 
+/// The recommend service's answer to `GET uri` at `t`, parsed; an error naming the URI and
+/// the body unless it succeeded.
+async fn get_answer<M, S>(
+    svc: &RecommendService<M, S>,
+    uri: &str,
+    t: i64,
+) -> anyhow::Result<serde_json::Value>
+where
+    M: nectar_platform::model_store::ModelStore,
+    S: nectar_platform::collect::sink::EventSink + 'static,
+{
+    let resp = svc
+        .handle(&http::Request::get(uri).body(Bytes::new())?, t)
+        .await;
+    anyhow::ensure!(
+        resp.status().is_success(),
+        "{uri} answered {}: {}",
+        resp.status(),
+        String::from_utf8_lossy(resp.body())
+    );
+    Ok(serde_json::from_slice(resp.body())?)
+}
+
 /// Flags of `nectar demo`.
 #[derive(Debug, clap::Args)]
 pub struct DemoArgs {

@@ -153,16 +153,7 @@ where
         for (u, t) in visits {
             tally.visits += 1;
             let uri = format!("/v1/recommend/{ENDPOINT}?s={SITE}&user_id=user-{u}&n={LIST_LEN}");
-            let resp = svc
-                .handle(&http::Request::get(&uri).body(Bytes::new())?, t)
-                .await;
-            anyhow::ensure!(
-                resp.status().is_success(),
-                "{uri} answered {}: {}",
-                resp.status(),
-                String::from_utf8_lossy(resp.body())
-            );
-            let answer: serde_json::Value = serde_json::from_slice(resp.body())?;
+            let answer = super::get_answer(svc, &uri, t).await?;
             let events = visit_events(rng, tastes[u], &answer, t, &mut tally);
             if !events.is_empty() {
                 let sent = events

@@ -6,7 +6,6 @@
 //! it for ten programmes; the online report then gives the intra-list diversity (distinct
 //! categories per list item) of both, each with its number of lists and 95 % interval.
 
-use bytes::Bytes;
 use nectar_model::online::Report;
 use nectar_platform::collect::sink::EventSink;
 use nectar_platform::config::{DiversityConfig, NectarConfig};
@@ -50,15 +49,7 @@ where
 {
     for u in 0..users {
         let uri = format!("/v1/recommend/{ENDPOINT}?s={SITE}&user_id=user-{u}&n=10");
-        let resp = svc
-            .handle(&http::Request::get(&uri).body(Bytes::new())?, t)
-            .await;
-        anyhow::ensure!(
-            resp.status().is_success(),
-            "{uri} answered {}: {}",
-            resp.status(),
-            String::from_utf8_lossy(resp.body())
-        );
+        super::get_answer(svc, &uri, t).await?;
     }
     svc.served_log().flush().await;
     Ok(())

@@ -166,6 +166,21 @@ pub struct TrainDeps<'a, O, M, R, T, E> {
     pub trainer: &'a T,
 }
 
+#[cfg(any(test, feature = "testkit"))]
+impl<'a, O, M, R, T, E> TrainDeps<'a, O, M, R, T, E> {
+    /// The same stores and erasures with other algorithms (contract tests train a store
+    /// with several trainers in turn).
+    pub fn with_trainer<U>(&self, trainer: &'a U) -> TrainDeps<'a, O, M, R, U, E> {
+        TrainDeps {
+            events: self.events,
+            erasures: self.erasures,
+            models: self.models,
+            registry: self.registry,
+            trainer,
+        }
+    }
+}
+
 /// Why a run failed (the current model stays in place).
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
@@ -576,14 +591,22 @@ pub mod contract {
         };
         let now = T0 + 5 * DAY_MS;
         // WHEN the task first runs THEN the popularity model is published, refit on all data
-        let deps = TrainDeps {
+        let stores = TrainDeps {
             events,
             erasures: &NoErasures,
             models,
             registry,
             trainer: &ModelTrainer,
         };
-        let run = run_task(&cfg, &req, deps, &LogObserver, now).await.unwrap();
+        let run = run_task(
+            &cfg,
+            &req,
+            stores.with_trainer(&ModelTrainer),
+            &LogObserver,
+            now,
+        )
+        .await
+        .unwrap();
         assert_eq!(run.status, RunStatus::Published, "{:?}", run.reason);
         assert!(run.refit_on_full_window);
         assert_eq!(run.counts.interactions as usize, written);
@@ -617,16 +640,15 @@ pub mod contract {
         // WHEN ten more days of events arrive and a worse candidate is trained THEN the gate
         // compares both on the held-out events v1 has not seen, refuses, and v1 stays current
         let more = write_events_before(events, &site, T0 + 10 * DAY_MS, 20).await;
-        let deps = TrainDeps {
-            events,
-            erasures: &NoErasures,
-            models,
-            registry,
-            trainer: &BackwardsTrainer,
-        };
-        let run = run_task(&cfg, &req, deps, &LogObserver, now + 1)
-            .await
-            .unwrap();
+        let run = run_task(
+            &cfg,
+            &req,
+            stores.with_trainer(&BackwardsTrainer),
+            &LogObserver,
+            now + 1,
+        )
+        .await
+        .unwrap();
         assert_eq!(run.counts.interactions as usize, written + more);
         assert!(
             run.gate.as_deref().unwrap().starts_with("compared with"),
@@ -645,16 +667,15 @@ pub mod contract {
         );
 
         // WHEN the fit fails THEN the run is recorded as failed with its cause, v1 stays
-        let deps = TrainDeps {
-            events,
-            erasures: &NoErasures,
-            models,
-            registry,
-            trainer: &FailingTrainer,
-        };
-        let err = run_task(&cfg, &req, deps, &LogObserver, now + 2)
-            .await
-            .unwrap_err();
+        let err = run_task(
+            &cfg,
+            &req,
+            stores.with_trainer(&FailingTrainer),
+            &LogObserver,
+            now + 2,
+        )
+        .await
+        .unwrap_err();
         assert_eq!(err.code(), "TrainerError");
         assert_eq!(
             models.current_version(&site, "pop").await.unwrap(),
@@ -662,16 +683,15 @@ pub mod contract {
         );
 
         // WHEN a model as good as v1 is trained THEN it passes the gate and is published
-        let deps = TrainDeps {
-            events,
-            erasures: &NoErasures,
-            models,
-            registry,
-            trainer: &ModelTrainer,
-        };
-        let run = run_task(&cfg, &req, deps, &LogObserver, now + 3)
-            .await
-            .unwrap();
+        let run = run_task(
+            &cfg,
+            &req,
+            stores.with_trainer(&ModelTrainer),
+            &LogObserver,
+            now + 3,
+        )
+        .await
+        .unwrap();
         assert_eq!(run.status, RunStatus::Published, "{:?}", run.reason);
         assert!(run.version > v1);
         let v2 = run.version;
@@ -682,16 +702,15 @@ pub mod contract {
 
         // WHEN nothing new arrived THEN the current version has seen the whole holdout: the
         // gate is skipped (and says so) rather than favour it
-        let deps = TrainDeps {
-            events,
-            erasures: &NoErasures,
-            models,
-            registry,
-            trainer: &ModelTrainer,
-        };
-        let run = run_task(&cfg, &req, deps, &LogObserver, now + 4)
-            .await
-            .unwrap();
+        let run = run_task(
+            &cfg,
+            &req,
+            stores.with_trainer(&ModelTrainer),
+            &LogObserver,
+            now + 4,
+        )
+        .await
+        .unwrap();
         assert!(
             run.gate.as_deref().unwrap().starts_with("skipped"),
             "{:?}",
@@ -906,9 +925,8 @@ mod tests {
         std::fs::remove_dir_all(dir).unwrap();
     }
 
-    #[tokio::test]
-    async fn the_flow_runs_in_turn_on_a_runtime_without_worker_threads() {
-        // GIVEN a current-thread runtime (no block_in_place): evaluation and refit in turn
+    /// The train flow contract on the local stores of a fresh data dir.
+    async fn local_train_flow() {
         let dir = std::env::temp_dir().join(format!("nectar-train-{}", rand::random::<u64>()));
         contract::train_flow_contract(
             &crate::object_store::LocalStore::new(&dir),
@@ -919,15 +937,14 @@ mod tests {
         std::fs::remove_dir_all(dir).unwrap();
     }
 
+    #[tokio::test]
+    async fn the_flow_runs_in_turn_on_a_runtime_without_worker_threads() {
+        // GIVEN a current-thread runtime (no block_in_place): evaluation and refit in turn
+        local_train_flow().await;
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn local_train_flow_publishes_refuses_and_fails_safely() {
-        let dir = std::env::temp_dir().join(format!("nectar-train-{}", rand::random::<u64>()));
-        contract::train_flow_contract(
-            &crate::object_store::LocalStore::new(&dir),
-            &crate::model_store::LocalModelStore::new(&dir),
-            &crate::registry::LocalRegistry::new(&dir),
-        )
-        .await;
-        std::fs::remove_dir_all(dir).unwrap();
+        local_train_flow().await;
     }
 }
