@@ -41,8 +41,8 @@ fn site_interactions<'a>(
     let mut weights: BTreeMap<String, EventWeights> = BTreeMap::new();
     let mut out = Vec::new();
     for (n, line) in lines.into_iter().enumerate() {
-        // The served log's flush maps its events here as background work: it gives the
-        // core back every slice of lines.
+        // In background work (the served log's flush, for events not mapped when built)
+        // the core is given back every slice of lines.
         background::pause_at(n);
         // One parse per line (every collect runs this for every event): the line's site
         // picks the weights as it is mapped.

@@ -294,9 +294,9 @@ impl<S: EventSink + 'static> ServedLog<S> {
 
     /// Writes everything queued (per site in key order, in puts of [`PUT_EVENTS`]); failures
     /// are logged and requeued. The writing runs as [`background`] work: the local event
-    /// log compresses, and the recent histories map, a slice of events at a time and give
-    /// the core back between slices, so a request thread waiting for this core is not held
-    /// for a whole flush.
+    /// log compresses a slice of events at a time and gives the core back between slices
+    /// (as do the histories' and bandits' line scans, for events that need one), so a
+    /// request thread waiting for this core is not held for a whole flush.
     pub async fn flush(&self) -> FlushReport {
         let _one = self.flushing.lock().await;
         let mut sites = std::mem::take(&mut *self.queue.lock().expect("served queue lock")).sites;
