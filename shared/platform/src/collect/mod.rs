@@ -39,11 +39,7 @@ impl<S: EventSink> CollectService<S> {
     /// A service over a config and a sink.
     pub fn new(config: Arc<NectarConfig>, sink: S) -> Self {
         let limits = config.collect_limits();
-        let weights = config
-            .sites
-            .iter()
-            .map(|(key, site)| (key.clone(), site.weights()))
-            .collect();
+        let weights = config.site_weights();
         Self {
             config,
             limits,

@@ -252,6 +252,15 @@ impl NectarConfig {
         self.sites.get(key)
     }
 
+    /// Every site's event weights, resolved once (services keep this rather than resolve a
+    /// site's weights per event).
+    pub fn site_weights(&self) -> std::collections::HashMap<String, EventWeights> {
+        self.sites
+            .iter()
+            .map(|(key, site)| (key.clone(), site.weights()))
+            .collect()
+    }
+
     /// Collect limits with this config's settings applied.
     pub fn collect_limits(&self) -> CollectLimits {
         CollectLimits {

@@ -184,11 +184,7 @@ impl<M: ModelStore, S: EventSink + 'static> RecommendService<M, S> {
         keys: AdminKeys,
         options: RecommendOptions,
     ) -> Self {
-        let weights = config
-            .sites
-            .iter()
-            .map(|(key, site)| (key.clone(), site.weights()))
-            .collect();
+        let weights = config.site_weights();
         Self {
             weights,
             config,
